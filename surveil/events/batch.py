@@ -1,0 +1,158 @@
+"""The columnar event batch and the string registry it refers to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterable
+
+import numpy as np
+
+from surveil.events.schema import F_HAS_ORDER_ID, F_ORDER_ID_INT, ORDER_ID_MAX_BYTES
+
+
+class Interner:
+    """Maps strings to dense int ids (and back). ``None`` maps to -1."""
+
+    __slots__ = ("ids", "names")
+
+    def __init__(self) -> None:
+        self.ids: dict[object, int] = {None: -1}
+        self.names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def intern(self, s: str) -> int:
+        i = self.ids.get(s)
+        if i is None:
+            i = len(self.names)
+            self.ids[s] = i
+            self.names.append(s)
+        return i
+
+    def intern_list(self, values: list) -> np.ndarray:
+        """Ids of ``values`` (str or None). Raises TypeError for a non-string value."""
+        d = self.ids
+        try:
+            out = [d[v] for v in values]
+        except (KeyError, TypeError):
+            out = []
+            for v in values:
+                i = d.get(v) if (v is None or type(v) is str) else None
+                if i is None:
+                    if type(v) is not str:
+                        raise TypeError(v) from None
+                    i = self.intern(v)
+                out.append(i)
+        return np.array(out, dtype=np.int32)
+
+    def lookup_table(self, strings: list[str]) -> np.ndarray:
+        """Ids of a frame's string table (for binary frames)."""
+        return self.intern_list(strings)
+
+
+class Registry:
+    """All interned strings of one run: accounts, symbols, owners, brokers."""
+
+    def __init__(self) -> None:
+        self.accounts = Interner()
+        self.symbols = Interner()
+        self.owners = Interner()
+        self.brokers = Interner()
+
+
+@dataclass(slots=True)
+class Batch:
+    """A columnar batch of events in arrival order.
+
+    Integer columns refer to a :class:`Registry` (-1 = absent). ``order_id`` is
+    either an object array of the original JSON values (str/int/None) or a
+    fixed-width bytes array (binary input); use :meth:`order_id_at`.
+    ``src`` holds each event's location in its input (line or record number).
+    """
+
+    ts: np.ndarray  # int64 ns
+    venue: np.ndarray  # uint8
+    etype: np.ndarray  # uint8
+    side: np.ndarray  # uint8
+    flags: np.ndarray  # uint8
+    price: np.ndarray  # int64, 1/10000 yuan
+    qty: np.ndarray  # int64
+    seq: np.ndarray  # int64
+    account: np.ndarray  # int32
+    symbol: np.ndarray  # int32
+    owner: np.ndarray  # int32
+    broker: np.ndarray  # int32
+    order_id: np.ndarray  # object or S24
+    src: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def empty(cls) -> "Batch":
+        return cls(
+            ts=np.empty(0, np.int64), venue=np.empty(0, np.uint8), etype=np.empty(0, np.uint8),
+            side=np.empty(0, np.uint8), flags=np.empty(0, np.uint8), price=np.empty(0, np.int64),
+            qty=np.empty(0, np.int64), seq=np.empty(0, np.int64), account=np.empty(0, np.int32),
+            symbol=np.empty(0, np.int32), owner=np.empty(0, np.int32), broker=np.empty(0, np.int32),
+            order_id=np.empty(0, object), src=np.empty(0, np.int64),
+        )
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def take(self, idx) -> "Batch":
+        """Rows selected by a boolean mask, an index array or a slice."""
+        return Batch(**{k: v[idx] for k, v in self.columns().items()})
+
+    @staticmethod
+    def concat(batches: Iterable["Batch"]) -> "Batch":
+        bs = [b for b in batches if len(b)]
+        if not bs:
+            return Batch.empty()
+        if len(bs) == 1:
+            return bs[0]
+        cols = {}
+        for name in bs[0].columns():
+            arrs = [getattr(b, name) for b in bs]
+            if name == "order_id" and len({a.dtype for a in arrs}) > 1:
+                arrs = [a if a.dtype == object else _bytes_ids_to_object(a, b.flags) for a, b in zip(arrs, bs)]
+            cols[name] = np.concatenate(arrs)
+        return Batch(**cols)
+
+    def order_id_at(self, i: int) -> str | int | None:
+        f = int(self.flags[i])
+        v = self.order_id[i]
+        if self.order_id.dtype == object:
+            return v
+        if not f & F_HAS_ORDER_ID:
+            return None
+        s = bytes(v).decode("utf-8")
+        return int(s) if f & F_ORDER_ID_INT else s
+
+    def order_ids_bytes(self) -> np.ndarray:
+        """The order ids as a fixed-width bytes array (for the binary format)."""
+        if self.order_id.dtype != object:
+            return self.order_id
+        out = []
+        for v in self.order_id:
+            if v is None:
+                out.append(b"")
+            else:
+                b = str(v).encode("utf-8")
+                if len(b) > ORDER_ID_MAX_BYTES:
+                    raise ValueError(f"order_id={v!r}: longer than {ORDER_ID_MAX_BYTES} bytes")
+                out.append(b)
+        return np.array(out, dtype=f"S{ORDER_ID_MAX_BYTES}")
+
+
+def _bytes_ids_to_object(arr: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    out = np.empty(len(arr), dtype=object)
+    for i, (v, f) in enumerate(zip(arr, flags)):
+        if not f & F_HAS_ORDER_ID:
+            out[i] = None
+        else:
+            s = bytes(v).decode("utf-8")
+            out[i] = int(s) if f & F_ORDER_ID_INT else s
+    return out

@@ -1,0 +1,157 @@
+"""Reading and writing event files: JSON Lines (``.jsonl``, ``.jsonl.gz``) and binary frames (``.svb``)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import mmap
+import os
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from surveil.events import binary, jsonl
+from surveil.events.batch import Batch, Registry
+from surveil.events.errors import EventFormatError, Reject
+
+DEFAULT_BATCH = 65_536
+_READ_BLOCK = 8 << 20
+
+
+class InputError(Exception):
+    """An input file is missing, unreadable or of an unknown format."""
+
+
+def detect_format(path: Path) -> str:
+    """``"binary"`` or ``"jsonl"``, from the content (gzip is looked through)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head[:2] == b"\x1f\x8b":
+                f.seek(0)
+                with gzip.open(f) as g:
+                    head = g.read(4)
+    except FileNotFoundError:
+        raise InputError(f"input file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"input is a directory, not a file: {path}") from None
+    except PermissionError:
+        raise InputError(f"input file is not readable (permission denied): {path}") from None
+    except (OSError, EOFError) as e:
+        raise InputError(f"input file is not readable: {path}: {e}") from None
+    return "binary" if head == binary.MAGIC else "jsonl"
+
+
+def check_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Resolve and check every input before a run starts, so that a typo fails fast."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        detect_format(path)
+        out.append(path)
+    return out
+
+
+def _open_raw(path: Path) -> BinaryIO:
+    f = open(path, "rb")
+    if f.read(2) == b"\x1f\x8b":
+        f.seek(0)
+        return gzip.open(f)  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+def read_events(path: str | os.PathLike, reg: Registry, rejects: list[Reject],
+                batch_size: int = DEFAULT_BATCH) -> Iterator[Batch]:
+    """Batches of valid events from one file, in file order; bad lines or records go to ``rejects``."""
+    path = Path(path)
+    fmt = detect_format(path)
+    source = str(path)
+    if fmt == "binary":
+        yield from _read_binary(path, reg, source, rejects)
+    else:
+        yield from _read_jsonl(path, reg, source, rejects, batch_size)
+
+
+def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) -> Iterator[Batch]:
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":
+            f.seek(0)
+            with gzip.open(f) as g:
+                buf: bytes | mmap.mmap = g.read()
+        else:
+            if os.fstat(f.fileno()).st_size == 0:
+                return
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    yield from binary.decode_frames(buf, reg, source, rejects)
+
+
+def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
+                batch_size: int) -> Iterator[Batch]:
+    lineno = 1
+    pending: list[bytes] = []
+    carry = b""
+    with _open_raw(path) as f:
+        while True:
+            block = f.read(_READ_BLOCK)
+            if not block:
+                break
+            lines = (carry + block).split(b"\n")
+            carry = lines.pop()
+            pending.extend(lines)
+            while len(pending) >= batch_size:
+                chunk, pending = pending[:batch_size], pending[batch_size:]
+                yield jsonl.decode_lines(chunk, lineno, reg, source, rejects)
+                lineno += len(chunk)
+    if carry:
+        pending.append(carry)
+    while pending:
+        chunk, pending = pending[:batch_size], pending[batch_size:]
+        yield jsonl.decode_lines(chunk, lineno, reg, source, rejects)
+        lineno += len(chunk)
+
+
+def output_format(path: str | os.PathLike) -> str:
+    name = str(path).lower()
+    if name.endswith(".svb") or name.endswith(".svb.gz"):
+        return "binary"
+    if name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json") or name == "-":
+        return "jsonl"
+    raise InputError(f"cannot tell the output format of {path}: use .jsonl, .jsonl.gz or .svb")
+
+
+class EventWriter:
+    """Writes batches to a file in the format its name says (``.jsonl[.gz]`` or ``.svb[.gz]``)."""
+
+    def __init__(self, path: str | os.PathLike, reg: Registry, frame_size: int = DEFAULT_BATCH):
+        self.path = Path(path)
+        self.reg = reg
+        self.format = output_format(path)
+        self.frame_size = frame_size
+        self.count = 0
+        raw = open(self.path, "wb")
+        self._f: BinaryIO = gzip.open(raw, "wb", compresslevel=3) if str(path).endswith(".gz") else raw  # type: ignore
+        self._raw = raw
+
+    def write(self, batch: Batch) -> None:
+        for start in range(0, len(batch), self.frame_size):
+            part = batch.take(slice(start, start + self.frame_size))
+            if self.format == "binary":
+                self._f.write(binary.encode_frame(part, self.reg))
+            else:
+                self._f.write(jsonl.encode_lines(part, self.reg))
+            self.count += len(part)
+
+    def close(self) -> None:
+        self._f.close()
+        if self._f is not self._raw:
+            self._raw.close()
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["read_events", "EventWriter", "InputError", "EventFormatError", "check_inputs",
+           "detect_format", "output_format", "io"]

@@ -1,0 +1,379 @@
+"""JSON Lines (and JSON-array frame) decoding and encoding.
+
+Decoding runs a fast columnar path that assumes well-formed events; when any
+value in a chunk is of an unexpected type it falls back to a per-row
+validator that rejects exactly the bad rows, then runs the fast path on the rest.
+Semantic checks (ranges, required fields per type) are vectorised.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+
+from surveil.events.batch import Batch, Registry
+from surveil.events.errors import Reject, RowError
+from surveil.events.schema import (
+    CANCEL,
+    F_AGGRESSOR,
+    F_HAS_AGGRESSOR,
+    F_HAS_ORDER_ID,
+    F_HAS_PRICE,
+    F_HAS_QTY,
+    F_HAS_SEQ,
+    F_ORDER_ID_INT,
+    INDEX,
+    ORDER,
+    PRICE_MAX,
+    PRICE_SCALE,
+    QTY_MAX,
+    SIDE_CODE,
+    SIDES,
+    TRADE,
+    TS_MAX,
+    TS_MIN,
+    TYPE_CODE,
+    TYPES,
+    VENUE_CODE,
+    VENUES,
+)
+
+FIELDS = ("ts", "venue", "type", "account", "broker", "owner", "symbol", "side", "price", "qty",
+          "order_id", "seq", "aggressor")
+_AGGR = {None: 0, True: F_HAS_AGGRESSOR | F_AGGRESSOR, False: F_HAS_AGGRESSOR}
+_OID_TYPES = {str, int, type(None)}
+_ISO_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$"
+)
+
+
+class _Slow(Exception):
+    pass
+
+
+def parse_ts(value: Any) -> int:
+    """Nanoseconds since the epoch from an int or an ISO-8601 string with an offset."""
+    if type(value) is int:
+        ts = value
+    elif isinstance(value, str):
+        m = _ISO_RE.match(value.strip())
+        if not m:
+            raise RowError("ts", value, "is not a timestamp (integer nanoseconds or ISO-8601 with an offset)")
+        date, hh, mm, ss, frac, off = m.groups()
+        try:
+            d = _dt.date.fromisoformat(date)
+            base = _dt.datetime(d.year, d.month, d.day, int(hh), int(mm), int(ss), tzinfo=_dt.timezone.utc)
+        except ValueError as e:
+            raise RowError("ts", value, f"is not a valid date/time ({e})") from None
+        if off == "Z":
+            off_s = 0
+        else:
+            sign = -1 if off[0] == "-" else 1
+            o = off[1:].replace(":", "")
+            off_s = sign * (int(o[:2]) * 3600 + int(o[2:]) * 60)
+        secs = int(base.timestamp()) - off_s
+        ts = secs * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+    else:
+        raise RowError("ts", value, "is not a timestamp (integer nanoseconds or ISO-8601 with an offset)")
+    if not TS_MIN <= ts < TS_MAX:
+        raise RowError("ts", value, "is out of range (1990-12-19 .. 2100-01-01)")
+    return ts
+
+
+def _check_row(o: Any) -> None:
+    """Strict per-row type validation (slow path). Normalises ISO ``ts`` in place."""
+    if type(o) is not dict:
+        raise RowError("event", o, "is not a JSON object")
+    for f in ("ts", "venue", "type"):
+        if f not in o:
+            raise RowError(f, None, "missing field")
+    o["ts"] = parse_ts(o["ts"])
+    v = o["venue"]
+    if type(v) is not str or v not in VENUE_CODE:
+        raise RowError("venue", v, f"unknown venue (expected one of {', '.join(VENUES)})")
+    t = o["type"]
+    if type(t) is not str or t not in TYPE_CODE:
+        raise RowError("type", t, f"unknown type (expected one of {', '.join(TYPES)})")
+    for f in ("account", "broker", "owner", "symbol"):
+        x = o.get(f)
+        if x is not None and type(x) is not str:
+            raise RowError(f, x, "must be a string")
+        if x is not None and (x == "" or "\x00" in x):
+            raise RowError(f, x, "must be a non-empty string without NUL characters")
+    s = o.get("side")
+    if s is not None and (type(s) is not str or s not in SIDE_CODE):
+        raise RowError("side", s, 'must be "B" or "S"')
+    p = o.get("price")
+    if p is not None and (type(p) not in (int, float) or not math.isfinite(p)):
+        raise RowError("price", p, "is not a number")
+    q = o.get("qty")
+    if q is not None and type(q) is not int:
+        raise RowError("qty", q, "must be an integer number of shares")
+    if q is not None and not -QTY_MAX < q < QTY_MAX:
+        raise RowError("qty", q, "is out of range")
+    sq = o.get("seq")
+    if sq is not None and (type(sq) is not int or not -(2**63) <= sq < 2**63):
+        raise RowError("seq", sq, "must be a 64-bit integer")
+    a = o.get("aggressor")
+    if a is not None and type(a) is not bool:
+        raise RowError("aggressor", a, "must be true or false")
+    oid = o.get("order_id")
+    if oid is not None and type(oid) not in (str, int):
+        raise RowError("order_id", oid, "must be a string or an integer")
+    if type(oid) is int and not 0 <= oid < 2**63:
+        raise RowError("order_id", oid, "integer order ids must be non-negative 64-bit")
+
+
+def _int_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.array(vals)
+    if arr.dtype == np.int64:
+        return arr, np.ones(len(vals), dtype=bool)
+    if arr.dtype == object:
+        has = np.fromiter((v is not None for v in vals), dtype=bool, count=len(vals))
+        if not all(type(v) is int for v, h in zip(vals, has) if h):
+            raise _Slow
+        try:
+            return np.array([v if v is not None else 0 for v in vals], dtype=np.int64), has
+        except OverflowError:
+            raise _Slow from None
+    if len(vals) == 0:
+        return np.empty(0, np.int64), np.empty(0, bool)
+    raise _Slow
+
+
+def _float_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.array(vals)
+    if arr.dtype.kind in "fi":
+        arr = arr.astype(np.float64)
+        return arr, np.ones(len(vals), dtype=bool)
+    if arr.dtype == object:
+        if not all(type(v) in (int, float) for v in vals if v is not None):
+            raise _Slow
+        arr = np.array(vals, dtype=np.float64)
+        return arr, ~np.isnan(arr)
+    if len(vals) == 0:
+        return np.empty(0, np.float64), np.empty(0, bool)
+    raise _Slow
+
+
+# semantic check codes -> (field, reason)
+_CHECKS = {
+    1: ("ts", "is out of range (1990-12-19 .. 2100-01-01)"),
+    2: ("account", "missing field (required for order, cancel and trade events)"),
+    3: ("symbol", "missing field (required for index events)"),
+    4: ("side", "missing field (required for order and trade events)"),
+    5: ("price", "missing field (required for trade and index events)"),
+    6: ("price", "must be positive for trade and index events"),
+    7: ("price", "is negative"),
+    8: ("price", "is out of range"),
+    9: ("price", "has more than 4 decimal places (money is kept in 1/10000 yuan)"),
+    10: ("qty", "missing field (required for order and trade events)"),
+    11: ("qty", "negative qty"),
+    12: ("qty", "must be positive for trade events"),
+    13: ("price", "is not finite"),
+}
+
+
+def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Fast path: columns and a per-row semantic check code (0 = ok). Raises _Slow on type anomalies."""
+    n = len(objs)
+    try:
+        ts_l = [o["ts"] for o in objs]
+        venue = np.array([VENUE_CODE[o["venue"]] for o in objs], dtype=np.uint8)
+        etype = np.array([TYPE_CODE[o["type"]] for o in objs], dtype=np.uint8)
+        side = np.array([SIDE_CODE[o.get("side")] for o in objs], dtype=np.uint8)
+        aggr = np.array([_AGGR[o.get("aggressor")] for o in objs], dtype=np.uint8)
+        account = reg.accounts.intern_list([o.get("account") for o in objs])
+        symbol = reg.symbols.intern_list([o.get("symbol") for o in objs])
+        owner = reg.owners.intern_list([o.get("owner") for o in objs])
+        broker = reg.brokers.intern_list([o.get("broker") for o in objs])
+    except (KeyError, TypeError):
+        raise _Slow from None
+    ts = np.array(ts_l)
+    if ts.dtype != np.int64 and n:
+        raise _Slow
+    if n == 0:
+        ts = ts.astype(np.int64)
+    price_f, has_price = _float_col([o.get("price") for o in objs])
+    qty, has_qty = _int_col([o.get("qty") for o in objs])
+    seq, has_seq = _int_col([o.get("seq") for o in objs])
+    oid_l = [o.get("order_id") for o in objs]
+    if not set(map(type, oid_l)) <= _OID_TYPES:
+        raise _Slow
+    order_id = np.empty(n, dtype=object)
+    order_id[:] = oid_l
+    oid_int = np.fromiter((type(v) is int for v in oid_l), dtype=bool, count=n)
+    oid_has = np.fromiter((v is not None for v in oid_l), dtype=bool, count=n)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(price_f) | ~has_price
+        scaled = np.where(has_price & finite, price_f, 0.0) * PRICE_SCALE
+        units = np.rint(scaled)
+        tol = np.maximum(1e-3, np.abs(units) * 1e-15)
+        bad_dec = np.abs(scaled - units) > tol
+    price = units.astype(np.int64)
+
+    flags = (aggr | np.where(has_seq, 4, 0) | np.where(oid_int, 8, 0) | np.where(has_price, 16, 0)
+             | np.where(has_qty, 32, 0) | np.where(oid_has, 64, 0)).astype(np.uint8)
+
+    is_idx = etype == INDEX
+    is_trade = etype == TRADE
+    needs_side_qty = (etype == ORDER) | is_trade
+    code = np.zeros(n, dtype=np.uint8)
+    # later assignments take precedence, so apply checks in reverse order of importance
+    checks = [
+        (has_qty & is_trade & (qty == 0), 12),
+        (has_qty & (qty < 0), 11),
+        (needs_side_qty & ~has_qty, 10),
+        (has_price & bad_dec, 9),
+        (has_price & (np.abs(price_f) > PRICE_MAX), 8),
+        (has_price & (price_f < 0), 7),
+        (has_price & (is_idx | is_trade) & (price_f == 0), 6),
+        ((is_idx | is_trade) & ~has_price, 5),
+        (has_price & ~finite, 13),
+        (needs_side_qty & (side == 0), 4),
+        (is_idx & (symbol < 0), 3),
+        (~is_idx & (account < 0), 2),
+        ((ts < TS_MIN) | (ts >= TS_MAX), 1),
+    ]
+    for mask, c in checks:
+        if mask.any():
+            code[mask] = c
+    cols = dict(ts=ts, venue=venue, etype=etype, side=side, flags=flags, price=price, qty=qty,
+                seq=seq, account=account, symbol=symbol, owner=owner, broker=broker, order_id=order_id)
+    return cols, code
+
+
+def decode_objects(objs: list, locs: list[int], raws: list[bytes], reg: Registry, source: str,
+                   rejects: list[Reject]) -> Batch:
+    """Columnar batch from decoded JSON values; bad rows are appended to ``rejects``."""
+    try:
+        if any(type(o) is not dict for o in objs):
+            raise _Slow
+        cols, code = _columns(objs, reg)
+    except _Slow:
+        keep_objs, keep_locs, keep_raws = [], [], []
+        for o, loc, raw in zip(objs, locs, raws):
+            try:
+                _check_row(o)
+            except RowError as e:
+                rejects.append(_reject(source, loc, e.field, e.value, e.reason, raw))
+                continue
+            keep_objs.append(o)
+            keep_locs.append(loc)
+            keep_raws.append(raw)
+        objs, locs, raws = keep_objs, keep_locs, keep_raws
+        cols, code = _columns(objs, reg)
+    src = np.array(locs, dtype=np.int64)
+    if code.any():
+        bad = np.flatnonzero(code)
+        for i in bad:
+            f, reason = _CHECKS[int(code[i])]
+            rejects.append(_reject(source, int(locs[i]), f, objs[i].get(f), reason, raws[i]))
+        keep = code == 0
+        cols = {k: v[keep] for k, v in cols.items()}
+        src = src[keep]
+    return Batch(src=src, **cols)
+
+
+def _reject(source: str, loc: int, field: str, value: Any, reason: str, raw: bytes | str) -> Reject:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return Reject(source=source, location=loc, field=field, value=value, reason=reason, raw=raw)
+
+
+def decode_lines(lines: list[bytes], first_lineno: int, reg: Registry, source: str,
+                 rejects: list[Reject]) -> Batch:
+    """Decode JSON Lines (one event per line). Blank lines are skipped."""
+    locs: list[int] = []
+    raws: list[bytes] = []
+    for i, line in enumerate(lines):
+        if line.strip():
+            locs.append(first_lineno + i)
+            raws.append(line)
+    try:
+        objs = orjson.loads(b"[" + b",".join(raws) + b"]")
+        if len(objs) != len(raws):
+            raise orjson.JSONDecodeError("count", "", 0)
+    except orjson.JSONDecodeError:
+        objs, k_locs, k_raws = [], [], []
+        for loc, raw in zip(locs, raws):
+            try:
+                o = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                rejects.append(_reject(source, loc, "line", raw.decode("utf-8", "replace")[:200],
+                                       f"bad JSON: {e}", raw))
+                continue
+            objs.append(o)
+            k_locs.append(loc)
+            k_raws.append(raw)
+        locs, raws = k_locs, k_raws
+    return decode_objects(objs, locs, raws, reg, source, rejects)
+
+
+def decode_json_frame(payload: bytes, reg: Registry, source: str, rejects: list[Reject]) -> Batch:
+    """A Kafka record: a JSON array of events, or one JSON event."""
+    try:
+        v = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        rejects.append(_reject(source, 0, "record", payload[:200].decode("utf-8", "replace"),
+                               f"bad JSON: {e}", payload))
+        return Batch.empty()
+    objs = v if isinstance(v, list) else [v]
+    raws = [orjson.dumps(o) for o in objs] if isinstance(v, list) else [payload]
+    return decode_objects(objs, list(range(len(objs))), raws, reg, source, rejects)
+
+
+def event_dicts(batch: Batch, reg: Registry) -> Iterator[dict[str, Any]]:
+    """Events of a batch as JSON-ready dicts in contract field order, absent fields omitted."""
+    acc, sym, own, brk = reg.accounts.names, reg.symbols.names, reg.owners.names, reg.brokers.names
+    ts = batch.ts.tolist()
+    venue = batch.venue.tolist()
+    etype = batch.etype.tolist()
+    side = batch.side.tolist()
+    flags = batch.flags.tolist()
+    price = batch.price.tolist()
+    qty = batch.qty.tolist()
+    seq = batch.seq.tolist()
+    account = batch.account.tolist()
+    symbol = batch.symbol.tolist()
+    owner = batch.owner.tolist()
+    broker = batch.broker.tolist()
+    for i in range(len(ts)):
+        f = flags[i]
+        d: dict[str, Any] = {"ts": ts[i], "venue": VENUES[venue[i]], "type": TYPES[etype[i]]}
+        if account[i] >= 0:
+            d["account"] = acc[account[i]]
+        if broker[i] >= 0:
+            d["broker"] = brk[broker[i]]
+        if owner[i] >= 0:
+            d["owner"] = own[owner[i]]
+        if symbol[i] >= 0:
+            d["symbol"] = sym[symbol[i]]
+        if side[i]:
+            d["side"] = SIDES[side[i]]
+        if f & F_HAS_PRICE:
+            d["price"] = price[i] / PRICE_SCALE
+        if f & F_HAS_QTY:
+            d["qty"] = qty[i]
+        if f & F_HAS_ORDER_ID:
+            d["order_id"] = batch.order_id_at(i)
+        if f & F_HAS_SEQ:
+            d["seq"] = seq[i]
+        if f & F_HAS_AGGRESSOR:
+            d["aggressor"] = bool(f & F_AGGRESSOR)
+        yield d
+
+
+def encode_lines(batch: Batch, reg: Registry) -> bytes:
+    dumps = orjson.dumps
+    return b"".join(dumps(d) + b"\n" for d in event_dicts(batch, reg))
+
+
+__all__ = ["decode_lines", "decode_objects", "decode_json_frame", "encode_lines", "event_dicts",
+           "parse_ts", "FIELDS", "CANCEL"]
