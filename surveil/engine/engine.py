@@ -1,0 +1,249 @@
+"""The engine: runs every rule over event-time-ordered segments of one trading day.
+
+Ordering. Rules see events sorted by timestamp; events with equal timestamps are
+simultaneous and are never split across two segments. An input event is *late*
+when its timestamp is earlier than an event seen before it (in input order) by more
+than the reorder tolerance (default 0): a late event is rejected with that reason
+(kept, counted), never silently dropped. Events within the tolerance are reordered.
+Because lateness depends only on input order, never on how the input is cut into
+batches, the same input in other batch sizes or files gives byte-identical alerts.
+
+Trading days are calendar days in Asia/Shanghai; at a day change every rule
+finalises the day's alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surveil.engine.alerts import alert_record
+from surveil.engine.refdata import RefData
+from surveil.events.batch import Batch, Registry
+from surveil.events.errors import Reject
+from surveil.events.schema import VENUES, ns_to_iso, trading_day_index, day_start_ns
+from surveil.rules import RULES
+from surveil.rules.base import AlertDraft, Context, Param, Segment, grow
+from surveil.rules.config import ConfigError, load_toml, resolve
+from surveil.rules.market import MarketContext
+
+ENGINE_PARAMS = (
+    Param("reorder_tolerance_ms", 0, int, False, "chosen",
+          "events up to this much earlier than one already seen are reordered; earlier ones are rejected as late",
+          lambda v: None if v >= 0 else "must be >= 0"),
+)
+
+
+def sections(extra: dict[str, tuple[Param, ...]] | None = None) -> dict[str, tuple[Param, ...]]:
+    s = {cls.meta.id: cls.meta.params for cls in RULES}
+    s["engine"] = ENGINE_PARAMS
+    s.update(extra or {})
+    return s
+
+
+def load_config(path: str | Path | None = None, extra: dict[str, tuple[Param, ...]] | None = None,
+                overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Resolved parameters of every section: defaults, then the rules file, then ``overrides``."""
+    secs = sections(extra)
+    data = load_toml(path) if path else {}
+    cfg = resolve(secs, data, str(path) if path else "defaults")
+    if overrides:
+        cfg2 = resolve(secs, overrides, "overrides")
+        for sec, vals in overrides.items():
+            for k in vals:
+                cfg[sec][k] = cfg2[sec][k]
+    return cfg
+
+
+@dataclass
+class EngineConfig:
+    params: dict[str, dict[str, Any]] = field(default_factory=lambda: load_config())
+
+
+class _Ctx(Context):
+    def __init__(self, eng: "Engine"):
+        self.e = eng
+
+    def key_info(self, key: int) -> dict[str, Any]:
+        e = self.e
+        venue, acc = key & 3, e.reg.accounts.names[key >> 2]
+        ref = e.ref.get(venue, acc)
+        owner = self.owner_name(int(self.owners_of_keys(np.array([key]))[0]))
+        b = int(e.key_broker[key]) if key < len(e.key_broker) else -1
+        broker = e.reg.brokers.names[b] if b >= 0 else (ref.broker if ref else None)
+        return {"venue": VENUES[venue], "account": acc, "owner": owner, "broker": broker,
+                "reported": ref.reported if ref else None}
+
+    def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        e = self.e
+        if e._ref_version != e.ref.version:
+            e.key_owner_ref[:] = -2
+            e._ref_version = e.ref.version
+        top = int(keys.max()) + 1 if len(keys) else 0
+        e.key_owner_ref = grow(e.key_owner_ref, top, -2)
+        e.key_owner_evt = grow(e.key_owner_evt, top, -1)
+        ref = e.key_owner_ref[keys]
+        if (ref == -2).any():
+            for k in np.unique(keys[ref == -2]).tolist():
+                venue, acc = k & 3, e.reg.accounts.names[k >> 2]
+                r = e.ref.get(venue, acc)
+                name = r.owner if r and r.owner else f"{VENUES[venue]}:{acc}"
+                e.key_owner_ref[k] = e.reg.owners.intern(name)
+            ref = e.key_owner_ref[keys]
+        evt = e.key_owner_evt[keys]
+        return np.where(evt >= 0, evt, ref)
+
+    def owner_name(self, owner: int) -> str:
+        return self.e.reg.owners.names[owner]
+
+    def symbol_id(self, code: str) -> int:
+        return self.e.reg.symbols.ids.get(code, -1)
+
+
+class Engine:
+    """Feeds batches through the rules; collects alert records and rejects."""
+
+    def __init__(self, params: dict[str, dict[str, Any]] | None = None, refdata: RefData | None = None,
+                 registry: Registry | None = None):
+        self.params = params or load_config()
+        self.reg = registry or Registry()
+        self.ref = refdata or RefData()
+        self.tol = int(self.params["engine"]["reorder_tolerance_ms"]) * 1_000_000
+        self.ctx = _Ctx(self)
+        self.market = MarketContext()
+        self.rules = [cls(self.params[cls.meta.id], self.ctx) for cls in RULES]
+        for r in self.rules:
+            if hasattr(r, "market"):
+                r.market = self.market
+        self.held: Batch | None = None
+        self.max_seen: int | None = None
+        self.day: int | None = None
+        self.records: list[dict[str, Any]] = []  # every alert state in emission order (raised and final)
+        self.finals: dict[str, dict[str, Any]] = {}
+        self.rejects: list[Reject] = []
+        self.events_in = 0
+        self.events_processed = 0
+        self.key_owner_evt = np.full(0, -1, np.int32)
+        self.key_owner_ref = np.full(0, -2, np.int32)
+        self.key_broker = np.full(0, -1, np.int32)
+        self._ref_version = self.ref.version
+
+    # -- input ------------------------------------------------------------------------------------
+    def process(self, batch: Batch, source: str = "") -> None:
+        n = len(batch)
+        if not n:
+            return
+        self.events_in += n
+        ts = batch.ts
+        prev = self.max_seen if self.max_seen is not None else int(ts[0])
+        in_order = bool(ts[0] >= prev) and (n < 2 or bool((ts[1:] >= ts[:-1]).all()))
+        if not in_order:
+            before = np.maximum.accumulate(np.r_[np.int64(prev), ts[:-1]])
+            late = ts < before - self.tol
+            if late.any():
+                for i in np.flatnonzero(late).tolist():
+                    self.rejects.append(Reject(
+                        source=source, location=int(batch.src[i]), field="ts", value=int(ts[i]),
+                        reason=(f"late event: {ns_to_iso(int(ts[i]))} is earlier than an event already seen "
+                                f"({ns_to_iso(int(before[i]))}) by more than the reorder tolerance "
+                                f"({self.tol // 1_000_000} ms)"),
+                        extra={"kind": "jsonl" if batch.order_id.dtype == object else "binary"}))
+                batch = batch.take(~late)
+                ts = batch.ts
+                if not len(ts):
+                    return
+        self.max_seen = max(prev, int(ts.max()))
+        bound = self.max_seen - self.tol  # release every event strictly earlier than this
+        held = self.held
+        if held is not None and len(held):
+            if in_order and held.ts[-1] < ts[0] and held.ts[-1] < bound:
+                self._run(held)
+                combined = batch
+            else:
+                combined = Batch.concat([held, batch])
+                if not in_order or held.ts[-1] > ts[0]:
+                    combined = combined.take(np.argsort(combined.ts, kind="stable"))
+        else:
+            combined = batch if in_order else batch.take(np.argsort(batch.ts, kind="stable"))
+        cut = int(np.searchsorted(combined.ts, bound, "left"))
+        if cut:
+            self._run(combined.take(slice(0, cut)) if cut < len(combined) else combined)
+        self.held = combined.take(slice(cut, None)) if cut < len(combined) else None
+
+    def close(self) -> None:
+        """End of input: release everything held back and finalise the open trading day."""
+        if self.held is not None and len(self.held):
+            self._run(self.held)
+        self.held = None
+        if self.day is not None:
+            self._end_day()
+
+    # -- processing -------------------------------------------------------------------------------
+    def _run(self, b: Batch) -> None:
+        n = len(b)
+        self.events_processed += n
+        key = b.account.astype(np.int64) * 4 + b.venue
+        top = int(key.max()) + 1
+        has_owner = b.owner >= 0
+        if has_owner.any():
+            self.key_owner_evt = grow(self.key_owner_evt, top, -1)
+            self.key_owner_evt[key[has_owner]] = b.owner[has_owner]
+        has_broker = b.broker >= 0
+        if has_broker.any():
+            self.key_broker = grow(self.key_broker, top, -1)
+            self.key_broker[key[has_broker]] = b.broker[has_broker]
+        days = trading_day_index(b.ts)
+        d0, d1 = int(days[0]), int(days[-1])
+        cuts = [0, n] if d0 == d1 else [0, *np.searchsorted(days, np.arange(d0 + 1, d1 + 1), "left").tolist(), n]
+        for a, z in zip(cuts[:-1], cuts[1:]):
+            if a == z:
+                continue
+            day = int(days[a])
+            if self.day is not None and day != self.day:
+                self._end_day()
+            self.day = day
+            part = b if (a, z) == (0, n) else b.take(slice(a, z))
+            seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
+                          price=part.price, qty=part.qty, key=key[a:z], symbol=part.symbol, day=day,
+                          order_id_of=lambda rows, part=part: [part.order_id_at(int(i)) for i in rows])
+            self.market.update(seg)
+            drafts: list[AlertDraft] = []
+            for r in self.rules:
+                drafts.extend(r.process(seg))
+            wm = int(seg.ts[-1])
+            for r in self.rules:
+                drafts.extend(r.flush(wm))
+            self._emit(drafts)
+
+    def _end_day(self) -> None:
+        drafts: list[AlertDraft] = []
+        for r in self.rules:
+            drafts.extend(r.end_day(self.day))
+        self._emit(drafts)
+
+    def _emit(self, drafts: list[AlertDraft]) -> None:
+        for d in drafts:
+            rec = alert_record(d, self.subject(d.subject))
+            self.records.append(rec)
+            if d.status == "final":
+                self.finals[rec["alert_id"]] = rec
+
+    def subject(self, subj: tuple) -> dict[str, str]:
+        kind, ident = subj
+        if kind == "account":
+            return {"venue": VENUES[ident & 3], "account": self.reg.accounts.names[ident >> 2]}
+        return {"owner": self.reg.owners.names[ident]}
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Alert states emitted since the last drain (raised and final), in emission order."""
+        out, self.records = self.records, []
+        return out
+
+    def final_alerts(self) -> list[dict[str, Any]]:
+        return list(self.finals.values())
+
+
+__all__ = ["Engine", "EngineConfig", "load_config", "ConfigError", "day_start_ns"]

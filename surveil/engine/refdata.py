@@ -1,0 +1,94 @@
+"""Reference data: ``venue,account,owner,broker[,reported]`` (CSV with a header line)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from surveil.events.errors import Reject
+from surveil.events.schema import VENUE_CODE
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+
+
+class RefDataError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    owner: str | None
+    broker: str | None
+    reported: bool | None
+
+
+class RefData:
+    def __init__(self) -> None:
+        self.accounts: dict[tuple[int, str], AccountRef] = {}
+        self.version = 0  # bumped on every change, so caches can be invalidated
+
+    def set(self, venue: str, account: str, owner: str | None, broker: str | None,
+            reported: bool | None = None) -> None:
+        if venue not in VENUE_CODE:
+            raise RefDataError(f"venue={venue!r}: unknown venue")
+        self.accounts[(VENUE_CODE[venue], account)] = AccountRef(owner or None, broker or None, reported)
+        self.version += 1
+
+    def get(self, venue: int, account: str) -> AccountRef | None:
+        return self.accounts.get((venue, account))
+
+    @classmethod
+    def load_csv(cls, path: str | Path, rejects: list[Reject] | None = None) -> "RefData":
+        """Read the accounts CSV. A bad row is a reject (kept with its line number), not a stop."""
+        path = Path(path)
+        ref = cls()
+        try:
+            f = open(path, newline="", encoding="utf-8")
+        except FileNotFoundError:
+            raise RefDataError(f"accounts file not found: {path}") from None
+        except OSError as e:
+            raise RefDataError(f"accounts file is not readable: {path}: {e}") from None
+        with f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise RefDataError(f"accounts file {path} is empty (expected a header venue,account,owner,broker)")
+            cols = [h.strip().lower() for h in header]
+            missing = [c for c in ("venue", "account", "owner", "broker") if c not in cols]
+            if missing:
+                raise RefDataError(f"accounts file {path}: header {header!r} lacks column(s) {', '.join(missing)}")
+            ix = {c: cols.index(c) for c in cols}
+            for lineno, row in enumerate(reader, start=2):
+                if not row or not any(x.strip() for x in row):
+                    continue
+
+                def bad(field, value, reason, row=row, lineno=lineno):
+                    if rejects is not None:
+                        rejects.append(Reject(source=str(path), location=lineno, field=field, value=value,
+                                              reason=reason, raw=",".join(row)))
+
+                if len(row) < len(cols):
+                    bad("row", len(row), f"has {len(row)} columns, header has {len(cols)}")
+                    continue
+                venue = row[ix["venue"]].strip()
+                account = row[ix["account"]].strip()
+                if venue not in VENUE_CODE:
+                    bad("venue", venue, "unknown venue (expected one of SSE, SZSE, BSE)")
+                    continue
+                if not account:
+                    bad("account", account, "missing field")
+                    continue
+                reported = None
+                if "reported" in ix:
+                    r = row[ix["reported"]].strip().lower()
+                    if r in _TRUE:
+                        reported = True
+                    elif r in _FALSE:
+                        reported = False if r else None
+                    else:
+                        bad("reported", row[ix["reported"]], "must be true or false")
+                        continue
+                ref.set(venue, account, row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None, reported)
+        return ref

@@ -1,0 +1,100 @@
+"""daily_orders_20k — 20,000 or more orders + cancels by one account in one trading day.
+
+Regulatory text: the exchanges' high-frequency definition (CSRC rules in force
+2024-10-08; SSE/SZSE/BSE implementation rules in force 2025-07-07): one account's
+order and cancel messages reaching 20,000 or more in one trading day
+(单日最高申报笔数达到20000笔以上; ">=" ). Trades and index levels do not count. The
+trading day is the calendar day in Asia/Shanghai; counts reset each day.
+
+Subject: (venue, account). Lifecycle: one alert per account per day, raised at the
+20,000th message; its final value (at the end of the day) is the day's count.
+
+Known false positives: market makers; reported high-frequency accounts (a
+classification with a reporting duty, not misconduct).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from surveil.events.schema import CANCEL, ORDER, day_start_ns, ns_to_iso
+from surveil.rules.base import AlertDraft, Param, Rule, RuleMeta, Segment, grow, positive
+
+META = RuleMeta(
+    id="daily_orders_20k",
+    version=1,
+    title="20,000 or more orders+cancels in one trading day",
+    description=__doc__.split("\n\n")[0],
+    references=(
+        "SSE/SZSE notices on programmatic trading reporting, 2023-09-01 (item 2)",
+        "CSRC Provisions on the Administration of Programmatic Trading, in force 2024-10-08",
+        "SSE/SZSE/BSE programmatic trading implementation rules, in force 2025-07-07",
+    ),
+    params=(
+        Param("threshold", 20_000, int, True, "exchange rules: 单日最高申报笔数达到20000笔以上 (>=)",
+              "orders+cancels of one account in one trading day", positive),
+    ),
+    false_positives=("market makers", "reported high-frequency accounts (reporting duty, not misconduct)"),
+)
+
+
+class DailyOrders20k(Rule):
+    meta = META
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.thr = int(params["threshold"])
+        self.orders = np.zeros(0, np.int64)
+        self.cancels = np.zeros(0, np.int64)
+        self.raised: dict[int, dict] = {}
+
+    def process(self, seg: Segment) -> list[AlertDraft]:
+        is_o = seg.etype == ORDER
+        m = is_o | (seg.etype == CANCEL)
+        if not m.any():
+            return []
+        k = seg.key[m]
+        uk, inv = np.unique(k, return_inverse=True)
+        n_all = np.bincount(inv, minlength=len(uk))
+        n_o = np.bincount(inv, weights=is_o[m], minlength=len(uk)).astype(np.int64)
+        self.orders = grow(self.orders, int(uk[-1]) + 1)
+        self.cancels = grow(self.cancels, len(self.orders))
+        before = self.orders[uk] + self.cancels[uk]
+        self.orders[uk] += n_o
+        self.cancels[uk] += n_all - n_o
+        crossed = np.flatnonzero((before < self.thr) & (before + n_all >= self.thr))
+        out = []
+        if len(crossed):
+            rows = np.flatnonzero(m)
+            for j in crossed.tolist():
+                key = int(uk[j])
+                need = self.thr - int(before[j])
+                row = rows[np.flatnonzero(k == key)[need - 1]]
+                st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
+                self.raised[key] = st
+                out.append(self._draft(st, seg.day, "raised", self.thr))
+        return out
+
+    def end_day(self, day: int) -> list[AlertDraft]:
+        out = []
+        for key in sorted(self.raised):
+            st = self.raised[key]
+            st["orders"] = int(self.orders[key])
+            st["cancels"] = int(self.cancels[key])
+            out.append(self._draft(st, day, "final", st["orders"] + st["cancels"]))
+        self.raised = {}
+        self.orders[:] = 0
+        self.cancels[:] = 0
+        return out
+
+    def _draft(self, st: dict, day: int, status: str, value: int) -> AlertDraft:
+        info = self.ctx.key_info(st["key"])
+        ev = {"threshold_reached_at": st["at"], "threshold_reached_at_iso": ns_to_iso(st["at"]),
+              "threshold_message_order_id": st["order_id"],
+              "broker": info.get("broker"), "owner": info.get("owner"), "reported": info.get("reported"),
+              "sample_order_ids": [st["order_id"]] if st["order_id"] is not None else []}
+        if status == "final":
+            ev.update({"orders": st["orders"], "cancels": st["cancels"], "day_count": value})
+        return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st["key"]), trading_day=day,
+                          window_start=day_start_ns(day), window_end=day_start_ns(day + 1), value=value, threshold=self.thr,
+                          severity="medium", status=status, evidence=ev)

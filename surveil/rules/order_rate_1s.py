@@ -1,0 +1,228 @@
+"""order_rate_1s — peak order rate: 300 or more orders + cancels by one account in one second.
+
+Regulatory text: SSE/SZSE/BSE programmatic-trading implementation rules (in force
+2025-07-07) and CSRC rules (in force 2024-10-08): high-frequency trading is one
+account whose order and cancel messages (申报、撤单) reach 300 or more in one second
+(最高申报速率达到每秒300笔以上). "达到…以上" means greater than or equal. Executions
+(trades) and index levels do not count. "Per second" is read as a calendar second
+of exchange time (``mode = "calendar"``); ``mode = "sliding"`` checks every 1 s window
+(t-1s, t] instead.
+
+Subject: (venue, account) — an account number belongs to one exchange, so the same
+account string on two venues is counted apart.
+
+Lifecycle: one alert per (account, trading day). It is raised by the event that first
+makes a second reach the threshold; its final state (at the end of the trading day)
+gives the peak count per second, when it happened, how many seconds reached the
+threshold, and the per-second counts of those seconds.
+
+Known false positives: market makers and reported high-frequency accounts — the rule
+implements a classification with a reporting duty, not a finding of misconduct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
+from surveil.rules.base import AlertDraft, Param, Rule, RuleMeta, Segment, positive
+
+MAX_LISTED_SECONDS = 1000
+SAMPLES = 5
+
+META = RuleMeta(
+    id="order_rate_1s",
+    version=1,
+    title="Peak order rate of 300 or more orders+cancels per second",
+    description=__doc__.split("\n\n")[0],
+    references=(
+        "SSE/SZSE notices on programmatic trading reporting, 2023-09-01 (item 2)",
+        "CSRC Provisions on the Administration of Programmatic Trading, in force 2024-10-08",
+        "SSE/SZSE/BSE programmatic trading implementation rules, in force 2025-07-07",
+    ),
+    params=(
+        Param("threshold", 300, int, True, "exchange rules: 每秒300笔以上 (>=)",
+              "orders+cancels of one account within one second", positive),
+        Param("mode", "calendar", str, False, "chosen: the rules say 'per second'",
+              '"calendar" (each calendar second of exchange time) or "sliding" (any 1 s window)',
+              lambda v: None if v in ("calendar", "sliding") else 'must be "calendar" or "sliding"'),
+    ),
+    false_positives=("market makers", "reported high-frequency accounts (reporting duty, not misconduct)"),
+)
+
+
+@dataclass
+class _State:
+    key: int
+    first_sec: int  # ns start of the first qualifying second (or window end for sliding)
+    first_window_start: int
+    samples: list
+    peak: int = 0
+    peak_at: int = 0
+    n_seconds: int = 0
+    seconds: list = field(default_factory=list)  # [start_ns, count] of qualifying seconds/windows
+    raised_value: int = 0
+
+
+class OrderRate1s(Rule):
+    meta = META
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.thr = int(params["threshold"])
+        self.sliding = params["mode"] == "sliding"
+        self.alerts: dict[int, _State] = {}
+        self._reset_pending()
+
+    def _reset_pending(self) -> None:
+        self.p_key = np.empty(0, np.int64)
+        self.p_ts = np.empty(0, np.int64)
+        self.p_oid: list = []
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def process(self, seg: Segment) -> list[AlertDraft]:
+        m = (seg.etype == ORDER) | (seg.etype == CANCEL)
+        if not m.any():
+            return []
+        rows = np.flatnonzero(m)
+        k = seg.key[rows]
+        ts = seg.ts[rows]
+        npend = len(self.p_key)
+        if npend:
+            k = np.concatenate([self.p_key, k])
+            ts = np.concatenate([self.p_ts, ts])
+
+        def oids(pos: np.ndarray) -> list:
+            out = []
+            new = [p - npend for p in pos.tolist() if p >= npend]
+            new_ids = iter(seg.order_id_of(rows[new]) if new else [])
+            for p in pos.tolist():
+                out.append(self.p_oid[p] if p < npend else next(new_ids))
+            return out
+
+        out = self._sliding(seg, k, ts, npend, oids) if self.sliding else self._calendar(seg, k, ts, oids)
+        # keep the events that a later segment may still need
+        if self.sliding:
+            keep = np.flatnonzero(ts > ts[-1] - NS_PER_SECOND)
+        else:
+            sec_last = ts[-1] // NS_PER_SECOND
+            keep = np.arange(np.searchsorted(ts, sec_last * NS_PER_SECOND, "left"), len(ts))
+        self.p_key = k[keep]
+        self.p_ts = ts[keep]
+        self.p_oid = oids(keep) if len(keep) else []
+        return out
+
+    def _calendar(self, seg: Segment, k, ts, oids) -> list[AlertDraft]:
+        base_sec = day_start_ns(seg.day) // NS_PER_SECOND
+        sec = ts // NS_PER_SECOND - base_sec  # second of the day, < 2**17
+        c = (k << 17) | sec
+        s = np.sort(c)
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        counts = np.diff(np.r_[starts, len(s)])
+        q = counts >= self.thr
+        if not q.any():
+            return []
+        open_sec = int(sec[-1])
+        out = []
+        for val, cnt in zip(s[starts[q]].tolist(), counts[q].tolist()):
+            key, sday = val >> 17, val & 0x1FFFF
+            start_ns = (base_sec + sday) * NS_PER_SECOND
+            st = self.alerts.get(key)
+            if st is None:
+                pos = np.flatnonzero(c == val)
+                raise_pos = pos[self.thr - 1]
+                st = _State(key=key, first_sec=start_ns, first_window_start=start_ns,
+                            samples=oids(pos[:SAMPLES]), raised_value=cnt)
+                self.alerts[key] = st
+                out.append(self._draft(st, seg.day, "raised", raised_at=int(ts[raise_pos])))
+            if sday != open_sec:  # a closed second: counts are final
+                self._count(st, start_ns, cnt)
+        return out
+
+    def _sliding(self, seg: Segment, k, ts, npend, oids) -> list[AlertDraft]:
+        # candidate accounts: enough messages in this segment (+ carried events) to reach the threshold
+        uk, inv, cnt = np.unique(k, return_inverse=True, return_counts=True)
+        cand = cnt >= self.thr
+        if not cand.any():
+            return []
+        sel = np.flatnonzero(cand[inv])
+        order = sel[np.lexsort((ts[sel], k[sel]))]
+        ks, tss = k[order], ts[order]
+        grp_start = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        out = []
+        for gi, g0 in enumerate(grp_start.tolist()):
+            g1 = grp_start[gi + 1] if gi + 1 < len(grp_start) else len(ks)
+            t = tss[g0:g1]
+            left = np.searchsorted(t, t - NS_PER_SECOND, "right")
+            right = np.searchsorted(t, t, "right")  # include simultaneous events
+            counts = right - left
+            is_new = order[g0:g1] >= npend
+            last_of_ts = np.r_[t[1:] != t[:-1], True]
+            ev = np.flatnonzero(is_new & last_of_ts & (counts >= self.thr))
+            if not len(ev):
+                continue
+            key = int(ks[g0])
+            st = self.alerts.get(key)
+            for i in ev.tolist():
+                end = int(t[i])
+                c = int(counts[i])
+                if st is None:
+                    first = int(left[i])
+                    st = _State(key=key, first_sec=end, first_window_start=int(t[first]),
+                                samples=oids(order[g0 + first: g0 + first + SAMPLES]), raised_value=c)
+                    self.alerts[key] = st
+                    out.append(self._draft(st, seg.day, "raised", raised_at=end))
+                self._count(st, end, c)
+        return out
+
+    def _count(self, st: _State, at_ns: int, cnt: int) -> None:
+        st.n_seconds += 1
+        if cnt > st.peak:
+            st.peak, st.peak_at = cnt, at_ns
+        if len(st.seconds) < MAX_LISTED_SECONDS:
+            st.seconds.append([at_ns, cnt])
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def end_day(self, day: int) -> list[AlertDraft]:
+        if not self.sliding and len(self.p_key):
+            # the last open second of the day is closed now
+            base_sec = day_start_ns(day) // NS_PER_SECOND
+            sec = self.p_ts // NS_PER_SECOND - base_sec
+            c = (self.p_key << 17) | sec
+            vals, counts = np.unique(c, return_counts=True)
+            for val, cnt in zip(vals.tolist(), counts.tolist()):
+                st = self.alerts.get(val >> 17)
+                if cnt >= self.thr and st is not None:
+                    self._count(st, (base_sec + (val & 0x1FFFF)) * NS_PER_SECOND, cnt)
+        out = [self._draft(st, day, "final") for st in sorted(self.alerts.values(), key=lambda s: s.key)]
+        self.alerts = {}
+        self._reset_pending()
+        return out
+
+    def _draft(self, st: _State, day: int, status: str, raised_at: int | None = None) -> AlertDraft:
+        info = self.ctx.key_info(st.key)
+        unit = "window" if self.sliding else "second"
+        if status == "raised":
+            value = st.raised_value
+            window_end = st.first_sec + (0 if self.sliding else NS_PER_SECOND)
+            ev = {"mode": "sliding" if self.sliding else "calendar",
+                  "raised_at": raised_at, "raised_at_iso": ns_to_iso(raised_at),
+                  f"first_{unit}": st.first_window_start, f"first_{unit}_iso": ns_to_iso(st.first_window_start),
+                  "count_when_raised": st.raised_value}
+        else:
+            value = st.peak
+            last = st.seconds[-1][0] if st.seconds else st.first_sec
+            window_end = last + (0 if self.sliding else NS_PER_SECOND)
+            ev = {"mode": "sliding" if self.sliding else "calendar",
+                  f"first_{unit}": st.first_window_start, f"first_{unit}_iso": ns_to_iso(st.first_window_start),
+                  "peak_count": st.peak, f"peak_{unit}": st.peak_at, f"peak_{unit}_iso": ns_to_iso(st.peak_at),
+                  f"{unit}s_at_threshold": st.n_seconds,
+                  f"per_{unit}": st.seconds,
+                  f"per_{unit}_truncated": st.n_seconds > len(st.seconds)}
+        ev.update({"broker": info.get("broker"), "owner": info.get("owner"), "reported": info.get("reported"),
+                   "sample_order_ids": st.samples})
+        return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st.key), trading_day=day,
+                          window_start=st.first_window_start, window_end=window_end, value=value,
+                          threshold=self.thr, severity="medium", status=status, evidence=ev)

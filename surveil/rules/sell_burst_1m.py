@@ -1,0 +1,261 @@
+"""sell_burst_1m — large one-minute sell bursts by one owner across accounts and venues.
+
+Regulatory text: the 2025 programmatic-trading implementation rules name
+短时间大额成交 (large trades in a short time): a main index's one-minute fall together
+with an account's, or its manager's, active sell amount and its share of market
+turnover in that minute. The rules say only "reaches a certain standard": the
+amount threshold is **not published**. Our default, 1,000,000,000 yuan (10亿) in
+60 seconds, is chosen from the reference case: on 2024-02-19 one manager (宁波灵均)
+sold 2.567 billion yuan in about one minute through several accounts on SSE and
+SZSE, each exchange seeing only about half; one manager's products can be aggregated.
+
+Measure: per **owner** (manager / beneficial controller; an account without one is
+its own owner), across all its accounts and all venues, the executed sell value
+(``trade`` events with side ``S``, qty x price) within any 60-second window of event
+time, windows ``(t - 60 s, t]``. ``aggressive_only`` counts only trades that took
+liquidity (``aggressor: true``). Overlapping qualifying windows make one alert
+(a burst); a qualifying window that starts after the last one ended starts another.
+
+Evidence: burst start and end, the peak 60-second value and its window, the
+breakdown of the peak window by venue and by account (with brokers), sample order
+ids, the main index levels over the burst and the whole market's sell-side traded
+value in the peak window when the input carries them.
+
+Known false positives: index rebalancing and ETF creation flows executed by one
+manager; block trades reported as ordinary executions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, VENUES, ns_to_iso
+from surveil.rules.base import AlertDraft, Param, Rule, RuleMeta, Segment, positive
+
+SAMPLES = 5
+MAIN_INDEXES = ["SSE:000001", "SSE:000688", "SZSE:399001", "SZSE:399106", "SZSE:399006"]
+
+META = RuleMeta(
+    id="sell_burst_1m",
+    version=1,
+    title="Large one-minute sell burst by one owner across accounts and venues",
+    description=__doc__.split("\n\n")[0],
+    references=(
+        "SSE/SZSE programmatic trading implementation rules, in force 2025-07-07: 短时间大额成交",
+        "SSE and SZSE measures against 宁波灵均, 2024-02-19 (domain.md §2)",
+    ),
+    params=(
+        Param("threshold_yuan", 1_000_000_000, int, False,
+              "chosen: not published; 10亿 yuan, below the 2024-02-19 reference case (25.67亿)",
+              "executed sell value of one owner within the window, yuan", positive),
+        Param("window_seconds", 60, int, False, "rules: one-minute measures (the threshold is unpublished)",
+              "length of the sliding event-time window", positive),
+        Param("aggressive_only", False, bool, False, "chosen", "count only trades with aggressor = true"),
+        Param("critical_multiple", 2.0, (int, float), False, "chosen: the Lingjun measures",
+              "a peak of this multiple of the threshold makes the alert critical", positive),
+        Param("index_drop_pct", 0.5, (int, float), False, "chosen: the rules name a main index's 1-minute fall",
+              "a main index falling this many percent during the burst makes the alert critical", positive),
+        Param("main_indexes", MAIN_INDEXES, list, True,
+              "rules: SSE 上证综指, 科创50; SZSE 深证成指, 深证综指, 创业板指",
+              'indexes reported with a burst, as "VENUE:CODE"',
+              lambda v: None if all(":" in x and x.split(":")[0] in VENUES for x in v)
+              else 'each entry must be "VENUE:CODE" with VENUE one of SSE, SZSE, BSE'),
+    ),
+    false_positives=("index rebalancing / ETF creation flows of one manager", "block trades"),
+    subject="owner",
+)
+
+
+@dataclass
+class _Burst:
+    owner: int
+    day: int
+    start: int
+    last_qual: int
+    raised_value: int
+    peak: int = 0
+    peak_start: int = 0
+    peak_end: int = 0
+    by_venue: dict = field(default_factory=dict)
+    by_account: list = field(default_factory=list)
+    trades: int = 0
+    samples: list = field(default_factory=list)
+
+
+class SellBurst1m(Rule):
+    meta = META
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.thr = int(params["threshold_yuan"]) * PRICE_SCALE
+        self.W = int(params["window_seconds"]) * NS_PER_SECOND
+        self.aggr_only = bool(params["aggressive_only"])
+        self.active: dict[int, _Burst] = {}
+        self.market = None  # set by the engine: surveil.rules.market.MarketContext
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pend = {k: np.empty(0, np.int64) for k in ("ts", "owner", "key", "venue", "val")}
+        self.p_oid: list = []
+
+    def process(self, seg: Segment) -> list[AlertDraft]:
+        m = (seg.etype == TRADE) & (seg.side == SIDE_S)
+        if self.aggr_only:
+            m &= (seg.flags & F_AGGRESSOR) != 0
+        rows = np.flatnonzero(m)
+        if not len(rows):
+            return []
+        new = {"ts": seg.ts[rows], "key": seg.key[rows], "venue": seg.venue[rows].astype(np.int64),
+               "val": seg.price[rows] * seg.qty[rows]}
+        new["owner"] = self.ctx.owners_of_keys(new["key"]).astype(np.int64)
+        npend = len(self.pend["ts"])
+        T = {k: np.concatenate([self.pend[k], new[k]]) if npend else new[k] for k in new}
+        oid_cache: dict[int, object] = {}
+
+        def oids(pos: np.ndarray) -> list:
+            need = [p for p in pos.tolist() if p >= npend and p not in oid_cache]
+            if need:
+                for p, o in zip(need, seg.order_id_of(rows[np.array(need) - npend])):
+                    oid_cache[p] = o
+            return [self.p_oid[p] if p < npend else oid_cache[p] for p in pos.tolist()]
+
+        out: list[AlertDraft] = []
+        uo, inv = np.unique(T["owner"], return_inverse=True)
+        tot = np.bincount(inv, weights=T["val"].astype(np.float64))
+        cand = tot >= self.thr * (1 - 1e-9)
+        if cand.any():
+            sel = np.flatnonzero(cand[inv])
+            order = sel[np.lexsort((T["ts"][sel], T["owner"][sel]))]
+            own = T["owner"][order]
+            g_starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]]).tolist() + [len(order)]
+            for g0, g1 in zip(g_starts[:-1], g_starts[1:]):
+                out.extend(self._owner(seg, T, order[g0:g1], npend, oids))
+        # carry the trades a later window may still include
+        keep = np.flatnonzero(T["ts"] > T["ts"][-1] - self.W)
+        self.pend = {k: v[keep] for k, v in T.items()}
+        self.p_oid = oids(keep)
+        return out
+
+    def _owner(self, seg, T, idx, npend, oids) -> list[AlertDraft]:
+        t = T["ts"][idx]
+        cum = np.cumsum(T["val"][idx])
+        left = np.searchsorted(t, t - self.W, "right")
+        wsum = cum - np.where(left > 0, cum[np.maximum(left - 1, 0)], 0)
+        last_of_ts = np.r_[t[1:] != t[:-1], True]
+        q = np.flatnonzero((idx >= npend) & last_of_ts & (wsum >= self.thr))
+        if not len(q):
+            return []
+        owner = int(T["owner"][idx[0]])
+        out: list[AlertDraft] = []
+        st = self.active.get(owner)
+        run_best = -1
+        for i in q.tolist():
+            ti = int(t[i])
+            if st is None or ti - self.W >= st.last_qual:
+                if st is not None:
+                    self._peak(st, T, idx, run_best, left, wsum, t, oids)
+                    out.append(self._final(st))
+                st = _Burst(owner=owner, day=seg.day, start=int(t[left[i]]), last_qual=ti, raised_value=int(wsum[i]))
+                self.active[owner] = st
+                out.append(self._raised(st))
+                run_best = i
+            st.last_qual = ti
+            if run_best < 0 or wsum[i] > wsum[run_best]:
+                run_best = i
+        self._peak(st, T, idx, run_best, left, wsum, t, oids)
+        return out
+
+    def _peak(self, st: _Burst, T, idx, i, left, wsum, t, oids) -> None:
+        if i < 0 or int(wsum[i]) <= st.peak:
+            return
+        st.peak = int(wsum[i])
+        st.peak_end = int(t[i])
+        st.peak_start = int(t[left[i]])
+        win = idx[left[i]: i + 1]
+        keys, vals, vens = T["key"][win], T["val"][win], T["venue"][win]
+        st.by_venue = {VENUES[v]: int(vals[vens == v].sum()) for v in sorted(set(vens.tolist()))}
+        uk, inv = np.unique(keys, return_inverse=True)
+        sums = np.zeros(len(uk), np.int64)
+        np.add.at(sums, inv, vals)
+        n = np.bincount(inv, minlength=len(uk))
+        st.by_account = [(int(k), int(s), int(c)) for k, s, c in zip(uk, sums, n)]
+        st.trades = len(win)
+        st.samples = oids(win[:SAMPLES])
+
+    def flush(self, watermark_ts: int) -> list[AlertDraft]:
+        done = [o for o, st in self.active.items() if watermark_ts + 1 >= st.last_qual + self.W]
+        return [self._final(self.active[o]) for o in sorted(done)]
+
+    def end_day(self, day: int) -> list[AlertDraft]:
+        out = [self._final(self.active[o]) for o in sorted(self.active)]
+        self._reset()
+        return out
+
+    # -- alerts ---------------------------------------------------------------------------------------
+    def _subject(self, st: _Burst) -> tuple:
+        return ("owner", st.owner)
+
+    def _raised(self, st: _Burst) -> AlertDraft:
+        ev = {"burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
+              "raised_at": st.last_qual, "raised_at_iso": ns_to_iso(st.last_qual),
+              "value_when_raised_yuan": st.raised_value / PRICE_SCALE,
+              "window_seconds": self.W // NS_PER_SECOND, "aggressive_only": self.aggr_only}
+        return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
+                          window_start=st.start, window_end=st.last_qual, value=st.raised_value / PRICE_SCALE,
+                          threshold=self.thr // PRICE_SCALE, severity="high", status="raised", evidence=ev)
+
+    def _final(self, st: _Burst) -> AlertDraft:
+        self.active.pop(st.owner, None)
+        by_account = []
+        for key, val, n in sorted(st.by_account, key=lambda x: (-x[1], x[0])):
+            info = self.ctx.key_info(key)
+            by_account.append({"venue": info["venue"], "account": info["account"], "broker": info.get("broker"),
+                               "value_yuan": val / PRICE_SCALE, "trades": n})
+        ev = {
+            "burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
+            "burst_end": st.last_qual, "burst_end_iso": ns_to_iso(st.last_qual),
+            "peak_value_yuan": st.peak / PRICE_SCALE,
+            "peak_window_start": st.peak_start, "peak_window_start_iso": ns_to_iso(st.peak_start),
+            "peak_window_end": st.peak_end, "peak_window_end_iso": ns_to_iso(st.peak_end),
+            "window_seconds": self.W // NS_PER_SECOND,
+            "aggressive_only": self.aggr_only,
+            "by_venue": {v: x / PRICE_SCALE for v, x in st.by_venue.items()},
+            "by_account": by_account,
+            "trades_in_peak_window": st.trades,
+            "sample_order_ids": st.samples,
+        }
+        max_drop = None
+        if self.market is not None and self.market.day == st.day:
+            mv, a, b = self.market.market_value(st.peak_start, st.peak_end)
+            ev["market_sell_value_yuan"] = mv / PRICE_SCALE if mv else None
+            ev["market_window"] = [a, b]
+            ev["share_of_market"] = round(st.peak / mv, 6) if mv else None
+            idx = []
+            for name in self.p_main:
+                venue, code = name.split(":", 1)
+                sym = self.ctx.symbol_id(code)
+                path = self.market.index_path(VENUES.index(venue), sym, st.start, st.last_qual) if sym >= 0 else None
+                if path:
+                    idx.append({"index": name, **path})
+                    max_drop = max(max_drop or 0.0, path["max_drop_pct"])
+            ev["indexes"] = idx
+        ev["max_index_drop_pct"] = max_drop
+        critical = st.peak >= self.crit * self.thr or (max_drop is not None and max_drop >= self.drop)
+        return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
+                          window_start=st.start, window_end=st.last_qual, value=st.peak / PRICE_SCALE,
+                          threshold=self.thr // PRICE_SCALE, severity="critical" if critical else "high",
+                          status="final", evidence=ev)
+
+    @property
+    def p_main(self) -> list[str]:
+        return list(self.params["main_indexes"])
+
+    @property
+    def crit(self) -> float:
+        return float(self.params["critical_multiple"])
+
+    @property
+    def drop(self) -> float:
+        return float(self.params["index_drop_pct"])

@@ -1,0 +1,90 @@
+"""A real single-node Kafka (KRaft) for the tests in this folder.
+
+The broker is started once per session on free loopback ports in a folder
+under pytest's basetemp, and stopped at the end.  When the environment
+variable ``SURVEIL_KAFKA_BOOTSTRAP`` is set, that external broker is used
+instead and nothing is started.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from surveil import kafka_local
+
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Broker:
+    bootstrap: str
+    data_dir: Path | None  # None for an external broker
+    pid: int | None
+
+    @property
+    def external(self) -> bool:
+        return self.data_dir is None
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS considers free right now (bound together, so distinct)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    external = kafka_local.external_bootstrap()
+    if external:
+        yield Broker(bootstrap=external, data_dir=None, pid=None)
+        return
+
+    data_dir = tmp_path_factory.mktemp("kafka")
+    info = None
+    for _attempt in range(3):  # another process may grab a "free" port meanwhile
+        port, controller_port = free_ports(2)
+        try:
+            info = kafka_local.start(
+                data_dir,
+                port=port,
+                controller_port=controller_port,
+                timeout=START_TIMEOUT_S,
+                die_with_parent=True,
+            )
+            break
+        except kafka_local.PortBusy:
+            continue
+        except kafka_local.KafkaLocalError as exc:
+            pytest.fail(f"could not start a local Kafka broker: {exc}", pytrace=False)
+    if info is None:
+        pytest.fail("could not find free ports for a local Kafka broker", pytrace=False)
+    try:
+        yield Broker(bootstrap=info.bootstrap, data_dir=data_dir, pid=info.pid)
+    finally:
+        kafka_local.stop(data_dir)
+
+
+@pytest.fixture
+def free_port_pair() -> tuple[int, int]:
+    """Two distinct loopback ports that are free right now."""
+    port, controller_port = free_ports(2)
+    return port, controller_port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: Broker) -> str:
+    """``host:port`` of a running broker (local, or ``$SURVEIL_KAFKA_BOOTSTRAP``)."""
+    return kafka_broker.bootstrap
