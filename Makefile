@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - simulate a trading day and replay it in-process (no broker needed)
+#   make test   - create the venv, install, resolve Apache Kafka from Maven Central, run pytest
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint bench bench-memory clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/surveil demo
+
+test: install
+	$(BIN)/python -m surveil.kafka_local resolve
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check surveil tests bench
+
+bench: install
+	$(BIN)/python bench/engine_bench.py
+
+bench-memory: install
+	$(BIN)/python bench/memory_bench.py
+
+clean:
+	rm -rf $(VENV) .cache out *.egg-info

@@ -1,0 +1,199 @@
+"""The ``surveil`` command."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from surveil.actions.recommend import HistoryError
+from surveil.engine.refdata import RefDataError
+from surveil.events.errors import EventFormatError
+from surveil.events.io import InputError
+from surveil.rules.config import ConfigError
+
+USER_ERRORS = (InputError, ConfigError, RefDataError, HistoryError, EventFormatError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="surveil")
+def main() -> None:
+    """Surveillance of programmatic trading: high-frequency accounts and large sell bursts."""
+
+
+def _progress(enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit="ev", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--accounts", type=click.Path(path_type=Path), help="Reference data CSV venue,account,owner,broker[,reported].")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rules file (TOML) overriding thresholds.")
+@click.option("--history", type=click.Path(path_type=Path), help="Earlier recommendations (JSONL) for escalation.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Output JSONL (default: stdout).")
+@click.option("--rejects", "rejects_path", type=click.Path(path_type=Path),
+              help="Where rejected input goes (default: <out>.rejects.jsonl, or ./surveil-rejects.jsonl).")
+@click.option("--strict", is_flag=True, help="Stop with a non-zero exit at the first rejected line or record.")
+@click.option("--batch-size", default=65_536, show_default=True, type=click.IntRange(1))
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, batch_size, progress) -> None:
+    """Run the engine over event files (JSONL, .jsonl.gz or binary .svb) and write final alerts and
+    recommendations, one JSON object per line, sorted by (window_start, rule, subject)."""
+    from surveil.replay.run import StrictError, replay as run, write_records, write_rejects
+
+    bar = _progress(sys.stderr.isatty() if progress is None else progress, "replay")
+    rej_path = rejects_path or (Path(f"{out}.rejects.jsonl") if out and str(out) != "-" else Path("surveil-rejects.jsonl"))
+    try:
+        res = run(list(inputs), accounts=accounts, rules=rules_file, history=history, strict=strict,
+                  batch_size=batch_size, on_batch=bar.update if bar else None)
+    except StrictError as e:
+        write_rejects([e.reject], rej_path)
+        raise click.ClickException(f"{e} (kept in {rej_path})") from None
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if bar:
+            bar.close()
+    write_records(res.records, out)
+    write_rejects(res.rejects, rej_path)
+    msg = res.summary()
+    if res.rejects:
+        msg += f"; rejects written to {rej_path}"
+    click.echo(msg, err=True)
+
+
+@main.command()
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Events file: .jsonl, .jsonl.gz or .svb (binary frames).")
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(["lingjun", "hft", "daily"]),
+              help="Scenario with ground truth (repeatable; default: all).")
+@click.option("--events", default=2_000_000, show_default=True, type=click.IntRange(0),
+              help="Background events.")
+@click.option("--accounts", "n_accounts", default=20_000, show_default=True, type=click.IntRange(10))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--date", default="2024-02-19", show_default=True, help="Trading day (Asia/Shanghai).")
+def simulate(out, scenarios, events, n_accounts, seed, date) -> None:
+    """Write a synthetic trading day, its accounts CSV and a labels file of the expected alerts."""
+    from surveil.sim import simulate as sim
+
+    try:
+        res = sim(out, scenarios=scenarios or ("lingjun", "hft", "daily"), events=events, seed=seed,
+                  accounts=n_accounts, date=date, progress=sys.stderr.isatty())
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"simulate: {res.n_events:,} events -> {res.events_path}\n"
+               f"  accounts: {res.accounts_path}\n  labels:   {res.labels_path}", err=True)
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--rejects", "rejects_path", type=click.Path(path_type=Path),
+              help="Where rejected input goes (default: <dst>.rejects.jsonl).")
+@click.option("--frame-size", default=65_536, show_default=True, type=click.IntRange(1))
+def convert(src, dst, rejects_path, frame_size) -> None:
+    """Convert between JSON Lines and binary frames (by extension), losslessly."""
+    from surveil.events.batch import Registry
+    from surveil.events.io import EventWriter, output_format, read_events
+    from surveil.replay.run import write_rejects
+
+    rejects = []
+    reg = Registry()
+    try:
+        output_format(dst)
+        with EventWriter(dst, reg, frame_size=frame_size) as w:
+            for b in read_events(src, reg, rejects, frame_size):
+                w.write(b)
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    rej = rejects_path or Path(f"{dst}.rejects.jsonl")
+    if rejects:
+        write_rejects(rejects, rej)
+    click.echo(f"convert: {w.count:,} events -> {dst}; {len(rejects):,} rejects"
+               + (f" written to {rej}" if rejects else ""), err=True)
+
+
+@main.command()
+def rules() -> None:
+    """List the rules and every parameter, with its default and where the default comes from."""
+    from surveil.actions import RECO_PARAMS
+    from surveil.engine.engine import ENGINE_PARAMS
+    from surveil.rules import RULES
+
+    for cls in RULES:
+        m = cls.meta
+        click.echo(f"[{m.id}]  v{m.version}  subject={m.subject}\n  {m.title}")
+        for p in m.params:
+            click.echo(f"  {p.name} = {p.default!r:<24} {'published' if p.published else 'chosen':9}  {p.source}")
+    for name, params in (("engine", ENGINE_PARAMS), ("recommendations", RECO_PARAMS)):
+        click.echo(f"[{name}]")
+        for p in params:
+            click.echo(f"  {p.name} = {p.default!r:<24} {'published' if p.published else 'chosen':9}  {p.source}")
+
+
+@main.command()
+@click.option("--dir", "out_dir", default="out/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--events", default=1_000_000, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=1, show_default=True, type=int)
+def demo(out_dir, events, seed) -> None:
+    """Simulate a day with every scenario, replay it in-process and print the alerts (no broker needed)."""
+    import orjson
+
+    from surveil.replay.run import replay as run, write_records, write_rejects
+    from surveil.sim import simulate as sim
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(f"1/2 simulating a trading day ({events:,} background events + scenarios lingjun, hft, daily)...")
+    s = sim(out_dir / "day.svb", scenarios=("lingjun", "hft", "daily"), events=events, seed=seed,
+            progress=sys.stderr.isatty())
+    click.echo("2/2 replaying it through the engine...")
+    res = run([s.events_path], accounts=s.accounts_path)
+    alerts_path = out_dir / "alerts.jsonl"
+    write_records(res.records, alerts_path)
+    write_rejects(res.rejects, out_dir / "rejects.jsonl")
+    click.echo("")
+    click.echo(f"{'rule':<17} {'subject':<24} {'value':>18} {'threshold':>14} {'severity':<9} window (Asia/Shanghai)")
+    for a in res.alerts:
+        subj = a["subject"].get("owner") or f"{a['subject']['venue']}:{a['subject']['account']}"
+        ev = a["evidence"]
+        when = ev.get("burst_start_iso") or ev.get("first_second_iso") or ev.get("first_window_iso") \
+            or ev.get("threshold_reached_at_iso") or ""
+        value = f"{a['value']:,.0f} yuan" if a["rule"] == "sell_burst_1m" else f"{a['value']:,}"
+        click.echo(f"{a['rule']:<17} {subj:<24} {value:>18} {a['threshold']:>14,} {a['severity']:<9} {when[11:23]}")
+        if a["rule"] == "sell_burst_1m":
+            venues = ", ".join(f"{v} {x:,.0f}" for v, x in ev["by_venue"].items())
+            click.echo(f"{'':<17} by venue: {venues}; accounts: {len(ev['by_account'])}; "
+                       f"max index drop: {ev.get('max_index_drop_pct')}%")
+    click.echo("")
+    click.echo(f"{'measure':<18} {'subject':<24} {'days':>4}  rationale")
+    for r in res.recommendations:
+        subj = r["subject"].get("owner") or f"{r['subject']['venue']}:{r['subject']['account']}"
+        click.echo(f"{r['measure']:<18} {subj:<24} {r['duration_days'] or '':>4}  {r['rationale'][:100]}")
+    labels = [orjson.loads(x) for x in Path(s.labels_path).read_bytes().splitlines() if x.strip()]
+    expected = [x for x in labels if x.get("expected") != "none"]
+    found = {(a["rule"], orjson.dumps(a["subject"], option=orjson.OPT_SORT_KEYS)) for a in res.alerts}
+    hit = sum((x["rule"], orjson.dumps(x["subject"], option=orjson.OPT_SORT_KEYS)) in found for x in expected)
+    click.echo("")
+    click.echo(f"ground truth: {hit}/{len(expected)} expected alerts found, {len(res.alerts) - hit} other alerts "
+               f"({Counter(a['rule'] for a in res.alerts)})")
+    click.echo(res.summary())
+    click.echo(f"files: events {s.events_path}, accounts {s.accounts_path}, labels {s.labels_path}, "
+               f"alerts+recommendations {alerts_path}")
+
+
+def _register_kafka() -> None:
+    from surveil.kafka_local import kafka
+
+    main.add_command(kafka)
+
+
+_register_kafka()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Helpers for tests: build events and batches, run the engine."""
+
+from __future__ import annotations
+
+import orjson
+
+from surveil.engine import Engine, load_config
+from surveil.events import jsonl
+from surveil.events.batch import Batch, Registry
+
+#: 2024-02-19 09:30:00 Asia/Shanghai
+T0 = 1_708_306_200_000_000_000
+S = 1_000_000_000
+
+
+def order(ts, account="A1", venue="SSE", type_="order", oid=None, **kw):
+    d = {"ts": ts, "venue": venue, "type": type_, "account": account}
+    if type_ in ("order", "trade"):
+        d.update(side=kw.pop("side", "B"), price=kw.pop("price", 10.0), qty=kw.pop("qty", 100))
+    if oid is not None:
+        d["order_id"] = oid
+    d.update(kw)
+    return d
+
+
+def cancel(ts, account="A1", venue="SSE", **kw):
+    return order(ts, account, venue, "cancel", **kw)
+
+
+def sell(ts, account, venue, value_yuan, owner=None, price=10.0, **kw):
+    qty = int(round(value_yuan / price))
+    d = order(ts, account, venue, "trade", side="S", price=price, qty=qty, **kw)
+    if owner:
+        d["owner"] = owner
+    return d
+
+
+def batch_of(events, reg=None):
+    reg = reg or Registry()
+    rej = []
+    b = jsonl.decode_lines([orjson.dumps(e) for e in events], 1, reg, "test", rej)
+    assert not rej, [r.message for r in rej]
+    return b, reg
+
+
+def run(events, chunk=None, sort=True, **overrides):
+    """Final alerts of the engine over ``events`` (fed in chunks of ``chunk`` events)."""
+    if sort:
+        events = sorted(events, key=lambda e: e["ts"])
+    b, reg = batch_of(events)
+    eng = Engine(load_config(overrides=overrides or None), registry=reg)
+    step = chunk or max(1, len(b))
+    for s in range(0, len(b), step):
+        eng.process(b.take(slice(s, s + step)))
+    eng.close()
+    return sorted(eng.final_alerts(), key=lambda a: (a["window_start"], a["rule"], str(a["subject"]))), eng
+
+
+def by_rule(alerts, rule):
+    return [a for a in alerts if a["rule"] == rule]
+
+
+__all__ = ["T0", "S", "order", "cancel", "sell", "batch_of", "run", "by_rule", "Batch"]

@@ -1,0 +1,78 @@
+from evtools import S, T0, by_rule, cancel, order, run
+
+
+def burst(n, start, account="A1", venue="SSE", spacing=1000, kind=order, prefix="o"):
+    return [kind(start + i * spacing, account, venue, oid=f"{prefix}{i}") for i in range(n)]
+
+
+def test_300_in_one_calendar_second_alerts_299_does_not():
+    evs = burst(300, T0 + S, "HIT") + burst(299, T0 + S, "MISS", prefix="m")
+    alerts, _ = run(evs)
+    a = by_rule(alerts, "order_rate_1s")
+    assert [x["subject"] for x in a] == [{"venue": "SSE", "account": "HIT"}]
+    assert a[0]["value"] == 300 and a[0]["threshold"] == 300
+    assert a[0]["window_start"] == T0 + S and a[0]["window_end"] == T0 + 2 * S
+    assert a[0]["evidence"]["seconds_at_threshold"] == 1
+    assert a[0]["evidence"]["sample_order_ids"] == ["o0", "o1", "o2", "o3", "o4"]
+
+
+def test_cancels_count_trades_and_index_do_not():
+    evs = burst(150, T0 + S) + burst(149, T0 + S, kind=cancel, prefix="c")
+    evs += [order(T0 + S + 5, "A1", type_="trade", side="S") for _ in range(50)]
+    evs += [{"ts": T0 + S + 7, "venue": "SSE", "type": "index", "symbol": "000001", "price": 2886.59}]
+    alerts, _ = run(evs)
+    assert by_rule(alerts, "order_rate_1s") == []
+    alerts, _ = run(evs + [cancel(T0 + S + 10**8, "A1", oid="last")])
+    assert by_rule(alerts, "order_rate_1s")[0]["value"] == 300
+
+
+def test_straddling_a_second_boundary_calendar_vs_sliding():
+    evs = burst(150, T0 + 2 * S - S // 2, spacing=1000) + burst(150, T0 + 2 * S, prefix="b", spacing=1000)
+    cal, _ = run(evs)
+    assert by_rule(cal, "order_rate_1s") == []
+    sl, _ = run(evs, order_rate_1s={"mode": "sliding"})
+    a = by_rule(sl, "order_rate_1s")
+    assert len(a) == 1 and a[0]["value"] == 300
+    assert a[0]["evidence"]["mode"] == "sliding"
+    assert a[0]["window_start"] == T0 + 2 * S - S // 2
+
+
+def test_same_account_string_on_two_venues_is_counted_apart():
+    evs = burst(200, T0 + S, "DUP", "SSE") + burst(200, T0 + S, "DUP", "SZSE", prefix="z")
+    alerts, _ = run(evs)
+    assert by_rule(alerts, "order_rate_1s") == []
+
+
+def test_one_alert_per_account_and_day_with_peak_and_seconds():
+    evs = burst(300, T0 + S) + burst(350, T0 + 10 * S, prefix="p") + burst(310, T0 + 20 * S, prefix="q")
+    alerts, _ = run(evs)
+    a = by_rule(alerts, "order_rate_1s")
+    assert len(a) == 1
+    ev = a[0]["evidence"]
+    assert a[0]["value"] == 350 and ev["peak_count"] == 350 and ev["peak_second"] == T0 + 10 * S
+    assert ev["seconds_at_threshold"] == 3
+    assert ev["per_second"] == [[T0 + S, 300], [T0 + 10 * S, 350], [T0 + 20 * S, 310]]
+    assert a[0]["status"] == "final"
+
+
+def test_raised_then_final_same_id():
+    evs = burst(300, T0 + S) + burst(320, T0 + 5 * S, prefix="x")
+    _, eng = run(evs, chunk=50)
+    recs = [r for r in eng.records if r["rule"] == "order_rate_1s"]
+    assert [r["status"] for r in recs] == ["raised", "final"]
+    assert recs[0]["alert_id"] == recs[1]["alert_id"]
+    assert recs[1]["value"] == 320
+
+
+def test_counts_reset_each_trading_day():
+    # 09:30 on two consecutive days: one alert per day, different ids
+    day = 86_400 * S
+    alerts, _ = run(burst(300, T0 + S) + burst(300, T0 + day + S, prefix="d2"))
+    a = by_rule(alerts, "order_rate_1s")
+    assert [x["trading_day"] for x in a] == ["2024-02-19", "2024-02-20"]
+    assert a[0]["alert_id"] != a[1]["alert_id"]
+
+
+def test_threshold_override():
+    alerts, _ = run(burst(100, T0 + S), order_rate_1s={"threshold": 100})
+    assert by_rule(alerts, "order_rate_1s")[0]["threshold"] == 100
