@@ -1,0 +1,75 @@
+import gzip
+
+import orjson
+import pytest
+
+from surveil.events import jsonl
+from surveil.events.batch import Registry
+from surveil.events.io import read_events
+
+GOOD = {"ts": 1708306200000000000, "venue": "SSE", "type": "order", "account": "A1", "side": "B",
+        "price": 10.01, "qty": 100, "order_id": "o1", "seq": 3}
+
+
+def decode(objs):
+    reg, rej = Registry(), []
+    lines = [o if isinstance(o, bytes) else orjson.dumps(o) for o in objs]
+    b = jsonl.decode_lines(lines, 1, reg, "in.jsonl", rej)
+    return b, rej, reg
+
+
+@pytest.mark.parametrize("bad, field, words", [
+    (b"{not json", "line", "bad JSON"),
+    ({**GOOD, "venue": "NYSE"}, "venue", "unknown venue"),
+    ({**GOOD, "type": "quote"}, "type", "unknown type"),
+    ({k: v for k, v in GOOD.items() if k != "account"}, "account", "missing field"),
+    ({k: v for k, v in GOOD.items() if k != "ts"}, "ts", "missing field"),
+    ({**GOOD, "qty": -100}, "qty", "negative qty"),
+    ({**GOOD, "qty": 1.5}, "qty", "integer"),
+    ({**GOOD, "ts": "yesterday"}, "ts", "not a timestamp"),
+    ({**GOOD, "ts": 1.5e18}, "ts", "not a timestamp"),
+    ({**GOOD, "price": "12.5"}, "price", "not a number"),
+    ({**GOOD, "price": 10.00001}, "price", "4 decimal places"),
+    ({**GOOD, "side": "X"}, "side", '"B" or "S"'),
+    ({**GOOD, "account": 12345}, "account", "string"),
+    ([1, 2], "event", "not a JSON object"),
+])
+def test_bad_lines_are_rejected_with_field_and_value(bad, field, words):
+    b, rej, _ = decode([GOOD, bad, GOOD])
+    assert len(b) == 2
+    assert len(rej) == 1
+    r = rej[0]
+    assert r.field == field and words in r.reason
+    assert r.location == 2
+    assert field in r.message and "in.jsonl:line 2" in r.message
+    assert r.to_dict()["raw"]
+
+
+def test_iso_timestamps_with_offset_are_accepted():
+    b, rej, _ = decode([{**GOOD, "ts": "2024-02-19T09:30:00.123456789+08:00"},
+                        {**GOOD, "ts": "2024-02-19T01:30:00Z"}])
+    assert not rej
+    assert b.ts.tolist() == [1708306200123456789, 1708306200000000000]
+    b, rej, _ = decode([{**GOOD, "ts": "2024-02-19T09:30:00"}])
+    assert rej and rej[0].field == "ts"
+
+
+def test_roundtrip_encode_decode_is_identity():
+    objs = [GOOD, {**GOOD, "type": "trade", "side": "S", "aggressor": True, "order_id": 42, "broker": "B1",
+                   "owner": "M1"},
+            {"ts": 1708306200000000001, "venue": "SZSE", "type": "index", "symbol": "399001", "price": 8957.0},
+            {"ts": 1708306200000000002, "venue": "BSE", "type": "cancel", "account": "Z"}]
+    b, rej, reg = decode(objs)
+    assert not rej
+    out = jsonl.encode_lines(b, reg).splitlines()
+    assert [orjson.loads(x) for x in out] == objs
+
+
+def test_reader_handles_gzip_blank_lines_and_line_numbers(tmp_path):
+    p = tmp_path / "d.jsonl.gz"
+    with gzip.open(p, "wb") as f:
+        f.write(orjson.dumps(GOOD) + b"\n\n" + b"{oops\n" + orjson.dumps(GOOD))
+    reg, rej = Registry(), []
+    batches = list(read_events(p, reg, rej, batch_size=2))
+    assert sum(len(b) for b in batches) == 2
+    assert [r.location for r in rej] == [3]
