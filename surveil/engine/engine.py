@@ -150,7 +150,7 @@ class Engine:
                         reason=(f"late event: {ns_to_iso(int(ts[i]))} is earlier than an event already seen "
                                 f"({ns_to_iso(int(before[i]))}) by more than the reorder tolerance "
                                 f"({self.tol // 1_000_000} ms)"),
-                        extra={"kind": "jsonl" if batch.order_id.dtype == object else "binary"}))
+                        extra={"kind": "binary" if batch.order_id.dtype.kind == "S" else "jsonl"}))
                 batch = batch.take(~late)
                 ts = batch.ts
                 if not len(ts):
@@ -208,7 +208,7 @@ class Engine:
             part = b if (a, z) == (0, n) else b.take(slice(a, z))
             seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
                           price=part.price, qty=part.qty, key=key[a:z], symbol=part.symbol, day=day,
-                          order_id_of=lambda rows, part=part: [part.order_id_at(int(i)) for i in rows])
+                          order_id=part.order_id)
             self.market.update(seg)
             drafts: list[AlertDraft] = []
             for r in self.rules:

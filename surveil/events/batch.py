@@ -32,18 +32,17 @@ class Interner:
 
     def intern_list(self, values: list) -> np.ndarray:
         """Ids of ``values`` (str or None). Raises TypeError for a non-string value."""
-        d = self.ids
         try:
-            out = [d[v] for v in values]
-        except (KeyError, TypeError):
-            out = []
-            for v in values:
-                i = d.get(v) if (v is None or type(v) is str) else None
-                if i is None:
+            out = list(map(self.ids.get, values))
+        except TypeError:  # unhashable value
+            raise TypeError(next(v for v in values if not isinstance(v, (str, type(None))))) from None
+        if None in out:
+            for i, x in enumerate(out):
+                if x is None:
+                    v = values[i]
                     if type(v) is not str:
-                        raise TypeError(v) from None
-                    i = self.intern(v)
-                out.append(i)
+                        raise TypeError(v)
+                    out[i] = self.intern(v)
         return np.array(out, dtype=np.int32)
 
     def lookup_table(self, strings: list[str]) -> np.ndarray:
@@ -83,7 +82,7 @@ class Batch:
     symbol: np.ndarray  # int32
     owner: np.ndarray  # int32
     broker: np.ndarray  # int32
-    order_id: np.ndarray  # object or S24
+    order_id: np.ndarray  # object (JSON values), int64 (integer ids) or S24 (binary frames)
     src: np.ndarray  # int64
 
     def __len__(self) -> int:
@@ -128,13 +127,19 @@ class Batch:
             return v
         if not f & F_HAS_ORDER_ID:
             return None
+        if self.order_id.dtype.kind == "i":
+            return int(v)
         s = bytes(v).decode("utf-8")
         return int(s) if f & F_ORDER_ID_INT else s
 
     def order_ids_bytes(self) -> np.ndarray:
         """The order ids as a fixed-width bytes array (for the binary format)."""
-        if self.order_id.dtype != object:
+        if self.order_id.dtype.kind == "S":
             return self.order_id
+        if self.order_id.dtype.kind == "i":
+            out_i = self.order_id.astype(f"S{ORDER_ID_MAX_BYTES}")
+            out_i[(self.flags & F_HAS_ORDER_ID) == 0] = b""
+            return out_i
         out = []
         for v in self.order_id:
             if v is None:
@@ -147,8 +152,31 @@ class Batch:
         return np.array(out, dtype=f"S{ORDER_ID_MAX_BYTES}")
 
 
+def order_id_values(raw: np.ndarray, flags: np.ndarray) -> list:
+    """Order ids as Python values (str, int or None) from a raw column (object or fixed-width bytes)."""
+    if raw.dtype == object:
+        return raw.tolist()
+    return _bytes_ids_to_object(raw, flags).tolist()
+
+
+def concat_order_ids(a: np.ndarray, fa: np.ndarray, b: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    if not len(a):
+        return b.copy()
+    if not len(b):
+        return a
+    if a.dtype != b.dtype:
+        a = a if a.dtype == object else _bytes_ids_to_object(a, fa)
+        b = b if b.dtype == object else _bytes_ids_to_object(b, fb)
+    return np.concatenate([a, b])
+
+
 def _bytes_ids_to_object(arr: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Order ids as an object array of Python values, from an int64 or fixed-width bytes column."""
     out = np.empty(len(arr), dtype=object)
+    if arr.dtype.kind == "i":
+        out[:] = arr.tolist()
+        out[(flags & F_HAS_ORDER_ID) == 0] = None
+        return out
     for i, (v, f) in enumerate(zip(arr, flags)):
         if not f & F_HAS_ORDER_ID:
             out[i] = None

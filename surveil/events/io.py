@@ -14,7 +14,6 @@ from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 
 DEFAULT_BATCH = 65_536
-_READ_BLOCK = 8 << 20
 
 
 class InputError(Exception):
@@ -87,27 +86,28 @@ def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) 
 
 def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
                 batch_size: int) -> Iterator[Batch]:
+    """Blocks of about ``batch_size`` complete lines (estimated from the line length seen so far)."""
     lineno = 1
-    pending: list[bytes] = []
     carry = b""
+    avg = 160.0
     with _open_raw(path) as f:
         while True:
-            block = f.read(_READ_BLOCK)
-            if not block:
+            want = max(1 << 16, int(batch_size * avg)) - len(carry)
+            data = f.read(max(want, 1 << 12))
+            if not data:
                 break
-            lines = (carry + block).split(b"\n")
-            carry = lines.pop()
-            pending.extend(lines)
-            while len(pending) >= batch_size:
-                chunk, pending = pending[:batch_size], pending[batch_size:]
-                yield jsonl.decode_lines(chunk, lineno, reg, source, rejects)
-                lineno += len(chunk)
+            buf = carry + data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                carry = buf
+                continue
+            block, carry = buf[: cut + 1], buf[cut + 1:]
+            n = block.count(b"\n")
+            avg = max(16.0, len(block) / n)
+            yield jsonl.decode_block(block, lineno, reg, source, rejects, n)
+            lineno += n
     if carry:
-        pending.append(carry)
-    while pending:
-        chunk, pending = pending[:batch_size], pending[batch_size:]
-        yield jsonl.decode_lines(chunk, lineno, reg, source, rejects)
-        lineno += len(chunk)
+        yield jsonl.decode_block(carry, lineno, reg, source, rejects)
 
 
 def output_format(path: str | os.PathLike) -> str:

@@ -9,6 +9,7 @@ Semantic checks (ranges, required fields per type) are vectorised.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import math
 import re
 from typing import Any, Iterator
@@ -29,6 +30,7 @@ from surveil.events.schema import (
     F_ORDER_ID_INT,
     INDEX,
     ORDER,
+    ORDER_ID_MAX_BYTES,
     PRICE_MAX,
     PRICE_SCALE,
     QTY_MAX,
@@ -101,6 +103,8 @@ def _check_row(o: Any) -> None:
         raise RowError("type", t, f"unknown type (expected one of {', '.join(TYPES)})")
     for f in ("account", "broker", "owner", "symbol"):
         x = o.get(f)
+        if type(x) is int:  # an account number written as a JSON number: its decimal text
+            o[f] = x = str(x)
         if x is not None and type(x) is not str:
             raise RowError(f, x, "must be a string")
         if x is not None and (x == "" or "\x00" in x):
@@ -210,6 +214,15 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
     oid_int = np.fromiter((type(v) is int for v in oid_l), dtype=bool, count=n)
     oid_has = np.fromiter((v is not None for v in oid_l), dtype=bool, count=n)
 
+    oid_flags = (np.where(oid_int, F_ORDER_ID_INT, 0) | np.where(oid_has, F_HAS_ORDER_ID, 0)).astype(np.uint8)
+    return _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,
+                   account, symbol, owner, broker, order_id, oid_flags)
+
+
+def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,
+            account, symbol, owner, broker, order_id, oid_flags) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Flags, integer prices and the vectorised semantic checks shared by both decoders."""
+    n = len(ts)
     with np.errstate(invalid="ignore", over="ignore"):
         finite = np.isfinite(price_f) | ~has_price
         scaled = np.where(has_price & finite, price_f, 0.0) * PRICE_SCALE
@@ -218,8 +231,8 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
         bad_dec = np.abs(scaled - units) > tol
     price = units.astype(np.int64)
 
-    flags = (aggr | np.where(has_seq, 4, 0) | np.where(oid_int, 8, 0) | np.where(has_price, 16, 0)
-             | np.where(has_qty, 32, 0) | np.where(oid_has, 64, 0)).astype(np.uint8)
+    flags = (aggr | np.where(has_seq, F_HAS_SEQ, 0) | oid_flags | np.where(has_price, F_HAS_PRICE, 0)
+             | np.where(has_qty, F_HAS_QTY, 0)).astype(np.uint8)
 
     is_idx = etype == INDEX
     is_trade = etype == TRADE
@@ -249,6 +262,135 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
     return cols, code
 
 
+def _assemble(cols: dict[str, np.ndarray], code: np.ndarray, locs, raws,
+              objs: list | None, source: str, rejects: list[Reject]) -> Batch:
+    src = np.asarray(locs, dtype=np.int64)
+    if code.any():
+        if callable(raws):
+            raws = raws()
+        for i in np.flatnonzero(code).tolist():
+            f, reason = _CHECKS[int(code[i])]
+            o = objs[i] if objs is not None else orjson.loads(raws[i])
+            rejects.append(_reject(source, int(locs[i]), f, o.get(f), reason, raws[i]))
+        keep = code == 0
+        cols = {k: v[keep] for k, v in cols.items()}
+        src = src[keep]
+    return Batch(src=src, **cols)
+
+
+# -- fast path: polars' NDJSON reader (Rust, simd-json) builds the columns ---------------------------
+# Anything it cannot read exactly as the contract says (an ISO ts, a string where a number belongs, an
+# unknown venue...) makes it give up on the chunk, and the validating orjson path decides row by row.
+# Both paths give the same batch for every chunk the fast path accepts.
+_POLARS_MIN_ROWS = 64
+_AMBIGUOUS = r"^[{\[]|^(true|false)$|^-?[0-9]+[.eE]"
+_pl = None
+
+
+def _polars():
+    global _pl
+    if _pl is None:
+        try:
+            import polars
+
+            _pl = polars
+        except ImportError:  # pragma: no cover - polars is a dependency; keep working without it
+            _pl = False
+    return _pl
+
+
+def _polars_schema(pl, oid):
+    return {"ts": pl.Int64, "venue": pl.Utf8, "type": pl.Utf8, "account": pl.Utf8, "broker": pl.Utf8,
+            "owner": pl.Utf8, "symbol": pl.Utf8, "side": pl.Utf8, "price": pl.Float64, "qty": pl.Int64,
+            "order_id": oid, "seq": pl.Int64, "aggressor": pl.Boolean}
+
+
+def _polars_columns(raws: list[bytes], reg: Registry):
+    if len(raws) < _POLARS_MIN_ROWS:
+        return None
+    return _polars_block(b"\n".join(raws), len(raws), reg)
+
+
+def _polars_block(data: bytes, nrows: int, reg: Registry):
+    """Columns of ``nrows`` JSON lines in ``data`` (no blank lines), or None to use the validating path."""
+    pl = _polars()
+    if not pl:
+        return None
+    df = None
+    for oid_type in (pl.Int64, pl.Utf8):
+        try:
+            df = pl.read_ndjson(io.BytesIO(data), schema=_polars_schema(pl, oid_type))
+            break
+        except Exception:  # noqa: BLE001 - any parse problem: let the validating path decide
+            df = None
+    if df is None or df.height != nrows or df["ts"].null_count():
+        return None
+    n = df.height
+    str_cols = ["account", "broker", "owner", "symbol"]
+    oid_is_str = df.schema["order_id"] == pl.Utf8
+    for c in str_cols + (["order_id"] if oid_is_str else []):
+        col = df[c]
+        if col.null_count() < n and col.str.contains(_AMBIGUOUS).any():
+            return None
+    if oid_is_str and df["order_id"].str.contains(r"^-?[0-9]+$").any():
+        return None  # could have been a JSON number: only the validating path can tell
+
+    def codes(name, mapping, null):
+        col = df[name].fill_null("\x00").replace_strict({**mapping, "\x00": null}, default=255,
+                                                          return_dtype=pl.UInt8)
+        return col.to_numpy()
+
+    venue = codes("venue", VENUE_CODE, 255)
+    etype = codes("type", TYPE_CODE, 255)
+    side = codes("side", {"B": 1, "S": 2}, 0)
+    if (venue == 255).any() or (etype == 255).any() or (side == 255).any():
+        return None
+    ag = df["aggressor"]
+    aggr = np.where(ag.is_null().to_numpy(), 0,
+                    np.where(ag.fill_null(False).to_numpy(), F_HAS_AGGRESSOR | F_AGGRESSOR, F_HAS_AGGRESSOR))
+
+    def strings(name, interner):
+        col = df[name]
+        if col.null_count() == n:
+            return np.full(n, -1, np.int32)
+        if (col == "").any() or col.str.contains("\x00", literal=True).any():
+            raise _Slow
+        u = col.drop_nulls().unique(maintain_order=True)
+        ids = interner.intern_list(u.to_list())
+        return col.replace_strict(u, pl.Series(ids), default=-1, return_dtype=pl.Int32).to_numpy()
+
+    def ints(name):
+        col = df[name]
+        return col.fill_null(0).to_numpy().astype(np.int64, copy=False), col.is_not_null().to_numpy()
+
+    try:
+        account = strings("account", reg.accounts)
+        symbol = strings("symbol", reg.symbols)
+        owner = strings("owner", reg.owners)
+        broker = strings("broker", reg.brokers)
+    except _Slow:
+        return None
+    ts = df["ts"].to_numpy().astype(np.int64, copy=False)
+    pc = df["price"]
+    has_price = pc.is_not_null().to_numpy()
+    price_f = pc.fill_null(float("nan")).to_numpy().astype(np.float64, copy=False)
+    qty, has_qty = ints("qty")
+    seq, has_seq = ints("seq")
+    oc = df["order_id"]
+    oid_has = oc.is_not_null().to_numpy()
+    if oid_is_str:
+        order_id = np.array(oc.to_list(), dtype=object)
+        oid_flags = np.where(oid_has, F_HAS_ORDER_ID, 0).astype(np.uint8)
+    else:
+        vals = oc.fill_null(0).to_numpy()
+        if (vals < 0).any():
+            return None
+        order_id = vals.astype(np.int64, copy=False)  # integer ids stay numbers; see Batch.order_id
+        oid_flags = np.where(oid_has, F_HAS_ORDER_ID | F_ORDER_ID_INT, 0).astype(np.uint8)
+    return _finish(ts, venue, etype, side, aggr.astype(np.uint8), price_f, has_price, qty, has_qty, seq, has_seq,
+                   account, symbol, owner, broker, order_id, oid_flags)
+
+
 def decode_objects(objs: list, locs: list[int], raws: list[bytes], reg: Registry, source: str,
                    rejects: list[Reject]) -> Batch:
     """Columnar batch from decoded JSON values; bad rows are appended to ``rejects``."""
@@ -269,16 +411,7 @@ def decode_objects(objs: list, locs: list[int], raws: list[bytes], reg: Registry
             keep_raws.append(raw)
         objs, locs, raws = keep_objs, keep_locs, keep_raws
         cols, code = _columns(objs, reg)
-    src = np.array(locs, dtype=np.int64)
-    if code.any():
-        bad = np.flatnonzero(code)
-        for i in bad:
-            f, reason = _CHECKS[int(code[i])]
-            rejects.append(_reject(source, int(locs[i]), f, objs[i].get(f), reason, raws[i]))
-        keep = code == 0
-        cols = {k: v[keep] for k, v in cols.items()}
-        src = src[keep]
-    return Batch(src=src, **cols)
+    return _assemble(cols, code, locs, raws, objs, source, rejects)
 
 
 def _reject(source: str, loc: int, field: str, value: Any, reason: str, raw: bytes | str) -> Reject:
@@ -296,6 +429,9 @@ def decode_lines(lines: list[bytes], first_lineno: int, reg: Registry, source: s
         if line.strip():
             locs.append(first_lineno + i)
             raws.append(line)
+    fast = _polars_columns(raws, reg)
+    if fast is not None:
+        return _assemble(*fast, locs, raws, None, source, rejects)
     try:
         objs = orjson.loads(b"[" + b",".join(raws) + b"]")
         if len(objs) != len(raws):
@@ -314,6 +450,24 @@ def decode_lines(lines: list[bytes], first_lineno: int, reg: Registry, source: s
             k_raws.append(raw)
         locs, raws = k_locs, k_raws
     return decode_objects(objs, locs, raws, reg, source, rejects)
+
+
+def decode_block(block: bytes, first_lineno: int, reg: Registry, source: str, rejects: list[Reject],
+                 nrows: int | None = None) -> Batch:
+    """Decode a block of complete JSON lines (the fast path reads it whole, without splitting it)."""
+    if not block.strip():
+        return Batch.empty()
+    if nrows is None:
+        nrows = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if nrows >= _POLARS_MIN_ROWS and b"\n\n" not in block and not block.startswith(b"\n") and b"\r" not in block:
+        fast = _polars_block(block, nrows, reg)
+        if fast is not None:
+            locs = np.arange(first_lineno, first_lineno + nrows, dtype=np.int64)
+            return _assemble(*fast, locs, lambda: block.split(b"\n"), None, source, rejects)
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return decode_lines(lines, first_lineno, reg, source, rejects)
 
 
 def decode_json_frame(payload: bytes, reg: Registry, source: str, rejects: list[Reject]) -> Batch:

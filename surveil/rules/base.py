@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from surveil.events.batch import concat_order_ids, order_id_values
+
 
 @dataclass(frozen=True)
 class Param:
@@ -73,7 +75,49 @@ class Segment:
     key: np.ndarray
     symbol: np.ndarray
     day: int
-    order_id_of: Callable[[np.ndarray], list]  # order ids of row indexes, as str/int/None
+    order_id: np.ndarray  # raw order id column (object, or fixed-width bytes with flags)
+
+    def order_id_of(self, rows: np.ndarray) -> list:
+        """Order ids (str, int or None) of row indexes."""
+        return order_id_values(self.order_id[rows], self.flags[rows])
+
+
+class OidCarry:
+    """Order ids of the events a rule carries to its next segment (raw column + flags).
+
+    Positions address the rule's working arrays: first the carried events, then the
+    segment's selected ``rows``.
+    """
+
+    def __init__(self) -> None:
+        self.raw = np.empty(0, object)
+        self.flags = np.empty(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def values(self, pos: np.ndarray, seg: Segment, rows: np.ndarray) -> list:
+        pos = np.asarray(pos, dtype=np.int64)
+        n = len(self.raw)
+        old = pos < n
+        out: list = [None] * len(pos)
+        if old.any():
+            vals = order_id_values(self.raw[pos[old]], self.flags[pos[old]])
+            for i, v in zip(np.flatnonzero(old).tolist(), vals):
+                out[i] = v
+        if (~old).any():
+            vals = seg.order_id_of(rows[pos[~old] - n])
+            for i, v in zip(np.flatnonzero(~old).tolist(), vals):
+                out[i] = v
+        return out
+
+    def keep(self, pos: np.ndarray, seg: Segment, rows: np.ndarray) -> None:
+        pos = np.asarray(pos, dtype=np.int64)
+        n = len(self.raw)
+        p_old = pos[pos < n]
+        p_new = rows[pos[pos >= n] - n]
+        self.raw = concat_order_ids(self.raw[p_old], self.flags[p_old], seg.order_id[p_new], seg.flags[p_new])
+        self.flags = np.concatenate([self.flags[p_old], seg.flags[p_new]])
 
 
 class Context:

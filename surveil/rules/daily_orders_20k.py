@@ -50,29 +50,31 @@ class DailyOrders20k(Rule):
 
     def process(self, seg: Segment) -> list[AlertDraft]:
         is_o = seg.etype == ORDER
-        m = is_o | (seg.etype == CANCEL)
+        is_c = seg.etype == CANCEL
+        m = is_o | is_c
         if not m.any():
             return []
         k = seg.key[m]
-        uk, inv = np.unique(k, return_inverse=True)
-        n_all = np.bincount(inv, minlength=len(uk))
-        n_o = np.bincount(inv, weights=is_o[m], minlength=len(uk)).astype(np.int64)
-        self.orders = grow(self.orders, int(uk[-1]) + 1)
+        top = int(k.max()) + 1
+        self.orders = grow(self.orders, top)
         self.cancels = grow(self.cancels, len(self.orders))
-        before = self.orders[uk] + self.cancels[uk]
-        self.orders[uk] += n_o
-        self.cancels[uk] += n_all - n_o
-        crossed = np.flatnonzero((before < self.thr) & (before + n_all >= self.thr))
+        before = self.orders[k] + self.cancels[k]  # the day's count before this segment, per event
+        np.add.at(self.orders, seg.key[is_o], 1)
+        np.add.at(self.cancels, seg.key[is_c], 1)
         out = []
-        if len(crossed):
-            rows = np.flatnonzero(m)
-            for j in crossed.tolist():
-                key = int(uk[j])
-                need = self.thr - int(before[j])
-                row = rows[np.flatnonzero(k == key)[need - 1]]
-                st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
-                self.raised[key] = st
-                out.append(self._draft(st, seg.day, "raised", self.thr))
+        may = before < self.thr
+        if may.any():
+            after = self.orders[k[may]] + self.cancels[k[may]]
+            crossed = np.unique(k[may][after >= self.thr])
+            if len(crossed):
+                rows = np.flatnonzero(m)
+                for key in crossed.tolist():
+                    pos = np.flatnonzero(k == key)
+                    need = self.thr - int(before[pos[0]])
+                    row = rows[pos[need - 1]]
+                    st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
+                    self.raised[key] = st
+                    out.append(self._draft(st, seg.day, "raised", self.thr))
         return out
 
     def end_day(self, day: int) -> list[AlertDraft]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
-from surveil.rules.base import AlertDraft, Param, Rule, RuleMeta, Segment, positive
+from surveil.rules.base import AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
 
 MAX_LISTED_SECONDS = 1000
 SAMPLES = 5
@@ -79,7 +79,7 @@ class OrderRate1s(Rule):
     def _reset_pending(self) -> None:
         self.p_key = np.empty(0, np.int64)
         self.p_ts = np.empty(0, np.int64)
-        self.p_oid: list = []
+        self.p_oid = OidCarry()
 
     # -- evaluation -------------------------------------------------------------------------------
     def process(self, seg: Segment) -> list[AlertDraft]:
@@ -95,12 +95,7 @@ class OrderRate1s(Rule):
             ts = np.concatenate([self.p_ts, ts])
 
         def oids(pos: np.ndarray) -> list:
-            out = []
-            new = [p - npend for p in pos.tolist() if p >= npend]
-            new_ids = iter(seg.order_id_of(rows[new]) if new else [])
-            for p in pos.tolist():
-                out.append(self.p_oid[p] if p < npend else next(new_ids))
-            return out
+            return self.p_oid.values(pos, seg, rows)
 
         out = self._sliding(seg, k, ts, npend, oids) if self.sliding else self._calendar(seg, k, ts, oids)
         # keep the events that a later segment may still need
@@ -111,7 +106,7 @@ class OrderRate1s(Rule):
             keep = np.arange(np.searchsorted(ts, sec_last * NS_PER_SECOND, "left"), len(ts))
         self.p_key = k[keep]
         self.p_ts = ts[keep]
-        self.p_oid = oids(keep) if len(keep) else []
+        self.p_oid.keep(keep, seg, rows)
         return out
 
     def _calendar(self, seg: Segment, k, ts, oids) -> list[AlertDraft]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, VENUES, ns_to_iso
-from surveil.rules.base import AlertDraft, Param, Rule, RuleMeta, Segment, positive
+from surveil.rules.base import AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
 
 SAMPLES = 5
 MAIN_INDEXES = ["SSE:000001", "SSE:000688", "SZSE:399001", "SZSE:399106", "SZSE:399006"]
@@ -98,7 +98,7 @@ class SellBurst1m(Rule):
 
     def _reset(self) -> None:
         self.pend = {k: np.empty(0, np.int64) for k in ("ts", "owner", "key", "venue", "val")}
-        self.p_oid: list = []
+        self.p_oid = OidCarry()
 
     def process(self, seg: Segment) -> list[AlertDraft]:
         m = (seg.etype == TRADE) & (seg.side == SIDE_S)
@@ -112,14 +112,9 @@ class SellBurst1m(Rule):
         new["owner"] = self.ctx.owners_of_keys(new["key"]).astype(np.int64)
         npend = len(self.pend["ts"])
         T = {k: np.concatenate([self.pend[k], new[k]]) if npend else new[k] for k in new}
-        oid_cache: dict[int, object] = {}
 
         def oids(pos: np.ndarray) -> list:
-            need = [p for p in pos.tolist() if p >= npend and p not in oid_cache]
-            if need:
-                for p, o in zip(need, seg.order_id_of(rows[np.array(need) - npend])):
-                    oid_cache[p] = o
-            return [self.p_oid[p] if p < npend else oid_cache[p] for p in pos.tolist()]
+            return self.p_oid.values(pos, seg, rows)
 
         out: list[AlertDraft] = []
         uo, inv = np.unique(T["owner"], return_inverse=True)
@@ -135,7 +130,7 @@ class SellBurst1m(Rule):
         # carry the trades a later window may still include
         keep = np.flatnonzero(T["ts"] > T["ts"][-1] - self.W)
         self.pend = {k: v[keep] for k, v in T.items()}
-        self.p_oid = oids(keep)
+        self.p_oid.keep(keep, seg, rows)
         return out
 
     def _owner(self, seg, T, idx, npend, oids) -> list[AlertDraft]:

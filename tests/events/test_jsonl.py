@@ -11,6 +11,13 @@ GOOD = {"ts": 1708306200000000000, "venue": "SSE", "type": "order", "account": "
         "price": 10.01, "qty": 100, "order_id": "o1", "seq": 3}
 
 
+@pytest.fixture(params=["validating", "polars"], autouse=True)
+def path(request, monkeypatch):
+    """Run every test through both decoders: the validating orjson path and the polars fast path."""
+    monkeypatch.setattr(jsonl, "_POLARS_MIN_ROWS", 10**9 if request.param == "validating" else 1)
+    return request.param
+
+
 def decode(objs):
     reg, rej = Registry(), []
     lines = [o if isinstance(o, bytes) else orjson.dumps(o) for o in objs]
@@ -31,7 +38,9 @@ def decode(objs):
     ({**GOOD, "price": "12.5"}, "price", "not a number"),
     ({**GOOD, "price": 10.00001}, "price", "4 decimal places"),
     ({**GOOD, "side": "X"}, "side", '"B" or "S"'),
-    ({**GOOD, "account": 12345}, "account", "string"),
+    ({**GOOD, "account": True}, "account", "string"),
+    ({**GOOD, "account": {"a": 1}}, "account", "string"),
+    ({**GOOD, "account": 1.5}, "account", "string"),
     ([1, 2], "event", "not a JSON object"),
 ])
 def test_bad_lines_are_rejected_with_field_and_value(bad, field, words):
@@ -73,3 +82,24 @@ def test_reader_handles_gzip_blank_lines_and_line_numbers(tmp_path):
     batches = list(read_events(p, reg, rej, batch_size=2))
     assert sum(len(b) for b in batches) == 2
     assert [r.location for r in rej] == [3]
+
+
+def test_integer_account_numbers_are_their_decimal_text():
+    b, rej, reg = decode([{**GOOD, "account": 12345}, {**GOOD, "account": "12345"}])
+    assert not rej
+    assert b.account[0] == b.account[1] and reg.accounts.names[b.account[0]] == "12345"
+
+
+def test_both_decoders_build_the_same_batch(monkeypatch):
+    objs = [{**GOOD, "ts": GOOD["ts"] + i, "order_id": i if i % 3 else f"S{i}", "account": f"A{i % 7}",
+             "owner": "M" if i % 5 == 0 else None, "aggressor": bool(i % 2) if i % 4 == 0 else None}
+            for i in range(200)]
+    objs = [{k: v for k, v in o.items() if v is not None} for o in objs]
+    out = {}
+    for name, rows in (("validating", 10**9), ("polars", 1)):
+        monkeypatch.setattr(jsonl, "_POLARS_MIN_ROWS", rows)
+        b, rej, reg = decode(objs)
+        assert not rej
+        out[name] = jsonl.encode_lines(b, reg)
+    assert out["validating"] == out["polars"]
+    assert out["polars"].splitlines()[1] == orjson.dumps(objs[1])
