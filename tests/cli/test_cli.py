@@ -1,0 +1,121 @@
+import subprocess
+import sys
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from evtools import S, T0, order, sell
+from surveil.cli import main
+
+YI = 100_000_000
+
+
+def write(path, events, extra=b""):
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events) + extra)
+    return path
+
+
+def day(tmp_path):
+    evs = [order(T0 + S + i * 1000, "FAST", oid=i) for i in range(300)]
+    evs += [sell(T0 + 10 * S + i * S, "X", "SSE", 1 * YI, order_id=i) for i in range(6)]
+    evs += [sell(T0 + 10 * S + i * S, "Y", "SZSE", 1 * YI, order_id=100 + i) for i in range(6)]
+    return write(tmp_path / "day.jsonl", sorted(evs, key=lambda e: e["ts"]))
+
+
+def accounts(tmp_path):
+    p = tmp_path / "acc.csv"
+    p.write_text("venue,account,owner,broker,reported\nSSE,X,MGR,B1,true\nSZSE,Y,MGR,B2,false\nSSE,FAST,,B3,true\n")
+    return p
+
+
+def test_replay_writes_sorted_alerts_and_recommendations(tmp_path):
+    out = tmp_path / "alerts.jsonl"
+    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--accounts", str(accounts(tmp_path)),
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    recs = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    kinds = [x["kind"] for x in recs]
+    assert kinds == ["alert", "alert", "recommendation", "recommendation"]
+    alerts = recs[:2]
+    assert [a["rule"] for a in alerts] == ["order_rate_1s", "sell_burst_1m"]
+    assert alerts[1]["subject"] == {"owner": "MGR"} and alerts[1]["value"] == 1_200_000_000.0
+    reco = {x["measure"]: x for x in recs[2:]}
+    assert reco["written_warning"]["subject"] == {"owner": "MGR"}
+    assert reco["written_warning"]["reasons"] == [alerts[1]["alert_id"]]
+    assert reco["watch"]["subject"] == {"venue": "SSE", "account": "FAST"}
+    assert "replay: " in r.stderr and "order_rate_1s=1" in r.stderr
+
+
+def test_rejects_are_kept_with_line_and_reason_and_strict_stops(tmp_path):
+    src = write(tmp_path / "bad.jsonl", [order(T0, "A", oid=1)],
+                b'{"ts": 1, "venue": "NYSE"\n' + orjson.dumps(order(T0 + 1, "A", qty=-5)) + b"\n")
+    out = tmp_path / "o.jsonl"
+    r = CliRunner().invoke(main, ["replay", str(src), "--out", str(out)])
+    assert r.exit_code == 0
+    rej = [orjson.loads(x) for x in (tmp_path / "o.jsonl.rejects.jsonl").read_bytes().splitlines()]
+    assert [(x["line"], x["field"]) for x in rej] == [(2, "line"), (3, "qty")]
+    assert rej[1]["value"] == -5 and "negative qty" in rej[1]["reason"]
+    assert "2 rejects" in r.stderr
+    r = CliRunner().invoke(main, ["replay", str(src), "--out", str(out), "--strict"])
+    assert r.exit_code != 0
+    assert "bad.jsonl:line 2" in r.output and "bad JSON" in r.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["replay", "missing.jsonl"], "input file not found: missing.jsonl"),
+    (["replay", "{day}", "--rules", "missing.toml"], "rules file not found"),
+    (["replay", "{day}", "--rules", "{badrules}"], "unknown key [order_rate_1s] treshold"),
+    (["replay", "{day}", "--accounts", "missing.csv"], "accounts file not found"),
+    (["replay", "{day}", "--history", "missing.jsonl"], "history file not found"),
+])
+def test_bad_configuration_is_a_clear_error_and_non_zero_exit(tmp_path, args, words):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[order_rate_1s]\ntreshold = 3\n")
+    d = day(tmp_path)
+    args = [a.format(day=d, badrules=bad) for a in args]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1
+    assert words in r.output
+
+
+def test_changed_thresholds_change_alerts(tmp_path):
+    rules = tmp_path / "r.toml"
+    rules.write_text("[sell_burst_1m]\nthreshold_yuan = 2000000000\n[order_rate_1s]\nthreshold = 301\n")
+    out = tmp_path / "a.jsonl"
+    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--rules", str(rules), "--out", str(out),
+                                  "--accounts", str(accounts(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == b""
+
+
+def test_history_escalates_repeat_offenders(tmp_path):
+    out1 = tmp_path / "day1.jsonl"
+    acc = str(accounts(tmp_path))
+    CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--accounts", acc, "--out", str(out1)])
+    # the same behaviour a week later
+    evs = [orjson.loads(x) for x in (tmp_path / "day.jsonl").read_bytes().splitlines()]
+    for e in evs:
+        e["ts"] += 7 * 86_400 * S
+    later = write(tmp_path / "later.jsonl", evs)
+    out2 = tmp_path / "day8.jsonl"
+    r = CliRunner().invoke(main, ["replay", str(later), "--accounts", acc, "--history", str(out1), "--out", str(out2)])
+    assert r.exit_code == 0, r.output
+    reco = [orjson.loads(x) for x in out2.read_bytes().splitlines() if b'"recommendation"' in x]
+    mgr = next(x for x in reco if x["subject"] == {"owner": "MGR"})
+    assert mgr["measure"] == "supervisory_interview" and mgr["escalated_from"] == "written_warning"
+    fast = next(x for x in reco if x["subject"].get("account") == "FAST")
+    assert fast["measure"] == "watch"  # classification, not misconduct: no escalation
+
+
+def test_convert_roundtrip_via_cli(tmp_path):
+    src = day(tmp_path)
+    r1 = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "d.svb")])
+    r2 = CliRunner().invoke(main, ["convert", str(tmp_path / "d.svb"), str(tmp_path / "back.jsonl")])
+    assert r1.exit_code == 0 and r2.exit_code == 0
+    assert (tmp_path / "back.jsonl").read_bytes() == src.read_bytes()
+
+
+def test_console_script_is_installed():
+    r = subprocess.run([sys.executable, "-m", "surveil.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "replay" in r.stdout and "simulate" in r.stdout and "demo" in r.stdout
