@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +32,9 @@ NS = NS_PER_SECOND
 DATE = "2024-02-19"
 DAY0 = day_start_ns(19772)  # 2024-02-19 00:00 Asia/Shanghai
 SSE, SZSE = VENUE_CODE["SSE"], VENUE_CODE["SZSE"]
+SCEN_OWNERS = {"LINGJUN", "SPLIT", "SLOWSELL", "HFT_ABOVE", "HFT_BELOW", "HFT_STRADDLE", "DAILY_ABOVE",
+               "DAILY_BELOW", "DUP0001.SSE", "DUP0001.SZSE"}
+SPAN = 100_000_000_000_000  # > one day in ns: separates groups in a combined int64 sort key
 
 
 def hms(h, m, s=0):
@@ -101,14 +103,8 @@ def test_result_and_files(day):
     assert res.scenarios == ["lingjun", "hft", "daily"]
     assert res.n_events == len(day.b)
     # background events exactly 150,000 (orders, cancels and trades of non-scenario accounts)
-    scen_accts = {r["account"] for r in csv.DictReader(res.accounts_path.open()) if not _is_background(r["account"])}
-    bg = (day.b.etype != INDEX) & ~np.isin(day.acct, list(scen_accts))
+    bg = (day.b.etype != INDEX) & ~np.isin(day.owner, list(SCEN_OWNERS))
     assert int(bg.sum()) == 150_000
-
-
-def _is_background(account: str) -> bool:
-    return (account.startswith("A") and account[1:].isdigit() and not account.startswith("A9")) or (
-        account.isdigit() and account[:2] in ("01", "08"))
 
 
 def test_unknown_scenario_and_bad_extension(tmp_path):
@@ -195,8 +191,7 @@ def test_fields_and_mix(day):
     assert 0 < ag.sum() < trade.sum()
     assert np.all(b.account[notidx] >= 0) and np.all(b.account[~notidx] < 0)
     # background mix roughly 55 / 30 / 15
-    bg = notidx & np.array([_is_background(a) for a in day.acct.tolist()] if False else
-                           np.isin(day.owner, ["LINGJUN", "SPLIT", "SLOWSELL"], invert=True))
+    bg = notidx & ~np.isin(day.owner, list(SCEN_OWNERS))
     frac = np.bincount(b.etype[bg], minlength=3)[:3] / bg.sum()
     assert 0.45 < frac[0] < 0.70 and 0.15 < frac[1] < 0.35 and 0.05 < frac[2] < 0.20, frac
 
@@ -210,23 +205,23 @@ def test_seq_per_venue(day):
 
 def test_cancels_and_trades_refer_to_earlier_orders(day):
     b = day.b
-    key = lambda m: list(zip(b.venue[m].tolist(), day.oid[m].tolist()))  # noqa: E731
+    key = lambda m: list(zip(b.venue[m].tolist(), day.oid[m].tolist(), strict=True))  # noqa: E731
     om = b.etype == ORDER
     orders = {}
     for k, ts, a, p, q in zip(key(om), b.ts[om].tolist(), b.account[om].tolist(), b.price[om].tolist(),
-                              b.qty[om].tolist()):
+                              b.qty[om].tolist(), strict=True):
         assert k not in orders, "duplicate order id"
         orders[k] = (ts, a, p, q)
     cm = b.etype == CANCEL
     seen = set()
     for k, ts, a, p, q in zip(key(cm), b.ts[cm].tolist(), b.account[cm].tolist(), b.price[cm].tolist(),
-                              b.qty[cm].tolist()):
+                              b.qty[cm].tolist(), strict=True):
         ots, oa, op, oq = orders[k]
         assert ots <= ts and oa == a and op == p and oq == q
         assert k not in seen, "order cancelled twice"
         seen.add(k)
     tm = b.etype == TRADE
-    for k, ts, a, q in zip(key(tm), b.ts[tm].tolist(), b.account[tm].tolist(), b.qty[tm].tolist()):
+    for k, ts, a, q in zip(key(tm), b.ts[tm].tolist(), b.account[tm].tolist(), b.qty[tm].tolist(), strict=True):
         ots, oa, _, oq = orders[k]
         assert ots <= ts and oa == a and q <= oq
         assert k not in seen, "a cancelled order traded"
@@ -240,15 +235,16 @@ def test_accounts_csv(day):
     assert all(r["reported"] in ("true", "false") for r in rows)
     venues = ("SSE", "SZSE", "BSE")
     notidx = day.b.etype != INDEX
-    used = set(zip([venues[v] for v in day.b.venue[notidx].tolist()], day.acct[notidx].tolist()))
+    used = set(zip([venues[v] for v in day.b.venue[notidx].tolist()], day.acct[notidx].tolist(), strict=True))
     assert used <= pairs
     by = {(r["venue"], r["account"]): r for r in rows}
     # the event owner/broker agree with the CSV
-    for (v, a), o, br in zip(zip([venues[x] for x in day.b.venue[notidx][:5000].tolist()],
-                                 day.acct[notidx][:5000].tolist()),
-                             day.owner[notidx][:5000].tolist(),
-                             np.array(day.reg.brokers.names, dtype=object)[day.b.broker[notidx][:5000]].tolist()):
-        assert by[(v, a)]["owner"] == o and by[(v, a)]["broker"] == br
+    brokers = np.array(day.reg.brokers.names, dtype=object)
+    first = np.flatnonzero(notidx)[:5000]
+    for v, a, o, br in zip(day.b.venue[first].tolist(), day.acct[first].tolist(), day.owner[first].tolist(),
+                           brokers[day.b.broker[first]].tolist(), strict=True):
+        row = by[(venues[v], a)]
+        assert row["owner"] == o and row["broker"] == br
     lj = [r for r in rows if r["owner"] == "LINGJUN"]
     assert len(lj) == 4 and sorted(r["venue"] for r in lj) == ["SSE", "SSE", "SZSE", "SZSE"]
     assert len({r["broker"] for r in lj}) == 4
@@ -285,7 +281,7 @@ def test_labels(labels):
 
 def _per_second(day, m):
     s, c = np.unique(day.sec[m & day.oc], return_counts=True)
-    return dict(zip(s.tolist(), c.tolist()))
+    return dict(zip(s.tolist(), c.tolist(), strict=True))
 
 
 def _sliding_max(ts: np.ndarray, window: int) -> int:
@@ -380,7 +376,7 @@ def test_index_levels(day):
         assert np.all((secs % 3 == 0) | ((secs >= hms(9, 30)) & (secs <= hms(9, 31))))
         burst = (secs >= hms(9, 30)) & (secs <= hms(9, 31))
         assert burst.sum() == 61  # one per second through the Lingjun minute
-        lv[sym] = dict(zip(secs.tolist(), (b.price[m] / 10_000).tolist()))
+        lv[sym] = dict(zip(secs.tolist(), (b.price[m] / 10_000).tolist(), strict=True))
         assert np.all(b.price[m] % 100 == 0)
     assert lv["000001"][hms(9, 30)] == 2886.59 and lv["000001"][hms(9, 31)] == 2868.07
     assert lv["399001"][hms(9, 30)] == 8957.00 and lv["399001"][hms(9, 31)] == 8875.00
@@ -393,31 +389,23 @@ def test_index_levels(day):
 
 def _check_background(d: Day):
     b = d.b
-    scen_owners = {"LINGJUN", "SPLIT", "SLOWSELL", "HFT_ABOVE", "HFT_BELOW", "HFT_STRADDLE", "DAILY_ABOVE",
-                   "DAILY_BELOW", "DUP0001.SSE", "DUP0001.SZSE"}
-    bg = (b.etype != INDEX) & ~np.isin(d.owner, list(scen_owners))
+    bg = (b.etype != INDEX) & ~np.isin(d.owner, list(SCEN_OWNERS))
     # orders + cancels per account: day, calendar second, sliding second
     oc = bg & d.oc
-    key = b.venue[oc].astype(np.int64) * (1 << 40) + b.account[oc].astype(np.int64)
-    ts = b.ts[oc]
-    o = np.lexsort((ts, key))
-    key, ts = key[o], ts[o]
+    _, key = np.unique(b.venue[oc].astype(np.int64) * (1 << 40) + b.account[oc], return_inverse=True)
+    glob = np.sort(key.astype(np.int64) * SPAN + (b.ts[oc] - DAY0))  # accounts kept apart
     _, day_counts = np.unique(key, return_counts=True)
-    assert day_counts.max() <= 12_000
-    sec = (ts - DAY0) // NS
-    _, per_sec = np.unique(key * 100_000 + sec, return_counts=True)
+    assert day_counts.max() < 12_000
+    _, per_sec = np.unique(glob // NS, return_counts=True)  # calendar seconds (SPAN is a multiple of NS)
     assert per_sec.max() < 100
     # sliding: events of the same account within (t - 1 s, t]
-    glob = key.astype(np.float64) * 1e12 + (ts - DAY0).astype(np.float64)  # accounts kept apart
     first = np.searchsorted(glob, glob - NS, side="right")
     assert (np.arange(len(glob)) - first + 1).max() < 100
     # sells per owner in any 60 s window
     sm = bg & (b.etype == TRADE) & (b.side == SIDE_S)
-    okey = b.owner[sm].astype(np.int64)
-    sts, val = b.ts[sm], d.yuan[sm]
-    o = np.lexsort((sts, okey))
-    okey, sts, val = okey[o], sts[o], val[o]
-    g = okey.astype(np.float64) * 1e14 + (sts - DAY0).astype(np.float64)
+    g = b.owner[sm].astype(np.int64) * SPAN + (b.ts[sm] - DAY0)
+    o = np.argsort(g, kind="stable")
+    g, val = g[o], d.yuan[sm][o]
     cs = np.concatenate([[0], np.cumsum(val)])
     win = cs[np.arange(1, len(g) + 1)] - cs[np.searchsorted(g, g - 60 * NS, side="right")]
     assert win.max() < 200_000_000
