@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/surveil demo
 
 test: install
+	$(BIN)/ruff check surveil tests bench
 	$(BIN)/python -m surveil.kafka_local resolve
 	$(BIN)/python -m pytest -q
 

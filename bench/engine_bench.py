@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import orjson
-
 from common import day_file, machine, save
+
 from surveil.events.batch import Registry
 from surveil.events.io import EventWriter, read_events
 from surveil.replay import replay

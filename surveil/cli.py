@@ -32,7 +32,8 @@ def _progress(enabled: bool, desc: str):
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--accounts", type=click.Path(path_type=Path), help="Reference data CSV venue,account,owner,broker[,reported].")
+@click.option("--accounts", type=click.Path(path_type=Path),
+              help="Reference data CSV venue,account,owner,broker[,reported].")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rules file (TOML) overriding thresholds.")
 @click.option("--history", type=click.Path(path_type=Path), help="Earlier recommendations (JSONL) for escalation.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Output JSONL (default: stdout).")
@@ -44,10 +45,12 @@ def _progress(enabled: bool, desc: str):
 def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, batch_size, progress) -> None:
     """Run the engine over event files (JSONL, .jsonl.gz or binary .svb) and write final alerts and
     recommendations, one JSON object per line, sorted by (window_start, rule, subject)."""
-    from surveil.replay.run import StrictError, replay as run, write_records, write_rejects
+    from surveil.replay.run import StrictError, write_records, write_rejects
+    from surveil.replay.run import replay as run
 
     bar = _progress(sys.stderr.isatty() if progress is None else progress, "replay")
-    rej_path = rejects_path or (Path(f"{out}.rejects.jsonl") if out and str(out) != "-" else Path("surveil-rejects.jsonl"))
+    default_rej = Path(f"{out}.rejects.jsonl") if out and str(out) != "-" else Path("surveil-rejects.jsonl")
+    rej_path = rejects_path or default_rej
     try:
         res = run(list(inputs), accounts=accounts, rules=rules_file, history=history, strict=strict,
                   batch_size=batch_size, on_batch=bar.update if bar else None)
@@ -144,7 +147,8 @@ def demo(out_dir, events, seed) -> None:
     """Simulate a day with every scenario, replay it in-process and print the alerts (no broker needed)."""
     import orjson
 
-    from surveil.replay.run import replay as run, write_records, write_rejects
+    from surveil.replay.run import replay as run
+    from surveil.replay.run import write_records, write_rejects
     from surveil.sim import simulate as sim
 
     out_dir.mkdir(parents=True, exist_ok=True)

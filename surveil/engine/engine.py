@@ -24,7 +24,7 @@ from surveil.engine.alerts import alert_record
 from surveil.engine.refdata import RefData
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
-from surveil.events.schema import VENUES, ns_to_iso, trading_day_index, day_start_ns
+from surveil.events.schema import VENUES, day_start_ns, ns_to_iso, trading_day_index
 from surveil.rules import RULES
 from surveil.rules.base import AlertDraft, Context, Param, Segment, grow
 from surveil.rules.config import ConfigError, load_toml, resolve
@@ -64,7 +64,7 @@ class EngineConfig:
 
 
 class _Ctx(Context):
-    def __init__(self, eng: "Engine"):
+    def __init__(self, eng: Engine):
         self.e = eng
 
     def key_info(self, key: int) -> dict[str, Any]:

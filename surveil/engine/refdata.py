@@ -40,7 +40,7 @@ class RefData:
         return self.accounts.get((venue, account))
 
     @classmethod
-    def load_csv(cls, path: str | Path, rejects: list[Reject] | None = None) -> "RefData":
+    def load_csv(cls, path: str | Path, rejects: list[Reject] | None = None) -> RefData:
         """Read the accounts CSV. A bad row is a reject (kept with its line number), not a stop."""
         path = Path(path)
         ref = cls()

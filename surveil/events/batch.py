@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Iterable
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class Batch:
         return len(self.ts)
 
     @classmethod
-    def empty(cls) -> "Batch":
+    def empty(cls) -> Batch:
         return cls(
             ts=np.empty(0, np.int64), venue=np.empty(0, np.uint8), etype=np.empty(0, np.uint8),
             side=np.empty(0, np.uint8), flags=np.empty(0, np.uint8), price=np.empty(0, np.int64),
@@ -101,12 +101,12 @@ class Batch:
     def columns(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def take(self, idx) -> "Batch":
+    def take(self, idx) -> Batch:
         """Rows selected by a boolean mask, an index array or a slice."""
         return Batch(**{k: v[idx] for k, v in self.columns().items()})
 
     @staticmethod
-    def concat(batches: Iterable["Batch"]) -> "Batch":
+    def concat(batches: Iterable[Batch]) -> Batch:
         bs = [b for b in batches if len(b)]
         if not bs:
             return Batch.empty()

@@ -23,7 +23,7 @@ fields are present, so JSON -> binary -> JSON is lossless.
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -6,8 +6,9 @@ import gzip
 import io
 import mmap
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
@@ -146,7 +147,7 @@ class EventWriter:
         if self._f is not self._raw:
             self._raw.close()
 
-    def __enter__(self) -> "EventWriter":
+    def __enter__(self) -> EventWriter:
         return self
 
     def __exit__(self, *exc) -> None:

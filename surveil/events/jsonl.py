@@ -12,7 +12,8 @@ import datetime as _dt
 import io
 import math
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import orjson
@@ -30,7 +31,6 @@ from surveil.events.schema import (
     F_ORDER_ID_INT,
     INDEX,
     ORDER,
-    ORDER_ID_MAX_BYTES,
     PRICE_MAX,
     PRICE_SCALE,
     QTY_MAX,
@@ -69,7 +69,7 @@ def parse_ts(value: Any) -> int:
         date, hh, mm, ss, frac, off = m.groups()
         try:
             d = _dt.date.fromisoformat(date)
-            base = _dt.datetime(d.year, d.month, d.day, int(hh), int(mm), int(ss), tzinfo=_dt.timezone.utc)
+            base = _dt.datetime(d.year, d.month, d.day, int(hh), int(mm), int(ss), tzinfo=_dt.UTC)
         except ValueError as e:
             raise RowError("ts", value, f"is not a valid date/time ({e})") from None
         if off == "Z":

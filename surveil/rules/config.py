@@ -40,7 +40,8 @@ def _as_tuple(t) -> tuple:
     return t if isinstance(t, tuple) else (t,)
 
 
-def resolve(sections: dict[str, tuple[Param, ...]], overrides: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
+def resolve(sections: dict[str, tuple[Param, ...]], overrides: dict[str, Any],
+            origin: str) -> dict[str, dict[str, Any]]:
     """Defaults of every section, with ``overrides`` applied and checked."""
     out = {name: {p.name: p.default for p in params} for name, params in sections.items()}
     for sec, values in overrides.items():

@@ -98,5 +98,6 @@ class DailyOrders20k(Rule):
         if status == "final":
             ev.update({"orders": st["orders"], "cancels": st["cancels"], "day_count": value})
         return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st["key"]), trading_day=day,
-                          window_start=day_start_ns(day), window_end=day_start_ns(day + 1), value=value, threshold=self.thr,
+                          window_start=day_start_ns(day), window_end=day_start_ns(day + 1), value=value,
+                          threshold=self.thr,
                           severity="medium", status=status, evidence=ev)

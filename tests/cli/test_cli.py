@@ -4,8 +4,8 @@ import sys
 import orjson
 import pytest
 from click.testing import CliRunner
+from evtools import T0, S, order, sell
 
-from evtools import S, T0, order, sell
 from surveil.cli import main
 
 YI = 100_000_000

@@ -2,8 +2,8 @@ import random
 
 import orjson
 import pytest
+from evtools import T0, S, by_rule, cancel, order, run, sell
 
-from evtools import S, T0, by_rule, cancel, order, run, sell
 from surveil.engine import Engine, load_config
 from surveil.engine.alerts import dumps, sort_key
 from surveil.events import jsonl

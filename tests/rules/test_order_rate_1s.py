@@ -1,4 +1,4 @@
-from evtools import S, T0, by_rule, cancel, order, run
+from evtools import T0, S, by_rule, cancel, order, run
 
 
 def burst(n, start, account="A1", venue="SSE", spacing=1000, kind=order, prefix="o"):

@@ -1,4 +1,4 @@
-from evtools import S, T0, by_rule, run, sell
+from evtools import T0, S, by_rule, run, sell
 
 YI = 100_000_000
 
@@ -20,7 +20,8 @@ def test_999_yi_vs_10_yi_within_60s():
 
 
 def test_two_venues_each_under_together_over():
-    evs = spread_sells(6 * YI, 60, T0, 55, "SH1", "SSE", "SPLIT") + spread_sells(6 * YI, 60, T0 + 3, 55, "SZ1", "SZSE", "SPLIT")
+    evs = spread_sells(6 * YI, 60, T0, 55, "SH1", "SSE", "SPLIT")
+    evs += spread_sells(6 * YI, 60, T0 + 3, 55, "SZ1", "SZSE", "SPLIT")
     alerts, _ = run(evs)
     a = by_rule(alerts, "sell_burst_1m")
     assert len(a) == 1 and a[0]["value"] == 1_200_000_000.0
