@@ -177,7 +177,9 @@ class SellBurst1m(Rule):
         n = np.bincount(inv, minlength=len(uk))
         st.by_account = [(int(k), int(s), int(c)) for k, s, c in zip(uk, sums, n)]
         st.trades = len(win)
-        st.samples = oids(win[:SAMPLES])
+        # samples: the first trades by (ts, account key), so they do not depend on how venues interleave
+        first = win[np.lexsort((keys, T["ts"][win]))[:SAMPLES]]
+        st.samples = oids(first)
 
     def flush(self, watermark_ts: int) -> list[AlertDraft]:
         done = [o for o, st in self.active.items() if watermark_ts + 1 >= st.last_qual + self.W]

@@ -8,7 +8,9 @@ Writes three files next to each other:
 
 * ``out`` — the events, in the format its extension says (``.jsonl``, ``.jsonl.gz``, ``.svb``;
   via :class:`surveil.events.io.EventWriter`), in non-decreasing ``ts`` order;
-* ``<stem>.accounts.csv`` — ``venue,account,owner,broker,reported`` for every account;
+* ``<stem>.accounts.csv`` — ``venue,account,owner,broker,reported`` for every account
+  (``reported``: the account filed a programmatic-trading report; background: 60 % of managers'
+  accounts, half of the busiest 2 %, 1 % of the rest; scenario accounts: true, except DUP0001);
 * ``<stem>.labels.jsonl`` — one JSON object per expected alert (``"expected": "alert"`` with
   ``expected_value``) and per planted negative case (``"expected": "none"``).
 
