@@ -130,7 +130,9 @@ class EventWriter:
         self.frame_size = frame_size
         self.count = 0
         raw = open(self.path, "wb")
-        self._f: BinaryIO = gzip.open(raw, "wb", compresslevel=3) if str(path).endswith(".gz") else raw  # type: ignore
+        # mtime=0: the same events give byte-identical .gz files
+        self._f: BinaryIO = (gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3, mtime=0)  # type: ignore
+                             if str(path).endswith(".gz") else raw)
         self._raw = raw
 
     def write(self, batch: Batch) -> None:
