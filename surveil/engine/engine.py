@@ -14,6 +14,7 @@ finalises the day's alerts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,18 @@ class _Ctx(Context):
     def owner_name(self, owner: int) -> str:
         return self.e.reg.owners.names[owner]
 
+    def brokers_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Broker ids (``reg.brokers``) of account keys: the events' broker, else reference data, else -1."""
+        e = self.e
+        e.key_broker = grow(e.key_broker, int(keys.max()) + 1 if len(keys) else 0, -1)
+        out = e.key_broker[keys].copy()
+        for i in np.flatnonzero(out < 0).tolist():
+            k = int(keys[i])
+            ref = e.ref.get(k & 3, e.reg.accounts.names[k >> 2])
+            if ref and ref.broker:
+                out[i] = e.reg.brokers.intern(ref.broker)
+        return out
+
     def symbol_id(self, code: str) -> int:
         return self.e.reg.symbols.ids.get(code, -1)
 
@@ -107,14 +120,22 @@ class Engine:
     """Feeds batches through the rules; collects alert records and rejects."""
 
     def __init__(self, params: dict[str, dict[str, Any]] | None = None, refdata: RefData | None = None,
-                 registry: Registry | None = None):
+                 registry: Registry | None = None, rules: Sequence[str] | None = None,
+                 market_from_events: bool = True,
+                 on_segment: Callable[[Segment, Batch], None] | None = None):
+        """``rules``: the rule ids to run (default all). ``market_from_events=False``: market context comes
+        from ``self.market.add_*`` (stream workers). ``on_segment`` sees every released segment."""
         self.params = params or load_config()
         self.reg = registry or Registry()
         self.ref = refdata or RefData()
         self.tol = int(self.params["engine"]["reorder_tolerance_ms"]) * 1_000_000
         self.ctx = _Ctx(self)
-        self.market = MarketContext()
-        self.rules = [cls(self.params[cls.meta.id], self.ctx) for cls in RULES]
+        self.market = MarketContext(from_events=market_from_events)
+        self.on_segment = on_segment
+        unknown = set(rules or ()) - {cls.meta.id for cls in RULES}
+        if unknown:
+            raise ConfigError(f"unknown rule(s): {', '.join(sorted(unknown))}")
+        self.rules = [cls(self.params[cls.meta.id], self.ctx) for cls in RULES if rules is None or cls.meta.id in rules]
         for r in self.rules:
             if hasattr(r, "market"):
                 r.market = self.market
@@ -173,6 +194,26 @@ class Engine:
             self._run(combined.take(slice(0, cut)) if cut < len(combined) else combined)
         self.held = combined.take(slice(cut, None)) if cut < len(combined) else None
 
+    def advance(self, ts: int) -> None:
+        """A progress marker: no later input event is earlier than ``ts``. Releases what waits for a later
+        event, lets rules finalise up to ``ts`` and, past midnight Asia/Shanghai, ends the trading day."""
+        if self.max_seen is None or ts > self.max_seen:
+            self.max_seen = ts
+        held = self.held
+        if held is not None and len(held):
+            cut = int(np.searchsorted(held.ts, ts - self.tol, "left"))
+            if cut:
+                self._run(held.take(slice(0, cut)) if cut < len(held) else held)
+                self.held = held.take(slice(cut, None)) if cut < len(held) else None
+        if self.held is None or not len(self.held):
+            drafts: list[AlertDraft] = []
+            for r in self.rules:
+                drafts.extend(r.flush(ts - 1))
+            self._emit(drafts)
+            if self.day is not None and int(trading_day_index(ts)) > self.day:
+                self._end_day()
+                self.day = None
+
     def close(self) -> None:
         """End of input: release everything held back and finalise the open trading day."""
         if self.held is not None and len(self.held):
@@ -180,6 +221,7 @@ class Engine:
         self.held = None
         if self.day is not None:
             self._end_day()
+            self.day = None
 
     # -- processing -------------------------------------------------------------------------------
     def _run(self, b: Batch) -> None:
@@ -210,6 +252,8 @@ class Engine:
                           price=part.price, qty=part.qty, key=key[a:z], symbol=part.symbol, day=day,
                           order_id=part.order_id)
             self.market.update(seg)
+            if self.on_segment is not None:
+                self.on_segment(seg, part)
             drafts: list[AlertDraft] = []
             for r in self.rules:
                 drafts.extend(r.process(seg))

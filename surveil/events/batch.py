@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from itertools import repeat
 
 import numpy as np
 
@@ -13,11 +15,24 @@ from surveil.events.schema import F_HAS_ORDER_ID, F_ORDER_ID_INT, ORDER_ID_MAX_B
 class Interner:
     """Maps strings to dense int ids (and back). ``None`` maps to -1."""
 
-    __slots__ = ("ids", "names")
+    __slots__ = ("ids", "names", "_lock")
 
     def __init__(self) -> None:
         self.ids: dict[object, int] = {None: -1}
         self.names: list[str] = []
+        self._lock = threading.Lock()  # the reader thread and the engine may both add strings
+
+    def __getstate__(self) -> dict:
+        return {"names": self.names}
+
+    def __setstate__(self, d: dict) -> None:
+        self.names = d["names"]
+        self.ids = {None: -1, **{n: i for i, n in enumerate(self.names)}}
+        self._lock = threading.Lock()
+
+    def lookup(self, values: list) -> np.ndarray:
+        """Ids of hashable ``values``, -2 where not interned yet (nothing is added)."""
+        return np.fromiter(map(self.ids.get, values, repeat(-2, len(values))), dtype=np.int64, count=len(values))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -25,25 +40,28 @@ class Interner:
     def intern(self, s: str) -> int:
         i = self.ids.get(s)
         if i is None:
-            i = len(self.names)
-            self.ids[s] = i
-            self.names.append(s)
+            with self._lock:
+                i = self.ids.get(s)
+                if i is None:
+                    i = len(self.names)
+                    self.names.append(s)
+                    self.ids[s] = i
         return i
 
     def intern_list(self, values: list) -> np.ndarray:
         """Ids of ``values`` (str or None). Raises TypeError for a non-string value."""
         try:
-            out = list(map(self.ids.get, values))
-        except TypeError:  # unhashable value
+            out = np.fromiter(map(self.ids.get, values, repeat(-2, len(values))), dtype=np.int64,
+                              count=len(values))
+        except TypeError:  # an unhashable value
             raise TypeError(next(v for v in values if not isinstance(v, (str, type(None))))) from None
-        if None in out:
-            for i, x in enumerate(out):
-                if x is None:
-                    v = values[i]
-                    if type(v) is not str:
-                        raise TypeError(v)
-                    out[i] = self.intern(v)
-        return np.array(out, dtype=np.int32)
+        missing = np.flatnonzero(out == -2)
+        for i in missing.tolist():
+            v = values[i]
+            if type(v) is not str:
+                raise TypeError(v)
+            out[i] = self.intern(v)
+        return out.astype(np.int32)
 
     def lookup_table(self, strings: list[str]) -> np.ndarray:
         """Ids of a frame's string table (for binary frames)."""

@@ -6,6 +6,8 @@ import gzip
 import io
 import mmap
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -61,15 +63,56 @@ def _open_raw(path: Path) -> BinaryIO:
 
 
 def read_events(path: str | os.PathLike, reg: Registry, rejects: list[Reject],
-                batch_size: int = DEFAULT_BATCH) -> Iterator[Batch]:
-    """Batches of valid events from one file, in file order; bad lines or records go to ``rejects``."""
+                batch_size: int = DEFAULT_BATCH, prefetch: bool = True) -> Iterator[Batch]:
+    """Batches of valid events from one file, in file order; bad lines or records go to ``rejects``.
+
+    With ``prefetch``, JSON Lines are decoded one block ahead in a background thread: polars parses
+    without holding the GIL, so parsing the next block overlaps with whatever the caller does with
+    this one (the engine). The batches and their order are the same either way."""
     path = Path(path)
     fmt = detect_format(path)
     source = str(path)
     if fmt == "binary":
         yield from _read_binary(path, reg, source, rejects)
+    elif prefetch:
+        yield from _ahead(_read_jsonl(path, reg, source, rejects, batch_size))
     else:
         yield from _read_jsonl(path, reg, source, rejects, batch_size)
+
+
+def _ahead(gen: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Run a generator one or two items ahead in a thread; its exceptions surface here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def run() -> None:
+        try:
+            for item in gen:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put((done, e))
+
+    t = threading.Thread(target=run, name="surveil-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is done:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) -> Iterator[Batch]:
@@ -93,16 +136,19 @@ def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
     avg = 160.0
     with _open_raw(path) as f:
         while True:
-            want = max(1 << 16, int(batch_size * avg)) - len(carry)
-            data = f.read(max(want, 1 << 12))
+            want = max(1 << 16, int(batch_size * avg))
+            data = f.read(want)
             if not data:
                 break
-            buf = carry + data
-            cut = buf.rfind(b"\n")
+            cut = data.rfind(b"\n")
             if cut < 0:
-                carry = buf
+                carry += data
                 continue
-            block, carry = buf[: cut + 1], buf[cut + 1:]
+            if carry:
+                block = carry + data[: cut + 1]
+            else:
+                block = data if cut == len(data) - 1 else data[: cut + 1]
+            carry = data[cut + 1:]
             n = block.count(b"\n")
             avg = max(16.0, len(block) / n)
             yield jsonl.decode_block(block, lineno, reg, source, rejects, n)

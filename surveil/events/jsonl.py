@@ -299,6 +299,49 @@ def _polars():
     return _pl
 
 
+_AMBIGUOUS_RE = re.compile(_AMBIGUOUS)
+_NULL_CODE = 2**32 - 1
+
+
+def _local_codes(col):
+    """(codes, non-null mask, distinct codes, their strings) of a string column, through a categorical
+    cast. Codes are only meaningful within this one Series."""
+    pl = _polars()
+    cat = col.cast(pl.Categorical)
+    codes = cat.to_physical().fill_null(_NULL_CODE).to_numpy()
+    u = cat.drop_nulls().unique()
+    return codes, codes != _NULL_CODE, u.to_physical().to_numpy(), u.cast(pl.String).to_list()
+
+
+def _enum_codes(col, mapping, null) -> np.ndarray:
+    """Small enumerations (venue, type, side): mapped values, ``null`` where absent, 255 when unknown."""
+    codes, has, ucodes, ustr = _local_codes(col)
+    if not len(ucodes):
+        return np.full(len(codes), null, np.uint8)
+    lut = np.full(int(ucodes.max()) + 1, 255, np.uint8)
+    lut[ucodes] = [mapping.get(x, 255) for x in ustr]
+    return np.where(has, lut[np.where(has, codes, 0)], null).astype(np.uint8)
+
+
+def _intern_col(col, interner) -> np.ndarray:
+    """Registry ids of a string column. Strings not yet in the registry are checked first: a doubtful
+    one (empty, NUL, or the text of a JSON number, boolean or object that polars turned into a
+    string) raises _Slow, so that the validating path decides."""
+    n = len(col)
+    if col.null_count() == n:
+        return np.full(n, -1, np.int32)
+    codes, has, ucodes, ustr = _local_codes(col)
+    ids = interner.lookup(ustr)
+    for i in np.flatnonzero(ids == -2).tolist():
+        x = ustr[i]
+        if x == "" or "\x00" in x or _AMBIGUOUS_RE.search(x):
+            raise _Slow
+        ids[i] = interner.intern(x)
+    lut = np.full(int(ucodes.max()) + 1, -1, np.int32)
+    lut[ucodes] = ids
+    return np.where(has, lut[np.where(has, codes, 0)], -1).astype(np.int32)
+
+
 def _polars_schema(pl, oid):
     return {"ts": pl.Int64, "venue": pl.Utf8, "type": pl.Utf8, "account": pl.Utf8, "broker": pl.Utf8,
             "owner": pl.Utf8, "symbol": pl.Utf8, "side": pl.Utf8, "price": pl.Float64, "qty": pl.Int64,
@@ -325,20 +368,14 @@ def _polars_block(data: bytes, nrows: int, reg: Registry):
             df = None
     if df is None or df.height != nrows or df["ts"].null_count():
         return None
-    n = df.height
-    str_cols = ["account", "broker", "owner", "symbol"]
     oid_is_str = df.schema["order_id"] == pl.Utf8
-    for c in str_cols + (["order_id"] if oid_is_str else []):
-        col = df[c]
-        if col.null_count() < n and col.str.contains(_AMBIGUOUS).any():
-            return None
-    if oid_is_str and df["order_id"].str.contains(r"^-?[0-9]+$").any():
+    if oid_is_str and df["order_id"].str.contains(_AMBIGUOUS + r"|^-?[0-9]+$").any():
         return None  # could have been a JSON number: only the validating path can tell
 
+
+
     def codes(name, mapping, null):
-        col = df[name].fill_null("\x00").replace_strict({**mapping, "\x00": null}, default=255,
-                                                          return_dtype=pl.UInt8)
-        return col.to_numpy()
+        return _enum_codes(df[name], mapping, null)
 
     venue = codes("venue", VENUE_CODE, 255)
     etype = codes("type", TYPE_CODE, 255)
@@ -349,25 +386,15 @@ def _polars_block(data: bytes, nrows: int, reg: Registry):
     aggr = np.where(ag.is_null().to_numpy(), 0,
                     np.where(ag.fill_null(False).to_numpy(), F_HAS_AGGRESSOR | F_AGGRESSOR, F_HAS_AGGRESSOR))
 
-    def strings(name, interner):
-        col = df[name]
-        if col.null_count() == n:
-            return np.full(n, -1, np.int32)
-        if (col == "").any() or col.str.contains("\x00", literal=True).any():
-            raise _Slow
-        u = col.drop_nulls().unique(maintain_order=True)
-        ids = interner.intern_list(u.to_list())
-        return col.replace_strict(u, pl.Series(ids), default=-1, return_dtype=pl.Int32).to_numpy()
-
     def ints(name):
         col = df[name]
         return col.fill_null(0).to_numpy().astype(np.int64, copy=False), col.is_not_null().to_numpy()
 
     try:
-        account = strings("account", reg.accounts)
-        symbol = strings("symbol", reg.symbols)
-        owner = strings("owner", reg.owners)
-        broker = strings("broker", reg.brokers)
+        account = _intern_col(df["account"], reg.accounts)
+        symbol = _intern_col(df["symbol"], reg.symbols)
+        owner = _intern_col(df["owner"], reg.owners)
+        broker = _intern_col(df["broker"], reg.brokers)
     except _Slow:
         return None
     ts = df["ts"].to_numpy().astype(np.int64, copy=False)
@@ -455,11 +482,12 @@ def decode_lines(lines: list[bytes], first_lineno: int, reg: Registry, source: s
 def decode_block(block: bytes, first_lineno: int, reg: Registry, source: str, rejects: list[Reject],
                  nrows: int | None = None) -> Batch:
     """Decode a block of complete JSON lines (the fast path reads it whole, without splitting it)."""
-    if not block.strip():
+    if not block or (len(block) < 4096 and not block.strip()):
         return Batch.empty()
     if nrows is None:
         nrows = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    if nrows >= _POLARS_MIN_ROWS and b"\n\n" not in block and not block.startswith(b"\n") and b"\r" not in block:
+    # a blank line makes polars return fewer rows than lines, which sends the block to the validating path
+    if nrows >= _POLARS_MIN_ROWS and b"\r" not in block:
         fast = _polars_block(block, nrows, reg)
         if fast is not None:
             locs = np.arange(first_lineno, first_lineno + nrows, dtype=np.int64)

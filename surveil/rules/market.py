@@ -17,47 +17,86 @@ from surveil.rules.base import Segment
 SECONDS_PER_DAY = 86_400
 
 
-class MarketContext:
-    def __init__(self) -> None:
-        self.day: int | None = None
-        self.sell_value = np.zeros(SECONDS_PER_DAY, np.int64)  # units of 1/10000 yuan
-        self._idx_chunks: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+class _Day:
+    __slots__ = ("sell_value", "index")
 
-    def start_day(self, day: int) -> None:
-        self.day = day
-        self.sell_value[:] = 0
-        self._idx_chunks = {}
+    def __init__(self) -> None:
+        self.sell_value = np.zeros(SECONDS_PER_DAY, np.int64)  # units of 1/10000 yuan
+        self.index: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+
+
+class MarketContext:
+    """Per trading day: sell-side traded value per second and index levels.
+
+    Fed either from the events themselves (``update``, in-process) or from contributions that
+    partition workers send (``add_seconds``, ``add_index``, in the stream workers); sums are
+    integers, so both give the same figures.
+    """
+
+    KEEP_DAYS = 2
+
+    def __init__(self, from_events: bool = True) -> None:
+        self.from_events = from_events
+        self.days: dict[int, _Day] = {}
+
+    def _day(self, day: int) -> _Day:
+        d = self.days.get(day)
+        if d is None:
+            d = self.days[day] = _Day()
+            for old in sorted(self.days)[: -self.KEEP_DAYS]:
+                del self.days[old]
+        return d
+
+    @staticmethod
+    def seconds_of(seg: Segment) -> tuple[np.ndarray, np.ndarray]:
+        """(second of day, sell value) sums of a segment's sell-side trades."""
+        m = (seg.etype == TRADE) & (seg.side == SIDE_S)
+        if not m.any():
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        sec = (seg.ts[m] - day_start_ns(seg.day)) // NS_PER_SECOND
+        val = seg.price[m] * seg.qty[m]
+        starts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]])
+        return sec[starts], np.add.reduceat(val, starts)
 
     def update(self, seg: Segment) -> None:
-        if self.day != seg.day:
-            self.start_day(seg.day)
-        base = day_start_ns(seg.day)
-        m = (seg.etype == TRADE) & (seg.side == SIDE_S)
-        if m.any():
-            sec = (seg.ts[m] - base) // NS_PER_SECOND
-            val = seg.price[m] * seg.qty[m]
-            starts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]])
-            self.sell_value[sec[starts]] += np.add.reduceat(val, starts)
+        if not self.from_events:
+            return
+        secs, vals = self.seconds_of(seg)
+        self.add_seconds(seg.day, secs, vals)
         mi = seg.etype == INDEX
         if mi.any():
-            ts, ven, sym, lvl = seg.ts[mi], seg.venue[mi], seg.symbol[mi], seg.price[mi]
-            for v, s in set(zip(ven.tolist(), sym.tolist())):
-                sel = (ven == v) & (sym == s)
-                self._idx_chunks.setdefault((v, s), []).append((ts[sel], lvl[sel]))
+            self.add_index(seg.day, seg.venue[mi], seg.symbol[mi], seg.ts[mi], seg.price[mi])
 
-    def market_value(self, start_ns: int, end_ns: int) -> tuple[int, int, int]:
+    def add_seconds(self, day: int, secs: np.ndarray, vals: np.ndarray) -> None:
+        if len(secs):
+            np.add.at(self._day(day).sell_value, secs, vals)
+
+    def add_index(self, day: int, venue: np.ndarray, symbol: np.ndarray, ts: np.ndarray, level: np.ndarray) -> None:
+        d = self._day(day)
+        for v, s in set(zip(venue.tolist(), symbol.tolist())):
+            sel = (venue == v) & (symbol == s)
+            d.index.setdefault((v, s), []).append((ts[sel], level[sel]))
+
+    def market_value(self, day: int, start_ns: int, end_ns: int) -> tuple[int, int, int]:
         """(value units, first second start ns, last second end ns) over the seconds touching [start, end]."""
-        base = day_start_ns(self.day) if self.day is not None else 0
+        base = day_start_ns(day)
         a = max(0, (start_ns - base) // NS_PER_SECOND)
         b = min(SECONDS_PER_DAY - 1, (end_ns - base) // NS_PER_SECOND)
-        return int(self.sell_value[a:b + 1].sum()), base + a * NS_PER_SECOND, base + (b + 1) * NS_PER_SECOND
+        d = self.days.get(day)
+        total = int(d.sell_value[a:b + 1].sum()) if d else 0
+        return total, base + a * NS_PER_SECOND, base + (b + 1) * NS_PER_SECOND
 
-    def index_path(self, venue: int, symbol: int, start_ns: int, end_ns: int) -> dict | None:
-        chunks = self._idx_chunks.get((venue, symbol))
+    def index_path(self, day: int, venue: int, symbol: int, start_ns: int, end_ns: int) -> dict | None:
+        d = self.days.get(day)
+        chunks = d.index.get((venue, symbol)) if d else None
         if not chunks:
             return None
         ts = np.concatenate([c[0] for c in chunks])
         lv = np.concatenate([c[1] for c in chunks])
+        if len(chunks) > 1:
+            order = np.argsort(ts, kind="stable")
+            ts, lv = ts[order], lv[order]
+            d.index[(venue, symbol)] = [(ts, lv)]
         i0 = np.searchsorted(ts, start_ns, "right") - 1  # last level at or before the start
         i1 = np.searchsorted(ts, end_ns, "right") - 1
         if i1 < 0:

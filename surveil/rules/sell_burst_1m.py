@@ -224,8 +224,8 @@ class SellBurst1m(Rule):
             "sample_order_ids": st.samples,
         }
         max_drop = None
-        if self.market is not None and self.market.day == st.day:
-            mv, a, b = self.market.market_value(st.peak_start, st.peak_end)
+        if self.market is not None:
+            mv, a, b = self.market.market_value(st.day, st.peak_start, st.peak_end)
             ev["market_sell_value_yuan"] = mv / PRICE_SCALE if mv else None
             ev["market_window"] = [a, b]
             ev["share_of_market"] = round(st.peak / mv, 6) if mv else None
@@ -233,7 +233,8 @@ class SellBurst1m(Rule):
             for name in self.p_main:
                 venue, code = name.split(":", 1)
                 sym = self.ctx.symbol_id(code)
-                path = self.market.index_path(VENUES.index(venue), sym, st.start, st.last_qual) if sym >= 0 else None
+                path = (self.market.index_path(st.day, VENUES.index(venue), sym, st.start, st.last_qual)
+                        if sym >= 0 else None)
                 if path:
                     idx.append({"index": name, **path})
                     max_drop = max(max_drop or 0.0, path["max_drop_pct"])

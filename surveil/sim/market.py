@@ -558,5 +558,5 @@ class Background:
         cols = dict(ts=np.concatenate([ts_o, ts_c, ts_t]), venue=self.venue[a], etype=etype,
                     side=pool["side"][idx], flags=flags, price=pool["price"][idx] * 100, qty=qty,
                     oid=pool["oid"][idx], account=self.acct_reg[a], symbol=syms.reg_id[pool["sym"][idx]],
-                    owner=self.owner_reg[a], broker=self.broker_reg[a])
+                    owner=np.full(len(a), -1, np.int32), broker=self.broker_reg[a])  # owners: reference data only
         return cols, new_carry

@@ -103,3 +103,15 @@ def test_both_decoders_build_the_same_batch(monkeypatch):
         out[name] = jsonl.encode_lines(b, reg)
     assert out["validating"] == out["polars"]
     assert out["polars"].splitlines()[1] == orjson.dumps(objs[1])
+
+
+def test_blank_and_whitespace_lines_in_a_large_block_are_skipped_not_rejected(tmp_path):
+    p = tmp_path / "blanks.jsonl"
+    body = [orjson.dumps({**GOOD, "ts": GOOD["ts"] + i}) for i in range(300)]
+    body[10:10] = [b"", b"   "]
+    body.insert(0, b"")
+    p.write_bytes(b"\n".join(body) + b"\n")
+    reg, rej = Registry(), []
+    batches = list(read_events(p, reg, rej))
+    assert sum(len(b) for b in batches) == 300 and rej == []
+    assert batches[0].src[:12].tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15]
