@@ -1,0 +1,1 @@
+"""Stream workers: the same engine over Kafka feed topics (partition stage + owner stage)."""

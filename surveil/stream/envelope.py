@@ -1,0 +1,67 @@
+"""Record formats on the topics the workers read.
+
+Feed topics (written by ``surveil feed`` or an exchange gateway), one record is one of:
+- a binary frame (starts with ``SVEV``), see :mod:`surveil.events.binary`;
+- a JSON array of events, or one JSON event;
+- a progress marker ``{"kind": "progress", "ts": T}``: no later record in this partition carries an
+  event earlier than ``T`` (a feed sends them to idle partitions, and one past midnight at the end of
+  a trading day).
+
+Owner topic (``surveil.owner``, written by partition workers, read by owner workers), every record
+is ``b"SVO1" + u32 header length + JSON header + payload`` where the header has ``kind`` and
+``source`` (the feed ``topic:partition`` it comes from):
+- ``trades``: payload = binary frame of sell trades, owner and broker filled in (routed by owner);
+- ``market``: header ``day``, payload = int64 pairs (second of day, sell value units) (broadcast);
+- ``index``: payload = binary frame of index events (broadcast);
+- ``progress``: header ``ts``: the source has forwarded everything earlier than ``ts`` (broadcast).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+
+OWNER_MAGIC = b"SVO1"
+_LEN = struct.Struct("<I")
+
+
+class EnvelopeError(ValueError):
+    pass
+
+
+def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    h = orjson.dumps(header)
+    return OWNER_MAGIC + _LEN.pack(len(h)) + h + payload
+
+
+def unpack(value: bytes) -> tuple[dict[str, Any], memoryview]:
+    if value[:4] != OWNER_MAGIC:
+        raise EnvelopeError(f"bad owner-topic record magic {bytes(value[:4])!r}")
+    (n,) = _LEN.unpack_from(value, 4)
+    try:
+        header = orjson.loads(value[8:8 + n])
+    except orjson.JSONDecodeError as e:
+        raise EnvelopeError(f"bad owner-topic header: {e}") from None
+    return header, memoryview(value)[8 + n:]
+
+
+def pack_seconds(secs: np.ndarray, vals: np.ndarray) -> bytes:
+    return np.stack([secs.astype(np.int64), vals.astype(np.int64)], axis=1).tobytes()
+
+
+def unpack_seconds(payload) -> tuple[np.ndarray, np.ndarray]:
+    a = np.frombuffer(payload, dtype=np.int64).reshape(-1, 2)
+    return a[:, 0], a[:, 1]
+
+
+def feed_kind(value: bytes) -> str:
+    """``"frame"``, ``"json"`` or ``"progress"`` (a cheap look at the first bytes)."""
+    if value[:4] == b"SVEV":
+        return "frame"
+    head = value[:64].lstrip()
+    if head.startswith(b"{") and b'"kind"' in head and b'"progress"' in value[:128]:
+        return "progress"
+    return "json"

@@ -1,0 +1,130 @@
+"""Worker settings, from environment variables (``SURVEIL_*``). A wrong setting is a clear error at start."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    pass
+
+
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_BOOTSTRAP = re.compile(r"^[^\s:,]+:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, its environment variable is ``SURVEIL_`` + the upper-case name."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    feed_topics: tuple[str, ...] = ("surveil.feed.sse", "surveil.feed.szse", "surveil.feed.bse")
+    feed_partitions: int = 4
+    alerts_topic: str = "surveil.alerts"
+    recommendations_topic: str = "surveil.recommendations"
+    broker_topic_prefix: str = "surveil.alerts.broker."
+    rejects_topic: str = "surveil.rejects"
+    ref_topic: str = "surveil.ref.accounts"
+    owner_topic: str = "surveil.owner"
+    owner_partitions: int = 4
+    checkpoint_topic: str = "surveil.checkpoints"
+    group_id: str = "surveil-workers"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    allowed_lateness_ms: int = 2000
+    checkpoint_interval_ms: int = 2000
+    rules_file: str = ""
+    accounts_csv: str = ""
+    web_port: int = 6066
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            var = "SURVEIL_" + f.name.upper()
+            if var not in env:
+                continue
+            raw = env[var]
+            if f.type in ("int", int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise SettingsError(f"{var}={raw!r}: expected an integer") from None
+            elif f.name == "feed_topics":
+                values[f.name] = tuple(t.strip() for t in raw.split(",") if t.strip())
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        s = cls(**values)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        def bad(name: str, value: Any, why: str) -> SettingsError:
+            return SettingsError(f"SURVEIL_{name.upper()}={value!r}: {why}")
+
+        for b in self.bootstrap_servers.split(","):
+            if not _BOOTSTRAP.match(b.strip()):
+                raise bad("bootstrap_servers", self.bootstrap_servers, "expected host:port[,host:port...]")
+        if not self.feed_topics:
+            raise bad("feed_topics", ",".join(self.feed_topics), "at least one feed topic is needed")
+        for name in ("alerts_topic", "recommendations_topic", "rejects_topic", "ref_topic", "owner_topic",
+                     "checkpoint_topic"):
+            v = getattr(self, name)
+            if not _TOPIC.match(v):
+                raise bad(name, v, "not a valid Kafka topic name")
+        for t in self.feed_topics:
+            if not _TOPIC.match(t):
+                raise bad("feed_topics", t, "not a valid Kafka topic name")
+        if not re.match(r"^[A-Za-z0-9._-]*$", self.broker_topic_prefix):
+            raise bad("broker_topic_prefix", self.broker_topic_prefix, "not a valid Kafka topic prefix")
+        if self.security_protocol not in _PROTOCOLS:
+            raise bad("security_protocol", self.security_protocol, f"expected one of {', '.join(_PROTOCOLS)}")
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism not in _MECHANISMS:
+                raise bad("sasl_mechanism", self.sasl_mechanism, f"expected one of {', '.join(_MECHANISMS)}")
+            if not self.sasl_username:
+                raise bad("sasl_username", self.sasl_username, "required with SASL")
+        if self.ssl_cafile and not Path(self.ssl_cafile).is_file():
+            raise bad("ssl_cafile", self.ssl_cafile, "file not found")
+        for name in ("feed_partitions", "owner_partitions"):
+            if not 1 <= getattr(self, name) <= 1024:
+                raise bad(name, getattr(self, name), "expected 1..1024")
+        if not 0 <= self.allowed_lateness_ms <= 600_000:
+            raise bad("allowed_lateness_ms", self.allowed_lateness_ms, "expected 0..600000")
+        if not 100 <= self.checkpoint_interval_ms <= 3_600_000:
+            raise bad("checkpoint_interval_ms", self.checkpoint_interval_ms, "expected 100..3600000")
+        if self.rules_file and not Path(self.rules_file).is_file():
+            raise bad("rules_file", self.rules_file, "file not found")
+        if self.accounts_csv and not Path(self.accounts_csv).is_file():
+            raise bad("accounts_csv", self.accounts_csv, "file not found")
+
+    def kafka_kwargs(self) -> dict[str, Any]:
+        """Connection arguments for aiokafka clients."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.sasl_password)
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile or None)
+        return kw
+
+    def broker_topic(self, broker: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", broker)
+        return f"{self.broker_topic_prefix}{safe}"
