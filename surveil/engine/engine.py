@@ -100,6 +100,10 @@ class _Ctx(Context):
     def owner_name(self, owner: int) -> str:
         return self.e.reg.owners.names[owner]
 
+    def account_names(self, keys: np.ndarray) -> list[str]:
+        names = self.e.reg.accounts.names
+        return [names[int(k) >> 2] for k in keys.tolist()]
+
     def brokers_of_keys(self, keys: np.ndarray) -> np.ndarray:
         """Broker ids (``reg.brokers``) of account keys: the events' broker, else reference data, else -1."""
         e = self.e

@@ -154,6 +154,7 @@ class SellBurst1m(Rule):
                     out.append(self._final(st))
                 st = _Burst(owner=owner, day=seg.day, start=int(t[left[i]]), last_qual=ti, raised_value=int(wsum[i]))
                 self.active[owner] = st
+                self._peak(st, T, idx, i, left, wsum, t, oids)  # the breakdown as raised
                 out.append(self._raised(st))
                 run_best = i
             st.last_qual = ti
@@ -172,13 +173,18 @@ class SellBurst1m(Rule):
         keys, vals, vens = T["key"][win], T["val"][win], T["venue"][win]
         st.by_venue = {VENUES[v]: int(vals[vens == v].sum()) for v in sorted(set(vens.tolist()))}
         uk, inv = np.unique(keys, return_inverse=True)
+        inv = inv.reshape(-1)
         sums = np.zeros(len(uk), np.int64)
         np.add.at(sums, inv, vals)
         n = np.bincount(inv, minlength=len(uk))
         st.by_account = [(int(k), int(s), int(c)) for k, s, c in zip(uk, sums, n)]
         st.trades = len(win)
-        # samples: the first trades by (ts, account key), so they do not depend on how venues interleave
-        first = win[np.lexsort((keys, T["ts"][win]))[:SAMPLES]]
+        # samples: the first trades by (ts, venue, account name), so they depend neither on how venues
+        # interleave nor on internal ids
+        names = self.ctx.account_names(uk)
+        rank = np.empty(len(uk), np.int64)
+        rank[sorted(range(len(uk)), key=lambda j: (int(uk[j]) & 3, names[j]))] = np.arange(len(uk))
+        first = win[np.lexsort((rank[inv], T["ts"][win]))[:SAMPLES]]
         st.samples = oids(first)
 
     def flush(self, watermark_ts: int) -> list[AlertDraft]:
@@ -198,18 +204,26 @@ class SellBurst1m(Rule):
         ev = {"burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
               "raised_at": st.last_qual, "raised_at_iso": ns_to_iso(st.last_qual),
               "value_when_raised_yuan": st.raised_value / PRICE_SCALE,
-              "window_seconds": self.W // NS_PER_SECOND, "aggressive_only": self.aggr_only}
+              "window_seconds": self.W // NS_PER_SECOND, "aggressive_only": self.aggr_only,
+              "by_venue": {v: x / PRICE_SCALE for v, x in st.by_venue.items()},
+              "by_account": self._accounts(st)}
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
                           window_start=st.start, window_end=st.last_qual, value=st.raised_value / PRICE_SCALE,
                           threshold=self.thr // PRICE_SCALE, severity="high", status="raised", evidence=ev)
 
+    def _accounts(self, st: _Burst) -> list[dict]:
+        """The peak window by account, largest first; ties by venue and account (names, not internal ids)."""
+        rows = []
+        for key, val, n in st.by_account:
+            info = self.ctx.key_info(key)
+            rows.append({"venue": info["venue"], "account": info["account"], "broker": info.get("broker"),
+                         "value_yuan": val / PRICE_SCALE, "trades": n})
+        rows.sort(key=lambda r: (-r["value_yuan"], r["venue"], r["account"]))
+        return rows
+
     def _final(self, st: _Burst) -> AlertDraft:
         self.active.pop(st.owner, None)
-        by_account = []
-        for key, val, n in sorted(st.by_account, key=lambda x: (-x[1], x[0])):
-            info = self.ctx.key_info(key)
-            by_account.append({"venue": info["venue"], "account": info["account"], "broker": info.get("broker"),
-                               "value_yuan": val / PRICE_SCALE, "trades": n})
+        by_account = self._accounts(st)
         ev = {
             "burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
             "burst_end": st.last_qual, "burst_end_iso": ns_to_iso(st.last_qual),

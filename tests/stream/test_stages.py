@@ -83,7 +83,7 @@ def run_topology(day, seed, restart_at=None):
                 owner_logs[q].append(msg)
         if restart_at and steps == restart_at:
             # a partition stage dies: restore its checkpoint and re-send what followed it
-            for s, (blob, rest) in checkpoints.items():
+            for s, (blob, _rest) in checkpoints.items():
                 parts[s] = PartitionState.loads(blob, ref)
                 replayed = [x for x in recs[tuple([s.split(":")[0], int(s.split(":")[1])])]]
                 done_off = parts[s].offset
