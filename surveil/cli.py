@@ -190,13 +190,55 @@ def demo(out_dir, events, seed) -> None:
                f"alerts+recommendations {alerts_path}")
 
 
-def _register_kafka() -> None:
+@main.command()
+@click.option("--bootstrap", help="Kafka bootstrap servers (or SURVEIL_BOOTSTRAP_SERVERS).")
+@click.option("--accounts", help="Seed the reference-data topic from this CSV at start (or SURVEIL_ACCOUNTS_CSV).")
+@click.option("--rules", "rules_file", help="Rules file (TOML) (or SURVEIL_RULES_FILE).")
+@click.option("--group", "group_id", help="Consumer group (or SURVEIL_GROUP_ID).")
+@click.option("--log-level", default="INFO", show_default=True)
+def worker(bootstrap, accounts, rules_file, group_id, log_level) -> None:
+    """Run a stream worker: feed topics -> engine -> alert, recommendation, broker and reject topics.
+
+    Settings come from SURVEIL_* environment variables (see README); options override them."""
+    import asyncio
+    import logging
+    import signal
+
+    from surveil.stream.settings import Settings, SettingsError
+    from surveil.stream.worker import Worker
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        s = Settings.from_env(bootstrap_servers=bootstrap, accounts_csv=accounts, rules_file=rules_file,
+                              group_id=group_id)
+        w = Worker(s)
+    except (SettingsError, *USER_ERRORS) as e:
+        raise click.ClickException(str(e)) from None
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, w.stop.set)
+        await w.run()
+
+    try:
+        asyncio.run(run())
+    except OSError as e:
+        raise click.ClickException(f"cannot reach Kafka at {s.bootstrap_servers}: {e}") from None
+
+
+def _register() -> None:
     from surveil.kafka_local import kafka
 
     main.add_command(kafka)
+    try:
+        from surveil.feed import feed_command
+    except ImportError:  # pragma: no cover - feed is being written
+        return
+    main.add_command(feed_command, name="feed")
 
 
-_register_kafka()
+_register()
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,10 @@ class RefData:
         self.accounts[(VENUE_CODE[venue], account)] = AccountRef(owner or None, broker or None, reported)
         self.version += 1
 
+    def remove(self, venue: str, account: str) -> None:
+        if self.accounts.pop((VENUE_CODE.get(venue, -1), account), None) is not None:
+            self.version += 1
+
     def get(self, venue: int, account: str) -> AccountRef | None:
         return self.accounts.get((venue, account))
 

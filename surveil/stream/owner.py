@@ -60,10 +60,11 @@ class OwnerState:
             out.rejects.append({"topic": topic, "partition": partition, "offset": offset, "field": "record",
                                 "reason": f"bad owner-topic record: {e}", "original": bytes(value[:4096]).hex()})
             return out
-        if pos <= self.applied.get(src, (-1, -1)):
-            self.duplicates += 1
-            return out  # re-sent by a source that restarted from a checkpoint: already applied
-        self.applied[src] = pos
+        if kind != "progress":
+            if pos <= self.applied.get(src, (-1, -1)):
+                self.duplicates += 1
+                return out  # re-sent by a source that restarted from a checkpoint: already applied
+            self.applied[src] = pos
         rejects: list[Reject] = []
         try:
             if kind == "trades":

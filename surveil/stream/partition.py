@@ -9,6 +9,7 @@ records in, records out; the worker moves them to and from Kafka.
 from __future__ import annotations
 
 import pickle
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +23,14 @@ from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import INDEX, SIDE_S, TRADE
+from surveil.events.schema import INDEX, SIDE_S, TRADE, trading_day_index
 from surveil.rules.base import Segment
 from surveil.rules.market import MarketContext
 from surveil.stream.envelope import feed_kind, pack, pack_seconds
 
 ACCOUNT_RULES = ("order_rate_1s", "daily_orders_20k")
+#: a partition tells the owner stage its progress at most this often (wall time), and at a new trading day
+PROGRESS_EVERY_S = 0.05
 OWNER_RULES = ("sell_burst_1m",)
 
 
@@ -50,6 +53,7 @@ class PartitionState:
         self.engine = Engine(params, refdata, self.reg, rules=ACCOUNT_RULES, on_segment=self._export)
         self.offset = -1  # the last input offset this state reflects
         self.progress_sent: int | None = None
+        self._progress_at = 0.0
         self._out = Output()
         self._owner_msgs: list[tuple[int | None, dict, bytes]] = []
 
@@ -108,16 +112,37 @@ class PartitionState:
             d["original"] = value.hex() if kind == "frame" else value.decode("utf-8", "replace")
             out.rejects.append(d)
         out.alerts = eng.drain()
-        if eng.max_seen is not None:
-            progress = eng.max_seen - eng.tol
-            if self.progress_sent is None or progress > self.progress_sent:
-                self.progress_sent = progress
-                self._owner_msgs.append((None, {"kind": "progress", "ts": progress}, b""))
-        # number the owner-topic records of this input offset: a restarted source re-sends the same ones
+        self.offset = offset
+        self._progress(force=False)
+        # number the owner-topic records of this input offset: a restarted source re-sends the same data
+        # records with the same numbers (progress, which may or may not be sent, always comes last)
         out.owner = [(p, pack({**h, "source": self.source, "offset": offset, "seq": i}, payload))
                      for i, (p, h, payload) in enumerate(self._owner_msgs)]
         self._owner_msgs = []
-        self.offset = offset
+        return out
+
+    def _progress(self, force: bool) -> None:
+        eng = self.engine
+        if eng.max_seen is None:
+            return
+        progress = eng.max_seen - eng.tol
+        sent = self.progress_sent
+        if sent is not None and progress <= sent:
+            return
+        now = time.monotonic()
+        new_day = sent is None or trading_day_index(progress) != trading_day_index(sent)
+        if force or new_day or now - self._progress_at >= PROGRESS_EVERY_S:
+            self.progress_sent = progress
+            self._progress_at = now
+            self._owner_msgs.append((None, {"kind": "progress", "ts": progress}, b""))
+
+    def pending_progress(self) -> list[tuple[int | None, bytes]]:
+        """Progress not sent yet (input paused): the worker calls this when it is idle."""
+        self._owner_msgs = []
+        self._progress(force=True)
+        out = [(p, pack({**h, "source": self.source, "offset": self.offset, "seq": 1_000_000}, payload))
+               for p, h, payload in self._owner_msgs]
+        self._owner_msgs = []
         return out
 
     def _export(self, seg: Segment, part: Batch) -> None:

@@ -1,0 +1,291 @@
+"""The stream worker: feed partitions and owner partitions through the engine, on a real Kafka.
+
+One consumer group reads the feed topics and the owner topic; every assigned partition has its own
+state (:class:`~surveil.stream.partition.PartitionState` or :class:`~surveil.stream.owner.OwnerState`),
+restored from its last checkpoint when the partition is assigned. Outputs are deterministic and keyed
+by id, so re-processing after a crash rewrites the same records.
+
+Checkpoint, in this order (``Worker.checkpoint``):
+1. flush the producer: every output of the records processed so far is acknowledged by the broker;
+2. write each state, with the input offset it reflects, to the compacted checkpoint topic, and flush;
+3. commit the consumer offsets (for lag monitoring; recovery itself starts from the checkpoints).
+A crash between two checkpoints loses nothing: the partition is read again from its checkpoint's
+offset and every output is produced again, identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from surveil.actions import RECO_PARAMS
+from surveil.engine import load_config
+from surveil.engine.alerts import dumps
+from surveil.engine.refdata import RefData
+from surveil.stream import topics
+from surveil.stream.owner import OwnerState
+from surveil.stream.partition import Output, PartitionState
+from surveil.stream.settings import Settings
+from surveil.stream.views import RecommendationBook, broker_views
+
+log = logging.getLogger("surveil.worker")
+
+
+async def _behind(c: AIOKafkaConsumer, tps: list[TopicPartition], end: dict) -> bool:
+    for tp in tps:
+        if await c.position(tp) < end[tp]:
+            return True
+    return False
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker):
+        self.w = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        mine = [tp for tp in revoked if tp in self.w.states]
+        if mine:
+            await self.w.checkpoint(mine)
+        for tp in mine:
+            self.w.states.pop(tp, None)
+        log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in mine))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.w.assign(list(assigned))
+
+
+class Worker:
+    def __init__(self, settings: Settings, params: dict | None = None, name: str = "worker"):
+        self.s = settings
+        self.name = name
+        self.params = params or load_config(settings.rules_file or None, extra={"recommendations": RECO_PARAMS})
+        self.ref = RefData()
+        self.states: dict[TopicPartition, PartitionState | OwnerState] = {}
+        self.stats: Counter = Counter()
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._topics: set[str] = set()
+        self._last_cp = time.monotonic()
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self.start()
+            await self.loop()
+        finally:
+            await self.close()
+
+    async def start(self) -> None:
+        kw = self.s.kafka_kwargs()
+        self.admin = AIOKafkaAdminClient(**kw)
+        await self.admin.start()
+        counts = await topics.ensure(self.admin, topics.specs(self.s))
+        self.sources = [f"{t}:{p}" for t in self.s.feed_topics for p in range(counts[t])]
+        self.owner_partitions = counts[self.s.owner_topic]
+        self._topics = set(await self.admin.list_topics())
+        self.producer = AIOKafkaProducer(**kw, enable_idempotence=True, acks="all", linger_ms=5,
+                                         max_request_size=topics.CHECKPOINT_MAX_BYTES, max_batch_size=1 << 20)
+        await self.producer.start()
+        if self.s.accounts_csv:
+            await self.seed_refdata(self.s.accounts_csv)
+        self._ref_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
+        await self._ref_consumer.start()
+        await self._read_refdata_to_end()
+        self._ref_task = asyncio.create_task(self._follow_refdata())
+        self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
+                                         auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
+                                         fetch_max_bytes=64 << 20)
+        self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic], listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def close(self) -> None:
+        try:
+            if getattr(self, "consumer", None) is not None and self.states:
+                await self.checkpoint(list(self.states))
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            log.exception("final checkpoint failed")
+        for name in ("_ref_task",):
+            t = getattr(self, name, None)
+            if t:
+                t.cancel()
+        for name in ("consumer", "_ref_consumer", "producer", "admin"):
+            c = getattr(self, name, None)
+            if c is not None:
+                try:
+                    await c.stop() if name != "admin" else await c.close()
+                except Exception:  # noqa: BLE001
+                    log.exception("closing %s", name)
+
+    async def loop(self) -> None:
+        self.ready.set()
+        interval = self.s.checkpoint_interval_ms / 1000
+        while not self.stop.is_set():
+            data = await self.consumer.getmany(timeout_ms=100, max_records=100)
+            for tp, msgs in data.items():
+                st = self.states.get(tp)
+                if st is None:
+                    continue
+                for m in msgs:
+                    if m.offset <= st.offset:
+                        continue
+                    out = st.handle(m.value, m.offset, tp.topic, tp.partition)
+                    self.stats["records"] += 1
+                    await self.publish(st, out)
+            if not data:  # input paused: tell the owner stage how far every partition got
+                for st in list(self.states.values()):
+                    if isinstance(st, PartitionState):
+                        await self.publish(st, Output(owner=st.pending_progress()))
+            if time.monotonic() - self._last_cp > interval and self.states:
+                await self.checkpoint(list(self.states))
+
+    # -- partitions and checkpoints -------------------------------------------------------------------
+    def _cp_key(self, tp: TopicPartition) -> bytes:
+        return f"{self.s.group_id}|{tp.topic}:{tp.partition}".encode()
+
+    async def read_checkpoints(self) -> dict[bytes, bytes]:
+        c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
+        await c.start()
+        try:
+            parts = c.partitions_for_topic(self.s.checkpoint_topic) or {0}
+            tps = [TopicPartition(self.s.checkpoint_topic, p) for p in parts]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            end = await c.end_offsets(tps)
+            out: dict[bytes, bytes] = {}
+            while await _behind(c, tps, end):
+                for msgs in (await c.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        out[m.key] = m.value
+            return out
+        finally:
+            await c.stop()
+
+    async def assign(self, assigned: list[TopicPartition]) -> None:
+        new = [tp for tp in assigned if tp not in self.states]
+        if not new:
+            return
+        cps = await self.read_checkpoints()
+        for tp in new:
+            blob = cps.get(self._cp_key(tp))
+            source = f"{tp.topic}:{tp.partition}"
+            if tp.topic == self.s.owner_topic:
+                st = OwnerState.loads(blob) if blob else OwnerState(source, self.params, self.sources)
+                st.add_sources(self.sources)
+            else:
+                st = (PartitionState.loads(blob, self.ref) if blob
+                      else PartitionState(source, self.params, self.ref, self.owner_partitions))
+            if not hasattr(st, "book"):
+                st.book = RecommendationBook()
+            self.states[tp] = st
+            if st.offset >= 0:
+                self.consumer.seek(tp, st.offset + 1)
+            else:
+                await self.consumer.seek_to_beginning(tp)
+            self.stats["restored" if blob else "fresh"] += 1
+        log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in new))
+
+    async def checkpoint(self, tps: list[TopicPartition]) -> None:
+        """1. flush outputs, 2. write states with their offsets, 3. commit offsets."""
+        await self.producer.flush()
+        for tp in tps:
+            st = self.states.get(tp)
+            if st is not None and st.offset >= 0:
+                await self.producer.send(self.s.checkpoint_topic, st.dumps(), key=self._cp_key(tp))
+        await self.producer.flush()
+        offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except Exception as e:  # noqa: BLE001 - a commit during a rebalance may fail; checkpoints hold
+                log.warning("offset commit failed: %s", e)
+        self._last_cp = time.monotonic()
+        self.stats["checkpoints"] += 1
+
+    # -- outputs ------------------------------------------------------------------------------------------
+    async def _topic(self, name: str) -> None:
+        if name not in self._topics:
+            await topics.ensure(self.admin, [topics.TopicSpec(name, 1, topics.COMPACT)])
+            self._topics.add(name)
+
+    async def publish(self, st, out: Output) -> None:
+        send = self.producer.send
+        for a in out.alerts:
+            v = dumps(a)
+            key = a["alert_id"].encode()
+            await send(self.s.alerts_topic, v, key=key)
+            self.stats[f"alerts_{a['status']}"] += 1
+            for broker, view in broker_views(a).items():
+                t = self.s.broker_topic(broker)
+                await self._topic(t)
+                await send(t, dumps(view), key=key)
+            rec = st.book.add(a, self.params["recommendations"])
+            if rec is not None:
+                await send(self.s.recommendations_topic, dumps(rec), key=rec["recommendation_id"].encode())
+        for r in out.rejects:
+            self.stats["rejects"] += 1
+            await send(self.s.rejects_topic, orjson.dumps(r, default=str))
+        for dest, msg in out.owner:
+            if dest is None:
+                for p in range(self.owner_partitions):
+                    await send(self.s.owner_topic, msg, partition=p)
+            else:
+                await send(self.s.owner_topic, msg, partition=dest)
+
+    # -- reference data -----------------------------------------------------------------------------------
+    async def seed_refdata(self, csv_path: str) -> int:
+        rejects: list = []
+        ref = RefData.load_csv(csv_path, rejects)
+        for (venue, account), r in ref.accounts.items():
+            key = f"{('SSE', 'SZSE', 'BSE')[venue]}:{account}".encode()
+            await self.producer.send(self.s.ref_topic, orjson.dumps(
+                {"owner": r.owner, "broker": r.broker, "reported": r.reported}), key=key)
+        for r in rejects:
+            await self.producer.send(self.s.rejects_topic, orjson.dumps(r.to_dict(), default=str))
+        await self.producer.flush()
+        return len(ref.accounts)
+
+    def _apply_ref(self, key: bytes | None, value: bytes | None) -> None:
+        if not key or b":" not in key:
+            self.stats["ref_rejects"] += 1
+            return
+        venue, account = key.decode("utf-8", "replace").split(":", 1)
+        try:
+            if value is None:
+                self.ref.remove(venue, account)
+            else:
+                d = orjson.loads(value)
+                self.ref.set(venue, account, d.get("owner"), d.get("broker"), d.get("reported"))
+            self.stats["ref_updates"] += 1
+        except Exception:  # noqa: BLE001 - a bad reference record is counted, never fatal
+            self.stats["ref_rejects"] += 1
+
+    async def _read_refdata_to_end(self) -> None:
+        c = self._ref_consumer
+        parts = c.partitions_for_topic(self.s.ref_topic)
+        if not parts:
+            await c._client.force_metadata_update()  # noqa: SLF001 - a just-created topic
+            parts = c.partitions_for_topic(self.s.ref_topic) or {0}
+        tps = [TopicPartition(self.s.ref_topic, p) for p in parts]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        end = await c.end_offsets(tps)
+        while await _behind(c, tps, end):
+            for msgs in (await c.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    self._apply_ref(m.key, m.value)
+
+    async def _follow_refdata(self) -> None:
+        while True:
+            for msgs in (await self._ref_consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    self._apply_ref(m.key, m.value)
+
+    def status(self) -> dict[str, Any]:
+        return {"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in self.states), **self.stats}
