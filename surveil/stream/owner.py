@@ -119,5 +119,8 @@ class OwnerState:
         out.alerts.extend(eng.drain())
 
     def status(self) -> dict[str, Any]:
+        low = min((v for v in self.progress.values() if v is not None), default=None)
         return {"watermark": self.watermark, "pending": sum(len(b) for b in self.pending),
-                "sources": len(self.progress), "waiting_for": [s for s, v in self.progress.items() if v is None]}
+                "sources": len(self.progress), "waiting_for": [s for s, v in self.progress.items() if v is None],
+                "slowest": sorted(s for s, v in self.progress.items() if v is not None and v == low),
+                "duplicates": self.duplicates, "active_bursts": len(self.engine.rules[0].active)}

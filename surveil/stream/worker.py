@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from surveil.actions import RECO_PARAMS
 from surveil.engine import load_config
@@ -36,6 +37,23 @@ from surveil.stream.settings import Settings
 from surveil.stream.views import RecommendationBook, broker_views
 
 log = logging.getLogger("surveil.worker")
+#: how long a worker keeps retrying while Kafka is unreachable before it gives up (and exits non-zero)
+RETRY_DEADLINE_S = 300.0
+
+
+async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
+    """Run ``fn()`` again on Kafka errors (a broker restarting, a leader moving), with backoff."""
+    end = time.monotonic() + deadline
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except KafkaError as e:
+            if time.monotonic() > end:
+                raise
+            log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def _behind(c: AIOKafkaConsumer, tps: list[TopicPartition], end: dict) -> bool:
@@ -72,7 +90,10 @@ class Worker:
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._topics: set[str] = set()
+        self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
+        self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         self._last_cp = time.monotonic()
+        self._last_status = time.monotonic()
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -137,13 +158,21 @@ class Worker:
                         continue
                     out = st.handle(m.value, m.offset, tp.topic, tp.partition)
                     self.stats["records"] += 1
-                    await self.publish(st, out)
+                    try:
+                        await self.publish(st, out)
+                    except KafkaError as e:
+                        log.warning("publishing failed (%s): back to the last checkpoint", e)
+                        await self.rewind()
+                        break
             if not data:  # input paused: tell the owner stage how far every partition got
                 for st in list(self.states.values()):
                     if isinstance(st, PartitionState):
                         await self.publish(st, Output(owner=st.pending_progress()))
             if time.monotonic() - self._last_cp > interval and self.states:
                 await self.checkpoint(list(self.states))
+            if time.monotonic() - self._last_status > 5:
+                self._last_status = time.monotonic()
+                log.info("status %s", orjson.dumps(self.status()).decode())
 
     # -- partitions and checkpoints -------------------------------------------------------------------
     def _cp_key(self, tp: TopicPartition) -> bytes:
@@ -171,7 +200,7 @@ class Worker:
         new = [tp for tp in assigned if tp not in self.states]
         if not new:
             return
-        cps = await self.read_checkpoints()
+        cps = await retry("reading checkpoints", self.read_checkpoints)
         for tp in new:
             blob = cps.get(self._cp_key(tp))
             source = f"{tp.topic}:{tp.partition}"
@@ -184,6 +213,8 @@ class Worker:
             if not hasattr(st, "book"):
                 st.book = RecommendationBook()
             self.states[tp] = st
+            if blob:
+                self._saved[tp] = (blob, st.offset)
             if st.offset >= 0:
                 self.consumer.seek(tp, st.offset + 1)
             else:
@@ -191,14 +222,43 @@ class Worker:
             self.stats["restored" if blob else "fresh"] += 1
         log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in new))
 
+    async def rewind(self) -> None:
+        """Outputs since the last checkpoint may be lost: restore every state from its last checkpoint
+        and read its partition again from there (outputs are idempotent, the owner stage skips repeats)."""
+        self._inflight = []
+        for tp, st in list(self.states.items()):
+            saved = self._saved.get(tp)
+            if saved is None:
+                fresh = (OwnerState(st.source, self.params, self.sources) if isinstance(st, OwnerState)
+                         else PartitionState(st.source, self.params, self.ref, self.owner_partitions))
+                fresh.book = RecommendationBook()
+                self.states[tp] = fresh
+                await retry("seek", lambda tp=tp: self.consumer.seek_to_beginning(tp))
+            else:
+                blob, offset = saved
+                self.states[tp] = (OwnerState.loads(blob) if isinstance(st, OwnerState)
+                                   else PartitionState.loads(blob, self.ref))
+                self.consumer.seek(tp, offset + 1)
+        self.stats["rewinds"] += 1
+
     async def checkpoint(self, tps: list[TopicPartition]) -> None:
-        """1. flush outputs, 2. write states with their offsets, 3. commit offsets."""
-        await self.producer.flush()
+        """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit."""
+        await retry("flush", self.producer.flush)
+        pending, self._inflight = self._inflight, []
+        failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
+        if failed:
+            log.warning("%d outputs were not delivered (%s): back to the last checkpoint", len(failed), failed[0])
+            await self.rewind()
+            return
+        blobs = {}
         for tp in tps:
             st = self.states.get(tp)
             if st is not None and st.offset >= 0:
-                await self.producer.send(self.s.checkpoint_topic, st.dumps(), key=self._cp_key(tp))
-        await self.producer.flush()
+                blob = st.dumps()
+                blobs[tp] = (blob, st.offset)
+                await retry("checkpoint", lambda tp=tp, blob=blob: self.producer.send_and_wait(
+                    self.s.checkpoint_topic, blob, key=self._cp_key(tp)))
+        self._saved.update(blobs)
         offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
         if offsets:
             try:
@@ -211,11 +271,14 @@ class Worker:
     # -- outputs ------------------------------------------------------------------------------------------
     async def _topic(self, name: str) -> None:
         if name not in self._topics:
-            await topics.ensure(self.admin, [topics.TopicSpec(name, 1, topics.COMPACT)])
+            spec = [topics.TopicSpec(name, 1, topics.COMPACT)]
+            await retry(f"creating {name}", lambda: topics.ensure(self.admin, spec))
             self._topics.add(name)
 
     async def publish(self, st, out: Output) -> None:
-        send = self.producer.send
+        async def send(topic, value, key=None, partition=None):
+            self._inflight.append(await self.producer.send(topic, value, key=key, partition=partition))
+
         for a in out.alerts:
             v = dumps(a)
             key = a["alert_id"].encode()
@@ -288,4 +351,11 @@ class Worker:
                     self._apply_ref(m.key, m.value)
 
     def status(self) -> dict[str, Any]:
-        return {"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in self.states), **self.stats}
+        parts = {}
+        for tp, st in sorted(self.states.items(), key=lambda x: (x[0].topic, x[0].partition)):
+            key = f"{tp.topic}:{tp.partition}"
+            if isinstance(st, OwnerState):
+                parts[key] = {"offset": st.offset, **st.status()}
+            else:
+                parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day}
+        return {"states": parts, **self.stats}
