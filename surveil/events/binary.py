@@ -1,6 +1,9 @@
-"""Binary frame format ``SVEV`` version 1.
+"""Binary frame format ``SVEV``, versions 1 and 2.
 
-A frame is self-contained (one Kafka record, or one of many frames in a file)::
+Version 1 frames are self-contained (one Kafka record). Version 2 (*delta*) frames are for files: their
+string tables hold only the strings new since the previous frames of the same file, and records index
+the file's growing dictionary, so a reader interns each account once per file instead of once per frame.
+Layout (both versions)::
 
     header  32 bytes, little-endian:
             magic      4s   b"SVEV"
@@ -41,7 +44,8 @@ from surveil.events.schema import (
 )
 
 MAGIC = b"SVEV"
-VERSION = 1
+VERSION = 1  # self-contained
+VERSION_DELTA = 2  # string tables extend the dictionary of the earlier frames of the same file
 HEADER = struct.Struct("<4sHHIIIIII")
 ABSENT = 0xFFFFFFFF
 RECORD = np.dtype([
@@ -58,29 +62,52 @@ def _interners(reg: Registry):
     return (reg.accounts, reg.symbols, reg.owners, reg.brokers)
 
 
-def encode_frame(batch: Batch, reg: Registry) -> bytes:
-    """One frame holding every event of ``batch``."""
+class FrameDict:
+    """The string dictionary of a file of delta frames, on the writing or the reading side."""
+
+    def __init__(self) -> None:
+        self.enc = [np.full(0, -1, np.int64) for _ in _STR_COLS]  # registry id -> file index
+        self.enc_n = [0] * len(_STR_COLS)
+        self.dec = [np.empty(0, np.int32) for _ in _STR_COLS]  # file index -> registry id
+
+
+def encode_frame(batch: Batch, reg: Registry, dictionary: FrameDict | None = None) -> bytes:
+    """One frame holding every event of ``batch``: self-contained, or a delta frame of a file whose
+    ``dictionary`` is given."""
     n = len(batch)
     rec = np.zeros(n, dtype=RECORD)
     for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
         rec[f] = getattr(batch, f)
     rec["order_id"] = batch.order_ids_bytes()
     tables: list[list[str]] = []
-    for col, interner in zip(_STR_COLS, _interners(reg)):
+    for c, (col, interner) in enumerate(zip(_STR_COLS, _interners(reg))):
         ids = getattr(batch, col)
         present = ids >= 0
-        uniq, inv = np.unique(ids[present], return_inverse=True)
         local = np.full(n, ABSENT, dtype=np.uint32)
-        local[present] = inv
+        if dictionary is None:
+            uniq, inv = np.unique(ids[present], return_inverse=True)
+            local[present] = inv.reshape(-1)
+            tables.append([interner.names[i] for i in uniq.tolist()])
+        else:
+            lut = dictionary.enc[c]
+            if len(lut) < len(interner):
+                lut = dictionary.enc[c] = np.concatenate([lut, np.full(len(interner) - len(lut), -1, np.int64)])
+            p_ids = ids[present]
+            new = np.unique(p_ids[lut[p_ids] < 0])
+            start = dictionary.enc_n[c]
+            lut[new] = np.arange(start, start + len(new))
+            dictionary.enc_n[c] = start + len(new)
+            local[present] = lut[p_ids]
+            tables.append([interner.names[i] for i in new.tolist()])
         rec[col] = local
-        tables.append([interner.names[i] for i in uniq.tolist()])
     blob = "\x00".join(s for t in tables for s in t).encode("utf-8")
-    head = HEADER.pack(MAGIC, VERSION, RECORD.itemsize, n, *(len(t) for t in tables), len(blob))
+    version = VERSION if dictionary is None else VERSION_DELTA
+    head = HEADER.pack(MAGIC, version, RECORD.itemsize, n, *(len(t) for t in tables), len(blob))
     return head + blob + rec.tobytes()
 
 
 def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: int,
-                    rejects: list[Reject]) -> tuple[Batch, int]:
+                    rejects: list[Reject], dictionary: FrameDict | None = None) -> tuple[Batch, int]:
     """Decode the frame starting at ``offset``; returns the batch and the offset after it.
 
     Raises EventFormatError when the frame header itself is unusable (the rest of the
@@ -90,9 +117,12 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     magic, version, rec_size, n, na, ns, no, nb, slen = HEADER.unpack_from(buf, offset)
     if magic != MAGIC:
         raise EventFormatError(f"{source}: bad frame magic {magic!r} at byte {offset} (expected {MAGIC!r})")
-    if version != VERSION or rec_size != RECORD.itemsize:
+    if version not in (VERSION, VERSION_DELTA) or rec_size != RECORD.itemsize:
         raise EventFormatError(
             f"{source}: unsupported frame version {version} / record size {rec_size} at byte {offset}")
+    if version == VERSION_DELTA and dictionary is None:
+        raise EventFormatError(f"{source}: a delta frame (version 2) at byte {offset} can only be read with the "
+                               "frames before it (a file read from its start)")
     p = offset + HEADER.size
     end = p + slen + n * rec_size
     if end > len(buf):
@@ -109,10 +139,16 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     cols: dict[str, np.ndarray] = {}
     bad = np.zeros(n, dtype=np.uint8)
     k = 0
-    for col, cnt, interner in zip(_STR_COLS, counts, _interners(reg)):
+    for c, (col, cnt, interner) in enumerate(zip(_STR_COLS, counts, _interners(reg))):
         table = strings[k:k + cnt]
         k += cnt
-        lut = np.append(interner.lookup_table(table), np.int32(-1))
+        if version == VERSION_DELTA:
+            if cnt:
+                dictionary.dec[c] = np.concatenate([dictionary.dec[c], interner.lookup_table(table)])
+            lut = np.append(dictionary.dec[c], np.int32(-1))
+            cnt = len(lut) - 1
+        else:
+            lut = np.append(interner.lookup_table(table), np.int32(-1))
         idx = rec[col]
         absent = idx == ABSENT
         out_of_range = ~absent & (idx >= cnt)
@@ -184,9 +220,10 @@ def decode_frames(buf, reg: Registry, source: str, rejects: list[Reject]) -> Ite
     off = 0
     rec_no = 0
     total = len(buf)
+    dictionary = FrameDict()
     while off < total:
         try:
-            batch, nxt = decode_frame_at(buf, off, reg, source, rec_no, rejects)
+            batch, nxt = decode_frame_at(buf, off, reg, source, rec_no, rejects, dictionary)
         except EventFormatError as e:
             rejects.append(Reject(source=source, location=rec_no, field="frame", value=off, reason=str(e),
                                   raw=bytes(buf[off:off + 64]).hex(),

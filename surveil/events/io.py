@@ -63,7 +63,7 @@ def _open_raw(path: Path) -> BinaryIO:
 
 
 def read_events(path: str | os.PathLike, reg: Registry, rejects: list[Reject],
-                batch_size: int = DEFAULT_BATCH, prefetch: bool = True) -> Iterator[Batch]:
+                batch_size: int = DEFAULT_BATCH, prefetch: bool = True, symbols: str = "all") -> Iterator[Batch]:
     """Batches of valid events from one file, in file order; bad lines or records go to ``rejects``.
 
     With ``prefetch``, JSON Lines are decoded one block ahead in a background thread: polars parses
@@ -75,9 +75,9 @@ def read_events(path: str | os.PathLike, reg: Registry, rejects: list[Reject],
     if fmt == "binary":
         yield from _read_binary(path, reg, source, rejects)
     elif prefetch:
-        yield from _ahead(_read_jsonl(path, reg, source, rejects, batch_size))
+        yield from _ahead(_read_jsonl(path, reg, source, rejects, batch_size, symbols))
     else:
-        yield from _read_jsonl(path, reg, source, rejects, batch_size)
+        yield from _read_jsonl(path, reg, source, rejects, batch_size, symbols)
 
 
 def _ahead(gen: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
@@ -129,7 +129,7 @@ def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) 
 
 
 def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
-                batch_size: int) -> Iterator[Batch]:
+                batch_size: int, symbols: str = "all") -> Iterator[Batch]:
     """Blocks of about ``batch_size`` complete lines (estimated from the line length seen so far)."""
     lineno = 1
     carry = b""
@@ -151,10 +151,10 @@ def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
             carry = data[cut + 1:]
             n = block.count(b"\n")
             avg = max(16.0, len(block) / n)
-            yield jsonl.decode_block(block, lineno, reg, source, rejects, n)
+            yield jsonl.decode_block(block, lineno, reg, source, rejects, n, symbols)
             lineno += n
     if carry:
-        yield jsonl.decode_block(carry, lineno, reg, source, rejects)
+        yield jsonl.decode_block(carry, lineno, reg, source, rejects, symbols=symbols)
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -175,6 +175,7 @@ class EventWriter:
         self.format = output_format(path)
         self.frame_size = frame_size
         self.count = 0
+        self.dictionary = binary.FrameDict()  # files are written as delta frames
         raw = open(self.path, "wb")
         # mtime=0: the same events give byte-identical .gz files
         self._f: BinaryIO = (gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3, mtime=0)  # type: ignore
@@ -185,7 +186,7 @@ class EventWriter:
         for start in range(0, len(batch), self.frame_size):
             part = batch.take(slice(start, start + self.frame_size))
             if self.format == "binary":
-                self._f.write(binary.encode_frame(part, self.reg))
+                self._f.write(binary.encode_frame(part, self.reg, self.dictionary))
             else:
                 self._f.write(jsonl.encode_lines(part, self.reg))
             self.count += len(part)

@@ -354,7 +354,7 @@ def _polars_columns(raws: list[bytes], reg: Registry):
     return _polars_block(b"\n".join(raws), len(raws), reg)
 
 
-def _polars_block(data: bytes, nrows: int, reg: Registry):
+def _polars_block(data: bytes, nrows: int, reg: Registry, symbols: str = "all"):
     """Columns of ``nrows`` JSON lines in ``data`` (no blank lines), or None to use the validating path."""
     pl = _polars()
     if not pl:
@@ -392,7 +392,13 @@ def _polars_block(data: bytes, nrows: int, reg: Registry):
 
     try:
         account = _intern_col(df["account"], reg.accounts)
-        symbol = _intern_col(df["symbol"], reg.symbols)
+        if symbols == "index":  # the engine needs the symbols of index events only
+            symbol = np.full(len(etype), -1, np.int32)
+            is_idx = etype == INDEX
+            if is_idx.any():
+                symbol[is_idx] = _intern_col(df["symbol"].filter(pl.Series(is_idx)), reg.symbols)
+        else:
+            symbol = _intern_col(df["symbol"], reg.symbols)
         owner = _intern_col(df["owner"], reg.owners)
         broker = _intern_col(df["broker"], reg.brokers)
     except _Slow:
@@ -480,15 +486,16 @@ def decode_lines(lines: list[bytes], first_lineno: int, reg: Registry, source: s
 
 
 def decode_block(block: bytes, first_lineno: int, reg: Registry, source: str, rejects: list[Reject],
-                 nrows: int | None = None) -> Batch:
-    """Decode a block of complete JSON lines (the fast path reads it whole, without splitting it)."""
+                 nrows: int | None = None, symbols: str = "all") -> Batch:
+    """Decode a block of complete JSON lines (the fast path reads it whole, without splitting it).
+    ``symbols="index"`` keeps the symbols of index events only (all the engine needs)."""
     if not block or (len(block) < 4096 and not block.strip()):
         return Batch.empty()
     if nrows is None:
         nrows = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     # a blank line makes polars return fewer rows than lines, which sends the block to the validating path
     if nrows >= _POLARS_MIN_ROWS and b"\r" not in block:
-        fast = _polars_block(block, nrows, reg)
+        fast = _polars_block(block, nrows, reg, symbols)
         if fast is not None:
             locs = np.arange(first_lineno, first_lineno + nrows, dtype=np.int64)
             return _assemble(*fast, locs, lambda: block.split(b"\n"), None, source, rejects)

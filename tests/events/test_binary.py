@@ -73,3 +73,22 @@ def test_truncated_frame_is_a_reject_not_a_crash(tmp_path):
     got = list(binary.decode_frames(data, reg, "t.svb", rej))
     assert sum(len(x) for x in got) == 8
     assert len(rej) == 1 and rej[0].field == "frame" and "truncated" in rej[0].reason
+
+
+def test_files_use_delta_frames_and_a_delta_frame_alone_is_a_clear_error(tmp_path):
+    from surveil.events.errors import EventFormatError
+
+    reg, rej = Registry(), []
+    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(200)], 1, reg, "x", rej)
+    with EventWriter(tmp_path / "d.svb", reg, frame_size=50) as w:
+        w.write(b)
+    data = (tmp_path / "d.svb").read_bytes()
+    v1 = b"".join(binary.encode_frame(b.take(slice(i, i + 50)), reg) for i in range(0, 200, 50))
+    assert len(data) < len(v1)  # strings are written once per file, not once per frame
+    got = list(read_events(tmp_path / "d.svb", Registry(), rej))
+    assert sum(len(x) for x in got) == 200 and not rej
+    second = binary.HEADER.size + binary.HEADER.unpack_from(data, 0)[-1] + 50 * 76
+    import pytest
+
+    with pytest.raises(EventFormatError, match="delta frame"):
+        binary.decode_frame_at(data, second, Registry(), "d.svb", 50, [])

@@ -119,3 +119,72 @@ async def _live_equals_replay(kafka_bootstrap, day):
             lingjun["evidence"]["by_account"])
     finally:
         await stop_worker(w, task)
+
+
+def test_malformed_records_go_to_rejects_and_the_worker_goes_on(kafka_bootstrap, day):
+    asyncio.run(asyncio.wait_for(_rejects(kafka_bootstrap, day), 240))
+
+
+async def _rejects(bootstrap, day):
+    from aiokafka import AIOKafkaProducer
+
+    from surveil.feed import partition_for
+
+    want = replay([day.events_path], accounts=day.accounts_path)
+    s = settings(bootstrap, accounts_csv=str(day.accounts_path))
+    w, task = await run_worker(s)
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await p.start()
+        part = partition_for(b"SSE:A0000001", 3)
+        bad = [b"SVEV\x01\x00garbage", b"{not json", b'[{"ts": 1708306200000000000, "venue": "NYSE", "type": "order"}]']
+        for v in bad:
+            await p.send_and_wait(s.feed_topics[0], v, partition=part)
+        await p.stop()
+        await feed([day.events_path], s, speed="max")
+        finals = await wait_for_finals(bootstrap, s.alerts_topic, len(want.alerts))
+        assert canonical(finals) == canonical(want.alerts)  # the bad records did not disturb anything
+        rejects = [orjson.loads(m.value) for m in await read_topic(bootstrap, s.rejects_topic)]
+        mine = [r for r in rejects if r.get("topic") == s.feed_topics[0] and r.get("partition") == part]
+        assert len(mine) == 3, rejects
+        assert [r["offset"] for r in mine] == [0, 1, 2]
+        assert "frame" in mine[0]["reason"] or "magic" in mine[0]["reason"] or "truncated" in mine[0]["reason"]
+        assert "bad JSON" in mine[1]["reason"] and mine[1]["original"] == "{not json"
+        assert mine[2]["field"] == "venue" and mine[2]["value"] == "NYSE" and "unknown venue" in mine[2]["reason"]
+        assert w.stats["rejects"] >= 3
+    finally:
+        await stop_worker(w, task)
+
+
+def test_reference_data_update_applies_without_restart(kafka_bootstrap, tmp_path):
+    asyncio.run(asyncio.wait_for(_refdata(kafka_bootstrap, tmp_path), 240))
+
+
+async def _refdata(bootstrap, tmp_path):
+    from aiokafka import AIOKafkaProducer
+    from evtools import T0, S, sell
+
+    s = settings(bootstrap)
+    w, task = await run_worker(s)
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        # two accounts on two venues become one owner's, while the worker runs
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await p.start()
+        for key, broker in ((b"SSE:NEW1", "B1"), (b"SZSE:NEW2", "B2")):
+            await p.send_and_wait(s.ref_topic, orjson.dumps({"owner": "NEWMGR", "broker": broker}), key=key)
+        await p.stop()
+        deadline = asyncio.get_running_loop().time() + 30
+        while w.stats["ref_updates"] < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        evs = [sell(T0 + i * S, "NEW1" if i % 2 else "NEW2", "SSE" if i % 2 else "SZSE", 120_000_000, order_id=i)
+               for i in range(10)]
+        path = tmp_path / "new.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in evs))
+        await feed([path], s, speed="max")
+        finals = await wait_for_finals(bootstrap, s.alerts_topic, 1)
+        assert [a["subject"] for a in finals] == [{"owner": "NEWMGR"}]
+        assert {x["broker"] for x in finals[0]["evidence"]["by_account"]} == {"B1", "B2"}
+    finally:
+        await stop_worker(w, task)
