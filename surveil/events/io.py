@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import mmap
 import os
 import queue
 import threading
@@ -116,16 +115,39 @@ def _ahead(gen: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
 
 
 def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) -> Iterator[Batch]:
-    with open(path, "rb") as f:
-        if f.read(2) == b"\x1f\x8b":
-            f.seek(0)
-            with gzip.open(f) as g:
-                buf: bytes | mmap.mmap = g.read()
-        else:
-            if os.fstat(f.fileno()).st_size == 0:
+    """Frame by frame with plain reads: memory stays at about one frame (an mmap of the whole file
+    would count every page read towards the process's resident memory)."""
+    with _open_raw(path) as f:
+        dictionary = binary.FrameDict()
+        offset = 0
+        rec_no = 0
+        while True:
+            head = f.read(binary.HEADER.size)
+            if not head:
                 return
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    yield from binary.decode_frames(buf, reg, source, rejects)
+            if len(head) < binary.HEADER.size:
+                rejects.append(_frame_reject(source, rec_no, offset, head, "truncated frame header"))
+                return
+            magic, _v, rec_size, n, *tables, slen = binary.HEADER.unpack(head)
+            body_len = slen + n * rec_size
+            if magic != binary.MAGIC or rec_size != binary.RECORD.itemsize or body_len > (1 << 31):
+                rejects.append(_frame_reject(source, rec_no, offset, head,
+                                             f"bad frame header (magic {magic!r}, record size {rec_size})"))
+                return
+            body = f.read(body_len)
+            try:
+                batch, _ = binary.decode_frame_at(head + body, 0, reg, source, rec_no, rejects, dictionary)
+            except EventFormatError as e:
+                rejects.append(_frame_reject(source, rec_no, offset, head, str(e)))
+                return
+            offset += binary.HEADER.size + body_len
+            rec_no += n
+            yield batch
+
+
+def _frame_reject(source: str, rec_no: int, offset: int, head: bytes, reason: str) -> Reject:
+    return Reject(source=source, location=rec_no, field="frame", value=offset, reason=f"{source}: {reason}",
+                  raw=head.hex(), extra={"kind": "binary", "frame_offset": offset})
 
 
 def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
