@@ -67,16 +67,20 @@ class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: Worker):
         self.w = worker
 
+    # The callbacks run in the consumer's coordinator task, concurrently with the processing loop: they
+    # take the worker's lock, so a state is never checkpointed half way through publishing a record.
     async def on_partitions_revoked(self, revoked) -> None:
-        mine = [tp for tp in revoked if tp in self.w.states]
-        if mine:
-            await self.w.checkpoint(mine)
-        for tp in mine:
-            self.w.states.pop(tp, None)
+        async with self.w.lock:
+            mine = [tp for tp in revoked if tp in self.w.states]
+            if mine:
+                await self.w.checkpoint(mine)
+            for tp in mine:
+                self.w.states.pop(tp, None)
         log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in mine))
 
     async def on_partitions_assigned(self, assigned) -> None:
-        await self.w.assign(list(assigned))
+        async with self.w.lock:
+            await self.w.assign(list(assigned))
 
 
 class Worker:
@@ -90,6 +94,7 @@ class Worker:
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._topics: set[str] = set()
+        self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         self._last_cp = time.monotonic()
@@ -129,7 +134,8 @@ class Worker:
     async def close(self) -> None:
         try:
             if getattr(self, "consumer", None) is not None and self.states:
-                await self.checkpoint(list(self.states))
+                async with self.lock:
+                    await self.checkpoint(list(self.states))
         except Exception:  # noqa: BLE001 - best effort on the way out
             log.exception("final checkpoint failed")
         for name in ("_ref_task",):
@@ -154,22 +160,26 @@ class Worker:
                 if st is None:
                     continue
                 for m in msgs:
-                    if m.offset <= st.offset:
-                        continue
-                    out = st.handle(m.value, m.offset, tp.topic, tp.partition)
-                    self.stats["records"] += 1
-                    try:
-                        await self.publish(st, out)
-                    except KafkaError as e:
-                        log.warning("publishing failed (%s): back to the last checkpoint", e)
-                        await self.rewind()
-                        break
-            if not data:  # input paused: tell the owner stage how far every partition got
-                for st in list(self.states.values()):
-                    if isinstance(st, PartitionState):
-                        await self.publish(st, Output(owner=st.pending_progress()))
-            if time.monotonic() - self._last_cp > interval and self.states:
-                await self.checkpoint(list(self.states))
+                    async with self.lock:
+                        if self.states.get(tp) is not st:
+                            break  # a rebalance took the partition away (or restored it) meanwhile
+                        if m.offset <= st.offset:
+                            continue
+                        out = st.handle(m.value, m.offset, tp.topic, tp.partition)
+                        self.stats["records"] += 1
+                        try:
+                            await self.publish(st, out)
+                        except KafkaError as e:
+                            log.warning("publishing failed (%s): back to the last checkpoint", e)
+                            await self.rewind()
+                            break
+            async with self.lock:
+                if not data:  # input paused: tell the owner stage how far every partition got
+                    for st in list(self.states.values()):
+                        if isinstance(st, PartitionState):
+                            await self.publish(st, Output(owner=st.pending_progress()))
+                if time.monotonic() - self._last_cp > interval and self.states:
+                    await self.checkpoint(list(self.states))
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
                 log.info("status %s", orjson.dumps(self.status()).decode())
