@@ -17,6 +17,13 @@ import numpy as np
 
 from surveil.events.batch import concat_order_ids, order_id_values
 
+#: the texts behind the high-frequency definition (300 per second, 20,000 per day)
+HFT_REFERENCES = (
+    "SSE/SZSE notices on programmatic trading reporting, 2023-09-01 (item 2)",
+    "CSRC Provisions on the Administration of Programmatic Trading, in force 2024-10-08",
+    "SSE/SZSE/BSE programmatic trading implementation rules, in force 2025-07-07",
+)
+
 
 @dataclass(frozen=True)
 class Param:

@@ -18,18 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from surveil.events.schema import CANCEL, ORDER, day_start_ns, ns_to_iso
-from surveil.rules.base import AlertDraft, Param, Rule, RuleMeta, Segment, grow, positive
+from surveil.rules.base import HFT_REFERENCES, AlertDraft, Param, Rule, RuleMeta, Segment, grow, positive
 
 META = RuleMeta(
     id="daily_orders_20k",
     version=1,
     title="20,000 or more orders+cancels in one trading day",
     description=__doc__.split("\n\n")[0],
-    references=(
-        "SSE/SZSE notices on programmatic trading reporting, 2023-09-01 (item 2)",
-        "CSRC Provisions on the Administration of Programmatic Trading, in force 2024-10-08",
-        "SSE/SZSE/BSE programmatic trading implementation rules, in force 2025-07-07",
-    ),
+    references=HFT_REFERENCES,
     params=(
         Param("threshold", 20_000, int, True, "exchange rules: 单日最高申报笔数达到20000笔以上 (>=)",
               "orders+cancels of one account in one trading day", positive),

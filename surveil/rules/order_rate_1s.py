@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
-from surveil.rules.base import AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
+from surveil.rules.base import HFT_REFERENCES, AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
 
 MAX_LISTED_SECONDS = 1000
 SAMPLES = 5
@@ -37,11 +37,7 @@ META = RuleMeta(
     version=1,
     title="Peak order rate of 300 or more orders+cancels per second",
     description=__doc__.split("\n\n")[0],
-    references=(
-        "SSE/SZSE notices on programmatic trading reporting, 2023-09-01 (item 2)",
-        "CSRC Provisions on the Administration of Programmatic Trading, in force 2024-10-08",
-        "SSE/SZSE/BSE programmatic trading implementation rules, in force 2025-07-07",
-    ),
+    references=HFT_REFERENCES,
     params=(
         Param("threshold", 300, int, True, "exchange rules: 每秒300笔以上 (>=)",
               "orders+cancels of one account within one second", positive),
