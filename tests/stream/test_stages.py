@@ -33,10 +33,13 @@ def day(tmp_path_factory):
 
 def feed_records(path, frame=500):
     """What a feed gateway would send: per (topic, partition), frames and progress markers."""
+    from surveil.replay import merged_batches
+
     reg, rej = Registry(), []
     out = {(t, p): [] for t in TOPICS for p in range(NP)}
     last_ts = None
-    for b in read_events(path, reg, rej):
+    paths = path if isinstance(path, list) else [path]
+    for b in merged_batches([read_events(x, reg, rej) for x in paths]):
         names = reg.accounts.names
         syms = reg.symbols.names
         keys = [f"{('SSE', 'SZSE', 'BSE')[v]}:{names[a] if a >= 0 else syms[s]}"
@@ -54,13 +57,13 @@ def feed_records(path, frame=500):
     return out
 
 
-def run_topology(day, seed, restart_at=None):
+def run_topology(day, seed, restart_at=None, paths=None):
     params = load_config()
     ref = RefData.load_csv(day.accounts_path)
     sources = [f"{t}:{p}" for t in TOPICS for p in range(NP)]
     parts = {s: PartitionState(s, params, ref, NO) for s in sources}
     owners = {p: OwnerState(f"owner:{p}", params, sources) for p in range(NO)}
-    recs = feed_records(day.events_path)
+    recs = feed_records(paths or day.events_path)
     queues = {f"{t}:{p}": list(enumerate(v)) for (t, p), v in recs.items()}
     owner_logs = {p: [] for p in range(NO)}
     alerts = {}
@@ -117,3 +120,14 @@ def test_partition_checkpoint_restore_and_resend_gives_the_same_alerts(day):
     ref = replay([day.events_path], accounts=day.accounts_path)
     want = b"".join(dumps(a) + b"\n" for a in ref.alerts)
     assert run_topology(day, 3, restart_at=400) == want
+
+
+def test_two_trading_days_roll_over_in_the_stages(day, tmp_path):
+    from surveil.sim import simulate
+
+    day2 = simulate(tmp_path / "day2.svb", events=60_000, accounts=3_000, seed=5, date="2024-02-20")
+    paths = [day.events_path, day2.events_path]
+    ref = replay(paths, accounts=day.accounts_path)
+    want = b"".join(dumps(a) + b"\n" for a in ref.alerts)
+    assert {a["trading_day"] for a in ref.alerts} == {"2024-02-19", "2024-02-20"}
+    assert run_topology(day, 4, paths=paths) == want
