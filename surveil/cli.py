@@ -195,36 +195,26 @@ def demo(out_dir, events, seed) -> None:
 @click.option("--accounts", help="Seed the reference-data topic from this CSV at start (or SURVEIL_ACCOUNTS_CSV).")
 @click.option("--rules", "rules_file", help="Rules file (TOML) (or SURVEIL_RULES_FILE).")
 @click.option("--group", "group_id", help="Consumer group (or SURVEIL_GROUP_ID).")
-@click.option("--log-level", default="INFO", show_default=True)
-def worker(bootstrap, accounts, rules_file, group_id, log_level) -> None:
+@click.option("--web-port", type=click.IntRange(1, 65535),
+              help="Port of the worker's web server, /status and /health (or SURVEIL_WEB_PORT; default 6066).")
+@click.option("--web-bind", default=None, help="Address of the worker's web server (or SURVEIL_WEB_BIND; 127.0.0.1).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False))
+def worker(bootstrap, accounts, rules_file, group_id, web_port, web_bind, log_level) -> None:
     """Run a stream worker: feed topics -> engine -> alert, recommendation, broker and reject topics.
 
+    The worker runs inside a Faust app (signals, logging, web server with /status and /health).
     Settings come from SURVEIL_* environment variables (see README); options override them."""
-    import asyncio
-    import logging
-    import signal
-
+    from surveil.stream.app import create_app, run
     from surveil.stream.settings import Settings, SettingsError
-    from surveil.stream.worker import Worker
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         s = Settings.from_env(bootstrap_servers=bootstrap, accounts_csv=accounts, rules_file=rules_file,
-                              group_id=group_id)
-        w = Worker(s)
+                              group_id=group_id, web_port=web_port, web_bind=web_bind)
+        app = create_app(s)
     except (SettingsError, *USER_ERRORS) as e:
         raise click.ClickException(str(e)) from None
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, w.stop.set)
-        await w.run()
-
-    try:
-        asyncio.run(run())
-    except OSError as e:
-        raise click.ClickException(f"cannot reach Kafka at {s.bootstrap_servers}: {e}") from None
+    run(app, loglevel=log_level)  # exits: 0 after SIGTERM/SIGINT, non-zero when the worker crashed
 
 
 def _register() -> None:

@@ -46,6 +46,7 @@ class Settings:
     rules_file: str = ""
     accounts_csv: str = ""
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +109,10 @@ class Settings:
             raise bad("allowed_lateness_ms", self.allowed_lateness_ms, "expected 0..600000")
         if not 100 <= self.checkpoint_interval_ms <= 3_600_000:
             raise bad("checkpoint_interval_ms", self.checkpoint_interval_ms, "expected 100..3600000")
+        if not 1 <= self.web_port <= 65535:
+            raise bad("web_port", self.web_port, "expected 1..65535")
+        if not self.web_bind or any(c.isspace() for c in self.web_bind):
+            raise bad("web_bind", self.web_bind, "expected an address to bind, e.g. 127.0.0.1 or 0.0.0.0")
         if self.rules_file and not Path(self.rules_file).is_file():
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():

@@ -173,6 +173,7 @@ class Worker:
                             log.warning("publishing failed (%s): back to the last checkpoint", e)
                             await self.rewind()
                             break
+                    await asyncio.sleep(0)  # let the web server, heartbeats and rebalances in between records
             async with self.lock:
                 if not data:  # input paused: tell the owner stage how far every partition got
                     for st in list(self.states.values()):

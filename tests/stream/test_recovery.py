@@ -47,7 +47,9 @@ class Proc:
     def __init__(self, s, log_path):
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        self.p = subprocess.Popen([sys.executable, "-m", "surveil.cli", "worker"], env=env_of(s),
+        env = env_of(s)
+        env["SURVEIL_WEB_PORT"] = str(free_ports(1)[0])  # each worker its own web server
+        self.p = subprocess.Popen([sys.executable, "-m", "surveil.cli", "worker"], env=env,
                                   stdout=self.log, stderr=subprocess.STDOUT)
 
     async def wait_assigned(self, timeout=90):
