@@ -197,6 +197,13 @@ def create_app(settings: Settings | None = None, *, web_bind: str | None = None)
         """The worker's partitions (offset, progress, trading day) and counters."""
         return view.bytes(orjson.dumps(svc.worker.status()), content_type="application/json")
 
+    @app.page("/metrics")
+    async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """Prometheus metrics (bounded labels: never an account or owner id)."""
+        from surveil.metrics import CONTENT_TYPE_LATEST
+
+        return view.bytes(svc.worker.metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
     @app.page("/health")
     async def health(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         """200 while the processing loop runs; 503 while starting or stopping."""

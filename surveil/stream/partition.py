@@ -40,6 +40,7 @@ def owner_partition(owner: str, n: int) -> int:
 
 @dataclass
 class Output:
+    counts: Any = None  # events by venue * 4 + type (12 numbers), for metrics
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     owner: list[tuple[int | None, bytes]] = field(default_factory=list)  # (owner partition, None = all)
@@ -92,6 +93,7 @@ class PartitionState:
         try:
             if kind == "frame":
                 batch, _ = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0, rejects)
+                out.counts = np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
                 eng.process(batch, f"{topic}:{partition}@{offset}")
             elif kind == "progress":
                 ts = orjson.loads(value).get("ts")
@@ -100,6 +102,7 @@ class PartitionState:
                 eng.advance(ts)
             else:
                 batch = jsonl.decode_json_frame(value, self.reg, f"{topic}:{partition}@{offset}", rejects)
+                out.counts = np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
                 eng.process(batch, f"{topic}:{partition}@{offset}")
         except (EventFormatError, orjson.JSONDecodeError) as e:
             rejects.append(Reject(source=f"{topic}:{partition}", location=offset, field="record", value=None,

@@ -30,6 +30,7 @@ from surveil.actions import RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.alerts import dumps
 from surveil.engine.refdata import RefData
+from surveil.metrics import WorkerMetrics
 from surveil.stream import topics
 from surveil.stream.owner import OwnerState
 from surveil.stream.partition import Output, PartitionState
@@ -95,6 +96,7 @@ class Worker:
         self.ready = asyncio.Event()
         self._topics: set[str] = set()
         self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
+        self.metrics = WorkerMetrics()
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         self._last_cp = time.monotonic()
@@ -165,10 +167,14 @@ class Worker:
                             break  # a rebalance took the partition away (or restored it) meanwhile
                         if m.offset <= st.offset:
                             continue
+                        t0 = time.perf_counter()
                         out = st.handle(m.value, m.offset, tp.topic, tp.partition)
                         self.stats["records"] += 1
+                        if out.counts is not None:
+                            self.metrics.add_events(out.counts)
                         try:
                             await self.publish(st, out)
+                            self.metrics.record(tp.topic, time.perf_counter() - t0)
                         except KafkaError as e:
                             log.warning("publishing failed (%s): back to the last checkpoint", e)
                             await self.rewind()
@@ -183,6 +189,7 @@ class Worker:
                     await self.checkpoint(list(self.states))
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
+                await self.update_gauges()
                 log.info("status %s", orjson.dumps(self.status()).decode())
 
     # -- partitions and checkpoints -------------------------------------------------------------------
@@ -251,6 +258,7 @@ class Worker:
                                    else PartitionState.loads(blob, self.ref))
                 self.consumer.seek(tp, offset + 1)
         self.stats["rewinds"] += 1
+        self.metrics.rewinds.inc()
 
     async def checkpoint(self, tps: list[TopicPartition]) -> None:
         """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit."""
@@ -278,6 +286,7 @@ class Worker:
                 log.warning("offset commit failed: %s", e)
         self._last_cp = time.monotonic()
         self.stats["checkpoints"] += 1
+        self.metrics.checkpoints.inc()
 
     # -- outputs ------------------------------------------------------------------------------------------
     async def _topic(self, name: str) -> None:
@@ -295,15 +304,18 @@ class Worker:
             key = a["alert_id"].encode()
             await send(self.s.alerts_topic, v, key=key)
             self.stats[f"alerts_{a['status']}"] += 1
+            self.metrics.alerts.labels(a["rule"], a["severity"], a["status"]).inc()
             for broker, view in broker_views(a).items():
                 t = self.s.broker_topic(broker)
                 await self._topic(t)
                 await send(t, dumps(view), key=key)
             rec = st.book.add(a, self.params["recommendations"])
             if rec is not None:
+                self.metrics.recommendations.labels(rec["measure"]).inc()
                 await send(self.s.recommendations_topic, dumps(rec), key=rec["recommendation_id"].encode())
         for r in out.rejects:
             self.stats["rejects"] += 1
+            self.metrics.rejects.labels(str(r.get("field") or "record")[:32]).inc()
             await send(self.s.rejects_topic, orjson.dumps(r, default=str))
         for dest, msg in out.owner:
             if dest is None:
@@ -360,6 +372,32 @@ class Worker:
             for msgs in (await self._ref_consumer.getmany(timeout_ms=500)).values():
                 for m in msgs:
                     self._apply_ref(m.key, m.value)
+
+    async def update_gauges(self) -> None:
+        """State size, partitions and lags (every few seconds, not per record)."""
+        m = self.metrics
+        now = time.time_ns()
+        accounts = owners = feed = owner = 0
+        for tp, st in list(self.states.items()):
+            labels = (tp.topic, str(tp.partition))
+            if isinstance(st, OwnerState):
+                owner += 1
+                owners += len(st.reg.owners)
+            else:
+                feed += 1
+                accounts += len(st.reg.accounts)
+                if st.engine.max_seen is not None:
+                    m.event_lag.labels(*labels).set((now - st.engine.max_seen) / 1e9)
+            try:
+                high = self.consumer.highwater(tp)
+                if high is not None:
+                    m.consumer_lag.labels(*labels).set(max(0, high - (st.offset + 1)))
+            except Exception:  # noqa: BLE001 - a partition being revoked
+                pass
+        m.accounts.set(accounts)
+        m.owners.set(owners)
+        m.partitions.labels("partition").set(feed)
+        m.partitions.labels("owner").set(owner)
 
     def status(self) -> dict[str, Any]:
         parts = {}

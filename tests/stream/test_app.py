@@ -108,6 +108,25 @@ async def _app(bootstrap, day, tmp_path):
                 await asyncio.sleep(0.3)
             owner_offsets = {k: st[k]["offset"] for k in owner}
 
+            # /metrics: Prometheus text with bounded labels
+            code, body = await get(http, base + "/metrics")
+            assert code == 200
+            from prometheus_client.parser import text_string_to_metric_families
+
+            samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+                       for fam in text_string_to_metric_families(body.decode()) for x in fam.samples}
+            events = sum(v for (n, _), v in samples.items() if n == "surveil_events_total")
+            assert events == want.events  # every event counted once, by venue and type
+            finals: dict = {}
+            for (n, k), v in samples.items():
+                if n == "surveil_alerts_total" and dict(k)["status"] == "final":
+                    finals[dict(k)["rule"]] = finals.get(dict(k)["rule"], 0) + v
+            assert finals.get("sell_burst_1m") == sum(a["rule"] == "sell_burst_1m" for a in want.alerts)
+            records = sum(v for (n, _), v in samples.items() if n == "surveil_records_total")
+            assert records > 0 and samples[("surveil_processing_seconds_count", ())] == records
+            text = body.decode()
+            assert "LINGJUN" not in text and "A9000001" not in text  # never an owner or account id
+
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         rc = await asyncio.to_thread(proc.wait, 30)
