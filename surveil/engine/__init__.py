@@ -1,5 +1,5 @@
 """Runs the rules over batches in event time: ordering, trading-day roll-over, alert ids and lifecycle."""
 
-from surveil.engine.engine import Engine, EngineConfig, load_config
+from surveil.engine.engine import Engine, load_config
 
-__all__ = ["Engine", "EngineConfig", "load_config"]
+__all__ = ["Engine", "load_config"]

@@ -15,7 +15,6 @@ finalises the day's alerts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from surveil.engine.alerts import alert_record
 from surveil.engine.refdata import RefData
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
-from surveil.events.schema import VENUES, day_start_ns, ns_to_iso, trading_day_index
+from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
 from surveil.rules import RULES
 from surveil.rules.base import AlertDraft, Context, Param, Segment, grow
 from surveil.rules.config import ConfigError, load_toml, resolve
@@ -57,11 +56,6 @@ def load_config(path: str | Path | None = None, extra: dict[str, tuple[Param, ..
             for k in vals:
                 cfg[sec][k] = cfg2[sec][k]
     return cfg
-
-
-@dataclass
-class EngineConfig:
-    params: dict[str, dict[str, Any]] = field(default_factory=lambda: load_config())
 
 
 class _Ctx(Context):
@@ -294,4 +288,4 @@ class Engine:
         return list(self.finals.values())
 
 
-__all__ = ["Engine", "EngineConfig", "load_config", "ConfigError", "day_start_ns"]
+__all__ = ["Engine", "load_config", "ConfigError"]

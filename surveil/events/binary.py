@@ -33,7 +33,6 @@ import numpy as np
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import (
-    F_HAS_ORDER_ID,
     F_HAS_QTY,
     INDEX,
     ORDER,
@@ -234,7 +233,3 @@ def decode_frames(buf, reg: Registry, source: str, rejects: list[Reject]) -> Ite
         rec_no += n
         off = nxt
         yield batch
-
-
-def has_order_id(batch: Batch) -> np.ndarray:
-    return (batch.flags & F_HAS_ORDER_ID) != 0

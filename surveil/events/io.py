@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import queue
 import threading
@@ -226,4 +225,4 @@ class EventWriter:
 
 
 __all__ = ["read_events", "EventWriter", "InputError", "EventFormatError", "check_inputs",
-           "detect_format", "output_format", "io"]
+           "detect_format", "output_format"]

@@ -21,7 +21,6 @@ import orjson
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject, RowError
 from surveil.events.schema import (
-    CANCEL,
     F_AGGRESSOR,
     F_HAS_AGGRESSOR,
     F_HAS_ORDER_ID,
@@ -565,4 +564,4 @@ def encode_lines(batch: Batch, reg: Registry) -> bytes:
 
 
 __all__ = ["decode_lines", "decode_objects", "decode_json_frame", "encode_lines", "event_dicts",
-           "parse_ts", "FIELDS", "CANCEL"]
+           "parse_ts", "FIELDS"]

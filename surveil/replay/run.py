@@ -124,7 +124,7 @@ def replay(inputs: list[str | os.PathLike], accounts: str | os.PathLike | None =
     recos = recommend(alerts, cfg["recommendations"], hist)
     records = alerts + sorted(recos, key=sort_key)
     return ReplayResult(records=records, alerts=alerts, recommendations=recos,
-                        events=engine.events_in + 0, rejects=rejects, seconds=seconds,
+                        events=engine.events_in, rejects=rejects, seconds=seconds,
                         by_rule=Counter(a["rule"] for a in alerts))
 
 
