@@ -13,7 +13,9 @@ is ``b"SVO1" + u32 header length + JSON header + payload`` where the header has 
 - ``trades``: payload = binary frame of sell trades, owner and broker filled in (routed by owner);
 - ``market``: header ``day``, payload = int64 pairs (second of day, sell value units) (broadcast);
 - ``index``: payload = binary frame of index events (broadcast);
-- ``progress``: header ``ts``: the source has forwarded everything earlier than ``ts`` (broadcast).
+- ``progress``: header ``ts``: the source has forwarded everything earlier than ``ts`` (broadcast);
+- ``bundle``: payload = several of the above, each prefixed by its u32 length (what workers send: one
+  record per owner partition per poll).
 """
 
 from __future__ import annotations
@@ -46,6 +48,25 @@ def unpack(value: bytes) -> tuple[dict[str, Any], memoryview]:
     except orjson.JSONDecodeError as e:
         raise EnvelopeError(f"bad owner-topic header: {e}") from None
     return header, memoryview(value)[8 + n:]
+
+
+def pack_bundle(items: list[bytes]) -> bytes:
+    """Several owner-topic records in one (one Kafka record per owner partition per poll: far fewer sends)."""
+    body = b"".join(_LEN.pack(len(x)) + x for x in items)
+    return pack({"kind": "bundle", "n": len(items)}, body)
+
+
+def unpack_bundle(payload) -> list[memoryview]:
+    out = []
+    mv = memoryview(payload)
+    i = 0
+    while i < len(mv):
+        (n,) = _LEN.unpack_from(mv, i)
+        out.append(mv[i + 4:i + 4 + n])
+        i += 4 + n
+    if i != len(mv):
+        raise EnvelopeError("truncated bundle")
+    return out
 
 
 def pack_seconds(secs: np.ndarray, vals: np.ndarray) -> bytes:

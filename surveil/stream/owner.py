@@ -22,7 +22,7 @@ from surveil.events import binary
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import trading_day_index
-from surveil.stream.envelope import EnvelopeError, unpack, unpack_seconds
+from surveil.stream.envelope import EnvelopeError, unpack, unpack_bundle, unpack_seconds
 from surveil.stream.partition import OWNER_RULES, Output
 
 
@@ -39,7 +39,13 @@ class OwnerState:
         self.duplicates = 0  # records skipped because a restarted source sent them again
 
     def dumps(self) -> bytes:
+        self._merge_pending()
         return zlib.compress(pickle.dumps(self, protocol=5), 1)
+
+    def _merge_pending(self) -> None:
+        """One batch instead of thousands of small ones (cheaper to keep, to release and to checkpoint)."""
+        if len(self.pending) > 1:
+            self.pending = [Batch.concat(self.pending)]
 
     @staticmethod
     def loads(data: bytes) -> OwnerState:
@@ -54,22 +60,44 @@ class OwnerState:
         self.offset = offset
         try:
             header, payload = unpack(value)
+            if header.get("kind") == "bundle":
+                items = unpack_bundle(payload)
+            else:
+                items = [memoryview(value)]
+        except (EnvelopeError, ValueError, TypeError) as e:
+            out.rejects.append({"topic": topic, "partition": partition, "offset": offset, "field": "record",
+                                "reason": f"bad owner-topic record: {e}", "original": bytes(value[:4096]).hex()})
+            return out
+        progressed = False
+        for item in items:
+            progressed |= self._apply(bytes(item), offset, topic, partition, out)
+        if progressed:
+            self._release(out)
+        return out
+
+    def _apply(self, value: bytes, offset: int, topic: str, partition: int, out: Output) -> bool:
+        """Apply one record; True when it was progress (the caller releases once per Kafka record)."""
+        try:
+            header, payload = unpack(value)
             kind, src = header["kind"], header["source"]
             pos = (int(header["offset"]), int(header["seq"]))
         except (EnvelopeError, KeyError, ValueError, TypeError) as e:
             out.rejects.append({"topic": topic, "partition": partition, "offset": offset, "field": "record",
                                 "reason": f"bad owner-topic record: {e}", "original": bytes(value[:4096]).hex()})
-            return out
+            return False
         if kind != "progress":
             if pos <= self.applied.get(src, (-1, -1)):
                 self.duplicates += 1
-                return out  # re-sent by a source that restarted from a checkpoint: already applied
+                return False  # re-sent by a source that restarted from a checkpoint: already applied
             self.applied[src] = pos
         rejects: list[Reject] = []
+        progressed = False
         try:
             if kind == "trades":
                 b, _ = binary.decode_frame_at(bytes(payload), 0, self.reg, src, 0, rejects)
                 self.pending.append(b)
+                if len(self.pending) > 256:
+                    self._merge_pending()
             elif kind == "market":
                 secs, vals = unpack_seconds(payload)
                 self.engine.market.add_seconds(int(header["day"]), secs, vals)
@@ -83,7 +111,7 @@ class OwnerState:
                 ts = int(header["ts"])
                 if self.progress.get(src) is None or ts > self.progress[src]:
                     self.progress[src] = ts
-                self._release(out)
+                progressed = True
             else:
                 raise EventFormatError(f"unknown owner-topic record kind {kind!r}")
         except EventFormatError as e:
@@ -91,7 +119,7 @@ class OwnerState:
                                 "reason": str(e), "original": bytes(value[:4096]).hex()})
         for r in rejects:
             out.rejects.append({**r.to_dict(), "topic": topic, "partition": partition, "offset": offset})
-        return out
+        return progressed
 
     def _release(self, out: Output) -> None:
         if not self.progress or any(v is None for v in self.progress.values()):

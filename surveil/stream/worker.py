@@ -32,6 +32,7 @@ from surveil.engine.alerts import dumps
 from surveil.engine.refdata import RefData
 from surveil.metrics import WorkerMetrics
 from surveil.stream import topics
+from surveil.stream.envelope import pack_bundle
 from surveil.stream.owner import OwnerState
 from surveil.stream.partition import Output, PartitionState
 from surveil.stream.settings import Settings
@@ -97,6 +98,7 @@ class Worker:
         self._topics: set[str] = set()
         self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
         self.metrics = WorkerMetrics()
+        self._bundles: dict[int, list[bytes]] = {}  # owner-topic records waiting for the end of the poll
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         self._last_cp = time.monotonic()
@@ -156,37 +158,39 @@ class Worker:
         self.ready.set()
         interval = self.s.checkpoint_interval_ms / 1000
         while not self.stop.is_set():
-            data = await self.consumer.getmany(timeout_ms=100, max_records=100)
-            for tp, msgs in data.items():
-                st = self.states.get(tp)
-                if st is None:
-                    continue
-                for m in msgs:
-                    async with self.lock:
-                        if self.states.get(tp) is not st:
-                            break  # a rebalance took the partition away (or restored it) meanwhile
-                        if m.offset <= st.offset:
+            data = await self.consumer.getmany(timeout_ms=100, max_records=500)
+            # one poll under the lock: handle every record, then send the owner-topic output as one
+            # bundle per owner partition (a checkpoint or a rebalance never sees a half-sent poll)
+            async with self.lock:
+                try:
+                    for tp, msgs in data.items():
+                        st = self.states.get(tp)
+                        if st is None:
                             continue
-                        t0 = time.perf_counter()
-                        out = st.handle(m.value, m.offset, tp.topic, tp.partition)
-                        self.stats["records"] += 1
-                        if out.counts is not None:
-                            self.metrics.add_events(out.counts)
-                        try:
+                        for m in msgs:
+                            if self.states.get(tp) is not st:
+                                break  # a rebalance took the partition away (or restored it) meanwhile
+                            if m.offset <= st.offset:
+                                continue
+                            t0 = time.perf_counter()
+                            out = st.handle(m.value, m.offset, tp.topic, tp.partition)
+                            self.stats["records"] += 1
+                            if out.counts is not None:
+                                self.metrics.add_events(out.counts)
                             await self.publish(st, out)
                             self.metrics.record(tp.topic, time.perf_counter() - t0)
-                        except KafkaError as e:
-                            log.warning("publishing failed (%s): back to the last checkpoint", e)
-                            await self.rewind()
-                            break
-                    await asyncio.sleep(0)  # let the web server, heartbeats and rebalances in between records
-            async with self.lock:
-                if not data:  # input paused: tell the owner stage how far every partition got
-                    for st in list(self.states.values()):
-                        if isinstance(st, PartitionState):
-                            await self.publish(st, Output(owner=st.pending_progress()))
+                    if not data:  # input paused: tell the owner stage how far every partition got
+                        for st in list(self.states.values()):
+                            if isinstance(st, PartitionState):
+                                await self.publish(st, Output(owner=st.pending_progress()))
+                    await self.send_bundles()
+                except KafkaError as e:
+                    log.warning("publishing failed (%s): back to the last checkpoint", e)
+                    self._bundles = {}
+                    await self.rewind()
                 if time.monotonic() - self._last_cp > interval and self.states:
                     await self.checkpoint(list(self.states))
+            await asyncio.sleep(0)  # let the web server, heartbeats and rebalances in
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
                 await self.update_gauges()
@@ -219,6 +223,7 @@ class Worker:
         if not new:
             return
         cps = await retry("reading checkpoints", self.read_checkpoints)
+        fresh: list[TopicPartition] = []
         for tp in new:
             blob = cps.get(self._cp_key(tp))
             source = f"{tp.topic}:{tp.partition}"
@@ -236,32 +241,40 @@ class Worker:
             if st.offset >= 0:
                 self.consumer.seek(tp, st.offset + 1)
             else:
-                await self.consumer.seek_to_beginning(tp)
+                fresh.append(tp)
             self.stats["restored" if blob else "fresh"] += 1
+        if fresh:  # one call: one at a time waits for a fetch each and can outlast the session timeout
+            await self.consumer.seek_to_beginning(*fresh)
         log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in new))
 
     async def rewind(self) -> None:
         """Outputs since the last checkpoint may be lost: restore every state from its last checkpoint
         and read its partition again from there (outputs are idempotent, the owner stage skips repeats)."""
         self._inflight = []
+        self._bundles = {}
+        fresh: list[TopicPartition] = []
         for tp, st in list(self.states.items()):
             saved = self._saved.get(tp)
             if saved is None:
-                fresh = (OwnerState(st.source, self.params, self.sources) if isinstance(st, OwnerState)
-                         else PartitionState(st.source, self.params, self.ref, self.owner_partitions))
-                fresh.book = RecommendationBook()
-                self.states[tp] = fresh
-                await retry("seek", lambda tp=tp: self.consumer.seek_to_beginning(tp))
+                fresh_state = (OwnerState(st.source, self.params, self.sources) if isinstance(st, OwnerState)
+                               else PartitionState(st.source, self.params, self.ref, self.owner_partitions))
+                fresh_state.book = RecommendationBook()
+                self.states[tp] = fresh_state
+                fresh.append(tp)
             else:
                 blob, offset = saved
                 self.states[tp] = (OwnerState.loads(blob) if isinstance(st, OwnerState)
                                    else PartitionState.loads(blob, self.ref))
                 self.consumer.seek(tp, offset + 1)
+        if fresh:
+            await retry("seek", lambda: self.consumer.seek_to_beginning(*fresh))
         self.stats["rewinds"] += 1
         self.metrics.rewinds.inc()
 
     async def checkpoint(self, tps: list[TopicPartition]) -> None:
         """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit."""
+        if self._bundles:
+            await self.send_bundles()
         await retry("flush", self.producer.flush)
         pending, self._inflight = self._inflight, []
         failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
@@ -317,12 +330,19 @@ class Worker:
             self.stats["rejects"] += 1
             self.metrics.rejects.labels(str(r.get("field") or "record")[:32]).inc()
             await send(self.s.rejects_topic, orjson.dumps(r, default=str))
+        bundles = self._bundles
         for dest, msg in out.owner:
-            if dest is None:
-                for p in range(self.owner_partitions):
-                    await send(self.s.owner_topic, msg, partition=p)
-            else:
-                await send(self.s.owner_topic, msg, partition=dest)
+            for p in (range(self.owner_partitions) if dest is None else (dest,)):
+                bundles.setdefault(p, []).append(msg)
+        if sum(len(v) for v in bundles.values()) > 2000:
+            await self.send_bundles()
+
+    async def send_bundles(self) -> None:
+        bundles, self._bundles = self._bundles, {}
+        for p, items in sorted(bundles.items()):
+            for i in range(0, len(items), 500):  # keep a record well under the broker's message size
+                fut = await self.producer.send(self.s.owner_topic, pack_bundle(items[i:i + 500]), partition=p)
+                self._inflight.append(fut)
 
     # -- reference data -----------------------------------------------------------------------------------
     async def seed_refdata(self, csv_path: str) -> int:
