@@ -15,7 +15,7 @@ cut into **frames** and produced to the feed topics of :class:`~surveil.stream.s
 * **Progress markers**: a record whose value is ``{"kind":"progress","ts":T}`` (``T`` integer ns) means
   "no later record in this partition carries an event earlier than ``T``". Every partition of every
   feed topic gets one whenever its last marker is at least one *progress interval* behind the input
-  (100 ms of event time when paced, 10 s at ``--speed max``; ``progress_interval_ms`` overrides), and
+  (100 ms of event time when paced, 10 min at ``--speed max``; ``progress_interval_ms`` overrides), and
   at the end a final marker at 00:00 Asia/Shanghai of the day after the last event's trading day (the
   trading day is over). Only markers count as progress (a frame's events do not), so a worker may
   rely on markers alone. Two limits against flooding: paced, a partition gets at most one marker per
@@ -86,8 +86,9 @@ MARKER_KIND = "progress"
 #: progress interval when paced (event time)
 PACED_PROGRESS_NS = 100_000_000
 #: progress interval at ``--speed max`` (event time). A marker flushes its partition's pending frame, so a
-#: short interval makes frames tiny on sparse partitions; workers also take progress from the frames.
-MAX_PROGRESS_NS = 10 * NS_PER_SECOND
+#: short interval makes frames tiny on sparse partitions (and workers pay per record); at max speed
+#: markers only matter for idle partitions, since workers also take progress from the frames.
+MAX_PROGRESS_NS = 600 * NS_PER_SECOND
 #: paced: a pending frame is sent at the latest this long (wall time) after its first event
 FRAME_WALL_S = 0.05
 #: paced: a partition gets at most one marker per this much wall time (caps markers at high speed factors)
@@ -832,7 +833,7 @@ def _speed_param(ctx, param, value):
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing feed topics.")
 @click.option("--progress-interval-ms", type=click.IntRange(1), default=None,
-              help="Event time between progress markers of a partition (default: 100 paced, 10000 at max).")
+              help="Event time between progress markers of a partition (default: 100 paced, 600000 at max).")
 @click.option("--timeout", "connect_timeout", type=click.FloatRange(0.1), default=DEFAULT_CONNECT_TIMEOUT_S,
               show_default=True, help="Seconds to wait for the broker.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")

@@ -12,6 +12,7 @@ from surveil.stream.settings import Settings
 
 COMPACT = {"cleanup.policy": "compact"}
 CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024
+OWNER_MAX_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class TopicSpec:
 def specs(s: Settings) -> list[TopicSpec]:
     out = [TopicSpec(t, s.feed_partitions, {}) for t in s.feed_topics]
     out += [
-        TopicSpec(s.owner_topic, s.owner_partitions, {}),
+        TopicSpec(s.owner_topic, s.owner_partitions, {"max.message.bytes": str(OWNER_MAX_BYTES)}),
         TopicSpec(s.alerts_topic, 4, COMPACT),
         TopicSpec(s.recommendations_topic, 1, COMPACT),
         TopicSpec(s.rejects_topic, 1, {}),

@@ -41,6 +41,10 @@ from surveil.stream.views import RecommendationBook, broker_views
 log = logging.getLogger("surveil.worker")
 #: how long a worker keeps retrying while Kafka is unreachable before it gives up (and exits non-zero)
 RETRY_DEADLINE_S = 300.0
+#: an owner-topic record carries at most this many bytes (below the brokers' default 1 MB message size)
+BUNDLE_BYTES = 900_000
+#: rewinds in a row without a checkpoint in between before the worker gives up (a persistent error)
+MAX_REWINDS = 5
 
 
 async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
@@ -99,6 +103,7 @@ class Worker:
         self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
         self.metrics = WorkerMetrics()
         self._bundles: dict[int, list[bytes]] = {}  # owner-topic records waiting for the end of the poll
+        self._rewinds_in_a_row = 0
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         self._last_cp = time.monotonic()
@@ -185,6 +190,8 @@ class Worker:
                                 await self.publish(st, Output(owner=st.pending_progress()))
                     await self.send_bundles()
                 except KafkaError as e:
+                    if not getattr(e, "retriable", True) or self._rewinds_in_a_row >= MAX_REWINDS:
+                        raise RuntimeError(f"publishing keeps failing ({e!r}); giving up") from e
                     log.warning("publishing failed (%s): back to the last checkpoint", e)
                     self._bundles = {}
                     await self.rewind()
@@ -269,6 +276,7 @@ class Worker:
         if fresh:
             await retry("seek", lambda: self.consumer.seek_to_beginning(*fresh))
         self.stats["rewinds"] += 1
+        self._rewinds_in_a_row += 1
         self.metrics.rewinds.inc()
 
     async def checkpoint(self, tps: list[TopicPartition]) -> None:
@@ -291,6 +299,7 @@ class Worker:
                 await retry("checkpoint", lambda tp=tp, blob=blob: self.producer.send_and_wait(
                     self.s.checkpoint_topic, blob, key=self._cp_key(tp)))
         self._saved.update(blobs)
+        self._rewinds_in_a_row = 0
         offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
         if offsets:
             try:
@@ -340,9 +349,17 @@ class Worker:
     async def send_bundles(self) -> None:
         bundles, self._bundles = self._bundles, {}
         for p, items in sorted(bundles.items()):
-            for i in range(0, len(items), 500):  # keep a record well under the broker's message size
-                fut = await self.producer.send(self.s.owner_topic, pack_bundle(items[i:i + 500]), partition=p)
-                self._inflight.append(fut)
+            chunk: list[bytes] = []
+            size = 0
+            for item in items:  # keep each record under BUNDLE_BYTES (brokers refuse large messages)
+                if chunk and size + len(item) > BUNDLE_BYTES:
+                    self._inflight.append(await self.producer.send(self.s.owner_topic, pack_bundle(chunk),
+                                                                   partition=p))
+                    chunk, size = [], 0
+                chunk.append(item)
+                size += len(item) + 4
+            if chunk:
+                self._inflight.append(await self.producer.send(self.s.owner_topic, pack_bundle(chunk), partition=p))
 
     # -- reference data -----------------------------------------------------------------------------------
     async def seed_refdata(self, csv_path: str) -> int:
