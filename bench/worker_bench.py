@@ -68,7 +68,6 @@ import multiprocessing
 import pstats
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -122,22 +121,9 @@ TARGETS = {"binary_eps": 1_000_000, "json_eps": 150_000, "ratio_to_bare": 0.5,
 # broker
 
 
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def start_broker(data_dir: Path) -> kafka_local.BrokerInfo:
     for _ in range(3):
-        port, cport = free_ports(2)
+        port, cport = kafka_local.free_ports(2)
         try:
             return kafka_local.start(data_dir, port=port, controller_port=cport, heap="1g", die_with_parent=True,
                                      echo=lambda m: print(m, file=sys.stderr))

@@ -140,6 +140,20 @@ class StartError(KafkaLocalError):
 # paths and conventions
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports on 127.0.0.1 the OS considers free right now (bound together, so distinct)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def repo_root() -> Path:
     """The checkout holding ``deploy/kafka/pom.xml``.
 

@@ -8,7 +8,6 @@ instead and nothing is started.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from surveil import kafka_local
+from surveil.kafka_local import free_ports  # noqa: F401 - tests import it from here
 
 START_TIMEOUT_S = 120.0
 
@@ -29,20 +29,6 @@ class Broker:
     @property
     def external(self) -> bool:
         return self.data_dir is None
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the OS considers free right now (bound together, so distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")

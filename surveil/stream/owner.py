@@ -26,6 +26,11 @@ from surveil.stream.envelope import EnvelopeError, unpack, unpack_bundle, unpack
 from surveil.stream.partition import OWNER_RULES, Output
 
 
+def _bad_record(topic: str, partition: int, offset: int, reason: str, value) -> dict[str, Any]:
+    return {"topic": topic, "partition": partition, "offset": offset, "field": "record", "reason": reason,
+            "original": bytes(value[:4096]).hex()}
+
+
 class OwnerState:
     def __init__(self, source: str, params: dict, sources: list[str]):
         self.source = source
@@ -65,8 +70,7 @@ class OwnerState:
             else:
                 items = [memoryview(value)]
         except (EnvelopeError, ValueError, TypeError) as e:
-            out.rejects.append({"topic": topic, "partition": partition, "offset": offset, "field": "record",
-                                "reason": f"bad owner-topic record: {e}", "original": bytes(value[:4096]).hex()})
+            out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
             return out
         progressed = False
         for item in items:
@@ -82,8 +86,7 @@ class OwnerState:
             kind, src = header["kind"], header["source"]
             pos = (int(header["offset"]), int(header["seq"]))
         except (EnvelopeError, KeyError, ValueError, TypeError) as e:
-            out.rejects.append({"topic": topic, "partition": partition, "offset": offset, "field": "record",
-                                "reason": f"bad owner-topic record: {e}", "original": bytes(value[:4096]).hex()})
+            out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
             return False
         if kind != "progress":
             if pos <= self.applied.get(src, (-1, -1)):
@@ -115,8 +118,7 @@ class OwnerState:
             else:
                 raise EventFormatError(f"unknown owner-topic record kind {kind!r}")
         except EventFormatError as e:
-            out.rejects.append({"topic": topic, "partition": partition, "offset": offset, "field": "record",
-                                "reason": str(e), "original": bytes(value[:4096]).hex()})
+            out.rejects.append(_bad_record(topic, partition, offset, str(e), value))
         for r in rejects:
             out.rejects.append({**r.to_dict(), "topic": topic, "partition": partition, "offset": offset})
         return progressed
