@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - simulate a trading day and replay it in-process (no broker needed)
-#   make test   - create the venv, install, resolve Apache Kafka from Maven Central, run pytest
+#   make test   - create the venv, install, install Debian's prometheus and chromium if missing,
+#                 resolve Apache Kafka from Maven Central, run pytest
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench bench-memory clean
+.PHONY: install system-packages demo test lint bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/surveil demo
 
-test: install
+# Debian's prometheus (promtool) and chromium, for the desk tests; installs only what is missing
+system-packages:
+	bash deploy/system-packages.sh
+
+test: install system-packages
 	$(BIN)/ruff check surveil tests bench
 	$(BIN)/python -m surveil.kafka_local resolve
 	$(BIN)/python -m pytest -q
