@@ -27,7 +27,8 @@ class WorkerMetrics:
                                        registry=r)
         self.records = Counter("surveil_records", "Kafka records handled (frames, events, progress markers)",
                                ["topic"], registry=r)
-        self.processing = Histogram("surveil_processing_seconds", "Time to handle and publish one record",
+        self.processing = Histogram("surveil_processing_seconds",
+                                    "Time to handle and publish the records of one partition from one poll",
                                     buckets=_PROCESSING_BUCKETS, registry=r)
         self.event_lag = Gauge("surveil_event_time_lag_seconds",
                                "Wall clock minus the latest event time processed", ["topic", "partition"], registry=r)
@@ -49,11 +50,12 @@ class WorkerMetrics:
             if n:
                 self._events[i // 4][i % 4].inc(int(n))
 
-    def record(self, topic: str, seconds: float) -> None:
+    def record(self, topic: str, seconds: float, n: int = 1) -> None:
+        """``n`` records of ``topic`` handled in one pass that took ``seconds``."""
         c = self._records.get(topic)
         if c is None:
             c = self._records[topic] = self.records.labels(topic)
-        c.inc()  # type: ignore[attr-defined]
+        c.inc(n)  # type: ignore[attr-defined]
         self.processing.observe(seconds)
 
     def exposition(self) -> bytes:

@@ -146,8 +146,10 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
                 dictionary.dec[c] = np.concatenate([dictionary.dec[c], interner.lookup_table(table)])
             lut = np.append(dictionary.dec[c], np.int32(-1))
             cnt = len(lut) - 1
-        else:
+        elif cnt:
             lut = np.append(interner.lookup_table(table), np.int32(-1))
+        else:
+            lut = _NO_STRINGS
         idx = rec[col]
         absent = idx == ABSENT
         out_of_range = ~absent & (idx >= cnt)
@@ -173,6 +175,7 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     return Batch(src=src, **cols), end
 
 
+_NO_STRINGS = np.full(1, -1, np.int32)  # the lookup table of an empty string table (every index absent)
 _CODE_INDEX = {"account": 20, "symbol": 21, "owner": 22, "broker": 23}
 _BIN_CHECKS = {
     1: ("ts", "is out of range (1990-12-19 .. 2100-01-01)"),

@@ -10,9 +10,11 @@ Feed topics (written by ``surveil feed`` or an exchange gateway), one record is 
 Owner topic (``surveil.owner``, written by partition workers, read by owner workers), every record
 is ``b"SVO1" + u32 header length + JSON header + payload`` where the header has ``kind`` and
 ``source`` (the feed ``topic:partition`` it comes from):
-- ``trades``: payload = binary frame of sell trades, owner and broker filled in (routed by owner);
-- ``market``: header ``day``, payload = int64 pairs (second of day, sell value units) (broadcast);
-- ``index``: payload = binary frame of index events (broadcast);
+- ``trades``: payload = row positions + binary frame of sell trades, owner and broker filled in (routed
+  by owner);
+- ``market``: payload = int64 pairs (day * ``SECONDS_KEY`` + second of day, sell value units) of complete
+  seconds (broadcast);
+- ``index``: payload = row positions + binary frame of index events (broadcast);
 - ``progress``: header ``ts``: the source has forwarded everything earlier than ``ts`` (broadcast);
 - ``bundle``: payload = several of the above, each prefixed by its u32 length (what workers send: one
   record per owner partition per poll).
@@ -76,6 +78,25 @@ def pack_seconds(secs: np.ndarray, vals: np.ndarray) -> bytes:
 def unpack_seconds(payload) -> tuple[np.ndarray, np.ndarray]:
     a = np.frombuffer(payload, dtype=np.int64).reshape(-1, 2)
     return a[:, 0], a[:, 1]
+
+
+#: market seconds travel as one int64 key: trading day index * SECONDS_KEY + second of the day
+SECONDS_KEY = 100_000
+
+
+def pack_rows(positions: np.ndarray, frame: bytes) -> bytes:
+    """A frame preceded by the positions of its rows (u32 count, int64 each)."""
+    return _LEN.pack(len(positions)) + positions.astype(np.int64).tobytes() + frame
+
+
+def unpack_rows(payload) -> tuple[np.ndarray, memoryview]:
+    mv = memoryview(payload)
+    if len(mv) < 4:
+        raise EnvelopeError("truncated row positions")
+    (n,) = _LEN.unpack_from(mv, 0)
+    if len(mv) < 4 + 8 * n:
+        raise EnvelopeError(f"truncated row positions ({n} announced)")
+    return np.frombuffer(mv, dtype=np.int64, count=n, offset=4), mv[4 + 8 * n:]
 
 
 def feed_kind(value: bytes) -> str:

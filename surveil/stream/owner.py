@@ -4,8 +4,10 @@ One :class:`OwnerState` per partition of the owner topic. It receives, from ever
 (a *source*), sell trades of the owners routed here, the market's per-second sell value, index
 levels and progress. It evaluates the owner-level rules on the trades that every source has passed:
 the watermark is the smallest progress over all sources, so the rules see exactly the trades, in
-event-time order, that the in-process replay sees. Records a source re-sends after it restarted
-from a checkpoint are recognised by their source offset and skipped.
+event-time order, that the in-process replay sees. What a source sends again after it restarted from
+a checkpoint is recognised and skipped: trades and index rows by their position in the source's
+release order (``PartitionState._export``), market seconds by their (day, second), which a source
+sends once each, in order.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from surveil.events import binary
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import trading_day_index
-from surveil.stream.envelope import EnvelopeError, unpack, unpack_bundle, unpack_seconds
+from surveil.stream.envelope import SECONDS_KEY, EnvelopeError, unpack, unpack_bundle, unpack_rows, unpack_seconds
 from surveil.stream.partition import OWNER_RULES, Output
 
 
@@ -37,11 +39,12 @@ class OwnerState:
         self.reg = Registry()
         self.engine = Engine(params, RefData(), self.reg, rules=OWNER_RULES, market_from_events=False)
         self.progress: dict[str, int | None] = {s: None for s in sources}
-        self.applied: dict[str, tuple[int, int]] = {}  # per source: the last (source offset, seq) applied
+        # per source: the last trade position, index position and market (day, second) key applied
+        self.applied: dict[str, list[int]] = {}
         self.pending: list[Batch] = []
         self.offset = -1
         self.watermark: int | None = None
-        self.duplicates = 0  # records skipped because a restarted source sent them again
+        self.duplicates = 0  # rows and seconds skipped because a restarted source sent them again
 
     def dumps(self) -> bytes:
         self._merge_pending()
@@ -61,51 +64,82 @@ class OwnerState:
             self.progress.setdefault(s, None)
 
     def handle(self, value: bytes, offset: int, topic: str, partition: int) -> Output:
+        return self.handle_many([(offset, value)], topic, partition)
+
+    def handle_many(self, records, topic: str, partition: int) -> Output:
+        """Apply owner-topic records (offset, value) in order; release once, at the end."""
         out = Output()
-        self.offset = offset
-        try:
-            header, payload = unpack(value)
-            if header.get("kind") == "bundle":
-                items = unpack_bundle(payload)
-            else:
-                items = [memoryview(value)]
-        except (EnvelopeError, ValueError, TypeError) as e:
-            out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
-            return out
         progressed = False
-        for item in items:
-            progressed |= self._apply(bytes(item), offset, topic, partition, out)
+        for offset, value in records:
+            self.offset = offset
+            try:
+                header, payload = unpack(value)
+                if header.get("kind") == "bundle":
+                    items = unpack_bundle(payload)
+                else:
+                    items = [memoryview(value)]
+            except (EnvelopeError, ValueError, TypeError) as e:
+                out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
+                continue
+            for item in items:
+                progressed |= self._apply(item, offset, topic, partition, out)
         if progressed:
             self._release(out)
         return out
 
-    def _apply(self, value: bytes, offset: int, topic: str, partition: int, out: Output) -> bool:
-        """Apply one record; True when it was progress (the caller releases once per Kafka record)."""
+    def _fresh(self, src: str, kind: int, pos: np.ndarray) -> np.ndarray | None:
+        """The mask of positions not applied yet (None: all new), and remember the last one."""
+        done = self.applied.setdefault(src, [-1, -1, -1])
+        last = done[kind]
+        if not len(pos):
+            return None
+        done[kind] = max(last, int(pos[-1]))
+        if pos[0] > last:
+            return None
+        keep = pos > last
+        self.duplicates += int(len(pos) - keep.sum())
+        return keep
+
+    def _apply(self, value, offset: int, topic: str, partition: int, out: Output) -> bool:
+        """Apply one record; True when it was progress (the caller releases once per poll)."""
         try:
             header, payload = unpack(value)
             kind, src = header["kind"], header["source"]
-            pos = (int(header["offset"]), int(header["seq"]))
         except (EnvelopeError, KeyError, ValueError, TypeError) as e:
             out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
             return False
-        if kind != "progress":
-            if pos <= self.applied.get(src, (-1, -1)):
-                self.duplicates += 1
-                return False  # re-sent by a source that restarted from a checkpoint: already applied
-            self.applied[src] = pos
         rejects: list[Reject] = []
         progressed = False
         try:
             if kind == "trades":
-                b, _ = binary.decode_frame_at(bytes(payload), 0, self.reg, src, 0, rejects)
-                self.pending.append(b)
-                if len(self.pending) > 256:
-                    self._merge_pending()
+                pos, frame = unpack_rows(payload)
+                b, _ = binary.decode_frame_at(frame, 0, self.reg, src, 0, rejects)
+                if len(b) != len(pos):
+                    raise EventFormatError(f"{len(pos)} row positions for {len(b)} trades")
+                keep = self._fresh(src, 0, pos)
+                if keep is not None:
+                    b = b.take(keep)
+                if len(b):
+                    self.pending.append(b)
+                    if len(self.pending) > 256:
+                        self._merge_pending()
             elif kind == "market":
-                secs, vals = unpack_seconds(payload)
-                self.engine.market.add_seconds(int(header["day"]), secs, vals)
+                keys, vals = unpack_seconds(payload)
+                keep = self._fresh(src, 2, keys)
+                if keep is not None:
+                    keys, vals = keys[keep], vals[keep]
+                days = keys // SECONDS_KEY
+                for d in np.unique(days).tolist():
+                    sel = days == d
+                    self.engine.market.add_seconds(d, keys[sel] % SECONDS_KEY, vals[sel])
             elif kind == "index":
-                b, _ = binary.decode_frame_at(bytes(payload), 0, self.reg, src, 0, rejects)
+                pos, frame = unpack_rows(payload)
+                b, _ = binary.decode_frame_at(frame, 0, self.reg, src, 0, rejects)
+                if len(b) != len(pos):
+                    raise EventFormatError(f"{len(pos)} row positions for {len(b)} index events")
+                keep = self._fresh(src, 1, pos)
+                if keep is not None:
+                    b = b.take(keep)
                 days = trading_day_index(b.ts)
                 for d in np.unique(days).tolist():
                     sel = days == d
@@ -117,7 +151,7 @@ class OwnerState:
                 progressed = True
             else:
                 raise EventFormatError(f"unknown owner-topic record kind {kind!r}")
-        except EventFormatError as e:
+        except (EventFormatError, EnvelopeError, KeyError, ValueError, TypeError) as e:
             out.rejects.append(_bad_record(topic, partition, offset, str(e), value))
         for r in rejects:
             out.rejects.append({**r.to_dict(), "topic": topic, "partition": partition, "offset": offset})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,10 @@ from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import INDEX, SIDE_S, TRADE, trading_day_index
+from surveil.events.schema import INDEX, NS_PER_DAY, NS_PER_SECOND, SHANGHAI_OFFSET_NS, SIDE_S, TRADE, trading_day_index
 from surveil.rules.base import Segment
 from surveil.rules.market import MarketContext
-from surveil.stream.envelope import feed_kind, pack, pack_seconds
+from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
 
 ACCOUNT_RULES = ("order_rate_1s", "daily_orders_20k")
 #: a partition tells the owner stage its progress at most this often (wall time), and at a new trading day
@@ -36,6 +37,22 @@ OWNER_RULES = ("sell_burst_1m",)
 
 def owner_partition(owner: str, n: int) -> int:
     return (murmur2(owner.encode("utf-8")) & 0x7FFFFFFF) % n
+
+
+#: a row's location in a group of records: (record offset << _ROW_BITS) + row in the record
+_ROW_BITS = 24
+_ROW_MASK = (1 << _ROW_BITS) - 1
+
+
+def _reject(r: Reject, topic: str, partition: int, offset: int, value: bytes, kind: str) -> dict[str, Any]:
+    d = r.to_dict()
+    d.update(topic=topic, partition=partition, offset=offset)
+    d["original"] = value.hex() if kind == "frame" else value.decode("utf-8", "replace")
+    return d
+
+
+def _new_export() -> dict[str, Any]:
+    return {"trades": [], "market": [], "index": []}
 
 
 @dataclass
@@ -57,13 +74,20 @@ class PartitionState:
         self._progress_at = 0.0
         self._out = Output()
         self._owner_msgs: list[tuple[int | None, dict, bytes]] = []
+        self._ex = _new_export()
+        self._released = 0  # rows the engine has released (the position of the next one)
+        self._market = (np.empty(0, np.int64), np.empty(0, np.int64))  # seconds not complete yet: key, value
 
     # -- checkpoint ---------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
         d = self.__dict__.copy()
         d["_out"] = Output()
         d["_owner_msgs"] = []
+        d["_ex"] = _new_export()
         return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
 
     def dumps(self) -> bytes:
         """The checkpoint: this state (engine included) as of ``self.offset``; reference data is not part
@@ -85,44 +109,68 @@ class PartitionState:
     # -- processing ---------------------------------------------------------------------------------
     def handle(self, value: bytes, offset: int, topic: str, partition: int) -> Output:
         """Process one feed record (frame, JSON array, JSON event or progress marker)."""
+        return self.handle_many([(offset, value)], topic, partition)
+
+    def handle_many(self, records: Sequence[tuple[int, bytes]], topic: str, partition: int) -> Output:
+        """Process consecutive feed records (offset, value) of this partition in one engine pass.
+
+        Any grouping of the same records gives the same rows to the owner stage, in the same order and
+        with the same positions (see ``_export``): a worker may group a partition's records as each poll
+        happens to deliver them, and group them differently after a restart."""
         self._out = out = Output()
-        self._owner_msgs: list[tuple[int | None, dict, bytes]] = []
+        self._owner_msgs = []
         eng = self.engine
-        rejects: list[Reject] = []
-        kind = feed_kind(value)
-        try:
-            if kind == "frame":
-                batch, _ = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0, rejects)
-                out.counts = np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
-                eng.process(batch, f"{topic}:{partition}@{offset}")
-            elif kind == "progress":
-                ts = orjson.loads(value).get("ts")
-                if type(ts) is not int:
-                    raise EventFormatError(f"progress marker ts={ts!r}: not an integer timestamp")
-                eng.advance(ts)
-            else:
-                batch = jsonl.decode_json_frame(value, self.reg, f"{topic}:{partition}@{offset}", rejects)
-                out.counts = np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
-                eng.process(batch, f"{topic}:{partition}@{offset}")
-        except (EventFormatError, orjson.JSONDecodeError) as e:
-            rejects.append(Reject(source=f"{topic}:{partition}", location=offset, field="record", value=None,
-                                  reason=str(e), raw=value[:4096].hex(), extra={"kind": "binary"}))
-        rejects.extend(eng.rejects)
+        counts = np.zeros(12, np.int64)
+        run: list[Batch] = []
+        values: dict[int, tuple[bytes, str]] = {}
+        for offset, value in records:
+            rejects: list[Reject] = []
+            kind = feed_kind(value)
+            try:
+                batch = None
+                if kind == "frame":
+                    batch, _ = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0,
+                                                      rejects)
+                elif kind == "progress":
+                    ts = orjson.loads(value).get("ts")
+                    if type(ts) is not int:
+                        raise EventFormatError(f"progress marker ts={ts!r}: not an integer timestamp")
+                    self._run(run, topic, partition)
+                    eng.advance(ts)
+                else:
+                    batch = jsonl.decode_json_frame(value, self.reg, f"{topic}:{partition}@{offset}", rejects)
+                if batch is not None and len(batch):
+                    counts += np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
+                    batch.src = batch.src + (offset << _ROW_BITS)  # the record of each row, for late rejects
+                    run.append(batch)
+            except (EventFormatError, orjson.JSONDecodeError) as e:
+                rejects.append(Reject(source=f"{topic}:{partition}", location=offset, field="record", value=None,
+                                      reason=str(e), raw=value[:4096].hex(), extra={"kind": "binary"}))
+            values[offset] = (value, kind)
+            for r in rejects:
+                out.rejects.append(_reject(r, topic, partition, offset, value, kind))
+        self._run(run, topic, partition)
+        for r in eng.rejects:  # late events: location = (record offset << _ROW_BITS) + row in the record
+            off, r.location = r.location >> _ROW_BITS, r.location & _ROW_MASK
+            r.source = f"{topic}:{partition}@{off}"
+            value, kind = values[off]
+            out.rejects.append(_reject(r, topic, partition, off, value, kind))
         eng.rejects = []
-        for r in rejects:
-            d = r.to_dict()
-            d.update(topic=topic, partition=partition, offset=offset)
-            d["original"] = value.hex() if kind == "frame" else value.decode("utf-8", "replace")
-            out.rejects.append(d)
+        out.counts = counts
         out.alerts = eng.drain()
-        self.offset = offset
+        if records:
+            self.offset = records[-1][0]
+        self._flush_export()
         self._progress(force=False)
-        # number the owner-topic records of this input offset: a restarted source re-sends the same data
-        # records with the same numbers (progress, which may or may not be sent, always comes last)
-        out.owner = [(p, pack({**h, "source": self.source, "offset": offset, "seq": i}, payload))
-                     for i, (p, h, payload) in enumerate(self._owner_msgs)]
+        out.owner = [(p, pack({**h, "source": self.source, "offset": self.offset}, payload))
+                     for p, h, payload in self._owner_msgs]
         self._owner_msgs = []
         return out
+
+    def _run(self, run: list[Batch], topic: str, partition: int) -> None:
+        if run:
+            self.engine.process(Batch.concat(run) if len(run) > 1 else run[0], f"{topic}:{partition}")
+            run.clear()
 
     def _progress(self, force: bool) -> None:
         eng = self.engine
@@ -143,29 +191,78 @@ class PartitionState:
         """Progress not sent yet (input paused): the worker calls this when it is idle."""
         self._owner_msgs = []
         self._progress(force=True)
-        out = [(p, pack({**h, "source": self.source, "offset": self.offset, "seq": 1_000_000}, payload))
+        out = [(p, pack({**h, "source": self.source, "offset": self.offset}, payload))
                for p, h, payload in self._owner_msgs]
         self._owner_msgs = []
         return out
 
+    def _owner_parts(self, owners: np.ndarray) -> np.ndarray:
+        """Owner partition of each owner id (murmur2 once per owner, then a table lookup)."""
+        names = self.reg.owners.names
+        table = getattr(self, "_opart", None)
+        if table is None or len(table) < len(names):
+            old = 0 if table is None else len(table)
+            new = np.fromiter((owner_partition(n, self.owner_partitions) for n in names[old:]), np.int32,
+                              count=len(names) - old)
+            table = self._opart = new if table is None else np.concatenate([table, new])
+        return table[owners]
+
     def _export(self, seg: Segment, part: Batch) -> None:
-        msgs = self._owner_msgs
-        ctx = self.engine.ctx
+        """Collect what the owner stage needs from a released segment (sent by ``_flush_export``).
+
+        Every row the engine releases gets a position: the number of rows released before it. The engine
+        releases rows in (event time, arrival) order whatever the grouping of its input, and rejects the
+        same late rows, so a row's position is the same in any run over the same records: the owner stage
+        skips rows at positions it has already applied (a source that restarted from a checkpoint)."""
+        ex = self._ex
+        base = self._released
+        self._released = base + len(part)
         m = (seg.etype == TRADE) & (seg.side == SIDE_S)
         if m.any():
             sub = part.take(m)
             keys = seg.key[m]
-            owners = ctx.owners_of_keys(keys).astype(np.int32)
-            sub.owner = owners
-            sub.broker = ctx.brokers_of_keys(keys).astype(np.int32)
-            names = self.reg.owners.names
-            parts = np.array([owner_partition(names[o], self.owner_partitions) for o in owners.tolist()])
-            for p in np.unique(parts).tolist():
-                frame = binary.encode_frame(sub.take(parts == p), self.reg)
-                msgs.append((p, {"kind": "trades"}, frame))
+            sub.owner = self.engine.ctx.owners_of_keys(keys).astype(np.int32)
+            sub.broker = self.engine.ctx.brokers_of_keys(keys).astype(np.int32)
+            ex["trades"].append((sub, base + np.flatnonzero(m)))
         secs, vals = MarketContext.seconds_of(seg)
         if len(secs):
-            msgs.append((None, {"kind": "market", "day": seg.day}, pack_seconds(secs, vals)))
+            ex["market"].append((seg.day * SECONDS_KEY + secs, vals))
         mi = seg.etype == INDEX
         if mi.any():
-            msgs.append((None, {"kind": "index"}, binary.encode_frame(part.take(mi), self.reg)))
+            ex["index"].append((part.take(mi), base + np.flatnonzero(mi)))
+
+    def _flush_export(self) -> None:
+        ex = self._ex
+        msgs = self._owner_msgs
+        if ex["trades"]:
+            sub = Batch.concat([b for b, _ in ex["trades"]])
+            pos = np.concatenate([q for _, q in ex["trades"]])
+            parts = self._owner_parts(sub.owner)
+            for p in np.unique(parts).tolist():
+                sel = parts == p
+                msgs.append((p, {"kind": "trades"}, pack_rows(pos[sel], binary.encode_frame(sub.take(sel), self.reg))))
+        if ex["index"]:
+            sub = Batch.concat([b for b, _ in ex["index"]])
+            pos = np.concatenate([q for _, q in ex["index"]])
+            msgs.append((None, {"kind": "index"}, pack_rows(pos, binary.encode_frame(sub, self.reg))))
+        # market sell value per second: a second is sent once it is complete (every later event of this
+        # partition is at or after the engine's release bound), so each second is sent once, whole
+        keys, vals = self._market
+        if ex["market"]:
+            keys = np.concatenate([keys] + [k for k, _ in ex["market"]])
+            vals = np.concatenate([vals] + [v for _, v in ex["market"]])
+            keys, inv = np.unique(keys, return_inverse=True)
+            summed = np.zeros(len(keys), np.int64)
+            np.add.at(summed, inv.reshape(-1), vals)
+            vals = summed
+        eng = self.engine
+        if len(keys) and eng.max_seen is not None:
+            bound = eng.max_seen - eng.tol
+            day = keys // SECONDS_KEY
+            end_ns = day * NS_PER_DAY - SHANGHAI_OFFSET_NS + (keys % SECONDS_KEY + 1) * NS_PER_SECOND
+            done = end_ns <= bound
+            if done.any():
+                msgs.append((None, {"kind": "market"}, pack_seconds(keys[done], vals[done])))
+                keys, vals = keys[~done], vals[~done]
+        self._market = (keys, vals)
+        self._ex = _new_export()

@@ -123,7 +123,8 @@ async def _app(bootstrap, day, tmp_path):
                     finals[dict(k)["rule"]] = finals.get(dict(k)["rule"], 0) + v
             assert finals.get("sell_burst_1m") == sum(a["rule"] == "sell_burst_1m" for a in want.alerts)
             records = sum(v for (n, _), v in samples.items() if n == "surveil_records_total")
-            assert records > 0 and samples[("surveil_processing_seconds_count", ())] == records
+            passes = samples[("surveil_processing_seconds_count", ())]  # one per partition per poll
+            assert records > 0 and 0 < passes <= records
             text = body.decode()
             assert "LINGJUN" not in text and "A9000001" not in text  # never an owner or account id
 

@@ -57,7 +57,9 @@ def feed_records(path, frame=500):
     return out
 
 
-def run_topology(day, seed, restart_at=None, paths=None):
+def run_topology(day, seed, restart_at=None, paths=None, group=False):
+    """``group``: a partition stage takes 1-12 records at a time (``handle_many``), as a worker's polls
+    deliver them; after a restart the same records come in other groups."""
     params = load_config()
     ref = RefData.load_csv(day.accounts_path)
     sources = [f"{t}:{p}" for t in TOPICS for p in range(NP)]
@@ -72,9 +74,13 @@ def run_topology(day, seed, restart_at=None, paths=None):
     steps = 0
     while any(queues.values()):
         src = rnd.choice([s for s, q in queues.items() if q])
-        off, value = queues[src].pop(0)
+        k = rnd.randint(1, 12) if group else 1
+        chunk, queues[src] = queues[src][:k], queues[src][k:]
         t, p = src.split(":")
-        out = parts[src].handle(value, off, t, int(p))
+        if group:
+            out = parts[src].handle_many(chunk, t, int(p))
+        else:
+            out = parts[src].handle(chunk[0][1], chunk[0][0], t, int(p))
         steps += 1
         if restart_at and steps == restart_at // 2:
             checkpoints[src] = (parts[src].dumps(), list(queues[src]))
@@ -120,6 +126,73 @@ def test_partition_checkpoint_restore_and_resend_gives_the_same_alerts(day):
     ref = replay([day.events_path], accounts=day.accounts_path)
     want = b"".join(dumps(a) + b"\n" for a in ref.alerts)
     assert run_topology(day, 3, restart_at=400) == want
+
+
+def test_grouped_records_and_regrouping_after_a_restart_give_the_same_alerts(day):
+    ref = replay([day.events_path], accounts=day.accounts_path)
+    want = b"".join(dumps(a) + b"\n" for a in ref.alerts)
+    assert run_topology(day, 6, group=True) == want
+    assert run_topology(day, 7, restart_at=60, group=True) == want
+
+
+def test_rows_keep_their_positions_in_any_grouping(day):
+    """What the owner stage dedups on: the same rows at the same positions, whatever the grouping."""
+    from surveil.stream.envelope import unpack, unpack_rows, unpack_seconds
+
+    recs = feed_records(day.events_path)
+    params = load_config()
+    ref = RefData.load_csv(day.accounts_path)
+    key = ("f.sse", 0)
+    records = list(enumerate(recs[key]))
+
+    def sent(sizes):
+        st = PartitionState("f.sse:0", params, ref, NO)
+        rows = {"index": [], "market": [], **{("trades", p): [] for p in range(NO)}}
+        i = 0
+        for k in sizes:
+            if i >= len(records):
+                break
+            out = st.handle_many(records[i:i + k], *key)
+            i += k
+            for dest, msg in out.owner:
+                h, payload = unpack(msg)
+                if h["kind"] == "trades":
+                    rows[("trades", dest)].extend(unpack_rows(payload)[0].tolist())
+                elif h["kind"] == "index":
+                    rows["index"].extend(unpack_rows(payload)[0].tolist())
+                elif h["kind"] == "market":
+                    keys, vals = unpack_seconds(payload)
+                    rows["market"].extend(zip(keys.tolist(), vals.tolist()))
+        return rows
+
+    one = sent([1] * len(records))
+    assert sum(len(one[("trades", p)]) for p in range(NO)) > 100 and one["market"] and one["index"]
+    for k in [("trades", p) for p in range(NO)] + ["index"]:
+        assert one[k] == sorted(set(one[k]))  # per destination: increasing, no repeats
+    assert [k for k, _ in one["market"]] == sorted({k for k, _ in one["market"]})  # each second once
+    rnd = random.Random(9)
+    assert sent([rnd.randint(1, 20) for _ in range(len(records))]) == one
+    assert sent([len(records)]) == one
+
+
+def test_a_late_event_in_a_group_is_rejected_with_its_own_record(day):
+    from surveil.events.batch import Batch
+
+    reg = Registry()
+    b = next(iter(read_events(day.events_path, reg, [])))
+    first = b.take(slice(0, 100))
+    late = b.take(slice(0, 1))
+    late.ts = late.ts - 10_000_000_000  # 10 s before what the partition has seen
+    st = PartitionState("f.sse:0", load_config(), RefData(), NO)
+    recs = [(5, binary.encode_frame(first, reg)), (6, binary.encode_frame(Batch.concat([late]), reg))]
+    out = st.handle_many(recs, "f.sse", 0)
+    assert len(out.rejects) == 1
+    r = out.rejects[0]
+    assert (r["field"], r["offset"], r["record"], r["topic"], r["partition"]) == ("ts", 6, 0, "f.sse", 0)
+    assert r["source"] == "f.sse:0@6"
+    assert r["original"] == recs[1][1].hex()
+    assert "late event" in r["reason"]
+    assert st.offset == 6 and int(out.counts.sum()) == 101
 
 
 def test_two_trading_days_roll_over_in_the_stages(day, tmp_path):
