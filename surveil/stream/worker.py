@@ -106,6 +106,7 @@ class Worker:
         self._rewinds_in_a_row = 0
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
+        self.final_ids: set[str] = set()  # alerts known to be final on the alerts topic
         self._last_cp = time.monotonic()
         self._last_status = time.monotonic()
 
@@ -225,11 +226,40 @@ class Worker:
         finally:
             await c.stop()
 
+    async def read_final_ids(self) -> set[str]:
+        """Ids whose latest record on the (compacted) alerts topic is final: after a restart from a
+        checkpoint, re-processing raises some of them again, and a raised state must not replace a final one."""
+        c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
+        await c.start()
+        try:
+            parts = c.partitions_for_topic(self.s.alerts_topic)
+            if not parts:
+                await c._client.force_metadata_update()  # noqa: SLF001 - not subscribed: no metadata yet
+                parts = c.partitions_for_topic(self.s.alerts_topic) or {0}
+            tps = [TopicPartition(self.s.alerts_topic, p) for p in parts]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            end = await c.end_offsets(tps)
+            latest: dict[bytes, bool] = {}
+            while await _behind(c, tps, end):
+                for msgs in (await c.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        if m.key is not None:
+                            try:
+                                latest[m.key] = m.value is not None and orjson.loads(m.value).get("status") == "final"
+                            except (orjson.JSONDecodeError, AttributeError):
+                                latest[m.key] = False
+            return {k.decode() for k, final in latest.items() if final}
+        finally:
+            await c.stop()
+
     async def assign(self, assigned: list[TopicPartition]) -> None:
         new = [tp for tp in assigned if tp not in self.states]
         if not new:
             return
         cps = await retry("reading checkpoints", self.read_checkpoints)
+        if any(cps.get(self._cp_key(tp)) for tp in new):  # restored states will repeat some outputs
+            self.final_ids |= await retry("reading final alerts", self.read_final_ids)
         fresh: list[TopicPartition] = []
         for tp in new:
             blob = cps.get(self._cp_key(tp))
@@ -322,6 +352,11 @@ class Worker:
             self._inflight.append(await self.producer.send(topic, value, key=key, partition=partition))
 
         for a in out.alerts:
+            if a["status"] == "final":
+                self.final_ids.add(a["alert_id"])
+            elif a["alert_id"] in self.final_ids:
+                self.stats["raised_after_final_skipped"] += 1  # repeated after a restart: final already out
+                continue
             v = dumps(a)
             key = a["alert_id"].encode()
             await send(self.s.alerts_topic, v, key=key)

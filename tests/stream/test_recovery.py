@@ -92,12 +92,18 @@ def assert_same(got, want) -> None:
 
 
 def one_final_content_per_id(records) -> None:
+    """Every id has one final content, and once final, never goes back to raised (records of one key are
+    in one partition, in order)."""
     contents = defaultdict(set)
+    back_to_raised = []
     for m in records:
         a = orjson.loads(m.value)
         if a["status"] == "final":
             contents[a["alert_id"]].add(m.value)
+        elif a["alert_id"] in contents:
+            back_to_raised.append(a["alert_id"])
     assert contents and all(len(v) == 1 for v in contents.values()), {k: len(v) for k, v in contents.items()}
+    assert not back_to_raised, back_to_raised
 
 
 def test_kill_9_in_the_middle_of_the_day_loses_nothing(kafka_bootstrap, day, tmp_path):
