@@ -7,6 +7,9 @@ reused, and counts are added per record (a frame of thousands of events), not pe
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from surveil.events.schema import TYPES, VENUES
@@ -42,6 +45,8 @@ class WorkerMetrics:
                                registry=r)
         self._events = [[self.events.labels(v, t) for t in TYPES] for v in VENUES]
         self._records: dict[str, object] = {}
+        self._partition_labels: set[tuple[str, str]] = set()  # (topic, partition) children of the lag gauges
+        self._last_sample = 0.0
 
     def add_events(self, counts) -> None:
         """``counts``: 12 numbers, index venue * 4 + type."""
@@ -55,6 +60,54 @@ class WorkerMetrics:
             c = self._records[topic] = self.records.labels(topic)
         c.inc()  # type: ignore[attr-defined]
         self.processing.observe(seconds)
+
+    def sample(self, worker: Any, min_interval: float = 0.0) -> bool:
+        """Set the gauges from the worker's state: state sizes, assigned partitions, event-time lag and
+        consumer lag per partition. Cheap (one pass over the assigned partitions, no Kafka request): called
+        by the worker's periodic status step and by each scrape of ``/metrics``, never per record.
+
+        Partitions no longer assigned lose their lag series (a revoked partition is another worker's).
+        Skipped (returns False) when the last sample is more recent than ``min_interval`` seconds."""
+        mono = time.monotonic()
+        if min_interval and mono - self._last_sample < min_interval:
+            return False
+        self._last_sample = mono
+        now = time.time_ns()
+        accounts = owners = feed = owner = 0
+        seen: set[tuple[str, str]] = set()
+        consumer = getattr(worker, "consumer", None)
+        for tp, st in list(worker.states.items()):
+            labels = (tp.topic, str(tp.partition))
+            seen.add(labels)
+            if hasattr(st, "watermark"):  # an owner stage (surveil.stream.owner.OwnerState)
+                owner += 1
+                owners += len(st.reg.owners)
+            else:
+                feed += 1
+                accounts += len(st.reg.accounts)
+            max_seen = getattr(st.engine, "max_seen", None)
+            if max_seen is not None:
+                self.event_lag.labels(*labels).set((now - max_seen) / 1e9)
+            high = None
+            if consumer is not None:
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # noqa: BLE001 - a partition being revoked meanwhile
+                    high = None
+            if high is not None:
+                self.consumer_lag.labels(*labels).set(max(0, high - (st.offset + 1)))
+        for labels in self._partition_labels - seen:
+            for g in (self.event_lag, self.consumer_lag):
+                try:
+                    g.remove(*labels)
+                except KeyError:
+                    pass
+        self._partition_labels = seen
+        self.accounts.set(accounts)
+        self.owners.set(owners)
+        self.partitions.labels("partition").set(feed)
+        self.partitions.labels("owner").set(owner)
+        return True
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
