@@ -20,7 +20,8 @@ _PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 
 
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, enabled: bool = True):
+        self.enabled = enabled  # off (SURVEIL_METRICS=off): nothing counted per record, no gauges sampled
         r = self.registry = registry or CollectorRegistry()
         self.events = Counter("surveil_events", "Events processed, by venue and type", ["venue", "type"], registry=r)
         self.rejects = Counter("surveil_rejects", "Rejected records or events, by the field at fault", ["reason"],
@@ -50,11 +51,15 @@ class WorkerMetrics:
 
     def add_events(self, counts) -> None:
         """``counts``: 12 numbers, index venue * 4 + type."""
+        if not self.enabled:
+            return
         for i, n in enumerate(counts):
             if n:
                 self._events[i // 4][i % 4].inc(int(n))
 
     def record(self, topic: str, seconds: float) -> None:
+        if not self.enabled:
+            return
         c = self._records.get(topic)
         if c is None:
             c = self._records[topic] = self.records.labels(topic)
@@ -69,6 +74,8 @@ class WorkerMetrics:
         Partitions no longer assigned lose their lag series (a revoked partition is another worker's).
         Skipped (returns False) when the last sample is more recent than ``min_interval`` seconds."""
         mono = time.monotonic()
+        if not self.enabled:
+            return False
         if min_interval and mono - self._last_sample < min_interval:
             return False
         self._last_sample = mono

@@ -203,6 +203,8 @@ def create_app(settings: Settings | None = None, *, web_bind: str | None = None)
         from surveil.metrics import CONTENT_TYPE_LATEST
 
         m = svc.worker.metrics
+        if not m.enabled:
+            return view.text("metrics are off (SURVEIL_METRICS=off)\n", status=404)
         m.sample(svc.worker, min_interval=0.5)  # gauges as of this scrape (lags, state size, partitions)
         return view.bytes(m.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

@@ -101,7 +101,7 @@ class Worker:
         self.ready = asyncio.Event()
         self._topics: set[str] = set()
         self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(enabled=settings.metrics)
         self._bundles: dict[int, list[bytes]] = {}  # owner-topic records waiting for the end of the poll
         self._rewinds_in_a_row = 0
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint

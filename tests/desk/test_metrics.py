@@ -109,3 +109,27 @@ def test_counters_and_histogram_names_and_bounded_labels():
     for fam in text_string_to_metric_families(m.exposition().decode()):
         for x in fam.samples:
             assert set(x.labels) <= allowed, (x.name, x.labels)
+
+
+def test_surveil_metrics_setting_turns_counting_off_and_a_bad_value_is_a_clear_error():
+    import pytest
+
+    from surveil.stream.app import create_app
+    from surveil.stream.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).metrics is True
+    assert Settings.from_env({"SURVEIL_METRICS": "off"}).metrics is False
+    assert Settings.from_env({"SURVEIL_METRICS": "ON"}).metrics is True
+    with pytest.raises(SettingsError, match="SURVEIL_METRICS='maybe': expected on or off"):
+        Settings.from_env({"SURVEIL_METRICS": "maybe"})
+    app = create_app(Settings(metrics=False))
+    m = app.surveil_worker.worker.metrics
+    assert not m.enabled
+    m.add_events([5] * 12)
+    m.record("feed.sse", 0.01)
+    feed, _, _ = states()
+    assert not m.sample(SimpleNamespace(states={TopicPartition("feed.sse", 0): feed}, consumer=None))
+    s = samples(m)
+    assert sum(v for (n, _), v in s.items() if n == "surveil_events_total") == 0
+    assert s[("surveil_processing_seconds_count", ())] == 0 and s[("surveil_state_accounts", ())] == 0
+    assert create_app(Settings()).surveil_worker.worker.metrics.enabled
