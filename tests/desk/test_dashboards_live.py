@@ -179,21 +179,23 @@ async def _live(bootstrap, day, tmp_path):
 
             checked = 0
             for path, d in load_dashboards().items():
-                values = dict(INTERVALS)
+                one, every = dict(INTERVALS), dict(INTERVALS)
                 for v in variables(d):  # variable queries: label_values(selector, label) via the series API
                     selector, label = parse_label_values(variable_query(v))
                     series = await get_json(http, prom + "/api/v1/series", **{"match[]": selector})
                     found = sorted({x[label] for x in series if label in x})
                     assert found, f"{path.name}: variable {v['name']} ({variable_query(v)}) has no value"
-                    values[v["name"]] = found[0]
-                for where, expr in panel_queries(d):
-                    q = substitute(expr, values)
-                    res = await get_json(http, prom + "/api/v1/query", query=q)
-                    nums = [float(x["value"][1]) for x in res["result"]]
-                    assert nums, f"{where}: no data for {q}"
-                    assert any(math.isfinite(n) for n in nums), f"{where}: only NaN/Inf for {q}: {nums}"
-                    checked += 1
-            assert checked >= 30
+                    one[v["name"]] = found[0]  # one value picked
+                    every[v["name"]] = v.get("allValue") or "|".join(found)  # "All", the default
+                for values in (one, every):
+                    for where, expr in panel_queries(d):
+                        q = substitute(expr, values)
+                        res = await get_json(http, prom + "/api/v1/query", query=q)
+                        nums = [float(x["value"][1]) for x in res["result"]]
+                        assert nums, f"{where}: no data for {q}"
+                        assert any(math.isfinite(n) for n in nums), f"{where}: only NaN/Inf for {q}: {nums}"
+                        checked += 1
+            assert checked >= 60
     finally:
         for _name, proc, _log in procs:
             if proc.poll() is None:
