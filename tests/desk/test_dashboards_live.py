@@ -173,6 +173,10 @@ async def _live(bootstrap, day, tmp_path):
             assert await scalar('min(surveil_event_time_lag_seconds{job="surveil"})') > 86400  # a 2024 day
             assert await scalar('max(surveil_consumer_lag_records{job="surveil"})') == 0  # all read
             assert await scalar('count(surveil_consumer_lag_records{job="surveil"})') == 3 * 2 + 2
+            records = await scalar('sum(surveil_records_total{job="surveil"})')
+            assert records > 0 and await scalar('sum(surveil_processing_seconds_count{job="surveil"})') == records
+            assert await scalar('sum(surveil_checkpoints_total{job="surveil"})') > 0
+            assert await scalar('sum(surveil_rewinds_total{job="surveil"})') == 0
             q = 'surveil_alerts_total{job="surveil", status="final"} > 0'
             rules = {r["metric"]["rule"] for r in (await get_json(http, prom + "/api/v1/query", query=q))["result"]}
             assert rules == {a["rule"] for a in want.alerts}
