@@ -7,6 +7,9 @@ reused, and counts are added per record (a frame of thousands of events), not pe
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from surveil.events.schema import TYPES, VENUES
@@ -17,7 +20,8 @@ _PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 
 
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, enabled: bool = True):
+        self.enabled = enabled  # off (SURVEIL_METRICS=off): nothing counted per record, no gauges sampled
         r = self.registry = registry or CollectorRegistry()
         self.events = Counter("surveil_events", "Events processed, by venue and type", ["venue", "type"], registry=r)
         self.rejects = Counter("surveil_rejects", "Rejected records or events, by the field at fault", ["reason"],
@@ -43,20 +47,76 @@ class WorkerMetrics:
                                registry=r)
         self._events = [[self.events.labels(v, t) for t in TYPES] for v in VENUES]
         self._records: dict[str, object] = {}
+        self._partition_labels: set[tuple[str, str]] = set()  # (topic, partition) children of the lag gauges
+        self._last_sample = 0.0
 
     def add_events(self, counts) -> None:
         """``counts``: 12 numbers, index venue * 4 + type."""
+        if not self.enabled:
+            return
         for i, n in enumerate(counts):
             if n:
                 self._events[i // 4][i % 4].inc(int(n))
 
     def record(self, topic: str, seconds: float, n: int = 1) -> None:
         """``n`` records of ``topic`` handled in one pass that took ``seconds``."""
+        if not self.enabled:
+            return
         c = self._records.get(topic)
         if c is None:
             c = self._records[topic] = self.records.labels(topic)
         c.inc(n)  # type: ignore[attr-defined]
         self.processing.observe(seconds)
+
+    def sample(self, worker: Any, min_interval: float = 0.0) -> bool:
+        """Set the gauges from the worker's state: state sizes, assigned partitions, event-time lag and
+        consumer lag per partition. Cheap (one pass over the assigned partitions, no Kafka request): called
+        by the worker's periodic status step and by each scrape of ``/metrics``, never per record.
+
+        Partitions no longer assigned lose their lag series (a revoked partition is another worker's).
+        Skipped (returns False) when the last sample is more recent than ``min_interval`` seconds."""
+        mono = time.monotonic()
+        if not self.enabled:
+            return False
+        if min_interval and mono - self._last_sample < min_interval:
+            return False
+        self._last_sample = mono
+        now = time.time_ns()
+        accounts = owners = feed = owner = 0
+        seen: set[tuple[str, str]] = set()
+        consumer = getattr(worker, "consumer", None)
+        for tp, st in list(worker.states.items()):
+            labels = (tp.topic, str(tp.partition))
+            seen.add(labels)
+            if hasattr(st, "watermark"):  # an owner stage (surveil.stream.owner.OwnerState)
+                owner += 1
+                owners += len(st.reg.owners)
+            else:
+                feed += 1
+                accounts += len(st.reg.accounts)
+            max_seen = getattr(st.engine, "max_seen", None)
+            if max_seen is not None:
+                self.event_lag.labels(*labels).set((now - max_seen) / 1e9)
+            high = None
+            if consumer is not None:
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # noqa: BLE001 - a partition being revoked meanwhile
+                    high = None
+            if high is not None:
+                self.consumer_lag.labels(*labels).set(max(0, high - (st.offset + 1)))
+        for labels in self._partition_labels - seen:
+            for g in (self.event_lag, self.consumer_lag):
+                try:
+                    g.remove(*labels)
+                except KeyError:
+                    pass
+        self._partition_labels = seen
+        self.accounts.set(accounts)
+        self.owners.set(owners)
+        self.partitions.labels("partition").set(feed)
+        self.partitions.labels("owner").set(owner)
+        return True
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -202,7 +202,11 @@ def create_app(settings: Settings | None = None, *, web_bind: str | None = None)
         """Prometheus metrics (bounded labels: never an account or owner id)."""
         from surveil.metrics import CONTENT_TYPE_LATEST
 
-        return view.bytes(svc.worker.metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        m = svc.worker.metrics
+        if not m.enabled:
+            return view.text("metrics are off (SURVEIL_METRICS=off)\n", status=404)
+        m.sample(svc.worker, min_interval=0.5)  # gauges as of this scrape (lags, state size, partitions)
+        return view.bytes(m.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/health")
     async def health(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:

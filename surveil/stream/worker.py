@@ -101,7 +101,7 @@ class Worker:
         self.ready = asyncio.Event()
         self._topics: set[str] = set()
         self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(enabled=settings.metrics)
         self._bundles: dict[int, list[bytes]] = {}  # owner-topic records waiting for the end of the poll
         self._rewinds_in_a_row = 0
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
@@ -446,30 +446,8 @@ class Worker:
                     self._apply_ref(m.key, m.value)
 
     async def update_gauges(self) -> None:
-        """State size, partitions and lags (every few seconds, not per record)."""
-        m = self.metrics
-        now = time.time_ns()
-        accounts = owners = feed = owner = 0
-        for tp, st in list(self.states.items()):
-            labels = (tp.topic, str(tp.partition))
-            if isinstance(st, OwnerState):
-                owner += 1
-                owners += len(st.reg.owners)
-            else:
-                feed += 1
-                accounts += len(st.reg.accounts)
-                if st.engine.max_seen is not None:
-                    m.event_lag.labels(*labels).set((now - st.engine.max_seen) / 1e9)
-            try:
-                high = self.consumer.highwater(tp)
-                if high is not None:
-                    m.consumer_lag.labels(*labels).set(max(0, high - (st.offset + 1)))
-            except Exception:  # noqa: BLE001 - a partition being revoked
-                pass
-        m.accounts.set(accounts)
-        m.owners.set(owners)
-        m.partitions.labels("partition").set(feed)
-        m.partitions.labels("owner").set(owner)
+        """State size, partitions and lags (every few seconds and at each scrape, not per record)."""
+        self.metrics.sample(self)
 
     def status(self) -> dict[str, Any]:
         parts = {}

@@ -1,0 +1,119 @@
+"""deploy/docker-compose.yml (never run here: no Docker) is consistent: every mounted or built file exists, the
+workers, Prometheus' scrape targets, Grafana's datasource and the Kafka listeners agree on names and ports."""
+
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from dashboards import GRAFANA, provisioned_datasources
+
+from surveil.stream.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def mounts(svc) -> dict[str, Path]:
+    """container path -> host path, for bind mounts (relative host paths are relative to deploy/)."""
+    out = {}
+    for v in svc.get("volumes", []):
+        src, dst = v.split(":")[:2]
+        if src.startswith((".", "/")):
+            out[dst] = (DEPLOY / src).resolve()
+    return out
+
+
+def args(svc) -> dict[str, str]:
+    cmd = svc.get("command", [])
+    cmd = shlex.split(cmd) if isinstance(cmd, str) else cmd
+    return dict(a.lstrip("-").split("=", 1) for a in cmd if a.startswith("--") and "=" in a)
+
+
+def published(svc) -> dict[int, int]:
+    """container port -> host port."""
+    out = {}
+    for p in svc.get("ports", []):
+        *_, host, container = str(p).split(":")
+        out[int(container)] = int(host)
+    return out
+
+
+def workers(compose):
+    return {n: s for n, s in compose["services"].items() if "SURVEIL_BOOTSTRAP_SERVERS" in s.get("environment", {})}
+
+
+def test_every_mounted_and_built_file_exists(compose):
+    for name, svc in compose["services"].items():
+        for dst, src in mounts(svc).items():
+            assert src.exists(), f"{name}: {src} (mounted at {dst}) does not exist"
+        if "build" in svc:
+            ctx = (DEPLOY / svc["build"]["context"]).resolve()
+            assert ctx == ROOT and (ctx / svc["build"]["dockerfile"]).is_file(), name
+            for line in (ctx / svc["build"]["dockerfile"]).read_text().splitlines():
+                if line.startswith("COPY "):
+                    for src in line.split()[1:-1]:
+                        assert (ctx / src).exists(), f"Dockerfile: COPY {src}: not found"
+    named = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])
+             if not v.startswith((".", "/"))}
+    assert named <= set(compose.get("volumes", {})), named
+
+
+def test_workers_settings_are_valid_and_kafka_listens_where_they_connect(compose):
+    ws = workers(compose)
+    assert len(ws) >= 2
+    kafka_env = compose["services"]["kafka"]["environment"]
+    advertised = {u.split("://", 1)[1] for u in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    for name, svc in ws.items():
+        env = {k: str(v) for k, v in svc["environment"].items()}
+        s = Settings.from_env(env)  # raises SettingsError on a bad value
+        assert s.web_bind == "0.0.0.0", name  # reachable from Prometheus' container
+        for b in s.bootstrap_servers.split(","):
+            assert b in advertised, f"{name}: {b} is not an advertised Kafka listener ({advertised})"
+            assert b.split(":")[0] in compose["services"]
+        assert "kafka" in svc["depends_on"]
+    hosts = [p for svc in compose["services"].values() for p in published(svc).values()]
+    assert len(hosts) == len(set(hosts)), f"a host port is published twice: {hosts}"
+
+
+def test_prometheus_scrapes_every_worker_on_its_web_port_and_loads_the_rules(compose):
+    prom = compose["services"]["prometheus"]
+    m = mounts(prom)
+    cfg_path = args(prom)["config.file"]
+    cfg = yaml.safe_load(m[cfg_path].read_text())
+    assert m[cfg_path] == DEPLOY / "prometheus" / "prometheus.yml"
+    for rf in cfg["rule_files"]:
+        in_container = str(Path(cfg_path).parent / rf)
+        assert in_container in m and m[in_container].is_file(), f"rule file {rf} is not mounted next to the config"
+    (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == "surveil"]
+    targets = {t for sc in job["static_configs"] for t in sc["targets"]}
+    expected = {f"{n}:{s['environment']['SURVEIL_WEB_PORT']}" for n, s in workers(compose).items()}
+    assert targets == expected
+    for n, s in workers(compose).items():  # the published port maps to the worker's web port
+        assert int(s["environment"]["SURVEIL_WEB_PORT"]) in published(s), n
+
+
+def test_grafana_gets_the_provisioning_and_the_dashboards_where_the_provider_looks(compose):
+    graf = compose["services"]["grafana"]
+    m = mounts(graf)
+    assert m["/etc/grafana/provisioning"] == GRAFANA / "provisioning"
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "surveil.yml").read_text())["providers"][0]
+    assert m[provider["options"]["path"]] == GRAFANA / "dashboards"
+    home = graf["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        assert (GRAFANA / "dashboards" / Path(home).relative_to(provider["options"]["path"])).is_file()
+    # the datasource url points at the Prometheus service and the port it listens on
+    (ds,) = provisioned_datasources().values()
+    url = urlparse(ds["url"])
+    prom = compose["services"]["prometheus"]
+    assert url.hostname == "prometheus" and url.hostname in compose["services"]
+    listen = args(prom).get("web.listen-address", "0.0.0.0:9090")
+    assert url.port == int(listen.rsplit(":", 1)[1])
+    assert re.fullmatch(r"[\w.-]+:\d+", listen)
