@@ -24,6 +24,9 @@ not limit the figure), once with binary frames and once with JSON-array frames (
   ``w.ready`` until every feed partition's state offset reached the partition's end offset (polled
   every 50 ms), and separately until the owner stage has emitted every final alert (as many as
   ``replay`` of the same file gives; the alerts topic is then checked to equal replay's alerts).
+  *Sustained* (``worker_eps_sustained``, the §6 figure) is timed from the moment every partition is
+  assigned (group joined, checkpoints read) to the feed's end, as the bare consumer is timed from its
+  manual assignment; ``worker_eps`` also counts the group join (about 0.8 s on this machine).
 Rounds alternate bare and worker; the best of each is reported. A format gets no further round once a
 worker round took longer than ``--max-round-seconds`` (30 s), which keeps the command under 10 minutes
 with a slow worker. The first group on a fresh broker waits for ``__consumer_offsets``: a throw-away
@@ -306,6 +309,9 @@ async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_fina
             "seconds_to_last_final": t_final - t0, "eps_incl_owner_finals": events / (t_final - t0),
             "seconds_to_assignment": (t_assigned or t_done) - t0, "seconds_to_first_record": (t_first or t_done) - t0,
             "eps_from_first_record": events / (t_done - (t_first or t0)),
+            # sustained: from the moment every partition is assigned (the group joined, checkpoints read),
+            # like the bare consumer, which is timed from its manual assignment
+            "eps_sustained": events / (t_done - (t_assigned or t0)),
             "assignments": _assignments(w) / max(len(w.states), 1),
             "stats": {k: v for k, v in sorted(w.stats.items())}}
 
@@ -355,7 +361,9 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
         wr["equals_replay"] = canonical(finals) == want_canon
         out["worker_rounds"].append(wr)
         print(f"[{fmt}] round {r + 1} worker: {wr['eps']:,.0f} events/s to the feed's end "
-              f"({wr['seconds_to_feed_end']:.2f} s), last final after {wr['seconds_to_last_final']:.2f} s, "
+              f"({wr['seconds_to_feed_end']:.2f} s; assigned after {wr['seconds_to_assignment']:.2f} s, "
+              f"{wr['eps_sustained']:,.0f} events/s from there), "
+              f"last final after {wr['seconds_to_last_final']:.2f} s, "
               f"equals replay: {wr['equals_replay']}", file=sys.stderr, flush=True)
         if wr["seconds_to_last_final"] > max_round_s and r + 1 < rounds:
             out["rounds_note"] = (f"stopped after {r + 1} round(s): a worker round took "
@@ -365,6 +373,8 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
     best_b = max(out["bare_rounds"], key=lambda x: x["eps"])
     best_w = max(out["worker_rounds"], key=lambda x: x["eps"])
     out["bare_eps"] = best_b["eps"]
+    out["worker_eps_sustained"] = max(x["eps_sustained"] for x in out["worker_rounds"])
+    out["ratio_sustained_to_bare"] = out["worker_eps_sustained"] / best_b["eps"]
     out["bare_max_records"] = BARE_MAX_RECORDS
     out["bare_count_method"] = ("sum of n_records of the frame headers (binary.HEADER)" if fmt == "binary"
                                 else "value.count(b'\"ts\"') per JSON-array record (no parsing)")
@@ -721,7 +731,9 @@ def summary(r: dict) -> dict:
     for fmt in ("binary", "json"):
         if fmt in r:
             x = r[fmt]
-            s[fmt] = {"worker_eps": round(x["worker_eps"]), "bare_eps": round(x["bare_eps"]),
+            s[fmt] = {"worker_eps_sustained": round(x["worker_eps_sustained"]),
+                      "ratio_sustained_to_bare": round(x["ratio_sustained_to_bare"], 3),
+                      "worker_eps": round(x["worker_eps"]), "bare_eps": round(x["bare_eps"]),
                       "ratio_worker_to_bare": round(x["ratio_worker_to_bare"], 3),
                       "ratio_worker_incl_owner_finals_to_bare": round(x["ratio_worker_incl_owner_finals_to_bare"], 3),
                       "worker_rounds": len(x["worker_rounds"]),
