@@ -324,10 +324,15 @@ class Worker:
         for tp in tps:
             st = self.states.get(tp)
             if st is not None and st.offset >= 0:
-                blob = st.dumps()
-                blobs[tp] = (blob, st.offset)
-                await retry("checkpoint", lambda tp=tp, blob=blob: self.producer.send_and_wait(
-                    self.s.checkpoint_topic, blob, key=self._cp_key(tp)))
+                blobs[tp] = (st.dumps(), st.offset)
+
+        async def write() -> None:  # every state at once: one round trip, not one per partition
+            futs = [await self.producer.send(self.s.checkpoint_topic, blob, key=self._cp_key(tp))
+                    for tp, (blob, _) in blobs.items()]
+            await asyncio.gather(*futs)
+
+        if blobs:
+            await retry("checkpoint", write)
         self._saved.update(blobs)
         self._rewinds_in_a_row = 0
         offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
