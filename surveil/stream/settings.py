@@ -47,6 +47,7 @@ class Settings:
     accounts_csv: str = ""
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
+    console: str = "on"  # the live console on the web server (docs/console.md): "on" or "off"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -113,6 +114,8 @@ class Settings:
             raise bad("web_port", self.web_port, "expected 1..65535")
         if not self.web_bind or any(c.isspace() for c in self.web_bind):
             raise bad("web_bind", self.web_bind, "expected an address to bind, e.g. 127.0.0.1 or 0.0.0.0")
+        if self.console not in ("on", "off"):
+            raise bad("console", self.console, 'expected "on" or "off"')
         if self.rules_file and not Path(self.rules_file).is_file():
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():
