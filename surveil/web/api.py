@@ -18,7 +18,7 @@ from aiohttp import web
 from surveil.events.schema import VENUES
 from surveil.report.charts import ChartError, chart_svg
 from surveil.web.activity import account_activity
-from surveil.web.store import RULE_IDS, SEVERITIES, STATUSES, Filters, FilterError, Store, parse_limit
+from surveil.web.store import RULE_IDS, SEVERITIES, STATUSES, FilterError, Filters, Store, parse_limit
 
 log = logging.getLogger("surveil.console")
 #: a comment line is sent on an idle event stream this often, so proxies keep it open
