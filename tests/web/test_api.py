@@ -165,3 +165,35 @@ async def _http(result):
         assert await asyncio.wait_for(r.content.read(), 5) == b""
         r = await c.get("/api/events", params={"venue": "X"})
         assert r.status == 400
+
+
+def test_account_activity_reads_the_partition_state_that_holds_the_account():
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+    from evtools import T0, S, cancel, order
+
+    from surveil.engine import load_config
+    from surveil.engine.refdata import RefData
+    from surveil.feed import partition_for
+    from surveil.stream.partition import PartitionState
+    from surveil.web.activity import account_activity
+
+    s = Settings()
+    p = partition_for(b"SZSE:ACC1", s.feed_partitions)
+    tp = TopicPartition("surveil.feed.szse", p)
+    st = PartitionState(f"{tp.topic}:{p}", load_config(), RefData(), 4)
+    events = [order(T0 + i * S // 10, "ACC1", "SZSE", oid=i) for i in range(30)]
+    events += [cancel(T0 + 4 * S + i, "ACC1", "SZSE", oid=i) for i in range(5)]
+    events += [order(T0 + 9 * S, "OTHER", "SZSE", oid=99)]  # a later event releases the earlier ones
+    st.handle(orjson.dumps(events), 0, tp.topic, p)
+    w = SimpleNamespace(s=s, states={tp: st}, sources=[f"{t}:{i}" for t in s.feed_topics for i in range(4)])
+    act = account_activity(w, "SZSE", "ACC1")
+    assert act == {"partition": f"surveil.feed.szse:{p}", "held_here": True, "day": "2024-02-19",
+                   "day_closed": False, "orders": 30, "cancels": 5, "messages": 35}
+    # the same account name on another venue is another account, on a partition this worker does not hold
+    other = account_activity(w, "SSE", "ACC1")
+    assert other["held_here"] is False and other["partition"].startswith("surveil.feed.sse:")
+    assert "orders" not in other
+    st.handle(orjson.dumps({"kind": "progress", "ts": T0 + 86_400 * S}), 1, tp.topic, p)  # past midnight
+    assert account_activity(w, "SZSE", "ACC1")["day_closed"] is True
