@@ -146,13 +146,20 @@ def test_console_shows_the_lingjun_alert_live(kafka_bootstrap, day, tmp_path):
                 page.screenshot(path=str(shot))
                 print(f"screenshot: {shot}")
                 assert not errors, errors
+
+                # the worker stops cleanly and quickly while a console's live stream is still open
+                page.goto(base + "/console/")
+                page.wait_for_selector("#conn.on", timeout=30_000)
+                t0 = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait(60)
+                assert time.monotonic() - t0 < 30
+                log = log_path.read_text()
+                assert rc == 0, log[-3000:]
+                assert "Traceback" not in log, log[-3000:]
+                assert "final checkpoint written" in log, log[-3000:]
             finally:
                 browser.close()
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(60)
-        log = log_path.read_text()
-        assert rc == 0, log[-3000:]
-        assert "Traceback" not in log, log[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
