@@ -197,3 +197,22 @@ def test_account_activity_reads_the_partition_state_that_holds_the_account():
     assert "orders" not in other
     st.handle(orjson.dumps({"kind": "progress", "ts": T0 + 86_400 * S}), 1, tp.topic, p)  # past midnight
     assert account_activity(w, "SZSE", "ACC1")["day_closed"] is True
+
+
+def test_the_topic_reader_skips_and_counts_what_is_not_an_alert(result, caplog):
+    from surveil.web.feed import AlertFeed
+
+    s = Settings()
+    store = Store()
+    f = AlertFeed(s, store)
+    a = result.alerts[0]
+    rec = result.recommendations[0]
+    f._apply(s.alerts_topic, orjson.dumps(a))
+    f._apply(s.recommendations_topic, orjson.dumps(rec))
+    f._apply(s.alerts_topic, None)  # a tombstone
+    f._apply(s.alerts_topic, b"{not json")
+    f._apply(s.alerts_topic, orjson.dumps(rec))  # a recommendation on the alert topic
+    f._apply(s.recommendations_topic, orjson.dumps([1, 2]))
+    assert list(store.alerts) == [a["alert_id"]] and list(store.recos) == [rec["recommendation_id"]]
+    assert store.counts["bad_records"] == 3
+    assert "skipped a record of surveil.alerts" in caplog.text
