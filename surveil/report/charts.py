@@ -1,7 +1,8 @@
 """Evidence charts, as SVG text: ONE implementation for the replay report and the live console.
 
-- ``order_rate_1s``: the account's orders+cancels in each second that reached the threshold, the threshold
-  line and the peak second marked.
+- ``order_rate_1s``: the account's orders+cancels per second in the 30 s around the peak second (final
+  alerts, calendar mode), and every second that reached the threshold in the day; the threshold line and
+  the peak marked.
 - ``daily_orders_20k``: the day's orders and cancels (stacked) against the threshold.
 - ``sell_burst_1m``: the peak minute's sell value per second, stacked by account and coloured by venue
   (SSE blues, SZSE oranges, BSE greens), against the main indexes' change from their level at the burst
@@ -86,13 +87,32 @@ def _order_rate(alert: dict[str, Any]) -> str:
     if not rows:
         raise ChartError(f"alert {alert.get('alert_id')}: evidence has no per_{unit} counts")
     peak_at = ev.get(f"peak_{unit}")
+    labels = [f"subject {_subject(alert)}", f"threshold {thr}"]
+    context = (ev.get("peak_context") or {}).get("per_second")
+    if context and peak_at is not None:
+        fig, (top, ax) = plt.subplots(2, 1, figsize=(7.5, 6.2), gridspec_kw={"height_ratios": [3, 2]})
+        span = int(ev["peak_context"].get("seconds", 30))
+        by_offset = {(int(t) - peak_at) // 1_000_000_000: int(c) for t, c in context}
+        xs = list(range(-span, span + 1))
+        ys = [by_offset.get(x, 0) for x in xs]
+        top.bar(xs, ys, width=0.8, color=["#c62828" if x == 0 else "#3a78c9" for x in xs],
+                label="orders+cancels per second")
+        top.axhline(thr, color="#333333", linestyle="--", linewidth=1, label=f"threshold {thr:,}")
+        top.set_xlim(-span - 0.5, span + 0.5)
+        top.set_ylim(0, max(ys + [thr]) * 1.18)
+        top.set_xlabel(f"seconds from the peak second {_hms(peak_at)} (Asia/Shanghai)")
+        top.set_ylabel("messages per second")
+        top.set_title(f"{_subject(alert)}: peak {by_offset.get(0, alert['value']):,} at {_hms(peak_at)}, "
+                      f"the {span} s around it")
+        top.legend(loc="upper left", fontsize=8)
+        labels.append(f"peak context {len(context)} seconds")
+    else:
+        fig, ax = plt.subplots(figsize=(7.5, 3.4))
     xs = list(range(len(rows)))
     counts = [int(c) for _, c in rows]
     colours = ["#c62828" if t == peak_at else "#3a78c9" for t, _ in rows]
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
     ax.bar(xs, counts, color=colours, width=0.7, label=f"orders+cancels per {unit}")
     ax.axhline(thr, color="#333333", linestyle="--", linewidth=1, label=f"threshold {thr:,}")
-    labels = [f"subject {_subject(alert)}", f"threshold {thr}"]
     for x, (t, c) in zip(xs, rows):
         if t == peak_at:
             ax.annotate(f"peak {c:,} at {_hms(t)}", (x, c), xytext=(0, 4), textcoords="offset points",
@@ -100,10 +120,10 @@ def _order_rate(alert: dict[str, Any]) -> str:
             labels.append(f"peak {c} at {_hms(t)}")
     step = max(1, len(rows) // 12)
     ax.set_xticks(xs[::step], [_hms(t) for t, _ in rows][::step], rotation=30, ha="right")
-    ax.set_ylim(0, max(counts + [thr]) * 1.18)
+    ax.set_ylim(0, max(counts + [thr]) * 1.25)
     ax.set_ylabel(f"messages per {unit}")
     more = " (list truncated)" if ev.get(f"per_{unit}_truncated") else ""
-    ax.set_title(f"{_subject(alert)}: {len(rows)} {unit}(s) at or above {thr:,}{more} (Asia/Shanghai)")
+    ax.set_title(f"every {unit} at or above {thr:,} in the day: {len(rows)}{more} (Asia/Shanghai)")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return _svg(fig, labels)
