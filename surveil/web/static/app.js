@@ -60,25 +60,41 @@ function render(newId) {
   $("#list-note").textContent = sorted.length ? `${sorted.length} alert(s)` : "No alert matches (yet).";
 }
 
+// The stream opens first; on its "hello" (also after every automatic reconnect) the list is fetched.
+// Events that arrive while the list is being fetched are kept and applied on top of it when newer than the
+// list (the list's "seq"), so nothing is lost between the two.
+let loading = null; // events received while the list is being fetched, or null
+
 async function loadList() {
-  const q = filterQuery();
+  connect(filterQuery());
+}
+
+async function fetchList(q) {
+  loading = [];
   try {
     const data = await getJSON("/api/alerts?" + q + (q ? "&" : "") + "limit=5000");
     rows.clear();
     for (const s of data.alerts) rows.set(s.alert_id, s);
+    for (const [seq, s] of loading) if (seq > data.seq) rows.set(s.alert_id, s);
     render();
   } catch (e) {
     $("#list-note").innerHTML = `<span class="warn">${esc(e.message)}</span>`;
+  } finally {
+    loading = null;
   }
-  connect(q);
 }
 
 function connect(q) {
   if (source) source.close();
   source = new EventSource("/api/events" + (q ? "?" + q : ""));
-  source.addEventListener("hello", () => { $("#conn").textContent = "live"; $("#conn").className = "conn on"; });
+  source.addEventListener("hello", () => {
+    $("#conn").textContent = "live";
+    $("#conn").className = "conn on";
+    fetchList(q);
+  });
   source.addEventListener("alert", (ev) => {
     const s = JSON.parse(ev.data);
+    if (loading) { loading.push([Number(ev.lastEventId), s]); return; }
     const isNew = !rows.has(s.alert_id);
     rows.set(s.alert_id, s);
     render(isNew ? s.alert_id : null);
