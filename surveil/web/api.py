@@ -16,7 +16,6 @@ import orjson
 from aiohttp import web
 
 from surveil.events.schema import VENUES
-from surveil.report.charts import ChartError, chart_svg
 from surveil.web.activity import account_activity
 from surveil.web.store import RULE_IDS, SEVERITIES, STATUSES, FilterError, Filters, Store, parse_limit
 
@@ -108,6 +107,9 @@ class Console:
         key = (a["alert_id"], a["status"])
         svg = self._charts.get(key)
         if svg is None:
+            # imported on first use: a worker whose console nobody opens never loads matplotlib
+            from surveil.report.charts import ChartError, chart_svg
+
             try:
                 # matplotlib takes ~0.1-0.3 s: off the event loop, so the worker's loop is not held up
                 svg = await asyncio.to_thread(chart_svg, a)
