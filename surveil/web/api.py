@@ -136,16 +136,7 @@ class Console:
         name = f"{venue}:{account}"
         alerts, _ = self.store.list(Filters(account=name), 5_000)
         activity = account_activity(self.worker, venue, account) if self.worker is not None else None
-        peak = None
-        for s in alerts:
-            if s["rule"] == "order_rate_1s":
-                ev = self.store.alerts[s["alert_id"]]["evidence"]
-                at = ev.get("peak_second") or ev.get("peak_window")
-                if at is not None:
-                    peak = {"count": ev.get("peak_count"), "at": at,
-                            "at_iso": ev.get("peak_second_iso") or ev.get("peak_window_iso"),
-                            "trading_day": s["trading_day"], "status": s["status"]}
-                    break
+        peak = self._peak(alerts)
         ref = None
         if self.worker is not None:
             r = self.worker.ref.get(VENUES.index(venue), account)
@@ -154,6 +145,18 @@ class Console:
         return _json({"venue": venue, "account": account, "reference": ref, "activity": activity,
                       "peak_second": peak, "alerts": alerts,
                       "recommendations": self.store.recommendations_for(account=(venue, account))})
+
+    def _peak(self, alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The peak second of the latest ``order_rate_1s`` alert among an account's alerts (newest first)."""
+        for s in alerts:
+            if s["rule"] == "order_rate_1s":
+                ev = self.store.alerts[s["alert_id"]]["evidence"]
+                at = ev.get("peak_second") or ev.get("peak_window")
+                if at is not None:
+                    return {"count": ev.get("peak_count"), "at": at,
+                            "at_iso": ev.get("peak_second_iso") or ev.get("peak_window_iso"),
+                            "trading_day": s["trading_day"], "status": s["status"]}
+        return None
 
     async def owner(self, request: web.Request) -> web.Response:
         owner = request.match_info["owner"]
@@ -172,6 +175,8 @@ class Console:
             x = accounts[name]
             if self.worker is not None:
                 x = {**x, "activity": account_activity(self.worker, x["venue"], x["account"])}
+            x["peak_second"] = self._peak(self.store.list(Filters(account=name, rule=frozenset({"order_rate_1s"})),
+                                                          5_000)[0])
             rows.append(x)
         return _json({"owner": owner, "accounts": rows, "alerts": alerts,
                       "recommendations": self.store.recommendations_for(owner=owner)})

@@ -216,3 +216,20 @@ def test_the_topic_reader_skips_and_counts_what_is_not_an_alert(result, caplog):
     assert list(store.alerts) == [a["alert_id"]] and list(store.recos) == [rec["recommendation_id"]]
     assert store.counts["bad_records"] == 3
     assert "skipped a record of surveil.alerts" in caplog.text
+
+
+def test_owner_page_gives_each_account_its_peak_second(result):
+    asyncio.run(_owner_peak(result))
+
+
+async def _owner_peak(result):
+    store = filled(result)
+    app = web.Application()
+    app.router.add_routes(Console(store).routes())
+    hft = next(a for a in result.alerts if a["rule"] == "order_rate_1s")
+    owner = hft["evidence"]["owner"]
+    async with TestClient(TestServer(app)) as c:
+        body = await (await c.get(f"/api/owners/{owner}")).json()
+        row = next(x for x in body["accounts"] if x["account"] == hft["subject"]["account"])
+        assert row["peak_second"]["count"] == hft["value"]
+        assert row["peak_second"]["at"] == hft["evidence"]["peak_second"]

@@ -205,9 +205,10 @@ async function showOwner(owner) {
     d.innerHTML = `<p class="warn">${esc(e.message)}</p>`; return;
   }
   const accts = x.accounts.length
-    ? "<table id=\"owner-accounts\"><tr><th>account</th><th>broker</th><th class=\"num\">orders + cancels today</th><th>held</th></tr>" +
+    ? "<table id=\"owner-accounts\"><tr><th>account</th><th>broker</th><th class=\"num\">orders + cancels today</th><th>peak second</th><th>held</th></tr>" +
       x.accounts.map((a) => `<tr><td>${accountLink(a.venue, a.account)}</td><td>${esc(a.broker)}</td>` +
         `<td class="num">${a.activity && a.activity.held_here ? (a.activity.day_closed ? "day closed" : num(a.activity.messages)) : ""}</td>` +
+        `<td>${a.peak_second ? num(a.peak_second.count) + " at " + esc(a.peak_second.at_iso.slice(11, 19)) : "below threshold"}</td>` +
         `<td>${a.activity ? (a.activity.held_here ? "this worker" : "another worker (" + esc(a.activity.partition) + ")") : ""}</td></tr>`).join("") + "</table>"
     : "<p class=\"note\">no known account</p>";
   d.innerHTML = `<h2 id="owner-title">Owner ${esc(owner)}</h2><h3>Accounts</h3>${accts}` +
