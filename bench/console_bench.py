@@ -57,7 +57,7 @@ def settings(bootstrap: str, feed_prefix: str, accounts: Path, console: str, por
                     alerts_topic=p + "alerts", recommendations_topic=p + "recommendations",
                     broker_topic_prefix=p + "alerts.broker.", rejects_topic=p + "rejects", ref_topic=p + "ref",
                     owner_topic=p + "owner", checkpoint_topic=p + "checkpoints", group_id=p + "workers",
-                    accounts_csv=str(accounts), console=console, web_port=port)
+                    accounts_csv=str(accounts), console=console == "on", web_port=port)
 
 
 async def listen(base: str, got: dict) -> None:
@@ -91,7 +91,7 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
                         st = orjson.loads(await r.read())["states"] if r.status == 200 else {}
                 except (aiohttp.ClientError, TimeoutError):
                     st = {}
-                if st and listener is None and s.console == "on":
+                if st and listener is None and s.console:
                     listener = asyncio.create_task(listen(base, got))
                 now = time.perf_counter()
                 if t0 is None and any(st.get(k, {}).get("offset", -1) >= 0 for k in ends):
@@ -101,7 +101,7 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
                     break
                 await asyncio.sleep(0.05)
         assert t0 is not None and t1 is not None, "the worker did not finish within 300 s"
-        if s.console == "on":
+        if s.console:
             for _ in range(100):  # the final alerts follow the last feed record by a little
                 if got.get("lingjun"):
                     break
@@ -115,9 +115,10 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
         except subprocess.TimeoutExpired:
             proc.kill()
     secs = t1 - t0
-    return {"console": s.console, "seconds": round(secs, 3), "eps": round(events / secs),
+    mode = "on" if s.console else "off"
+    return {"console": mode, "seconds": round(secs, 3), "eps": round(events / secs),
             "live_alert_events": got.get("alerts"), "lingjun_seen_live": got.get("lingjun", False)
-            if s.console == "on" else None}
+            if s.console else None}
 
 
 async def main_async(args) -> dict:

@@ -17,6 +17,7 @@ class SettingsError(ValueError):
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_BOOLS = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _BOOTSTRAP = re.compile(r"^[^\s:,]+:\d{1,5}$")
 
 
@@ -47,7 +48,7 @@ class Settings:
     accounts_csv: str = ""
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
-    console: str = "on"  # the live console on the web server (docs/console.md): "on" or "off"
+    console: bool = True  # SURVEIL_CONSOLE=on|off: the live console on the web server (docs/console.md)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -66,6 +67,11 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{var}={raw!r}: expected an integer") from None
+            elif f.type in ("bool", bool):
+                flag = _BOOLS.get(raw.strip().lower())
+                if flag is None:
+                    raise SettingsError(f"{var}={raw!r}: expected on or off")
+                values[f.name] = flag
             elif f.name == "feed_topics":
                 values[f.name] = tuple(t.strip() for t in raw.split(",") if t.strip())
             else:
@@ -114,8 +120,8 @@ class Settings:
             raise bad("web_port", self.web_port, "expected 1..65535")
         if not self.web_bind or any(c.isspace() for c in self.web_bind):
             raise bad("web_bind", self.web_bind, "expected an address to bind, e.g. 127.0.0.1 or 0.0.0.0")
-        if self.console not in ("on", "off"):
-            raise bad("console", self.console, 'expected "on" or "off"')
+        if not isinstance(self.console, bool):
+            raise bad("console", self.console, "expected on or off")
         if self.rules_file and not Path(self.rules_file).is_file():
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():

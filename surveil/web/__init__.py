@@ -44,7 +44,7 @@ def install(app: Any, worker_service: Any) -> ConsoleService | None:
     from surveil.web.api import Console
 
     s = worker_service.worker.s
-    if s.console == "off":
+    if not s.console:
         return None
     store = Store()
     console = Console(store, worker_service.worker)

@@ -83,15 +83,18 @@ def test_bad_filters_are_named(query, message):
 
 
 def test_console_setting_is_validated():
-    assert Settings.from_env({"SURVEIL_CONSOLE": "off"}).console == "off"
-    with pytest.raises(SettingsError, match="SURVEIL_CONSOLE='maybe': expected \"on\" or \"off\""):
+    assert Settings.from_env({"SURVEIL_CONSOLE": "off"}).console is False
+    assert Settings.from_env({"SURVEIL_CONSOLE": "on"}).console is True and Settings().console is True
+    with pytest.raises(SettingsError, match="SURVEIL_CONSOLE='maybe': expected on or off"):
         Settings.from_env({"SURVEIL_CONSOLE": "maybe"})
+    with pytest.raises(SettingsError, match="SURVEIL_CONSOLE='off': expected on or off"):
+        Settings(console="off").validate()
 
 
 def test_console_off_adds_no_route():
     from surveil.stream.app import create_app
 
-    paths = {r.resource.canonical for r in create_app(Settings(console="off")).web.web_app.router.routes()}
+    paths = {r.resource.canonical for r in create_app(Settings(console=False)).web.web_app.router.routes()}
     assert "/api/alerts" not in paths and "/status" in paths
     paths = {r.resource.canonical for r in create_app(Settings()).web.web_app.router.routes()}
     assert {"/api/alerts", "/api/events", "/console/", "/api/alerts/{alert_id}/chart.svg"} <= paths
