@@ -42,11 +42,22 @@ def _progress(enabled: bool, desc: str):
 @click.option("--strict", is_flag=True, help="Stop with a non-zero exit at the first rejected line or record.")
 @click.option("--batch-size", default=65_536, show_default=True, type=click.IntRange(1))
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, batch_size, progress) -> None:
+@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+              help="Also write an HTML report with the evidence charts to this folder (DIR/index.html).")
+def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, batch_size, progress,
+           report_dir) -> None:
     """Run the engine over event files (JSONL, .jsonl.gz or binary .svb) and write final alerts and
     recommendations, one JSON object per line, sorted by (window_start, rule, subject)."""
     from surveil.replay.run import StrictError, write_records, write_rejects
     from surveil.replay.run import replay as run
+
+    if report_dir is not None:  # fail before a long replay, not after it
+        from surveil.report.html import ReportError, check_dir
+
+        try:
+            check_dir(report_dir)
+        except ReportError as e:
+            raise click.ClickException(str(e)) from None
 
     bar = _progress(sys.stderr.isatty() if progress is None else progress, "replay")
     default_rej = Path(f"{out}.rejects.jsonl") if out and str(out) != "-" else Path("surveil-rejects.jsonl")
@@ -67,6 +78,15 @@ def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, bat
     msg = res.summary()
     if res.rejects:
         msg += f"; rejects written to {rej_path}"
+    if report_dir is not None:
+        from surveil.report.html import ReportError, write_report
+
+        try:
+            index = write_report(report_dir, res.alerts, res.recommendations, events=res.events,
+                                 rejects=len(res.rejects), inputs=[str(p) for p in inputs], summary=res.summary())
+        except ReportError as e:
+            raise click.ClickException(str(e)) from None
+        msg += f"; report written to {index}"
     click.echo(msg, err=True)
 
 

@@ -31,6 +31,9 @@ from surveil.rules.base import HFT_REFERENCES, AlertDraft, OidCarry, Param, Rule
 
 MAX_LISTED_SECONDS = 1000
 SAMPLES = 5
+#: calendar mode: the final evidence lists every second with messages within this many seconds of the peak
+#: second (not before the first qualifying second), for charts
+CONTEXT_SECONDS = 30
 
 META = RuleMeta(
     id="order_rate_1s",
@@ -60,6 +63,10 @@ class _State:
     n_seconds: int = 0
     seconds: list = field(default_factory=list)  # [start_ns, count] of qualifying seconds/windows
     raised_value: int = 0
+    # calendar mode, for charts: [start_ns, count] of the last CONTEXT_SECONDS seconds with messages, and of
+    # the seconds around the peak. Class-level defaults, so that older checkpoints still load.
+    ring: list | None = None
+    context: list | None = None
 
 
 class OrderRate1s(Rule):
@@ -113,7 +120,7 @@ class OrderRate1s(Rule):
         starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
         counts = np.diff(np.r_[starts, len(s)])
         q = counts >= self.thr
-        if not q.any():
+        if not q.any() and not self.alerts:
             return []
         open_sec = int(sec[-1])
         out = []
@@ -128,9 +135,31 @@ class OrderRate1s(Rule):
                             samples=oids(pos[:SAMPLES]), raised_value=cnt)
                 self.alerts[key] = st
                 out.append(self._draft(st, seg.day, "raised", raised_at=int(ts[raise_pos])))
-            if sday != open_sec:  # a closed second: counts are final
-                self._count(st, start_ns, cnt)
+        if self.alerts:
+            # every closed second (counts are final) of an alerted account, in time order per account
+            gv = s[starts]
+            m = np.isin(gv >> 17, np.fromiter(self.alerts, np.int64, len(self.alerts))) & ((gv & 0x1FFFF) != open_sec)
+            for val, cnt in zip(gv[m].tolist(), counts[m].tolist()):
+                st = self.alerts[val >> 17]
+                start_ns = (base_sec + (val & 0x1FFFF)) * NS_PER_SECOND
+                if start_ns >= st.first_sec:
+                    self._observe(st, start_ns, cnt)
         return out
+
+    def _observe(self, st: _State, start_ns: int, cnt: int) -> None:
+        """A closed second of an alerted account (calendar mode): counts it when it reached the threshold,
+        and keeps the seconds around the peak. Each second is observed once, whatever the segments."""
+        span = CONTEXT_SECONDS * NS_PER_SECOND
+        ring = [x for x in (st.ring or []) if x[0] > start_ns - span - NS_PER_SECOND]
+        ring.append([start_ns, cnt])
+        st.ring = ring
+        before = st.peak
+        if cnt >= self.thr:
+            self._count(st, start_ns, cnt)
+        if st.peak != before:  # a new peak: the seconds before it, then the ones after it
+            st.context = [list(x) for x in ring]
+        elif st.context is not None and start_ns <= st.peak_at + span:
+            st.context.append([start_ns, cnt])
 
     def _sliding(self, seg: Segment, k, ts, npend, oids) -> list[AlertDraft]:
         # candidate accounts: enough messages in this segment (+ carried events) to reach the threshold
@@ -185,8 +214,9 @@ class OrderRate1s(Rule):
             vals, counts = np.unique(c, return_counts=True)
             for val, cnt in zip(vals.tolist(), counts.tolist()):
                 st = self.alerts.get(val >> 17)
-                if cnt >= self.thr and st is not None:
-                    self._count(st, (base_sec + (val & 0x1FFFF)) * NS_PER_SECOND, cnt)
+                start_ns = (base_sec + (val & 0x1FFFF)) * NS_PER_SECOND
+                if st is not None and start_ns >= st.first_sec:
+                    self._observe(st, start_ns, cnt)
         out = [self._draft(st, day, "final") for st in sorted(self.alerts.values(), key=lambda s: s.key)]
         self.alerts = {}
         self._reset_pending()
@@ -212,6 +242,8 @@ class OrderRate1s(Rule):
                   f"{unit}s_at_threshold": st.n_seconds,
                   f"per_{unit}": st.seconds,
                   f"per_{unit}_truncated": st.n_seconds > len(st.seconds)}
+            if not self.sliding:
+                ev["peak_context"] = {"seconds": CONTEXT_SECONDS, "per_second": st.context or []}
         ev.update({"broker": info.get("broker"), "owner": info.get("owner"), "reported": info.get("reported"),
                    "sample_order_ids": st.samples})
         return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st.key), trading_day=day,

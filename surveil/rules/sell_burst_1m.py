@@ -35,6 +35,8 @@ from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_
 from surveil.rules.base import AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
 
 SAMPLES = 5
+#: the peak window's per-second sell value is listed for at most this many accounts (the largest)
+PER_SECOND_ACCOUNTS = 20
 MAIN_INDEXES = ["SSE:000001", "SSE:000688", "SZSE:399001", "SZSE:399106", "SZSE:399006"]
 
 META = RuleMeta(
@@ -82,6 +84,9 @@ class _Burst:
     by_account: list = field(default_factory=list)
     trades: int = 0
     samples: list = field(default_factory=list)
+    # (first second ns, seconds, {account key: per-second values}) of the peak window; a class-level
+    # default so that checkpoints written before this field existed still load
+    per_second: tuple | None = None
 
 
 class SellBurst1m(Rule):
@@ -179,6 +184,13 @@ class SellBurst1m(Rule):
         n = np.bincount(inv, minlength=len(uk))
         st.by_account = [(int(k), int(s), int(c)) for k, s, c in zip(uk, sums, n)]
         st.trades = len(win)
+        # the peak window second by second, per account (for charts): at most 61 seconds
+        first_sec = st.peak_start // NS_PER_SECOND
+        sec = T["ts"][win] // NS_PER_SECOND - first_sec
+        nsec = int(st.peak_end // NS_PER_SECOND - first_sec) + 1
+        grid = np.zeros((len(uk), nsec), np.int64)
+        np.add.at(grid, (inv, sec), vals)
+        st.per_second = (int(first_sec * NS_PER_SECOND), nsec, {int(k): grid[j] for j, k in enumerate(uk)})
         # samples: the first trades by (ts, venue, account name), so they depend neither on how venues
         # interleave nor on internal ids
         names = self.ctx.account_names(uk)
@@ -221,6 +233,21 @@ class SellBurst1m(Rule):
         rows.sort(key=lambda r: (-r["value_yuan"], r["venue"], r["account"]))
         return rows
 
+    def _per_second(self, st: _Burst, by_account: list[dict]) -> dict:
+        """The peak window's sell value per second (yuan) of its largest accounts, in ``by_account`` order."""
+        start, nsec, grid = st.per_second  # type: ignore[misc]
+        names = {}
+        for key in grid:
+            info = self.ctx.key_info(key)
+            names[(info["venue"], info["account"])] = key
+        accounts = []
+        for row in by_account[:PER_SECOND_ACCOUNTS]:
+            vals = grid[names[(row["venue"], row["account"])]]
+            accounts.append({"venue": row["venue"], "account": row["account"],
+                             "value_yuan": [int(v) / PRICE_SCALE for v in vals.tolist()]})
+        return {"start": start, "start_iso": ns_to_iso(start), "seconds": nsec, "accounts": accounts,
+                "accounts_omitted": max(0, len(by_account) - PER_SECOND_ACCOUNTS)}
+
     def _final(self, st: _Burst) -> AlertDraft:
         self.active.pop(st.owner, None)
         by_account = self._accounts(st)
@@ -237,6 +264,8 @@ class SellBurst1m(Rule):
             "trades_in_peak_window": st.trades,
             "sample_order_ids": st.samples,
         }
+        if st.per_second is not None:
+            ev["peak_per_second"] = self._per_second(st, by_account)
         max_drop = None
         if self.market is not None:
             mv, a, b = self.market.market_value(st.day, st.peak_start, st.peak_end)

@@ -192,6 +192,10 @@ def create_app(settings: Settings | None = None, *, web_bind: str | None = None)
     app.surveil_worker = svc  # type: ignore[attr-defined]
     app.service(svc)  # started after the web server, stopped before it
 
+    from surveil.web import install
+
+    install(app, svc)  # the live console (docs/console.md), unless SURVEIL_CONSOLE=off
+
     @app.page("/status")
     async def status(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         """The worker's partitions (offset, progress, trading day) and counters."""

@@ -49,6 +49,7 @@ class Settings:
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
     metrics: bool = True  # SURVEIL_METRICS=on|off: Prometheus metrics on /metrics (off: for benchmarks)
+    console: bool = True  # SURVEIL_CONSOLE=on|off: the live console on the web server (docs/console.md)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -122,6 +123,8 @@ class Settings:
             raise bad("web_bind", self.web_bind, "expected an address to bind, e.g. 127.0.0.1 or 0.0.0.0")
         if not isinstance(self.metrics, bool):
             raise bad("metrics", self.metrics, "expected on or off")
+        if not isinstance(self.console, bool):
+            raise bad("console", self.console, "expected on or off")
         if self.rules_file and not Path(self.rules_file).is_file():
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():

@@ -76,3 +76,24 @@ def test_counts_reset_each_trading_day():
 def test_threshold_override():
     alerts, _ = run(burst(100, T0 + S), order_rate_1s={"threshold": 100})
     assert by_rule(alerts, "order_rate_1s")[0]["threshold"] == 100
+
+
+def test_peak_context_lists_the_seconds_around_the_peak_whatever_the_batches():
+    evs = burst(300, T0 + S)  # first qualifying second
+    evs += [order(T0 + i * S + 5, "A1", oid=f"x{i}") for i in (2, 3, 20, 45, 49)]  # below the threshold
+    evs += burst(350, T0 + 50 * S, prefix="p")  # the peak
+    evs += [order(T0 + i * S + 5, "A1", oid=f"y{i}") for i in (51, 60, 80, 81)]  # 81 s: more than 30 s after
+    evs += [order(T0 + 90 * S, "B1", oid="other")]
+    want = None
+    for chunk in (None, 1, 7, 333):
+        alerts, _ = run(evs, chunk=chunk)
+        a = by_rule(alerts, "order_rate_1s")[0]
+        ctx = a["evidence"]["peak_context"]
+        if want is None:
+            want = ctx
+            assert ctx["seconds"] == 30
+            assert ctx["per_second"] == [[T0 + i * S, n] for i, n in ((20, 1), (45, 1), (49, 1), (50, 350),
+                                                                      (51, 1), (60, 1), (80, 1))]
+        assert ctx == want, chunk
+    sl, _ = run(evs, order_rate_1s={"mode": "sliding"})
+    assert "peak_context" not in by_rule(sl, "order_rate_1s")[0]["evidence"]

@@ -1,0 +1,215 @@
+"""The console's HTTP handlers (aiohttp): the JSON API, server-sent events, the chart and the static page.
+
+Every endpoint is documented in ``docs/console.md``. A bad parameter is a ``400`` whose JSON body names the
+parameter and the value (``{"error": "venue='NYSE': unknown venue; expected one of SSE, SZSE, BSE"}``); an
+unknown id is a ``404``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from surveil.events.schema import VENUES
+from surveil.web.activity import account_activity
+from surveil.web.store import RULE_IDS, SEVERITIES, STATUSES, FilterError, Filters, Store, parse_limit
+
+log = logging.getLogger("surveil.console")
+#: a comment line is sent on an idle event stream this often, so proxies keep it open
+KEEPALIVE_S = 15.0
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+_CHART_CACHE_SIZE = 256
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class Console:
+    """Handlers over a :class:`Store` and (optionally) the local worker, for the account pages."""
+
+    def __init__(self, store: Store, worker: Any = None) -> None:
+        self.store = store
+        self.worker = worker
+        self._charts: dict[tuple[str, str], str] = {}
+        self._static = {name: resources.files("surveil.web").joinpath("static", name).read_bytes()
+                        for name in STATIC}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/", self.root),
+            web.get("/console", self.page),
+            web.get("/console/", self.page),
+            web.get("/console/static/{name}", self.static),
+            web.get("/api/meta", self.meta),
+            web.get("/api/alerts", self.alerts),
+            web.get("/api/alerts/{alert_id}", self.alert),
+            web.get("/api/alerts/{alert_id}/chart.svg", self.chart),
+            web.get("/api/recommendations", self.recommendations),
+            web.get("/api/accounts/{venue}/{account}", self.account),
+            web.get("/api/owners/{owner}", self.owner),
+            web.get("/api/events", self.events),
+        ]
+
+    # -- pages ------------------------------------------------------------------------------------
+    async def root(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/console/")
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._static["index.html"], content_type="text/html", charset="utf-8")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC:
+            return _error(404, f"name={name!r}: no such file")
+        return web.Response(body=self._static[name], content_type=STATIC[name], charset="utf-8")
+
+    # -- API ---------------------------------------------------------------------------------------
+    async def meta(self, request: web.Request) -> web.Response:
+        s = self.store
+        return _json({"rules": list(RULE_IDS), "venues": list(VENUES), "severities": list(SEVERITIES),
+                      "statuses": list(STATUSES), "alerts": len(s.alerts), "recommendations": len(s.recos),
+                      "caught_up": s.caught_up, "seq": s.seq, "counts": s.counts,
+                      "live_subscribers": len(s.subscribers)})
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        try:
+            f = Filters.parse(request.query)
+            limit = parse_limit(request.query)
+        except FilterError as e:
+            return _error(400, str(e))
+        rows, total = self.store.list(f, limit)
+        return _json({"alerts": rows, "total": total, "seq": self.store.seq, "caught_up": self.store.caught_up})
+
+    def _get(self, request: web.Request) -> dict[str, Any] | None:
+        return self.store.alerts.get(request.match_info["alert_id"])
+
+    async def alert(self, request: web.Request) -> web.Response:
+        a = self._get(request)
+        if a is None:
+            return _error(404, f"alert_id={request.match_info['alert_id']!r}: no such alert")
+        return _json({"alert": a, "summary": self.store.summaries[a["alert_id"]],
+                      "recommendations": self.store.recommendations_for(alert_id=a["alert_id"])})
+
+    async def chart(self, request: web.Request) -> web.Response:
+        a = self._get(request)
+        if a is None:
+            return _error(404, f"alert_id={request.match_info['alert_id']!r}: no such alert")
+        key = (a["alert_id"], a["status"])
+        svg = self._charts.get(key)
+        if svg is None:
+            # imported on first use: a worker whose console nobody opens never loads matplotlib
+            from surveil.report.charts import ChartError, chart_svg
+
+            try:
+                # matplotlib takes ~0.1-0.3 s: off the event loop, so the worker's loop is not held up
+                svg = await asyncio.to_thread(chart_svg, a)
+            except ChartError as e:
+                return _error(422, str(e))
+            if len(self._charts) >= _CHART_CACHE_SIZE:
+                self._charts.pop(next(iter(self._charts)))
+            self._charts[key] = svg
+        return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
+
+    async def recommendations(self, request: web.Request) -> web.Response:
+        try:
+            f = Filters.parse(request.query, ("venue", "owner", "account", "day", "limit"))
+            limit = parse_limit(request.query)
+        except FilterError as e:
+            return _error(400, str(e))
+        rows, total = self.store.recommendations(f, limit)
+        return _json({"recommendations": rows, "total": total})
+
+    async def account(self, request: web.Request) -> web.Response:
+        venue, account = request.match_info["venue"], request.match_info["account"]
+        if venue not in VENUES:
+            return _error(400, f"venue={venue!r}: unknown venue; expected one of {', '.join(VENUES)}")
+        name = f"{venue}:{account}"
+        alerts, _ = self.store.list(Filters(account=name), 5_000)
+        activity = account_activity(self.worker, venue, account) if self.worker is not None else None
+        peak = self._peak(alerts)
+        ref = None
+        if self.worker is not None:
+            r = self.worker.ref.get(VENUES.index(venue), account)
+            if r is not None:
+                ref = {"owner": r.owner, "broker": r.broker, "reported": r.reported}
+        return _json({"venue": venue, "account": account, "reference": ref, "activity": activity,
+                      "peak_second": peak, "alerts": alerts,
+                      "recommendations": self.store.recommendations_for(account=(venue, account))})
+
+    def _peak(self, alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The peak second of the latest ``order_rate_1s`` alert among an account's alerts (newest first)."""
+        for s in alerts:
+            if s["rule"] == "order_rate_1s":
+                ev = self.store.alerts[s["alert_id"]]["evidence"]
+                at = ev.get("peak_second") or ev.get("peak_window")
+                if at is not None:
+                    return {"count": ev.get("peak_count"), "at": at,
+                            "at_iso": ev.get("peak_second_iso") or ev.get("peak_window_iso"),
+                            "trading_day": s["trading_day"], "status": s["status"]}
+        return None
+
+    async def owner(self, request: web.Request) -> web.Response:
+        owner = request.match_info["owner"]
+        alerts, _ = self.store.list(Filters(owner=owner), 5_000)
+        accounts: dict[str, dict[str, Any]] = {}
+        if self.worker is not None:
+            for (v, acct), r in list(self.worker.ref.accounts.items()):
+                if r.owner == owner:
+                    accounts[f"{VENUES[v]}:{acct}"] = {"venue": VENUES[v], "account": acct, "broker": r.broker}
+        for s in alerts:
+            for name in s["accounts"]:
+                v, acct = name.split(":", 1)
+                accounts.setdefault(name, {"venue": v, "account": acct, "broker": None})
+        rows = []
+        for name in sorted(accounts):
+            x = accounts[name]
+            if self.worker is not None:
+                x = {**x, "activity": account_activity(self.worker, x["venue"], x["account"])}
+            x["peak_second"] = self._peak(self.store.list(Filters(account=name, rule=frozenset({"order_rate_1s"})),
+                                                          5_000)[0])
+            rows.append(x)
+        return _json({"owner": owner, "accounts": rows, "alerts": alerts,
+                      "recommendations": self.store.recommendations_for(owner=owner)})
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: ``alert`` (a summary, filtered) and ``recommendation``, as they arrive."""
+        try:
+            f = Filters.parse(request.query, tuple(p for p in Filters.PARAMS if p != "limit"))
+        except FilterError as e:
+            return _error(400, str(e))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        q = self.store.subscribe()
+        try:
+            await resp.write(b"event: hello\ndata: " + orjson.dumps({"seq": self.store.seq}) + b"\n\n")
+            while True:
+                try:
+                    item = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    if q not in self.store.subscribers:  # dropped (too slow) or the server is stopping
+                        break
+                    await resp.write(b": keepalive\n\n")
+                    continue
+                if item is None:
+                    break
+                kind, seq, data = item
+                if kind == "alert" and not f.match(data):
+                    continue
+                await resp.write(b"event: " + kind.encode() + b"\nid: " + str(seq).encode() + b"\ndata: "
+                                 + orjson.dumps(data) + b"\n\n")
+        except ConnectionResetError:  # the browser went away
+            pass
+        finally:
+            self.store.unsubscribe(q)
+        return resp
