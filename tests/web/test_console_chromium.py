@@ -23,8 +23,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 LINGJUN_ROW = '#alert-rows tr[data-rule="sell_burst_1m"][data-subject="LINGJUN"]'
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-packages)")]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _chromium():
+    # a missing browser fails the test (never a silent skip): `make test` installs it
+    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
 
 
 def settings(bootstrap, **kw):

@@ -1,18 +1,20 @@
-"""Worker throughput with the live console on and off (issue #3 §6: on must keep >= 90 % of off).
+"""Worker throughput with the desk's surfaces, the metrics and the live console, on and off (issue #4 §6:
+on must keep >= 90 % of off).
 
-    python bench/console_bench.py [--events 2000000] [--accounts 20000] [--rounds 3] [--no-save]
+    python bench/desk_bench.py [--events 2000000] [--accounts 20000] [--rounds 3] [--no-save]
 
 Starts its own single-node Kafka (heap 1g) in a temporary folder, pre-loads a simulated day (binary frames)
 into the feed topics, then runs the worker **as the real Faust app process** (``python -m
-surveil.stream.app``, which is where the console lives) on that backlog, alternately with
-``SURVEIL_CONSOLE=off`` and ``on``; each round has a fresh group and fresh output topics. With the console
-on, a client keeps the live event stream (``/api/events``) open for the whole round, as a desk would, and
-the round checks that the Lingjun alert reached it.
+surveil.stream.app``, which is where the console and ``/metrics`` live) on that backlog, alternately with
+``SURVEIL_CONSOLE=off SURVEIL_METRICS=off`` and both ``on``; each round has a fresh group and fresh output
+topics. With them on, a client keeps the live event stream (``/api/events``) open for the whole round, as a
+desk would, and the round checks that the Lingjun alert reached it; and a scraper reads ``/metrics`` every
+second, as Prometheus would (more often than the usual 15 s).
 
 A round is timed from the first ``/status`` poll (every 50 ms) that shows a feed partition past offset -1
 to the first that shows every feed partition at its end offset: the group join and process start are left
-out (they are the same with and without the console). Best of ``--rounds`` per mode; the ratio is
-best(on) / best(off). Prints a JSON summary on stdout and saves it with ``common.save("console", ...)``.
+out (they are the same either way). Best of ``--rounds`` per mode; the ratio is
+best(on) / best(off). Prints a JSON summary on stdout and saves it with ``common.save("desk", ...)``.
 """
 
 from __future__ import annotations
@@ -50,14 +52,25 @@ def env_of(s: Settings) -> dict[str, str]:
     return env
 
 
-def settings(bootstrap: str, feed_prefix: str, accounts: Path, console: str, port: int) -> Settings:
+def settings(bootstrap: str, feed_prefix: str, accounts: Path, mode: str, port: int) -> Settings:
     p = f"cb{uuid.uuid4().hex[:8]}."
     fp = feed_prefix
     return Settings(bootstrap_servers=bootstrap, feed_topics=(fp + "feed.sse", fp + "feed.szse", fp + "feed.bse"),
                     alerts_topic=p + "alerts", recommendations_topic=p + "recommendations",
                     broker_topic_prefix=p + "alerts.broker.", rejects_topic=p + "rejects", ref_topic=p + "ref",
                     owner_topic=p + "owner", checkpoint_topic=p + "checkpoints", group_id=p + "workers",
-                    accounts_csv=str(accounts), console=console == "on", web_port=port)
+                    accounts_csv=str(accounts), console=mode == "on", metrics=mode == "on", web_port=port)
+
+
+async def scrape(base: str, got: dict) -> None:
+    """Read /metrics every second, as Prometheus would."""
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(base + "/metrics") as r:
+                body = await r.read()
+                if r.status == 200 and b"surveil_events_total" in body:
+                    got["scrapes"] = got.get("scrapes", 0) + 1
+            await asyncio.sleep(1.0)
 
 
 async def listen(base: str, got: dict) -> None:
@@ -79,7 +92,7 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
         proc = subprocess.Popen([sys.executable, "-m", "surveil.stream.app", "--log-level", "warning"],
                                 env=env_of(s), stdout=out, stderr=subprocess.STDOUT)
     got: dict = {}
-    listener = None
+    listener = scraper = None
     t0 = t1 = None
     try:
         async with aiohttp.ClientSession() as http:
@@ -93,6 +106,7 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
                     st = {}
                 if st and listener is None and s.console:
                     listener = asyncio.create_task(listen(base, got))
+                    scraper = asyncio.create_task(scrape(base, got))
                 now = time.perf_counter()
                 if t0 is None and any(st.get(k, {}).get("offset", -1) >= 0 for k in ends):
                     t0 = now
@@ -107,8 +121,9 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
                     break
                 await asyncio.sleep(0.1)
     finally:
-        if listener is not None:
-            listener.cancel()
+        for t in (listener, scraper):
+            if t is not None:
+                t.cancel()
         proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.to_thread(proc.wait, 60)
@@ -116,9 +131,11 @@ async def one_round(s: Settings, ends: dict[str, int], events: int, log: Path) -
             proc.kill()
     secs = t1 - t0
     mode = "on" if s.console else "off"
-    return {"console": mode, "seconds": round(secs, 3), "eps": round(events / secs),
+    if s.console:
+        assert got.get("lingjun") and got.get("scrapes"), got
+    return {"console": mode, "metrics": mode, "seconds": round(secs, 3), "eps": round(events / secs),
             "live_alert_events": got.get("alerts"), "lingjun_seen_live": got.get("lingjun", False)
-            if s.console else None}
+            if s.console else None, "metrics_scrapes": got.get("scrapes")}
 
 
 async def main_async(args) -> dict:
@@ -175,7 +192,7 @@ def main() -> None:
     res = asyncio.run(main_async(args))
     print(json.dumps({k: v for k, v in res.items() if k != "machine"}, indent=2))
     if not args.no_save:
-        print(f"saved {common.save('console', res)}", file=sys.stderr)
+        print(f"saved {common.save('desk', res)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
