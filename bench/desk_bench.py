@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -44,12 +43,7 @@ from surveil.stream.settings import Settings  # noqa: E402
 
 
 def env_of(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for f in dataclasses.fields(s):
-        if f.name != "extra":
-            v = getattr(s, f.name)
-            env["SURVEIL_" + f.name.upper()] = ",".join(v) if isinstance(v, tuple) else str(v)
-    return env
+    return s.to_env(os.environ)
 
 
 def settings(bootstrap: str, feed_prefix: str, accounts: Path, mode: str, port: int) -> Settings:

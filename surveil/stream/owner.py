@@ -100,6 +100,15 @@ class OwnerState:
         self.duplicates += int(len(pos) - keep.sum())
         return keep
 
+    def _new_rows(self, payload, src: str, kind: int, rejects: list[Reject]) -> Batch:
+        """The rows of a trades (kind 0) or index (kind 1) record not applied yet."""
+        pos, frame = unpack_rows(payload)
+        b, _ = binary.decode_frame_at(frame, 0, self.reg, src, 0, rejects)
+        if len(b) != len(pos):
+            raise EventFormatError(f"{len(pos)} row positions for {len(b)} rows")
+        keep = self._fresh(src, kind, pos)
+        return b if keep is None else b.take(keep)
+
     def _apply(self, value, offset: int, topic: str, partition: int, out: Output) -> bool:
         """Apply one record; True when it was progress (the caller releases once per poll)."""
         try:
@@ -112,13 +121,7 @@ class OwnerState:
         progressed = False
         try:
             if kind == "trades":
-                pos, frame = unpack_rows(payload)
-                b, _ = binary.decode_frame_at(frame, 0, self.reg, src, 0, rejects)
-                if len(b) != len(pos):
-                    raise EventFormatError(f"{len(pos)} row positions for {len(b)} trades")
-                keep = self._fresh(src, 0, pos)
-                if keep is not None:
-                    b = b.take(keep)
+                b = self._new_rows(payload, src, 0, rejects)
                 if len(b):
                     self.pending.append(b)
                     if len(self.pending) > 256:
@@ -133,13 +136,7 @@ class OwnerState:
                     sel = days == d
                     self.engine.market.add_seconds(d, keys[sel] % SECONDS_KEY, vals[sel])
             elif kind == "index":
-                pos, frame = unpack_rows(payload)
-                b, _ = binary.decode_frame_at(frame, 0, self.reg, src, 0, rejects)
-                if len(b) != len(pos):
-                    raise EventFormatError(f"{len(pos)} row positions for {len(b)} index events")
-                keep = self._fresh(src, 1, pos)
-                if keep is not None:
-                    b = b.take(keep)
+                b = self._new_rows(payload, src, 1, rejects)
                 days = trading_day_index(b.ts)
                 for d in np.unique(days).tolist():
                     sel = days == d

@@ -130,6 +130,17 @@ class Settings:
         if self.accounts_csv and not Path(self.accounts_csv).is_file():
             raise bad("accounts_csv", self.accounts_csv, "file not found")
 
+    def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The ``SURVEIL_*`` variables that give these settings back through :meth:`from_env` (for a worker
+        process started with them), on top of ``base`` (e.g. ``os.environ``)."""
+        env = dict(base or {})
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            env["SURVEIL_" + f.name.upper()] = ",".join(v) if isinstance(v, tuple) else str(v)
+        return env
+
     def kafka_kwargs(self) -> dict[str, Any]:
         """Connection arguments for aiokafka clients."""
         kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}

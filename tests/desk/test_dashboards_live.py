@@ -11,7 +11,6 @@ HTTP API and must return a non-empty result with a number in it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import os
 import subprocess
@@ -51,12 +50,7 @@ def settings(bootstrap: str, **kw) -> Settings:
 
 
 def env_of(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for f in dataclasses.fields(s):
-        if f.name != "extra":
-            v = getattr(s, f.name)
-            env["SURVEIL_" + f.name.upper()] = ",".join(v) if isinstance(v, tuple) else str(v)
-    return env
+    return s.to_env(os.environ)
 
 
 def prometheus_config(tmp_path, worker_port: int) -> str:

@@ -5,7 +5,6 @@ that the failure happens in the middle of the trading day.
 """
 
 import asyncio
-import dataclasses
 import os
 import signal
 import subprocess
@@ -34,13 +33,7 @@ def day(tmp_path_factory):
 
 
 def env_of(s) -> dict[str, str]:
-    env = dict(os.environ)
-    for f in dataclasses.fields(s):
-        if f.name == "extra":
-            continue
-        v = getattr(s, f.name)
-        env["SURVEIL_" + f.name.upper()] = ",".join(v) if isinstance(v, tuple) else str(v)
-    return env
+    return s.to_env(os.environ)
 
 
 class Proc:
