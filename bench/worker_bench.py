@@ -213,6 +213,17 @@ def latest_finals(records) -> list[dict]:
     return sorted((a for a in latest.values() if a.get("status") == "final"), key=sort_key)
 
 
+def _differences(got: list[dict], want: list[dict]) -> dict:
+    """Which final alerts differ from replay's (ids missing, extra, differing, with the rule and fields)."""
+    g = {a["alert_id"]: a for a in got}
+    w = {a["alert_id"]: a for a in want}
+    differing = {k: {"rule": w[k]["rule"], "fields": sorted(f for f in w[k] if w[k][f] != g[k].get(f)),
+                     "evidence": sorted(f for f in w[k]["evidence"] if w[k]["evidence"][f] != g[k]["evidence"].get(f))}
+                 for k in g.keys() & w.keys() if canonical([g[k]]) != canonical([w[k]])}
+    return {"missing": sorted(w.keys() - g.keys())[:20], "extra": sorted(g.keys() - w.keys())[:20],
+            "differing": dict(list(differing.items())[:20]), "n_differing": len(differing)}
+
+
 def canonical(alerts) -> bytes:
     return b"".join(dumps(a) + b"\n" for a in sorted(alerts, key=sort_key))
 
@@ -635,7 +646,7 @@ async def latency_run(bootstrap: str, svb: Path, acc: Path, rate: float, params:
             await asyncio.sleep(0.05)
         t_caught_up = time.perf_counter() - t0
         deadline = time.monotonic() + 120
-        while w.stats["alerts_final"] < len(want.alerts):
+        while len(w.final_ids) < len(want.alerts):  # distinct ids: a restored partition repeats finals
             if task.done() or time.monotonic() > deadline:
                 if task.done():
                     task.result()
@@ -660,6 +671,7 @@ async def latency_run(bootstrap: str, svb: Path, acc: Path, rate: float, params:
             "worker_assignments_total": _assignments(w) / n_states,
             "worker_eps_during_paced_feed": round(st.events / t_caught_up),
             "equals_replay": canonical(finals) == canonical(want.alerts), "final_alerts": len(finals),
+            "differences_from_replay": _differences(finals, want.alerts),
             "timestamp_types": {"feed": sorted(idx.ts_types), "alerts": sorted({m.timestamp_type for m in alerts})},
             "account": lat["account"], "owner": lat["owner"], "unmatched": lat["unmatched"],
             "ambiguous": lat["ambiguous"], "wrong_partition": lat["wrong_partition"],
@@ -685,6 +697,9 @@ async def latency(bootstrap: str, a) -> dict:
                   f"{r['worker_behind_at_feed_end_s']} s behind at the feed's end, "
                   f"per-account {dist(r['account'])}, owner {dist(r['owner'])}, "
                   f"unmatched {len(r['unmatched'])}, equals replay {r['equals_replay']}", file=sys.stderr, flush=True)
+            if not r["equals_replay"]:
+                print(f"[latency] differences from replay: {json.dumps(r['differences_from_replay'])[:3000]}",
+                      file=sys.stderr, flush=True)
     finally:
         pool.shutdown()
     for kind in ("default", "probe"):
