@@ -135,6 +135,10 @@ class OrderRate1s(Rule):
                             samples=oids(pos[:SAMPLES]), raised_value=cnt)
                 self.alerts[key] = st
                 out.append(self._draft(st, seg.day, "raised", raised_at=int(ts[raise_pos])))
+            elif st.first_sec == start_ns and len(st.samples) < SAMPLES:
+                # a threshold below SAMPLES was reached before the second was complete: the samples are the
+                # second's first events, whatever the segments (its earlier events are carried)
+                st.samples = oids(np.flatnonzero(c == val)[:SAMPLES])
         if self.alerts:
             # every closed second (counts are final) of an alerted account, in time order per account
             gv = s[starts]

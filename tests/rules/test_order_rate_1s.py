@@ -97,3 +97,13 @@ def test_peak_context_lists_the_seconds_around_the_peak_whatever_the_batches():
         assert ctx == want, chunk
     sl, _ = run(evs, order_rate_1s={"mode": "sliding"})
     assert "peak_context" not in by_rule(sl, "order_rate_1s")[0]["evidence"]
+
+
+def test_samples_are_the_seconds_first_events_also_when_a_low_threshold_is_reached_early():
+    """A threshold below the number of samples is reached before the second is complete: the samples are
+    still the second's first events, whatever the batches (live segments are small)."""
+    evs = [order(T0 + S + i * 1000, "A1", oid=f"o{i}") for i in range(8)]
+    for chunk in (None, 1, 2, 3):
+        alerts, _ = run(evs, chunk=chunk, order_rate_1s={"threshold": 3})
+        assert by_rule(alerts, "order_rate_1s")[0]["evidence"]["sample_order_ids"] == [f"o{i}" for i in range(5)], \
+            chunk
