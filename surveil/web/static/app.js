@@ -119,6 +119,10 @@ function alertTable(list) {
       `<td class="sev-${esc(s.severity)}">${esc(s.severity)}</td><td>${esc(s.status)}</td></tr>`).join("") + "</table>";
 }
 
+// the chart on the page, by alert id and status: re-rendering the same alert state keeps it (no flicker)
+let shownChart = {key: null, html: ""};
+const chartKey = (a) => `${a.alert_id}|${a.status}`;
+
 async function showAlert(id) {
   selected = id;
   for (const tr of document.querySelectorAll("#alert-rows tr")) tr.classList.toggle("selected", tr.dataset.id === id);
@@ -137,7 +141,7 @@ async function showAlert(id) {
     `<tr><th>status</th><td class="status-${esc(a.status)}">${esc(a.status)}</td></tr>` +
     (ev.owner ? `<tr><th>owner</th><td>${ownerLink(ev.owner)}</td></tr>` : "") + "</table>" +
     `<h3>Recommendations</h3>${recoList(data.recommendations)}` +
-    `<h3>Chart</h3><div id="chart"><p class="note">drawing…</p></div>`;
+    `<h3>Chart</h3><div id="chart">${shownChart.key === chartKey(a) ? shownChart.html : "<p class=\"note\">drawing…</p>"}</div>`;
   if (ev.by_account && ev.by_account.length) {
     html += "<h3>Sell value by account (peak window)</h3><table id=\"by-account\"><tr><th>account</th><th>broker</th><th class=\"num\">value (yuan)</th><th class=\"num\">trades</th></tr>" +
       ev.by_account.map((x) => `<tr><td>${accountLink(x.venue, x.account)}</td><td>${esc(x.broker)}</td>` +
@@ -154,11 +158,13 @@ async function showAlert(id) {
     return `<tr><th>${esc(k)}</th><td>${typeof v === "object" && v !== null ? esc(JSON.stringify(v)) : num(v)}</td></tr>`;
   }).join("") + "</table>";
   d.innerHTML = html;
+  if (shownChart.key === chartKey(a)) return;  // a refresh (a recommendation, a repeat): keep the chart drawn
   try {
     const r = await fetch(`/api/alerts/${encodeURIComponent(id)}/chart.svg`);
     const text = await r.text();
     if (selected !== id) return;
     $("#chart").innerHTML = r.ok ? text : `<p class="warn">${esc(text)}</p>`;
+    if (r.ok) shownChart = {key: chartKey(a), html: text};
   } catch (e) {
     $("#chart").innerHTML = `<p class="warn">${esc(e.message)}</p>`;
   }
