@@ -208,50 +208,43 @@ class Worker:
     def _cp_key(self, tp: TopicPartition) -> bytes:
         return f"{self.s.group_id}|{tp.topic}:{tp.partition}".encode()
 
-    async def read_checkpoints(self) -> dict[bytes, bytes]:
+    async def _latest_per_key(self, topic: str, value=lambda v: v) -> dict[bytes, Any]:
+        """The latest ``value(record value)`` of every key of a (compacted) topic, read to its end now."""
         c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
         await c.start()
         try:
-            parts = c.partitions_for_topic(self.s.checkpoint_topic) or {0}
-            tps = [TopicPartition(self.s.checkpoint_topic, p) for p in parts]
-            c.assign(tps)
-            await c.seek_to_beginning(*tps)
-            end = await c.end_offsets(tps)
-            out: dict[bytes, bytes] = {}
-            while await _behind(c, tps, end):
-                for msgs in (await c.getmany(timeout_ms=500)).values():
-                    for m in msgs:
-                        out[m.key] = m.value
-            return out
-        finally:
-            await c.stop()
-
-    async def read_final_ids(self) -> set[str]:
-        """Ids whose latest record on the (compacted) alerts topic is final: after a restart from a
-        checkpoint, re-processing raises some of them again, and a raised state must not replace a final one."""
-        c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
-        await c.start()
-        try:
-            parts = c.partitions_for_topic(self.s.alerts_topic)
+            parts = c.partitions_for_topic(topic)
             if not parts:
                 await c._client.force_metadata_update()  # noqa: SLF001 - not subscribed: no metadata yet
-                parts = c.partitions_for_topic(self.s.alerts_topic) or {0}
-            tps = [TopicPartition(self.s.alerts_topic, p) for p in parts]
-            c.assign(tps)
+                parts = c.partitions_for_topic(topic) or {0}
+            tps = [TopicPartition(topic, p) for p in parts]
+            c.assign(tps)  # always an assignment: a consumer stopped without one hangs in stop()
             await c.seek_to_beginning(*tps)
             end = await c.end_offsets(tps)
-            latest: dict[bytes, bool] = {}
+            out: dict[bytes, Any] = {}
             while await _behind(c, tps, end):
                 for msgs in (await c.getmany(timeout_ms=500)).values():
                     for m in msgs:
                         if m.key is not None:
-                            try:
-                                latest[m.key] = m.value is not None and orjson.loads(m.value).get("status") == "final"
-                            except (orjson.JSONDecodeError, AttributeError):
-                                latest[m.key] = False
-            return {k.decode() for k, final in latest.items() if final}
+                            out[m.key] = value(m.value)
+            return out
         finally:
             await c.stop()
+
+    async def read_checkpoints(self) -> dict[bytes, bytes]:
+        return await self._latest_per_key(self.s.checkpoint_topic)
+
+    async def read_final_ids(self) -> set[str]:
+        """Ids whose latest record on the (compacted) alerts topic is final: after a restart from a
+        checkpoint, re-processing raises some of them again, and a raised state must not replace a final one."""
+        def final(v: bytes | None) -> bool:
+            try:
+                return v is not None and orjson.loads(v).get("status") == "final"
+            except (orjson.JSONDecodeError, AttributeError):
+                return False
+
+        latest = await self._latest_per_key(self.s.alerts_topic, final)
+        return {k.decode() for k, is_final in latest.items() if is_final}
 
     async def assign(self, assigned: list[TopicPartition]) -> None:
         new = [tp for tp in assigned if tp not in self.states]
