@@ -587,7 +587,7 @@ def dist(samples: list[dict]) -> dict:
 
 
 async def latency_run(bootstrap: str, svb: Path, acc: Path, rate: float, params: dict | None,
-                      pool: ProcessPoolExecutor) -> dict:
+                      pool: ProcessPoolExecutor, profile: cProfile.Profile | None = None) -> dict:
     n_events, first_ts, dur = span(svb)
     factor = rate / (n_events / (dur / 1e9))
     want = replay([svb], accounts=acc, params=params)
@@ -627,6 +627,8 @@ async def latency_run(bootstrap: str, svb: Path, acc: Path, rate: float, params:
         print(f"[latency] {svb.name}: {n_events:,} events over {dur / 3.6e12:.2f} h of event time; "
               f"speed {factor:.0f}x for {rate:,.0f} events/s", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
+        if profile is not None:  # the worker (this process) while the paced feed runs (its own process)
+            profile.enable()
         fut = asyncio.get_running_loop().run_in_executor(pool, _feed_process, [str(svb)], s, factor, "binary")
         while not fut.done():
             if task.done():
@@ -645,6 +647,8 @@ async def latency_run(bootstrap: str, svb: Path, acc: Path, rate: float, params:
                 raise TimeoutError("the worker did not reach the feed's end within 300 s")
             await asyncio.sleep(0.05)
         t_caught_up = time.perf_counter() - t0
+        if profile is not None:
+            profile.disable()
         deadline = time.monotonic() + 120
         while len(w.final_ids) < len(want.alerts):  # distinct ids: a restored partition repeats finals
             if task.done() or time.monotonic() > deadline:
@@ -690,8 +694,15 @@ async def latency(bootstrap: str, a) -> dict:
             days.append((days[0][0] if days else latency_day(a.events, a.accounts, 11, LATENCY_DATES[0]),
                          cfg, "probe"))
         for (svb, acc), params, kind in days:
-            r = await latency_run(bootstrap, svb, acc, a.latency_rate, params, pool)
+            prof = cProfile.Profile() if a.profile and kind == "probe" else None
+            r = await latency_run(bootstrap, svb, acc, a.latency_rate, params, pool, prof)
             r["rules"] = kind
+            if prof is not None:
+                buf = io.StringIO()
+                pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
+                print(f"[latency] profiled worker during the paced probe day:\n{buf.getvalue()}", file=sys.stderr,
+                      flush=True)
+                r["profile_top_tottime"] = _top(prof, "tottime", 20)
             out["runs"].append(r)
             print(f"[latency] {kind} {svb.name}: feed {r['feed_eps']:,} events/s, worker "
                   f"{r['worker_behind_at_feed_end_s']} s behind at the feed's end, "
@@ -783,7 +794,8 @@ def main() -> None:
     ap.add_argument("--skip-probe", action="store_true", help="no probe day with lowered thresholds")
     ap.add_argument("--latency-days", type=int, default=3, choices=range(0, len(LATENCY_DATES) + 1))
     ap.add_argument("--latency-rate", type=float, default=100_000, help="events/s of the paced feed")
-    ap.add_argument("--profile", action="store_true", help="one more worker run per format under cProfile")
+    ap.add_argument("--profile", action="store_true",
+                    help="one more worker run per format under cProfile, and the probe day's worker under cProfile")
     ap.add_argument("--no-save", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+import orjson
 
 from surveil.actions import recommend
 
@@ -19,9 +20,15 @@ def broker_views(alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for b in sorted({a.get("broker") for a in accounts if a.get("broker")}):
         mine = [a for a in accounts if a.get("broker") == b]
-        view = copy.deepcopy(alert)
+        view = orjson.loads(orjson.dumps(alert))  # a deep copy (JSON values only), far cheaper than deepcopy
         vev = view["evidence"]
         vev["by_account"] = mine
+        pps = vev.get("peak_per_second")
+        if pps:  # the per-second chart data: this broker's accounts only
+            own = {(a["venue"], a["account"]) for a in mine}
+            kept = [x for x in pps.get("accounts", []) if (x["venue"], x["account"]) in own]
+            pps["accounts"] = kept
+            pps["accounts_omitted"] = len(mine) - len(kept)
         by_venue: dict[str, float] = {}
         for a in mine:
             by_venue[a["venue"]] = by_venue.get(a["venue"], 0.0) + a["value_yuan"]

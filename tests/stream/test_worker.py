@@ -114,6 +114,10 @@ async def _live_equals_replay(kafka_bootstrap, day):
                 assert {x["broker"] for x in ev["by_account"]} == {b}
             else:
                 assert ev["broker"] == b
+        others = {x["account"] for x in lingjun["evidence"]["by_account"] if x["broker"] != b}
+        for v in views:  # no other broker's account anywhere in the view (evidence, chart data, samples)
+            text = orjson.dumps(v).decode()
+            assert not [a for a in others if f'"{a}"' in text], v["alert_id"]
         lj = next(v for v in views if v["subject"] == {"owner": "LINGJUN"})
         assert lj["alert_id"] == lingjun["alert_id"] and len(lj["evidence"]["by_account"]) < len(
             lingjun["evidence"]["by_account"])
