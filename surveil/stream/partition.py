@@ -24,7 +24,7 @@ from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import INDEX, NS_PER_DAY, NS_PER_SECOND, SHANGHAI_OFFSET_NS, SIDE_S, TRADE, trading_day_index
+from surveil.events.schema import INDEX, NS_PER_SECOND, SIDE_S, TRADE, day_start_ns, trading_day_index
 from surveil.rules.base import Segment
 from surveil.rules.market import MarketContext
 from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
@@ -72,7 +72,6 @@ class PartitionState:
         self.offset = -1  # the last input offset this state reflects
         self.progress_sent: int | None = None
         self._progress_at = 0.0
-        self._out = Output()
         self._owner_msgs: list[tuple[int | None, dict, bytes]] = []
         self._ex = _new_export()
         self._released = 0  # rows the engine has released (the position of the next one)
@@ -81,13 +80,9 @@ class PartitionState:
     # -- checkpoint ---------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
         d = self.__dict__.copy()
-        d["_out"] = Output()
         d["_owner_msgs"] = []
         d["_ex"] = _new_export()
         return d
-
-    def __setstate__(self, d: dict) -> None:
-        self.__dict__.update(d)
 
     def dumps(self) -> bytes:
         """The checkpoint: this state (engine included) as of ``self.offset``; reference data is not part
@@ -117,7 +112,7 @@ class PartitionState:
         Any grouping of the same records gives the same rows to the owner stage, in the same order and
         with the same positions (see ``_export``): a worker may group a partition's records as each poll
         happens to deliver them, and group them differently after a restart."""
-        self._out = out = Output()
+        out = Output()
         self._owner_msgs = []
         eng = self.engine
         counts = np.zeros(12, np.int64)
@@ -259,7 +254,7 @@ class PartitionState:
         if len(keys) and eng.max_seen is not None:
             bound = eng.max_seen - eng.tol
             day = keys // SECONDS_KEY
-            end_ns = day * NS_PER_DAY - SHANGHAI_OFFSET_NS + (keys % SECONDS_KEY + 1) * NS_PER_SECOND
+            end_ns = day_start_ns(day) + (keys % SECONDS_KEY + 1) * NS_PER_SECOND
             done = end_ns <= bound
             if done.any():
                 msgs.append((None, {"kind": "market"}, pack_seconds(keys[done], vals[done])))

@@ -69,6 +69,23 @@ async def _behind(c: AIOKafkaConsumer, tps: list[TopicPartition], end: dict) -> 
     return False
 
 
+async def _read_to_end(c: AIOKafkaConsumer, topic: str, on_record) -> None:
+    """Assign every partition of ``topic`` to ``c`` from its beginning and call ``on_record`` for each record
+    up to the end offsets of now. Always an assignment: a consumer stopped without one hangs in stop()."""
+    parts = c.partitions_for_topic(topic)
+    if not parts:
+        await c._client.force_metadata_update()  # noqa: SLF001 - not subscribed (or just created): no metadata
+        parts = c.partitions_for_topic(topic) or {0}
+    tps = [TopicPartition(topic, p) for p in parts]
+    c.assign(tps)
+    await c.seek_to_beginning(*tps)
+    end = await c.end_offsets(tps)
+    while await _behind(c, tps, end):
+        for msgs in (await c.getmany(timeout_ms=500)).values():
+            for m in msgs:
+                on_record(m)
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: Worker):
         self.w = worker
@@ -210,23 +227,16 @@ class Worker:
 
     async def _latest_per_key(self, topic: str, value=lambda v: v) -> dict[bytes, Any]:
         """The latest ``value(record value)`` of every key of a (compacted) topic, read to its end now."""
+        out: dict[bytes, Any] = {}
+
+        def keep(m) -> None:
+            if m.key is not None:
+                out[m.key] = value(m.value)
+
         c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
         await c.start()
         try:
-            parts = c.partitions_for_topic(topic)
-            if not parts:
-                await c._client.force_metadata_update()  # noqa: SLF001 - not subscribed: no metadata yet
-                parts = c.partitions_for_topic(topic) or {0}
-            tps = [TopicPartition(topic, p) for p in parts]
-            c.assign(tps)  # always an assignment: a consumer stopped without one hangs in stop()
-            await c.seek_to_beginning(*tps)
-            end = await c.end_offsets(tps)
-            out: dict[bytes, Any] = {}
-            while await _behind(c, tps, end):
-                for msgs in (await c.getmany(timeout_ms=500)).values():
-                    for m in msgs:
-                        if m.key is not None:
-                            out[m.key] = value(m.value)
+            await _read_to_end(c, topic, keep)
             return out
         finally:
             await c.stop()
@@ -423,19 +433,7 @@ class Worker:
             self.stats["ref_rejects"] += 1
 
     async def _read_refdata_to_end(self) -> None:
-        c = self._ref_consumer
-        parts = c.partitions_for_topic(self.s.ref_topic)
-        if not parts:
-            await c._client.force_metadata_update()  # noqa: SLF001 - a just-created topic
-            parts = c.partitions_for_topic(self.s.ref_topic) or {0}
-        tps = [TopicPartition(self.s.ref_topic, p) for p in parts]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        end = await c.end_offsets(tps)
-        while await _behind(c, tps, end):
-            for msgs in (await c.getmany(timeout_ms=500)).values():
-                for m in msgs:
-                    self._apply_ref(m.key, m.value)
+        await _read_to_end(self._ref_consumer, self.s.ref_topic, lambda m: self._apply_ref(m.key, m.value))
 
     async def _follow_refdata(self) -> None:
         while True:
