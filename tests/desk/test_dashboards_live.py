@@ -16,11 +16,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import aiohttp
 import pytest
 from dashboards import load_dashboards, panel_queries, parse_label_values, substitute, variable_query, variables
+from kafkatools import settings
 from promtools import PROM_DIR, binary
 
 from surveil.feed import feed, partition_for
@@ -38,15 +38,6 @@ INTERVALS = {"__rate_interval": "2m", "__interval": "15s", "__range": "10m"}
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     return simulate(tmp_path_factory.mktemp("desk") / "day.svb", events=50_000, accounts=1_000, seed=3)
-
-
-def settings(bootstrap: str, **kw) -> Settings:
-    p = f"d{uuid.uuid4().hex[:8]}."
-    return Settings(bootstrap_servers=bootstrap, feed_topics=(p + "feed.sse", p + "feed.szse", p + "feed.bse"),
-                    feed_partitions=2, owner_partitions=2, alerts_topic=p + "alerts",
-                    recommendations_topic=p + "recommendations", broker_topic_prefix=p + "alerts.broker.",
-                    rejects_topic=p + "rejects", ref_topic=p + "ref", owner_topic=p + "owner",
-                    checkpoint_topic=p + "checkpoints", group_id=p + "workers", checkpoint_interval_ms=500, **kw)
 
 
 def env_of(s: Settings) -> dict[str, str]:
@@ -100,7 +91,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(kafka_bootstrap, 
 async def _live(bootstrap, day, tmp_path):
     want = replay([day.events_path], accounts=day.accounts_path)
     worker_port, prom_port = free_ports(2)
-    s = settings(bootstrap, accounts_csv=str(day.accounts_path), web_port=worker_port)
+    s = settings(bootstrap, feed_partitions=2, accounts_csv=str(day.accounts_path), web_port=worker_port)
     wlog, plog = tmp_path / "worker.log", tmp_path / "prometheus.log"
     procs = []
     try:

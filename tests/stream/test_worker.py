@@ -1,17 +1,16 @@
 """Stream workers on a real Kafka broker: live equals replay, broker topics, rejects, reference data."""
 
 import asyncio
-import uuid
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from kafkatools import settings
 
 from surveil.engine.alerts import dumps, sort_key
 from surveil.feed import feed
 from surveil.replay import replay
 from surveil.sim import simulate
-from surveil.stream.settings import Settings
 from surveil.stream.worker import Worker
 
 pytestmark = pytest.mark.kafka
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.kafka
 def day(tmp_path_factory):
     d = tmp_path_factory.mktemp("live")
     return simulate(d / "day.svb", events=100_000, accounts=2_000, seed=4)
-
-
-def settings(bootstrap, **kw) -> Settings:
-    p = f"t{uuid.uuid4().hex[:8]}."
-    return Settings(bootstrap_servers=bootstrap, feed_topics=(p + "feed.sse", p + "feed.szse", p + "feed.bse"),
-                    feed_partitions=3, owner_partitions=2, alerts_topic=p + "alerts",
-                    recommendations_topic=p + "recommendations", broker_topic_prefix=p + "alerts.broker.",
-                    rejects_topic=p + "rejects", ref_topic=p + "ref", owner_topic=p + "owner",
-                    checkpoint_topic=p + "checkpoints", group_id=p + "workers", checkpoint_interval_ms=500, **kw)
 
 
 async def read_topic(bootstrap, topic, settle=1.5, timeout=10.0):

@@ -4,7 +4,7 @@ it, the chart is drawn and names the accounts, venues and indexes; open the owne
 Screenshots go to ``out/test-artifacts/console-*.png``."""
 
 import asyncio
-import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_ports
+from kafkatools import settings
 
 from surveil.feed import feed
 from surveil.sim import simulate
@@ -30,20 +31,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def _chromium():
     # a missing browser fails the test (never a silent skip): `make test` installs it
     assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
-
-
-def settings(bootstrap, **kw):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
-    from test_worker import settings as s
-
-    return s(bootstrap, **kw)
-
-
-def env_of(s):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
-    from test_recovery import env_of as e
-
-    return e(s)
 
 
 def wait_healthy(base, proc, log_path, timeout=90.0):
@@ -70,12 +57,12 @@ def test_console_shows_the_lingjun_alert_live(kafka_bootstrap, day, tmp_path):
     from playwright.sync_api import sync_playwright
 
     (port,) = free_ports(1)
-    s = dataclasses.replace(settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), web_port=port))
+    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), web_port=port)
     log_path = tmp_path / "worker.log"
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "surveil.stream.app", "--log-level", "info"],
-                                env=env_of(s), stdout=log, stderr=subprocess.STDOUT)
+                                env=s.to_env(os.environ), stdout=log, stderr=subprocess.STDOUT)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     fed: dict = {}
     try:

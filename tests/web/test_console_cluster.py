@@ -3,23 +3,20 @@ reader has no group and reads every partition), and each account's counts are on
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from conftest import free_ports
+from kafkatools import settings
 
 from surveil.feed import feed
 from surveil.replay import replay
 from surveil.sim import simulate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
-from test_recovery import env_of  # noqa: E402
-from test_worker import settings  # noqa: E402
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -40,7 +37,7 @@ def test_every_console_shows_the_cluster(kafka_bootstrap, tmp_path):
     procs = []
     try:
         for i, port in enumerate(ports):
-            env = env_of(s)
+            env = s.to_env(os.environ)
             env["SURVEIL_WEB_PORT"] = str(port)
             log = open(tmp_path / f"w{i}.log", "ab")
             procs.append(subprocess.Popen([sys.executable, "-m", "surveil.stream.app"], env=env, stdout=log,
