@@ -16,6 +16,8 @@ is ``b"SVO1" + u32 header length + JSON header + payload`` where the header has 
   seconds (broadcast);
 - ``index``: payload = row positions + binary frame of index events (broadcast);
 - ``progress``: header ``ts``: the source has forwarded everything earlier than ``ts`` (broadcast);
+  with ``"idle": true`` the source is caught up and quiet (``ts`` may be null): owner rules stop waiting
+  for it until its next record;
 - ``bundle``: payload = several of the above, each prefixed by its u32 length (what workers send: one
   record per owner partition per poll).
 """

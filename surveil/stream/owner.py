@@ -3,11 +3,20 @@
 One :class:`OwnerState` per partition of the owner topic. It receives, from every feed partition
 (a *source*), sell trades of the owners routed here, the market's per-second sell value, index
 levels and progress. It evaluates the owner-level rules on the trades that every source has passed:
-the watermark is the smallest progress over all sources, so the rules see exactly the trades, in
-event-time order, that the in-process replay sees. What a source sends again after it restarted from
-a checkpoint is recognised and skipped: trades and index rows by their position in the source's
-release order (``PartitionState._export``), market seconds by their (day, second), which a source
-sends once each, in order.
+the watermark is the smallest progress over all sources it waits for, so the rules see exactly the
+trades, in event-time order, that the in-process replay sees.
+
+Bounded lateness: a source that its worker found caught up and silent for the allowed lateness says it
+is *idle* (``PartitionState.declare_idle``, repeated while it stays so). The watermark stops waiting for
+an idle source once other sources have been active for the allowed lateness since its last record, or
+since activity resumed after a pause of every source (so a market resuming after a break, or a feed
+starting, is waited for whole). Time here is the owner-topic records' timestamps, so a stage restored
+from a checkpoint decides the same again. A trade that arrives below the watermark is late: a reject
+with the reason, counted, not applied (the only way live output can differ from replay).
+
+What a source sends again after it restarted from a checkpoint is recognised and skipped: trades and
+index rows by their position in the source's release order (``PartitionState._export``), market
+seconds by their (day, second), which a source sends once each, in order.
 """
 
 from __future__ import annotations
@@ -17,13 +26,14 @@ import zlib
 from typing import Any
 
 import numpy as np
+import orjson
 
 from surveil.engine import Engine
 from surveil.engine.refdata import RefData
 from surveil.events import binary
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import trading_day_index
+from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
 from surveil.stream.envelope import SECONDS_KEY, EnvelopeError, unpack, unpack_bundle, unpack_rows, unpack_seconds
 from surveil.stream.partition import OWNER_RULES, Output
 
@@ -34,7 +44,7 @@ def _bad_record(topic: str, partition: int, offset: int, reason: str, value) -> 
 
 
 class OwnerState:
-    def __init__(self, source: str, params: dict, sources: list[str]):
+    def __init__(self, source: str, params: dict, sources: list[str], lateness_ms: int = 2000):
         self.source = source
         self.reg = Registry()
         self.engine = Engine(params, RefData(), self.reg, rules=OWNER_RULES, market_from_events=False)
@@ -45,6 +55,14 @@ class OwnerState:
         self.offset = -1
         self.watermark: int | None = None
         self.duplicates = 0  # rows and seconds skipped because a restarted source sent them again
+        self.idle: set[str] = set()  # sources whose latest record says they are idle
+        self.late = 0  # trades rejected because they arrived below the watermark
+        # record-timestamp clock (ms): now, each source's last activity, and when activity last resumed
+        self.lateness_ms = lateness_ms
+        self.now: int | None = None
+        self.seen_at: dict[str, int] = {}
+        self.last_activity: int | None = None
+        self.resume: int | None = None
 
     def dumps(self) -> bytes:
         self._merge_pending()
@@ -57,7 +75,13 @@ class OwnerState:
 
     @staticmethod
     def loads(data: bytes) -> OwnerState:
-        return pickle.loads(zlib.decompress(data))
+        st: OwnerState = pickle.loads(zlib.decompress(data))
+        st.__dict__.setdefault("idle", set())  # checkpoints of earlier versions
+        st.__dict__.setdefault("late", 0)
+        for k, v in (("lateness_ms", 2000), ("now", None), ("seen_at", {}), ("last_activity", None),
+                     ("resume", None)):
+            st.__dict__.setdefault(k, v)
+        return st
 
     def add_sources(self, sources: list[str]) -> None:
         for s in sources:
@@ -67,10 +91,14 @@ class OwnerState:
         return self.handle_many([(offset, value)], topic, partition)
 
     def handle_many(self, records, topic: str, partition: int) -> Output:
-        """Apply owner-topic records (offset, value) in order; release once, at the end."""
+        """Apply owner-topic records (offset, value[, timestamp ms]) in order; release once, at the end."""
         out = Output()
         progressed = False
-        for offset, value in records:
+        for rec in records:
+            offset, value = rec[0], rec[1]
+            ts_ms = rec[2] if len(rec) > 2 else None
+            if ts_ms is not None and (self.now is None or ts_ms > self.now):
+                self.now = ts_ms
             self.offset = offset
             try:
                 header, payload = unpack(value)
@@ -82,8 +110,8 @@ class OwnerState:
                 out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
                 continue
             for item in items:
-                progressed |= self._apply(item, offset, topic, partition, out)
-        if progressed:
+                progressed |= self._apply(item, offset, topic, partition, out, ts_ms)
+        if progressed or self.idle:
             self._release(out)
         return out
 
@@ -109,7 +137,7 @@ class OwnerState:
         keep = self._fresh(src, kind, pos)
         return b if keep is None else b.take(keep)
 
-    def _apply(self, value, offset: int, topic: str, partition: int, out: Output) -> bool:
+    def _apply(self, value, offset: int, topic: str, partition: int, out: Output, ts_ms: int | None = None) -> bool:
         """Apply one record; True when it was progress (the caller releases once per poll)."""
         try:
             header, payload = unpack(value)
@@ -119,9 +147,18 @@ class OwnerState:
             return False
         rejects: list[Reject] = []
         progressed = False
+        if not header.get("idle"):  # activity: the watermark waits for this source
+            self.idle.discard(src)
+            if ts_ms is not None:
+                if self.last_activity is None or ts_ms - self.last_activity >= self.lateness_ms:
+                    self.resume = ts_ms  # every source was quiet for the allowed lateness: a new start
+                self.last_activity = ts_ms if self.last_activity is None else max(self.last_activity, ts_ms)
+                self.seen_at[src] = ts_ms
         try:
             if kind == "trades":
                 b = self._new_rows(payload, src, 0, rejects)
+                if len(b) and self.watermark is not None:
+                    b = self._late(b, src, topic, partition, offset, out)
                 if len(b):
                     self.pending.append(b)
                     if len(self.pending) > 256:
@@ -142,9 +179,14 @@ class OwnerState:
                     sel = days == d
                     self.engine.market.add_index(d, b.venue[sel], b.symbol[sel], b.ts[sel], b.price[sel])
             elif kind == "progress":
-                ts = int(header["ts"])
-                if self.progress.get(src) is None or ts > self.progress[src]:
-                    self.progress[src] = ts
+                ts = header["ts"]
+                if header.get("idle"):  # the last record of an idle declaration
+                    self.idle.add(src)
+                    self.progress.setdefault(src, None)
+                if ts is not None:
+                    ts = int(ts)
+                    if self.progress.get(src) is None or ts > self.progress[src]:
+                        self.progress[src] = ts
                 progressed = True
             else:
                 raise EventFormatError(f"unknown owner-topic record kind {kind!r}")
@@ -154,10 +196,48 @@ class OwnerState:
             out.rejects.append({**r.to_dict(), "topic": topic, "partition": partition, "offset": offset})
         return progressed
 
+    def skipped(self) -> set[str]:
+        """Idle sources the watermark no longer waits for: other sources have been active for the allowed
+        lateness since the source's last activity, or since activity resumed after a pause of every source."""
+        if not self.idle or self.now is None:
+            return set()
+        start = self.resume if self.resume is not None else self.now
+        return {s for s in self.idle if self.now - max(self.seen_at.get(s, start), start) >= self.lateness_ms}
+
+    def _late(self, b: Batch, src: str, topic: str, partition: int, offset: int, out: Output) -> Batch:
+        """Trades below the watermark (their source was idle and the rules went on without it) are rejects."""
+        wm = self.watermark
+        late = b.ts < wm
+        if not late.any():
+            return b
+        accounts, brokers = self.reg.accounts.names, self.reg.brokers.names
+        for i in np.flatnonzero(late).tolist():
+            ts = int(b.ts[i])
+            row = {"ts": ts, "venue": VENUES[int(b.venue[i])], "account": accounts[int(b.account[i])],
+                   "price": int(b.price[i]), "qty": int(b.qty[i]),
+                   "broker": brokers[int(b.broker[i])] if b.broker[i] >= 0 else None}
+            out.rejects.append({
+                "topic": topic, "partition": partition, "offset": offset, "source": src, "field": "ts", "value": ts,
+                "reason": (f"late for owner-level rules: sell trade at {ns_to_iso(ts)} from {src} arrived after "
+                           f"the owner watermark had passed {ns_to_iso(wm)} (the source had been idle for longer "
+                           "than the allowed lateness)"),
+                "original": orjson.dumps(row).decode()})
+        self.late += int(late.sum())
+        return b.take(~late)
+
     def _release(self, out: Output) -> None:
-        if not self.progress or any(v is None for v in self.progress.values()):
+        if not self.progress:
             return
-        wm = min(v for v in self.progress.values() if v is not None)
+        skipped = self.skipped()
+        active = [v for s, v in self.progress.items() if s not in skipped]
+        if any(v is None for v in active):
+            return  # a source not heard from yet (and not idle)
+        if active:
+            wm = min(active)
+        else:  # every source idle: all they sent has arrived
+            wm = max((v for v in self.progress.values() if v is not None), default=None)
+            if wm is None:
+                return
         if self.watermark is not None and wm <= self.watermark:
             return
         self.watermark = wm
@@ -181,7 +261,10 @@ class OwnerState:
 
     def status(self) -> dict[str, Any]:
         low = min((v for v in self.progress.values() if v is not None), default=None)
+        skipped = self.skipped()
         return {"watermark": self.watermark, "pending": sum(len(b) for b in self.pending),
-                "sources": len(self.progress), "waiting_for": [s for s, v in self.progress.items() if v is None],
+                "sources": len(self.progress),
+                "waiting_for": [s for s, v in self.progress.items() if v is None and s not in skipped],
                 "slowest": sorted(s for s, v in self.progress.items() if v is not None and v == low),
-                "duplicates": self.duplicates, "active_bursts": len(self.engine.rules[0].active)}
+                "duplicates": self.duplicates, "active_bursts": len(self.engine.rules[0].active),
+                "idle": sorted(self.idle), "not_waited_for": sorted(skipped), "late": self.late}

@@ -182,6 +182,32 @@ class PartitionState:
             self._progress_at = now
             self._owner_msgs.append((None, {"kind": "progress", "ts": progress}, b""))
 
+    def declare_idle(self) -> Output:
+        """The worker found this partition caught up (nothing left to read) and silent for the allowed
+        lateness: release what the engine holds back for a later event (as a progress marker just past the
+        last event would), and tell the owner stage that this source is idle, so that owner-level rules no
+        longer wait for it. An event that arrives later and is earlier than the released ones is late (a
+        reject with the reason); owner-level rules treat this source as active again at its next record."""
+        self._owner_msgs = []
+        eng = self.engine
+        out = Output()
+        if eng.max_seen is not None:
+            held = eng.held
+            if held is not None and len(held):
+                eng.advance(int(held.ts[-1]) + eng.tol + 1)
+            out.alerts = eng.drain()
+            self._flush_export()
+        progress = None if eng.max_seen is None else eng.max_seen - eng.tol
+        if progress is not None and (self.progress_sent is None or progress > self.progress_sent):
+            self.progress_sent = progress
+            self._progress_at = time.monotonic()
+        self._owner_msgs.append((None, {"kind": "progress", "ts": self.progress_sent}, b""))
+        # every record of the declaration says so: released rows are not new activity of the source
+        out.owner = [(p, pack({**h, "source": self.source, "offset": self.offset, "idle": True}, payload))
+                     for p, h, payload in self._owner_msgs]
+        self._owner_msgs = []
+        return out
+
     def pending_progress(self) -> list[tuple[int | None, bytes]]:
         """Progress not sent yet (input paused): the worker calls this when it is idle."""
         self._owner_msgs = []

@@ -42,7 +42,7 @@ class Settings:
     sasl_username: str = ""
     sasl_password: str = ""
     ssl_cafile: str = ""
-    allowed_lateness_ms: int = 2000
+    allowed_lateness_ms: int = 2000  # a caught-up feed partition silent this long is idle (owner rules go on)
     checkpoint_interval_ms: int = 2000
     rules_file: str = ""
     accounts_csv: str = ""

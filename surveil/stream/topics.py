@@ -25,7 +25,9 @@ class TopicSpec:
 def specs(s: Settings) -> list[TopicSpec]:
     out = [TopicSpec(t, s.feed_partitions, {}) for t in s.feed_topics]
     out += [
-        TopicSpec(s.owner_topic, s.owner_partitions, {"max.message.bytes": str(OWNER_MAX_BYTES)}),
+        # the owner stage's clock for idle sources is its records' timestamps: the broker's, one clock
+        TopicSpec(s.owner_topic, s.owner_partitions, {"max.message.bytes": str(OWNER_MAX_BYTES),
+                                                      "message.timestamp.type": "LogAppendTime"}),
         TopicSpec(s.alerts_topic, 4, COMPACT),
         TopicSpec(s.recommendations_topic, 1, COMPACT),
         TopicSpec(s.rejects_topic, 1, {}),

@@ -99,6 +99,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 await self.w.checkpoint(mine)
             for tp in mine:
                 self.w.states.pop(tp, None)
+                self.w._idle.pop(tp, None)  # noqa: SLF001
         log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in mine))
 
     async def on_partitions_assigned(self, assigned) -> None:
@@ -126,6 +127,9 @@ class Worker:
         self.final_ids: set[str] = set()  # alerts known to be final on the alerts topic
         self._last_cp = time.monotonic()
         self._last_status = time.monotonic()
+        # feed partitions: when each last had a record (monotonic), and which ones were declared idle
+        self._last_input: dict[TopicPartition, float] = {}
+        self._idle: dict[TopicPartition, float] = {}  # idle ones: when the declaration was last sent
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -192,10 +196,16 @@ class Worker:
                             continue
                         # the partition's records of this poll in one pass (any grouping gives the same
                         # outputs: see PartitionState.handle_many)
-                        recs = [(m.offset, m.value) for m in msgs if m.offset > st.offset]
+                        if isinstance(st, OwnerState):  # the owner stage's clock: record timestamps
+                            recs = [(m.offset, m.value, m.timestamp) for m in msgs if m.offset > st.offset]
+                        else:
+                            recs = [(m.offset, m.value) for m in msgs if m.offset > st.offset]
                         if not recs:
                             continue
                         t0 = time.perf_counter()
+                        if isinstance(st, PartitionState):
+                            self._last_input[tp] = time.monotonic()
+                            self._idle.pop(tp, None)
                         out = st.handle_many(recs, tp.topic, tp.partition)
                         self.stats["records"] += len(recs)
                         if out.counts is not None:
@@ -206,6 +216,7 @@ class Worker:
                         for st in list(self.states.values()):
                             if isinstance(st, PartitionState):
                                 await self.publish(st, Output(owner=st.pending_progress()))
+                    await self.declare_idle(data)
                     await self.send_bundles()
                 except KafkaError as e:
                     if not getattr(e, "retriable", True) or self._rewinds_in_a_row >= MAX_REWINDS:
@@ -220,6 +231,29 @@ class Worker:
                 self._last_status = time.monotonic()
                 await self.update_gauges()
                 log.info("status %s", orjson.dumps(self.status()).decode())
+
+    async def declare_idle(self, data) -> None:
+        """Feed partitions caught up (the consumer is at the broker's high watermark) and without a record
+        for the allowed lateness are declared idle: owner-level rules stop waiting for them (bounded
+        latency when a feed partition goes quiet, e.g. a gateway without progress markers). The declaration
+        is repeated while the partition stays idle (the owner stage decides from it and its own clock). A
+        partition that lags is never idle: a worker catching up on a backlog waits for every partition."""
+        now = time.monotonic()
+        lateness = self.s.allowed_lateness_ms / 1000
+        repeat = max(lateness / 2, 0.1)
+        for tp, st in list(self.states.items()):
+            if not isinstance(st, PartitionState) or tp in data:
+                continue
+            since = self._last_input.setdefault(tp, now)
+            if now - since < lateness or now - self._idle.get(tp, -repeat) < repeat:
+                continue
+            hw = self.consumer.highwater(tp)
+            if hw is None or st.offset + 1 < hw:
+                continue
+            if tp not in self._idle:
+                self.stats["idle_declared"] += 1
+            self._idle[tp] = now
+            await self.publish(st, st.declare_idle())
 
     # -- partitions and checkpoints -------------------------------------------------------------------
     def _cp_key(self, tp: TopicPartition) -> bytes:
@@ -268,7 +302,8 @@ class Worker:
             blob = cps.get(self._cp_key(tp))
             source = f"{tp.topic}:{tp.partition}"
             if tp.topic == self.s.owner_topic:
-                st = OwnerState.loads(blob) if blob else OwnerState(source, self.params, self.sources)
+                st = (OwnerState.loads(blob) if blob
+                      else OwnerState(source, self.params, self.sources, self.s.allowed_lateness_ms))
                 st.add_sources(self.sources)
             else:
                 st = (PartitionState.loads(blob, self.ref) if blob
@@ -276,6 +311,10 @@ class Worker:
             if not hasattr(st, "book"):
                 st.book = RecommendationBook()
             self.states[tp] = st
+            self._last_input[tp] = time.monotonic()
+            self._idle.pop(tp, None)
+            if isinstance(st, OwnerState):
+                st.lateness_ms = self.s.allowed_lateness_ms
             if blob:
                 self._saved[tp] = (blob, st.offset)
             if st.offset >= 0:
@@ -292,11 +331,14 @@ class Worker:
         and read its partition again from there (outputs are idempotent, the owner stage skips repeats)."""
         self._inflight = []
         self._bundles = {}
+        self._idle.clear()  # the restored states have not declared anything yet
+        self._last_input = dict.fromkeys(self.states, time.monotonic())
         fresh: list[TopicPartition] = []
         for tp, st in list(self.states.items()):
             saved = self._saved.get(tp)
             if saved is None:
-                fresh_state = (OwnerState(st.source, self.params, self.sources) if isinstance(st, OwnerState)
+                lateness = self.s.allowed_lateness_ms
+                fresh_state = (OwnerState(st.source, self.params, self.sources, lateness) if isinstance(st, OwnerState)
                                else PartitionState(st.source, self.params, self.ref, self.owner_partitions))
                 fresh_state.book = RecommendationBook()
                 self.states[tp] = fresh_state
@@ -452,5 +494,6 @@ class Worker:
             if isinstance(st, OwnerState):
                 parts[key] = {"offset": st.offset, **st.status()}
             else:
-                parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day}
+                parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day,
+                             "idle": tp in self._idle}
         return {"states": parts, **self.stats}

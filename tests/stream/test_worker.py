@@ -182,3 +182,50 @@ async def _refdata(bootstrap, tmp_path):
         assert {x["broker"] for x in finals[0]["evidence"]["by_account"]} == {"B1", "B2"}
     finally:
         await stop_worker(w, task)
+
+
+def test_an_idle_feed_partition_does_not_hold_back_owner_alerts(kafka_bootstrap, tmp_path):
+    """Bounded allowed lateness: a gateway that sends no progress markers, and partitions that never get a
+    record. Without idle partitions the owner stage would wait for them forever."""
+    asyncio.run(asyncio.wait_for(_idle(kafka_bootstrap), 240))
+
+
+async def _idle(bootstrap):
+    from aiokafka import AIOKafkaProducer
+    from evtools import T0, S, sell
+
+    from surveil.feed import partition_for
+
+    s = settings(bootstrap, allowed_lateness_ms=500)
+    w, task = await run_worker(s)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await p.start()
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        for key, broker in ((b"SSE:IDL1", "B1"), (b"SZSE:IDL2", "B2")):
+            await p.send_and_wait(s.ref_topic, orjson.dumps({"owner": "IDLEMGR", "broker": broker}), key=key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while w.stats["ref_updates"] < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        # one JSON-array record per account, no markers: 8 sells of 130 M yuan reach the 1e9 threshold
+        for topic, acct, venue, first in ((s.feed_topics[0], "IDL1", "SSE", 0), (s.feed_topics[1], "IDL2", "SZSE", 1)):
+            evs = [sell(T0 + i * S, acct, venue, 130_000_000, order_id=i) for i in range(first, 10, 2)]
+            part = partition_for(f"{venue}:{acct}".encode(), s.feed_partitions)
+            await p.send_and_wait(topic, orjson.dumps(evs), key=f"{venue}:{acct}".encode(), partition=part)
+        deadline = loop.time() + 60
+        raised = []
+        while not raised and loop.time() < deadline:
+            recs = await read_topic(bootstrap, s.alerts_topic, settle=0.5, timeout=3)
+            raised = [orjson.loads(m.value) for m in recs]
+        assert [(a["rule"], a["status"], a["subject"]) for a in raised] == [
+            ("sell_burst_1m", "raised", {"owner": "IDLEMGR"})]
+        st = w.status()["states"]
+        feed = [k for k in st if not k.startswith(s.owner_topic)]
+        assert len(feed) == 3 * s.feed_partitions and all(st[k]["idle"] for k in feed)
+        assert w.stats["idle_declared"] >= len(feed)
+        owners = [v for k, v in st.items() if k.startswith(s.owner_topic)]
+        assert all(len(v["idle"]) == len(feed) for v in owners)
+    finally:
+        await p.stop()
+        await stop_worker(w, task)
