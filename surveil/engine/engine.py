@@ -212,6 +212,29 @@ class Engine:
                 self._end_day()
                 self.day = None
 
+    def release_until(self, upto: int) -> None:
+        """Input before ``upto`` is complete (a stream partition found idle): release every held event
+        earlier than it, let rules finalise up to it, and from now on treat an event earlier than ``upto``
+        as late. Unlike ``advance(upto + tol)``, rules are not flushed past ``upto``, where events within the
+        reorder tolerance may still come."""
+        if self.max_seen is None:
+            return
+        self.max_seen = max(self.max_seen, upto + self.tol)
+        held = self.held
+        if held is not None and len(held):
+            cut = int(np.searchsorted(held.ts, upto, "left"))
+            if cut:
+                self._run(held.take(slice(0, cut)) if cut < len(held) else held)
+                self.held = held.take(slice(cut, None)) if cut < len(held) else None
+        if self.held is None or not len(self.held):
+            drafts: list[AlertDraft] = []
+            for r in self.rules:
+                drafts.extend(r.flush(upto - 1))
+            self._emit(drafts)
+            if self.day is not None and int(trading_day_index(upto)) > self.day:
+                self._end_day()
+                self.day = None
+
     def close(self) -> None:
         """End of input: release everything held back and finalise the open trading day."""
         if self.held is not None and len(self.held):

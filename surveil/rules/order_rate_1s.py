@@ -22,6 +22,7 @@ implements a classification with a reporting duty, not a finding of misconduct.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +66,7 @@ class _State:
     raised_value: int = 0
     # calendar mode, for charts: [start_ns, count] of the last CONTEXT_SECONDS seconds with messages, and of
     # the seconds around the peak. Class-level defaults, so that older checkpoints still load.
-    ring: list | None = None
+    ring: deque | None = None
     context: list | None = None
 
 
@@ -154,9 +155,13 @@ class OrderRate1s(Rule):
         """A closed second of an alerted account (calendar mode): counts it when it reached the threshold,
         and keeps the seconds around the peak. Each second is observed once, whatever the segments."""
         span = CONTEXT_SECONDS * NS_PER_SECOND
-        ring = [x for x in (st.ring or []) if x[0] > start_ns - span - NS_PER_SECOND]
+        ring = st.ring
+        if type(ring) is not deque:  # None, or a list from an older checkpoint
+            ring = st.ring = deque(ring or ())
+        oldest = start_ns - span - NS_PER_SECOND
+        while ring and ring[0][0] <= oldest:
+            ring.popleft()
         ring.append([start_ns, cnt])
-        st.ring = ring
         before = st.peak
         if cnt >= self.thr:
             self._count(st, start_ns, cnt)

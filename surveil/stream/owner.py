@@ -63,6 +63,7 @@ class OwnerState:
         self.seen_at: dict[str, int] = {}
         self.last_activity: int | None = None
         self.resume: int | None = None
+        self.idle_at: dict[str, int] = {}  # each idle source's latest declaration (a lease of one lateness)
 
     def dumps(self) -> bytes:
         self._merge_pending()
@@ -79,7 +80,7 @@ class OwnerState:
         st.__dict__.setdefault("idle", set())  # checkpoints of earlier versions
         st.__dict__.setdefault("late", 0)
         for k, v in (("lateness_ms", 2000), ("now", None), ("seen_at", {}), ("last_activity", None),
-                     ("resume", None)):
+                     ("resume", None), ("idle_at", {})):
             st.__dict__.setdefault(k, v)
         return st
 
@@ -93,7 +94,6 @@ class OwnerState:
     def handle_many(self, records, topic: str, partition: int) -> Output:
         """Apply owner-topic records (offset, value[, timestamp ms]) in order; release once, at the end."""
         out = Output()
-        progressed = False
         for rec in records:
             offset, value = rec[0], rec[1]
             ts_ms = rec[2] if len(rec) > 2 else None
@@ -109,10 +109,11 @@ class OwnerState:
             except (EnvelopeError, ValueError, TypeError) as e:
                 out.rejects.append(_bad_record(topic, partition, offset, f"bad owner-topic record: {e}", value))
                 continue
+            progressed = False
             for item in items:
                 progressed |= self._apply(item, offset, topic, partition, out, ts_ms)
-        if progressed or self.idle:
-            self._release(out)
+            if progressed or self.idle:  # after each record: the same decisions whatever the polls
+                self._release(out)
         return out
 
     def _fresh(self, src: str, kind: int, pos: np.ndarray) -> np.ndarray | None:
@@ -182,6 +183,8 @@ class OwnerState:
                 ts = header["ts"]
                 if header.get("idle"):  # the last record of an idle declaration
                     self.idle.add(src)
+                    if ts_ms is not None:
+                        self.idle_at[src] = ts_ms
                     self.progress.setdefault(src, None)
                 if ts is not None:
                     ts = int(ts)
@@ -197,12 +200,23 @@ class OwnerState:
         return progressed
 
     def skipped(self) -> set[str]:
-        """Idle sources the watermark no longer waits for: other sources have been active for the allowed
-        lateness since the source's last activity, or since activity resumed after a pause of every source."""
-        if not self.idle or self.now is None:
+        """Idle sources the watermark does not wait for. Only a declaration younger than the allowed lateness
+        counts (a lease: a worker that died stops renewing it). While sources are active, an idle source is
+        skipped once the others have been active for the allowed lateness after its last activity (or
+        after activity resumed following a pause of every source, when it has been quiet since). When
+        every source has been quiet for the allowed lateness, the ones active in the last lateness before
+        the newest activity still bound the watermark, and only the others are skipped: partitions that
+        pause together are waited for together. Allowed lateness 0: every source is waited for."""
+        lat = self.lateness_ms
+        if not self.idle or self.now is None or self.last_activity is None or lat <= 0:
             return set()
-        start = self.resume if self.resume is not None else self.now
-        return {s for s in self.idle if self.now - max(self.seen_at.get(s, start), start) >= self.lateness_ms}
+        now, last = self.now, self.last_activity
+        start = self.resume if self.resume is not None else last
+        fresh = {s for s in self.idle if now - self.idle_at.get(s, now - lat) < lat}
+        if now - last < lat:
+            return {s for s in fresh if last - max(self.seen_at.get(s, start), start) >= lat}
+        recent = max(last - lat, start)
+        return {s for s in fresh if self.seen_at.get(s, start - 1) < recent}
 
     def _late(self, b: Batch, src: str, topic: str, partition: int, offset: int, out: Output) -> Batch:
         """Trades below the watermark (their source was idle and the rules went on without it) are rejects."""
@@ -230,14 +244,9 @@ class OwnerState:
             return
         skipped = self.skipped()
         active = [v for s, v in self.progress.items() if s not in skipped]
-        if any(v is None for v in active):
-            return  # a source not heard from yet (and not idle)
-        if active:
-            wm = min(active)
-        else:  # every source idle: all they sent has arrived
-            wm = max((v for v in self.progress.values() if v is not None), default=None)
-            if wm is None:
-                return
+        if not active or any(v is None for v in active):
+            return  # a source not heard from yet (and not skipped)
+        wm = min(active)
         if self.watermark is not None and wm <= self.watermark:
             return
         self.watermark = wm

@@ -118,6 +118,11 @@ class PartitionState:
         counts = np.zeros(12, np.int64)
         run: list[Batch] = []
         values: dict[int, tuple[bytes, str]] = {}
+        # A progress marker between two frames is applied only when the next frame has an event earlier
+        # than it (then it decides which events are late); otherwise the next frame implies it, and the
+        # frames go to the engine in one pass (a paced feed sends a marker after nearly every frame). The
+        # engine's output does not depend on how its input is cut, so the result is the same.
+        marker: int | None = None
         for offset, value in records:
             rejects: list[Reject] = []
             kind = feed_kind(value)
@@ -130,11 +135,15 @@ class PartitionState:
                     ts = orjson.loads(value).get("ts")
                     if type(ts) is not int:
                         raise EventFormatError(f"progress marker ts={ts!r}: not an integer timestamp")
-                    self._run(run, topic, partition)
-                    eng.advance(ts)
+                    marker = ts if marker is None else max(marker, ts)
                 else:
                     batch = jsonl.decode_json_frame(value, self.reg, f"{topic}:{partition}@{offset}", rejects)
                 if batch is not None and len(batch):
+                    if marker is not None:
+                        if int(batch.ts.min()) < marker:
+                            self._run(run, topic, partition)
+                            eng.advance(marker)
+                        marker = None
                     counts += np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
                     batch.src = batch.src + (offset << _ROW_BITS)  # the record of each row, for late rejects
                     run.append(batch)
@@ -145,6 +154,8 @@ class PartitionState:
             for r in rejects:
                 out.rejects.append(_reject(r, topic, partition, offset, value, kind))
         self._run(run, topic, partition)
+        if marker is not None:
+            eng.advance(marker)
         for r in eng.rejects:  # late events: location = (record offset << _ROW_BITS) + row in the record
             off, r.location = r.location >> _ROW_BITS, r.location & _ROW_MASK
             r.source = f"{topic}:{partition}@{off}"
@@ -184,23 +195,27 @@ class PartitionState:
 
     def declare_idle(self) -> Output:
         """The worker found this partition caught up (nothing left to read) and silent for the allowed
-        lateness: release what the engine holds back for a later event (as a progress marker just past the
-        last event would), and tell the owner stage that this source is idle, so that owner-level rules no
-        longer wait for it. An event that arrives later and is earlier than the released ones is late (a
-        reject with the reason); owner-level rules treat this source as active again at its next record."""
+        lateness. The first declaration completes the second of the last event: the engine releases what it
+        held back for a later event, rules finalise up to the end of that second (so its market value is
+        sent whole), and an event that arrives later and is earlier than that is late (a reject with the
+        reason). Every declaration tells the owner stage that this source is idle, so that owner-level
+        rules may stop waiting for it; they wait for it again at its next record. The worker checkpoints
+        the state after a declaration that changed it."""
         self._owner_msgs = []
         eng = self.engine
         out = Output()
         if eng.max_seen is not None:
             held = eng.held
-            if held is not None and len(held):
-                eng.advance(int(held.ts[-1]) + eng.tol + 1)
-            out.alerts = eng.drain()
-            self._flush_export()
-        progress = None if eng.max_seen is None else eng.max_seen - eng.tol
-        if progress is not None and (self.progress_sent is None or progress > self.progress_sent):
-            self.progress_sent = progress
-            self._progress_at = time.monotonic()
+            if held is not None and len(held):  # the end of the second of the newest event
+                upto = (int(held.ts[-1]) // NS_PER_SECOND + 1) * NS_PER_SECOND
+            else:  # everything before the release bound is out: complete its second
+                upto = -(-(eng.max_seen - eng.tol) // NS_PER_SECOND) * NS_PER_SECOND
+            if self.progress_sent is None or upto > self.progress_sent:
+                eng.release_until(upto)
+                out.alerts = eng.drain()
+                self._flush_export()
+                self.progress_sent = upto
+                self._progress_at = time.monotonic()
         self._owner_msgs.append((None, {"kind": "progress", "ts": self.progress_sent}, b""))
         # every record of the declaration says so: released rows are not new activity of the source
         out.owner = [(p, pack({**h, "source": self.source, "offset": self.offset, "idle": True}, payload))

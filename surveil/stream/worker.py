@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -60,6 +61,11 @@ async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
             log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _alert_day(a: dict) -> int:
+    """The trading-day index of an alert (its ``trading_day``, YYYY-MM-DD)."""
+    return int(np.datetime64(a["trading_day"], "D").astype(np.int64))
 
 
 async def _behind(c: AIOKafkaConsumer, tps: list[TopicPartition], end: dict) -> bool:
@@ -124,10 +130,11 @@ class Worker:
         self._rewinds_in_a_row = 0
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
-        self.final_ids: set[str] = set()  # alerts known to be final on the alerts topic
+        # alerts known to be final on the alerts topic: id -> trading-day index (pruned, see prune_final_ids)
+        self.final_ids: dict[str, int] = {}
         self._last_cp = time.monotonic()
         self._last_status = time.monotonic()
-        # feed partitions: when each last had a record (monotonic), and which ones were declared idle
+        # feed partitions: when each last had a record (time.time()), and which ones were declared idle
         self._last_input: dict[TopicPartition, float] = {}
         self._idle: dict[TopicPartition, float] = {}  # idle ones: when the declaration was last sent
 
@@ -204,7 +211,7 @@ class Worker:
                             continue
                         t0 = time.perf_counter()
                         if isinstance(st, PartitionState):
-                            self._last_input[tp] = time.monotonic()
+                            self._last_input[tp] = time.time()
                             self._idle.pop(tp, None)
                         out = st.handle_many(recs, tp.topic, tp.partition)
                         self.stats["records"] += len(recs)
@@ -230,30 +237,48 @@ class Worker:
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
                 await self.update_gauges()
+                self.prune_final_ids()
                 log.info("status %s", orjson.dumps(self.status()).decode())
 
     async def declare_idle(self, data) -> None:
-        """Feed partitions caught up (the consumer is at the broker's high watermark) and without a record
-        for the allowed lateness are declared idle: owner-level rules stop waiting for them (bounded
-        latency when a feed partition goes quiet, e.g. a gateway without progress markers). The declaration
-        is repeated while the partition stays idle (the owner stage decides from it and its own clock). A
-        partition that lags is never idle: a worker catching up on a backlog waits for every partition."""
-        now = time.monotonic()
+        """Feed partitions caught up and without a record for the allowed lateness are declared idle, so
+        that owner-level rules may stop waiting for them (bounded latency when a feed partition goes quiet,
+        e.g. a gateway without progress markers). *Caught up*: a fetch response received at least the
+        allowed lateness after the partition's last record showed the consumer at the partition's end (a
+        stale response, while the loop was busy, does not count). A partition that lags is never idle: a
+        worker catching up on a backlog waits for every partition. The declaration is repeated every half
+        lateness while the partition stays idle (the owner stage treats it as a lease), and a declaration
+        that changed the state (it released held-back events) is checkpointed at once, so that a restart
+        does not re-read that partition differently. Allowed lateness 0: nothing is ever declared."""
         lateness = self.s.allowed_lateness_ms / 1000
-        repeat = max(lateness / 2, 0.1)
+        if lateness <= 0:
+            return
+        now = time.time()
+        repeat = lateness / 2
+        changed: list[TopicPartition] = []
         for tp, st in list(self.states.items()):
             if not isinstance(st, PartitionState) or tp in data:
                 continue
             since = self._last_input.setdefault(tp, now)
             if now - since < lateness or now - self._idle.get(tp, -repeat) < repeat:
                 continue
-            hw = self.consumer.highwater(tp)
-            if hw is None or st.offset + 1 < hw:
+            try:
+                hw = self.consumer.highwater(tp)
+                polled = self.consumer.last_poll_timestamp(tp)
+                pos = await self.consumer.position(tp) if hw is not None else None
+            except Exception:  # noqa: BLE001 - revoked meanwhile: not ours to declare
+                continue
+            if hw is None or polled is None or polled / 1000 < since + lateness or max(pos, st.offset + 1) < hw:
                 continue
             if tp not in self._idle:
                 self.stats["idle_declared"] += 1
             self._idle[tp] = now
+            before = (st._released, st.progress_sent)  # noqa: SLF001
             await self.publish(st, st.declare_idle())
+            if (st._released, st.progress_sent) != before:  # noqa: SLF001
+                changed.append(tp)
+        if changed:
+            await self.checkpoint(changed)
 
     # -- partitions and checkpoints -------------------------------------------------------------------
     def _cp_key(self, tp: TopicPartition) -> bytes:
@@ -278,17 +303,27 @@ class Worker:
     async def read_checkpoints(self) -> dict[bytes, bytes]:
         return await self._latest_per_key(self.s.checkpoint_topic)
 
-    async def read_final_ids(self) -> set[str]:
-        """Ids whose latest record on the (compacted) alerts topic is final: after a restart from a
-        checkpoint, re-processing raises some of them again, and a raised state must not replace a final one."""
-        def final(v: bytes | None) -> bool:
+    async def read_final_ids(self) -> dict[str, int]:
+        """Ids whose latest record on the (compacted) alerts topic is final, with their trading day: after a
+        restart from a checkpoint, re-processing raises some of them again, and a raised state must not
+        replace a final one."""
+        def final_day(v: bytes | None) -> int | None:
             try:
-                return v is not None and orjson.loads(v).get("status") == "final"
-            except (orjson.JSONDecodeError, AttributeError):
-                return False
+                a = orjson.loads(v) if v is not None else None
+                return _alert_day(a) if a and a.get("status") == "final" else None
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                return None
 
-        latest = await self._latest_per_key(self.s.alerts_topic, final)
-        return {k.decode() for k, is_final in latest.items() if is_final}
+        latest = await self._latest_per_key(self.s.alerts_topic, final_day)
+        return {k.decode(): day for k, day in latest.items() if day is not None}
+
+    def prune_final_ids(self) -> None:
+        """Forget final ids of trading days before the one before the oldest day any state is in: no state
+        can raise them again (a rewind goes back one checkpoint; a newly assigned partition reads them anew)."""
+        days = [st.engine.day for st in self.states.values() if st.engine.day is not None]
+        if days and self.final_ids:
+            low = min(days) - 1
+            self.final_ids = {k: d for k, d in self.final_ids.items() if d >= low}
 
     async def assign(self, assigned: list[TopicPartition]) -> None:
         new = [tp for tp in assigned if tp not in self.states]
@@ -296,7 +331,7 @@ class Worker:
             return
         cps = await retry("reading checkpoints", self.read_checkpoints)
         if any(cps.get(self._cp_key(tp)) for tp in new):  # restored states will repeat some outputs
-            self.final_ids |= await retry("reading final alerts", self.read_final_ids)
+            self.final_ids.update(await retry("reading final alerts", self.read_final_ids))
         fresh: list[TopicPartition] = []
         for tp in new:
             blob = cps.get(self._cp_key(tp))
@@ -311,7 +346,7 @@ class Worker:
             if not hasattr(st, "book"):
                 st.book = RecommendationBook()
             self.states[tp] = st
-            self._last_input[tp] = time.monotonic()
+            self._last_input[tp] = time.time()
             self._idle.pop(tp, None)
             if isinstance(st, OwnerState):
                 st.lateness_ms = self.s.allowed_lateness_ms
@@ -332,7 +367,7 @@ class Worker:
         self._inflight = []
         self._bundles = {}
         self._idle.clear()  # the restored states have not declared anything yet
-        self._last_input = dict.fromkeys(self.states, time.monotonic())
+        self._last_input = dict.fromkeys(self.states, time.time())
         fresh: list[TopicPartition] = []
         for tp, st in list(self.states.items()):
             saved = self._saved.get(tp)
@@ -403,7 +438,7 @@ class Worker:
 
         for a in out.alerts:
             if a["status"] == "final":
-                self.final_ids.add(a["alert_id"])
+                self.final_ids[a["alert_id"]] = _alert_day(a)
             elif a["alert_id"] in self.final_ids:
                 self.stats["raised_after_final_skipped"] += 1  # repeated after a restart: final already out
                 continue

@@ -80,11 +80,35 @@ def test_an_idle_partition_stops_holding_back_owner_rules_after_the_allowed_late
     # the watermark is the slowest source waited for: SSE, whose last trade its partition still holds back
     assert o.watermark == T0 + 8 * S
 
-    # every partition idle: what they held back is released, and the watermark goes to the newest progress
+    # SSE and SZSE go quiet too: the ones active last still bound the watermark, now at the end of the
+    # second of their last events (a declaration completes that second)
     p.idle("f.sse:0", t + 3000)
     p.idle("f.szse:0", t + 3000)
-    assert o.skipped() == set(SOURCES)
-    assert o.watermark == T0 + 9 * S + 1
+    p.idle("f.bse:0", t + 3000)
+    assert o.skipped() == {"f.bse:0"}
+    assert o.watermark == T0 + 9 * S
+    # a declaration is a lease: BSE's worker stops renewing it (it died) and BSE is waited for again
+    p.idle("f.sse:0", t + 5000)
+    assert o.skipped() == set() and o.status()["waiting_for"] == ["f.bse:0"]
+
+
+def test_when_every_partition_pauses_together_the_watermark_does_not_jump():
+    """The feed stalls for longer than the allowed lateness: every partition is declared idle, and the
+    watermark must not go past the slowest of them (their later frames may be older than the others')."""
+    p = Pipe()
+    sse, szse = _burst(T0)
+    t = p.clock
+    p.data("f.sse:0", sse[:2], 0, t)
+    p.data("f.szse:0", szse, 0, t)
+    p.data("f.bse:0", [sell(T0 + 5 * S, "M3", "BSE", 1_000, order_id=1)], 0, t)
+    for src in SOURCES:
+        p.idle(src, t + 2500)
+        p.idle(src, t + 4000)
+    o = p.owner
+    assert o.skipped() == set()
+    assert o.watermark == T0 + 3 * S  # SSE's declaration completed its second 2
+    p.data("f.sse:0", sse[2:], 1, t + 4100)  # the rest of SSE's frames: on time
+    assert o.late == 0
 
 
 def test_after_a_pause_of_every_source_all_are_waited_for_again():
@@ -103,9 +127,51 @@ def test_after_a_pause_of_every_source_all_are_waited_for_again():
     assert o.skipped() == set() and o.watermark is None
     outs = p.data("f.szse:0", szse, 0, t + 60_500)  # SZSE comes back within the allowed lateness
     assert o.idle == {"f.bse:0"} and o.watermark is None
-    outs += p.idle("f.bse:0", t + 62_000)  # BSE stayed quiet for the allowed lateness after the restart
+    outs += p.idle("f.bse:0", t + 62_000)
+    assert o.skipped() == set()  # SSE and SZSE have not been active for the allowed lateness since
+    outs += p.idle("f.bse:0", t + 62_600)  # everything quiet since: the ones active last bound it
     assert o.skipped() == {"f.bse:0"} and o.late == 0
     assert alerts(outs) == [("sell_burst_1m", "raised", {"owner": "MGR"})]
+
+
+def test_owner_decisions_do_not_depend_on_how_records_are_grouped():
+    """A restored owner stage reads the same records in other polls: it must decide the same."""
+    p = Pipe()
+    sse, szse = _burst(T0)
+    t = p.clock
+    p.data("f.sse:0", sse, 0, t)
+    p.data("f.szse:0", szse[:3], 0, t)
+    p.idle("f.bse:0", t + 1000)
+    p.idle("f.bse:0", t + 2500)
+    p.data("f.bse:0", [sell(T0 + 2 * S, "M3", "BSE", 1_000, order_id=1),
+                       sell(T0 + 9 * S, "M3", "BSE", 1_000, order_id=2)], 0, t + 2600)
+    p.data("f.szse:0", szse[3:], 1, t + 2700)
+    results = []
+    for size in (1, 2, 3, len(p.log)):
+        o = OwnerState("owner:0", load_config(), SOURCES, LATE_MS)
+        outs = []
+        recs = [(i, msg, ts) for i, (msg, ts) in enumerate(p.log)]
+        for k in range(0, len(recs), size):
+            outs.append(o.handle_many(recs[k:k + size], "owner", 0))
+        results.append((o.watermark, o.late, sorted(r["value"] for x in outs for r in x.rejects), alerts(outs)))
+    assert results[0][1] == 1  # the BSE trade at T0 + 2 s arrived below the watermark
+    assert all(r == results[0] for r in results)
+
+
+def test_a_declaration_completes_the_second_of_the_last_event():
+    """The market sell value of that second goes out whole, and a later event in that second is late."""
+    p = Pipe()
+    part = p.parts["f.sse:0"]
+    ev = [sell(T0 + S + 100, "M1", "SSE", 1_000_000, order_id=1),
+          sell(T0 + S + 200, "M1", "SSE", 2_000_000, order_id=2)]
+    p.data("f.sse:0", ev, 0)
+    assert part.progress_sent == T0 + S + 200  # the last event is held back
+    p.idle("f.sse:0")
+    assert part.progress_sent == T0 + 2 * S
+    assert len(part._market[0]) == 0  # noqa: SLF001 - the second was sent
+    out = part.handle(orjson.dumps([sell(T0 + S + 300, "M1", "SSE", 1_000, order_id=3)]), 1, "f.sse", 0)
+    assert [(r["field"], r["value"]) for r in out.rejects] == [("ts", T0 + S + 300)]
+    assert "late event" in out.rejects[0]["reason"]
 
 
 def test_a_trade_arriving_below_the_watermark_is_a_late_reject_and_the_source_is_waited_for_again():
@@ -118,8 +184,8 @@ def test_a_trade_arriving_below_the_watermark_is_a_late_reject_and_the_source_is
     p.idle("f.bse:0", t + 2500)
     o = p.owner
     wm = o.watermark
-    assert o.skipped() == {"f.szse:0", "f.bse:0"}
-    assert wm == T0 + 8 * S  # SSE, the only source waited for, holds its last trade back
+    assert o.skipped() == {"f.bse:0"}  # SSE and SZSE went quiet together: both are waited for
+    assert wm == T0 + 8 * S  # SSE holds its last trade back
     # the BSE gateway comes back with a trade below the watermark (not late for its own partition, which
     # had seen nothing) and a later one that releases it
     bse = [sell(T0 + 3 * S, "M3", "BSE", 1_000, order_id=1), sell(T0 + 10 * S, "M3", "BSE", 1_000, order_id=2)]
@@ -135,4 +201,7 @@ def test_a_trade_arriving_below_the_watermark_is_a_late_reject_and_the_source_is
     p.idle("f.sse:0", t + 5000)
     assert o.watermark == T0 + 10 * S
     p.idle("f.bse:0", t + 5000)
-    assert o.watermark == T0 + 10 * S + 1
+    assert o.watermark == T0 + 10 * S  # SZSE's declaration has lapsed: it is waited for
+    p.idle("f.szse:0", t + 5000)
+    assert o.skipped() == {"f.sse:0", "f.szse:0"}
+    assert o.watermark == T0 + 11 * S  # BSE, active last, bounds it: the end of its last trade's second

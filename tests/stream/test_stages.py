@@ -204,3 +204,29 @@ def test_two_trading_days_roll_over_in_the_stages(day, tmp_path):
     want = b"".join(dumps(a) + b"\n" for a in ref.alerts)
     assert {a["trading_day"] for a in ref.alerts} == {"2024-02-19", "2024-02-20"}
     assert run_topology(day, 4, paths=paths) == want
+
+
+def test_a_marker_inside_a_group_still_makes_earlier_events_late(day):
+    """Markers between frames are folded into one engine pass unless the next frame has an event earlier
+    than the marker: then the marker applies first, exactly as when the records come one by one."""
+    from surveil.feed import marker_value
+
+    reg = Registry()
+    b = next(iter(read_events(day.events_path, reg, [])))
+    first, second, third = b.take(slice(0, 100)), b.take(slice(100, 200)), b.take(slice(200, 300))
+    m1 = int(second.ts.min())  # implied by the next frame: folded
+    m2 = int(third.ts.min()) + 1  # the third frame's first event is earlier: late
+    recs = [(0, binary.encode_frame(first, reg)), (1, marker_value(m1)), (2, binary.encode_frame(second, reg)),
+            (3, marker_value(m2)), (4, binary.encode_frame(third, reg)), (5, marker_value(m2 + 10**9))]
+    late_ts = sorted(int(t) for t in third.ts.tolist() if t < m2)
+    assert late_ts
+    results = []
+    for grouping in ([recs], [[r] for r in recs], [recs[:3], recs[3:]]):
+        st = PartitionState("f.sse:0", load_config(), RefData(), NO)
+        rejects = []
+        for g in grouping:
+            out = st.handle_many(g, "f.sse", 0)
+            rejects += [(r["offset"], r["value"]) for r in out.rejects]
+        assert sorted(v for _, v in rejects) == late_ts and {o for o, _ in rejects} == {4}
+        results.append((st._released, st.engine.max_seen))
+    assert len(set(results)) == 1
