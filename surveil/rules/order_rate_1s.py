@@ -143,13 +143,26 @@ class OrderRate1s(Rule):
         if self.alerts:
             # every closed second (counts are final) of an alerted account, in time order per account
             gv = s[starts]
-            m = np.isin(gv >> 17, np.fromiter(self.alerts, np.int64, len(self.alerts))) & ((gv & 0x1FFFF) != open_sec)
+            m = self._alerted(gv >> 17) & ((gv & 0x1FFFF) != open_sec)
             for val, cnt in zip(gv[m].tolist(), counts[m].tolist()):
                 st = self.alerts[val >> 17]
                 start_ns = (base_sec + (val & 0x1FFFF)) * NS_PER_SECOND
                 if start_ns >= st.first_sec:
                     self._observe(st, start_ns, cnt)
         return out
+
+    def _alerted(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each account key has an alert today (a flag per key, instead of a set lookup per row)."""
+        flags = getattr(self, "_flags", None)
+        top = int(keys.max()) + 1 if len(keys) else 0
+        if flags is None or len(flags) < top or getattr(self, "_flagged", -1) != len(self.alerts):
+            flags = np.zeros(max(top, len(flags) if flags is not None else 0), bool)
+            if self.alerts:
+                known = np.fromiter(self.alerts, np.int64, len(self.alerts))
+                known = known[known < len(flags)]
+                flags[known] = True
+            self._flags, self._flagged = flags, len(self.alerts)
+        return flags[keys]
 
     def _observe(self, st: _State, start_ns: int, cnt: int) -> None:
         """A closed second of an alerted account (calendar mode): counts it when it reached the threshold,
