@@ -187,10 +187,12 @@ def demo(out_dir, events, seed) -> None:
         ev = a["evidence"]
         when = ev.get("burst_start_iso") or ev.get("first_second_iso") or ev.get("first_window_iso") \
             or ev.get("threshold_reached_at_iso") or ""
-        value = f"{a['value']:,.0f} yuan" if a["rule"] == "sell_burst_1m" else f"{a['value']:,}"
-        click.echo(f"{a['rule']:<17} {subj:<24} {value:>18} {a['threshold']:>14,} {a['severity']:<9} {when[11:23]}")
+        fen = a.get("unit") == "fen"  # amounts are integer fen: shown in yuan
+        value = f"{a['value'] / 100:,.0f} yuan" if fen else f"{a['value']:,}"
+        threshold = a["threshold"] // 100 if fen else a["threshold"]
+        click.echo(f"{a['rule']:<17} {subj:<24} {value:>18} {threshold:>14,} {a['severity']:<9} {when[11:23]}")
         if a["rule"] == "sell_burst_1m":
-            venues = ", ".join(f"{v} {x:,.0f}" for v, x in ev["by_venue"].items())
+            venues = ", ".join(f"{v} {x / 100:,.0f}" for v, x in ev["by_venue_fen"].items())
             click.echo(f"{'':<17} by venue: {venues}; accounts: {len(ev['by_account'])}; "
                        f"max index drop: {ev.get('max_index_drop_pct')}%")
     click.echo("")

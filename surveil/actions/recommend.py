@@ -91,7 +91,8 @@ def _alert_measure(a: dict[str, Any], p: dict[str, Any]) -> tuple[str, str]:
     if rule == "sell_burst_1m":
         ratio = a["value"] / a["threshold"] if a["threshold"] else 0.0
         drop = a["evidence"].get("max_index_drop_pct")
-        why = f"sold {a['value']:,.0f} yuan within {a['evidence'].get('window_seconds', 60)} s ({ratio:.2f}× threshold)"
+        yuan = a["value"] / 100  # integer fen
+        why = f"sold {yuan:,.0f} yuan within {a['evidence'].get('window_seconds', 60)} s ({ratio:.2f}× threshold)"
         if drop is not None:
             why += f", main index max drop {drop:.2f}%"
         if ratio >= p["restrict_multiple"] or (drop is not None and drop >= p["restrict_index_drop_pct"]):

@@ -29,6 +29,7 @@ def alert_record(draft, subject: dict[str, str]) -> dict[str, Any]:
         "window_end": draft.window_end,
         "value": draft.value,
         "threshold": draft.threshold,
+        "unit": draft.unit,
         "severity": draft.severity,
         "status": draft.status,
         "evidence": draft.evidence,

@@ -22,6 +22,12 @@ SIDE_NONE, SIDE_B, SIDE_S = 0, 1, 2
 #: money and prices are integers in 1/10000 yuan (index levels in 1/10000 points)
 PRICE_SCALE = 10_000
 
+
+def fen(value_units: int) -> int:
+    """Money in price units (1/10000 yuan, price x qty) as integer fen (0.01 yuan), rounded half up: the unit
+    of every amount in alerts (exchanges publish traded values to the fen)."""
+    return (int(value_units) + 50) // 100
+
 # flag bits of a record
 F_HAS_AGGRESSOR = 1
 F_AGGRESSOR = 2

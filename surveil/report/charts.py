@@ -164,8 +164,8 @@ def _sell_burst(alert: dict[str, Any]) -> str:
             cols = VENUE_COLOURS.get(a["venue"], ["#777777"])
             colour = cols[shade.get(a["venue"], 0) % len(cols)]
             shade[a["venue"]] = shade.get(a["venue"], 0) + 1
-            vals = [v / 1e8 for v in a["value_yuan"]]
-            total = sum(a["value_yuan"])
+            vals = [v / 1e10 for v in a["value_fen"]]
+            total = sum(a["value_fen"]) / 100
             name = f"{a['venue']}:{a['account']}"
             ax.bar(xs, vals, bottom=bottom, width=0.9, color=colour, label=f"{name}: {total / 1e8:,.2f}")
             bottom = [b + v for b, v in zip(bottom, vals)]
@@ -183,13 +183,13 @@ def _sell_burst(alert: dict[str, Any]) -> str:
             cols = VENUE_COLOURS.get(a["venue"], ["#777777"])
             colour = cols[shade.get(a["venue"], 0) % len(cols)]
             shade[a["venue"]] = shade.get(a["venue"], 0) + 1
-            ax.bar([i], [a["value_yuan"] / 1e8], color=colour, label=f"{a['venue']}:{a['account']}")
-            labels.append(f"account {a['venue']}:{a['account']} {a['value_yuan']:,.0f} yuan")
+            ax.bar([i], [a["value_fen"] / 1e10], color=colour, label=f"{a['venue']}:{a['account']}")
+            labels.append(f"account {a['venue']}:{a['account']} {a['value_fen'] / 100:,.0f} yuan")
         ax.set_xticks(xs, [f"{a['venue']}:{a['account']}" for a in accounts], rotation=20, ha="right")
         ax.set_ylabel("sell value in the window, 100M yuan")
         t0 = None
-    for v, x in (ev.get("by_venue") or {}).items():
-        labels.append(f"venue {v} {x:,.0f} yuan")
+    for v, x in (ev.get("by_venue_fen") or {}).items():
+        labels.append(f"venue {v} {x / 100:,.0f} yuan")
     handles, names = ax.get_legend_handles_labels()
     idx = ev.get("indexes") or []
     if idx and t0 is not None:
@@ -208,9 +208,9 @@ def _sell_burst(alert: dict[str, Any]) -> str:
         ax2.axhline(0, color="#999999", linewidth=0.6)
         h2, n2 = ax2.get_legend_handles_labels()
         handles, names = handles + h2, names + n2
-    by_venue = ", ".join(f"{v} {x / 1e8:,.2f}" for v, x in (ev.get("by_venue") or {}).items())
-    ax.set_title(f"{_subject(alert)}: {alert['value'] / 1e8:,.2f} x100M yuan sold in {ev.get('window_seconds', 60)} s "
-                 f"(threshold {alert['threshold'] / 1e8:,.0f}); by venue: {by_venue}")
+    by_venue = ", ".join(f"{v} {x / 1e10:,.2f}" for v, x in (ev.get("by_venue_fen") or {}).items())
+    ax.set_title(f"{_subject(alert)}: {alert['value'] / 1e10:,.2f} x100M yuan sold in {ev.get('window_seconds', 60)} s "
+                 f"(threshold {alert['threshold'] / 1e10:,.0f}); by venue: {by_venue}")
     fig.legend(handles, names, loc="lower center", fontsize=7, ncol=3, frameon=False)
     rows = (len(names) + 2) // 3
     fig.subplots_adjust(left=0.08, right=0.9, top=0.92, bottom=0.16 + 0.045 * rows)

@@ -28,6 +28,8 @@ def _env() -> Environment:
                       keep_trailing_newline=True)
     env.filters["subject"] = subject_text
     env.filters["num"] = lambda v: f"{v:,.0f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    # an alert's value or threshold in its unit: amounts are integer fen, shown in yuan
+    env.filters["amount"] = lambda v, unit: f"{v / 100:,.2f} yuan" if unit == "fen" else env.filters["num"](v)
     return env
 
 

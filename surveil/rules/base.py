@@ -58,11 +58,12 @@ class AlertDraft:
     trading_day: int  # day index (Asia/Shanghai)
     window_start: int
     window_end: int
-    value: float | int
-    threshold: float | int
+    value: int
+    threshold: int
     severity: str
     status: str  # "raised" | "final"
     evidence: dict[str, Any] = field(default_factory=dict)
+    unit: str = "messages"  # of value and threshold: "messages" (orders+cancels) or "fen" (0.01 yuan)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, VENUES, ns_to_iso
+from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, VENUES, fen, ns_to_iso
 from surveil.rules.base import AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
 
 SAMPLES = 5
@@ -215,13 +215,13 @@ class SellBurst1m(Rule):
     def _raised(self, st: _Burst) -> AlertDraft:
         ev = {"burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
               "raised_at": st.last_qual, "raised_at_iso": ns_to_iso(st.last_qual),
-              "value_when_raised_yuan": st.raised_value / PRICE_SCALE,
+              "value_when_raised_fen": fen(st.raised_value),
               "window_seconds": self.W // NS_PER_SECOND, "aggressive_only": self.aggr_only,
-              "by_venue": {v: x / PRICE_SCALE for v, x in st.by_venue.items()},
+              "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
               "by_account": self._accounts(st)}
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
-                          window_start=st.start, window_end=st.last_qual, value=st.raised_value / PRICE_SCALE,
-                          threshold=self.thr // PRICE_SCALE, severity="high", status="raised", evidence=ev)
+                          window_start=st.start, window_end=st.last_qual, value=fen(st.raised_value),
+                          threshold=fen(self.thr), severity="high", status="raised", evidence=ev, unit="fen")
 
     def _accounts(self, st: _Burst) -> list[dict]:
         """The peak window by account, largest first; ties by venue and account (names, not internal ids)."""
@@ -229,12 +229,12 @@ class SellBurst1m(Rule):
         for key, val, n in st.by_account:
             info = self.ctx.key_info(key)
             rows.append({"venue": info["venue"], "account": info["account"], "broker": info.get("broker"),
-                         "value_yuan": val / PRICE_SCALE, "trades": n})
-        rows.sort(key=lambda r: (-r["value_yuan"], r["venue"], r["account"]))
+                         "value_fen": fen(val), "trades": n})
+        rows.sort(key=lambda r: (-r["value_fen"], r["venue"], r["account"]))
         return rows
 
     def _per_second(self, st: _Burst, by_account: list[dict]) -> dict:
-        """The peak window's sell value per second (yuan) of its largest accounts, in ``by_account`` order."""
+        """The peak window's sell value per second (fen) of its largest accounts, in ``by_account`` order."""
         start, nsec, grid = st.per_second  # type: ignore[misc]
         names = {}
         for key in grid:
@@ -244,7 +244,7 @@ class SellBurst1m(Rule):
         for row in by_account[:PER_SECOND_ACCOUNTS]:
             vals = grid[names[(row["venue"], row["account"])]]
             accounts.append({"venue": row["venue"], "account": row["account"],
-                             "value_yuan": [int(v) / PRICE_SCALE for v in vals.tolist()]})
+                             "value_fen": [fen(v) for v in vals.tolist()]})
         return {"start": start, "start_iso": ns_to_iso(start), "seconds": nsec, "accounts": accounts,
                 "accounts_omitted": max(0, len(by_account) - PER_SECOND_ACCOUNTS)}
 
@@ -254,12 +254,12 @@ class SellBurst1m(Rule):
         ev = {
             "burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
             "burst_end": st.last_qual, "burst_end_iso": ns_to_iso(st.last_qual),
-            "peak_value_yuan": st.peak / PRICE_SCALE,
+            "peak_value_fen": fen(st.peak),
             "peak_window_start": st.peak_start, "peak_window_start_iso": ns_to_iso(st.peak_start),
             "peak_window_end": st.peak_end, "peak_window_end_iso": ns_to_iso(st.peak_end),
             "window_seconds": self.W // NS_PER_SECOND,
             "aggressive_only": self.aggr_only,
-            "by_venue": {v: x / PRICE_SCALE for v, x in st.by_venue.items()},
+            "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
             "by_account": by_account,
             "trades_in_peak_window": st.trades,
             "sample_order_ids": st.samples,
@@ -269,7 +269,7 @@ class SellBurst1m(Rule):
         max_drop = None
         if self.market is not None:
             mv, a, b = self.market.market_value(st.day, st.peak_start, st.peak_end)
-            ev["market_sell_value_yuan"] = mv / PRICE_SCALE if mv else None
+            ev["market_sell_value_fen"] = fen(mv) if mv else None
             ev["market_window"] = [a, b]
             ev["share_of_market"] = round(st.peak / mv, 6) if mv else None
             idx = []
@@ -285,9 +285,9 @@ class SellBurst1m(Rule):
         ev["max_index_drop_pct"] = max_drop
         critical = st.peak >= self.crit * self.thr or (max_drop is not None and max_drop >= self.drop)
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
-                          window_start=st.start, window_end=st.last_qual, value=st.peak / PRICE_SCALE,
-                          threshold=self.thr // PRICE_SCALE, severity="critical" if critical else "high",
-                          status="final", evidence=ev)
+                          window_start=st.start, window_end=st.last_qual, value=fen(st.peak),
+                          threshold=fen(self.thr), severity="critical" if critical else "high",
+                          status="final", evidence=ev, unit="fen")
 
     @property
     def p_main(self) -> list[str]:

@@ -328,8 +328,9 @@ def lingjun(ctx: Ctx, rng: np.random.Generator) -> ScenarioOut:
     peak, peak_aggr = owner_sell_peak(out.events, lj_owner)
     assert peak == peak_aggr == LINGJUN_SZSE_YUAN + LINGJUN_SSE_YUAN, (peak, peak_aggr)
     out.labels.append(_label(
-        cal, "sell_burst_1m", {"owner": "LINGJUN"}, "lingjun", peak,
-        by_venue={"SSE": LINGJUN_SSE_YUAN, "SZSE": LINGJUN_SZSE_YUAN}, net_buy_yuan=LINGJUN_NET_BUY_YUAN,
+        cal, "sell_burst_1m", {"owner": "LINGJUN"}, "lingjun", peak * 100, unit="fen",
+        by_venue_fen={"SSE": LINGJUN_SSE_YUAN * 100, "SZSE": LINGJUN_SZSE_YUAN * 100},
+        net_buy_fen=LINGJUN_NET_BUY_YUAN * 100,
         note="2024-02-19 Lingjun: 25.67亿 sold in one minute across SSE and SZSE; net buyer over the day"))
 
     # --- SPLIT: 0.6e9 per venue in the same minute
@@ -342,8 +343,8 @@ def lingjun(ctx: Ctx, rng: np.random.Generator) -> ScenarioOut:
     peak, peak_aggr = owner_sell_peak(out.events, reg.owners.intern("SPLIT"))
     assert peak == peak_aggr == 2 * SPLIT_PER_VENUE_YUAN
     out.labels.append(_label(
-        cal, "sell_burst_1m", {"owner": "SPLIT"}, "lingjun", peak,
-        by_venue={"SSE": SPLIT_PER_VENUE_YUAN, "SZSE": SPLIT_PER_VENUE_YUAN},
+        cal, "sell_burst_1m", {"owner": "SPLIT"}, "lingjun", peak * 100, unit="fen",
+        by_venue_fen={"SSE": SPLIT_PER_VENUE_YUAN * 100, "SZSE": SPLIT_PER_VENUE_YUAN * 100},
         note="each venue alone is under the threshold; the owner across venues is over it"))
 
     # --- SLOWSELL: 3e9 evenly over ten minutes, never 0.35e9 in 60 s
@@ -359,8 +360,8 @@ def lingjun(ctx: Ctx, rng: np.random.Generator) -> ScenarioOut:
         actor.fills(rng, ts, sym, SIDE_S, price, lots, np.ones(n, bool))
     peak, _ = owner_sell_peak(out.events, reg.owners.intern("SLOWSELL"))
     assert peak < SLOWSELL_MAX_60S_YUAN, peak
-    out.labels.append(_label(cal, "sell_burst_1m", {"owner": "SLOWSELL"}, "lingjun", None, max_value=peak,
-                             total_yuan=SLOWSELL_TOTAL_YUAN,
+    out.labels.append(_label(cal, "sell_burst_1m", {"owner": "SLOWSELL"}, "lingjun", None, max_value=peak * 100,
+                             unit="fen", total_fen=SLOWSELL_TOTAL_YUAN * 100,
                              note="a large seller spread evenly over ten minutes: never the threshold in 60 s"))
     return out
 

@@ -29,10 +29,10 @@ def broker_views(alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
             kept = [x for x in pps.get("accounts", []) if (x["venue"], x["account"]) in own]
             pps["accounts"] = kept
             pps["accounts_omitted"] = len(mine) - len(kept)
-        by_venue: dict[str, float] = {}
+        by_venue: dict[str, int] = {}
         for a in mine:
-            by_venue[a["venue"]] = by_venue.get(a["venue"], 0.0) + a["value_yuan"]
-        vev["by_venue"] = dict(sorted(by_venue.items()))
+            by_venue[a["venue"]] = by_venue.get(a["venue"], 0) + a["value_fen"]
+        vev["by_venue_fen"] = dict(sorted(by_venue.items()))
         vev.pop("sample_order_ids", None)
         vev["broker_view"] = b
         out[b] = view

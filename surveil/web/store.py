@@ -114,7 +114,7 @@ def summary(a: dict[str, Any]) -> dict[str, Any]:
         owner = ev.get("owner") or f"{subj['venue']}:{subj['account']}"
     else:
         rows = ev.get("by_account") or []
-        venues = sorted(ev.get("by_venue") or {x["venue"] for x in rows})
+        venues = sorted(ev.get("by_venue_fen") or {x["venue"] for x in rows})
         accounts = sorted({f"{x['venue']}:{x['account']}" for x in rows})
         brokers = sorted({x["broker"] for x in rows if x.get("broker")})
         owner = subj.get("owner")
@@ -122,7 +122,8 @@ def summary(a: dict[str, Any]) -> dict[str, Any]:
              or ev.get("threshold_reached_at_iso") or ev.get("raised_at_iso") or "")
     return {"alert_id": a["alert_id"], "rule": a["rule"], "subject": subj, "subject_text": subject_text(subj),
             "trading_day": a["trading_day"], "window_start": a["window_start"], "time": start[11:23],
-            "value": a["value"], "threshold": a["threshold"], "severity": a["severity"], "status": a["status"],
+            "value": a["value"], "threshold": a["threshold"], "unit": a.get("unit", "messages"),
+            "severity": a["severity"], "status": a["status"],
             "venues": venues, "brokers": brokers, "accounts": accounts, "owner": owner}
 
 

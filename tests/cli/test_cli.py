@@ -39,7 +39,7 @@ def test_replay_writes_sorted_alerts_and_recommendations(tmp_path):
     assert kinds == ["alert", "alert", "recommendation", "recommendation"]
     alerts = recs[:2]
     assert [a["rule"] for a in alerts] == ["order_rate_1s", "sell_burst_1m"]
-    assert alerts[1]["subject"] == {"owner": "MGR"} and alerts[1]["value"] == 1_200_000_000.0
+    assert alerts[1]["subject"] == {"owner": "MGR"} and alerts[1]["value"] == 1_200_000_000 * 100
     reco = {x["measure"]: x for x in recs[2:]}
     assert reco["written_warning"]["subject"] == {"owner": "MGR"}
     assert reco["written_warning"]["reasons"] == [alerts[1]["alert_id"]]

@@ -31,16 +31,18 @@ def test_lingjun_one_alert_both_venues_and_restrict_trading(result):
     bursts = [a for a in result.alerts if a["rule"] == "sell_burst_1m" and a["subject"] == {"owner": "LINGJUN"}]
     assert len(bursts) == 1
     a = bursts[0]
-    assert a["value"] == pytest.approx(2_567_000_000, rel=0.01)
+    assert a["unit"] == "fen" and type(a["value"]) is int  # money as integer fen
+    assert a["value"] == pytest.approx(2_567_000_000 * 100, rel=0.01)
     ev = a["evidence"]
-    assert set(ev["by_venue"]) == {"SSE", "SZSE"}
-    assert ev["by_venue"]["SZSE"] == pytest.approx(1_372_000_000, rel=0.01)
-    assert ev["by_venue"]["SSE"] == pytest.approx(1_195_000_000, rel=0.01)
+    assert set(ev["by_venue_fen"]) == {"SSE", "SZSE"}
+    assert ev["by_venue_fen"]["SZSE"] == pytest.approx(1_372_000_000 * 100, rel=0.01)
+    assert ev["by_venue_fen"]["SSE"] == pytest.approx(1_195_000_000 * 100, rel=0.01)
+    assert sum(x["value_fen"] for x in ev["by_account"]) == a["value"]
     assert len({x["account"] for x in ev["by_account"]}) >= 4
     idx = {x["index"]: x for x in ev["indexes"]}
     assert idx["SSE:000001"]["level_at_start"] == pytest.approx(2886.59, abs=1)
     assert idx["SSE:000001"]["max_drop_pct"] >= 0.5
-    assert ev["market_sell_value_yuan"] >= a["value"]
+    assert ev["market_sell_value_fen"] >= a["value"]
     reco = [r for r in result.recommendations if r["subject"] == {"owner": "LINGJUN"}]
     assert len(reco) == 1 and reco[0]["measure"] == "restrict_trading" and reco[0]["duration_days"] == 3
     assert reco[0]["reasons"] == [a["alert_id"]]

@@ -50,8 +50,11 @@ def test_the_lingjun_chart_names_the_accounts_venues_and_indexes(result):
     ev = a["evidence"]
     pps = ev["peak_per_second"]
     # the per-second breakdown adds up to the by-account totals
-    totals = {(x["venue"], x["account"]): round(sum(x["value_yuan"]), 2) for x in pps["accounts"]}
-    assert totals == {(x["venue"], x["account"]): x["value_yuan"] for x in ev["by_account"]}
+    totals = {(x["venue"], x["account"]): sum(x["value_fen"]) for x in pps["accounts"]}
+    # each second rounded to the fen: the sum is the account's total to within a fen per second
+    exact = {(x["venue"], x["account"]): x["value_fen"] for x in ev["by_account"]}
+    assert set(totals) <= set(exact)
+    assert all(abs(totals[k] - exact[k]) <= pps["seconds"] for k in totals)
     assert pps["seconds"] <= ev["window_seconds"] + 1
     text = desc(chart_svg(a))
     for x in ev["by_account"]:
@@ -66,7 +69,7 @@ def test_the_lingjun_chart_names_the_accounts_venues_and_indexes(result):
 def test_raised_alerts_are_drawn_too(result):
     for a in result.alerts:
         raised = {**a, "status": "raised", "evidence": {k: v for k, v in a["evidence"].items()
-                                                         if k in ("by_account", "by_venue", "first_second",
+                                                         if k in ("by_account", "by_venue_fen", "first_second",
                                                                   "count_when_raised", "mode", "window_seconds")}}
         assert desc(chart_svg(raised))
 

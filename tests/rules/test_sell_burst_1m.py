@@ -15,8 +15,8 @@ def test_999_yi_vs_10_yi_within_60s():
     alerts, _ = run(miss + hit)
     a = by_rule(alerts, "sell_burst_1m")
     assert [x["subject"] for x in a] == [{"owner": "HIT"}]
-    assert a[0]["value"] == 1_000_000_000.0
-    assert a[0]["threshold"] == 1_000_000_000
+    assert a[0]["value"] == 1_000_000_000 * 100 and a[0]["unit"] == "fen"  # integer fen
+    assert type(a[0]["value"]) is int and a[0]["threshold"] == 1_000_000_000 * 100
 
 
 def test_two_venues_each_under_together_over():
@@ -24,9 +24,9 @@ def test_two_venues_each_under_together_over():
     evs += spread_sells(6 * YI, 60, T0 + 3, 55, "SZ1", "SZSE", "SPLIT")
     alerts, _ = run(evs)
     a = by_rule(alerts, "sell_burst_1m")
-    assert len(a) == 1 and a[0]["value"] == 1_200_000_000.0
+    assert len(a) == 1 and a[0]["value"] == 1_200_000_000 * 100
     ev = a[0]["evidence"]
-    assert ev["by_venue"] == {"SSE": 600_000_000.0, "SZSE": 600_000_000.0}
+    assert ev["by_venue_fen"] == {"SSE": 600_000_000 * 100, "SZSE": 600_000_000 * 100}
     assert {x["account"] for x in ev["by_account"]} == {"SH1", "SZ1"}
     assert len(ev["sample_order_ids"]) == 5
 
@@ -59,8 +59,8 @@ def test_overlapping_windows_make_one_alert_a_later_burst_another():
     assert len(a) == 2
     assert a[0]["window_start"] == T0 and a[1]["window_start"] == T0 + 600 * S
     assert a[0]["alert_id"] != a[1]["alert_id"]
-    assert abs(a[0]["value"] - 10 * YI) < 0.2 * YI  # peak 60 s of 15 yi over 90 s
-    assert a[1]["value"] == 1_100_000_000.0
+    assert abs(a[0]["value"] / 100 - 10 * YI) < 0.2 * YI  # peak 60 s of 15 yi over 90 s (value in fen)
+    assert a[1]["value"] == 1_100_000_000 * 100
 
 
 def test_aggressive_only_option():
@@ -81,6 +81,6 @@ def test_index_context_and_market_value_in_evidence():
     idx = {x["index"]: x for x in ev["indexes"]}
     assert idx["SSE:000001"]["level_at_start"] == 2886.59
     assert idx["SSE:000001"]["max_drop_pct"] > 0.6
-    assert ev["market_sell_value_yuan"] == 15 * YI
+    assert ev["market_sell_value_fen"] == 15 * YI * 100
     assert ev["share_of_market"] == 0.8
     assert a["severity"] == "critical"

@@ -266,8 +266,8 @@ def test_accounts_csv(day):
 def test_labels(labels):
     assert all(x["trading_day"] == DATE for x in labels)
     lj = _label(labels, "sell_burst_1m", {"owner": "LINGJUN"})
-    assert lj["expected"] == "alert" and lj["expected_value"] == 2_567_000_000 and lj["scenario"] == "lingjun"
-    assert _label(labels, "sell_burst_1m", {"owner": "SPLIT"})["expected_value"] == 1_200_000_000
+    assert lj["expected"] == "alert" and lj["expected_value"] == 2_567_000_000 * 100 and lj["scenario"] == "lingjun"
+    assert _label(labels, "sell_burst_1m", {"owner": "SPLIT"})["expected_value"] == 1_200_000_000 * 100
     assert _label(labels, "sell_burst_1m", {"owner": "SLOWSELL"})["expected"] == "none"
     ha = _label(labels, "order_rate_1s", {"venue": "SSE", "account": "HFT_ABOVE"})
     assert ha["expected"] == "alert" and ha["expected_value"] == 350

@@ -11,6 +11,8 @@ function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
 }
 function num(v) { return typeof v === "number" ? v.toLocaleString("en-US", {maximumFractionDigits: 2}) : esc(v); }
+// an alert's value or threshold in its unit: amounts come as integer fen and are shown in yuan
+function amount(v, unit) { return unit === "fen" && typeof v === "number" ? `${num(v / 100)} yuan` : num(v); }
 function subjectLink(subject) {
   if (subject.owner) return `<a href="#/owner/${encodeURIComponent(subject.owner)}">${esc(subject.owner)}</a>`;
   return accountLink(subject.venue, subject.account);
@@ -36,7 +38,7 @@ function filterQuery() {
 // -- the list ---------------------------------------------------------------------------------------
 function rowHTML(s) {
   return `<td>${esc(s.time)}</td><td>${esc(s.rule)}</td><td>${esc(s.subject_text)}</td>` +
-    `<td class="num">${num(s.value)}</td><td class="sev-${esc(s.severity)}">${esc(s.severity)}</td>` +
+    `<td class="num">${amount(s.value, s.unit)}</td><td class="sev-${esc(s.severity)}">${esc(s.severity)}</td>` +
     `<td class="status-${esc(s.status)}">${esc(s.status)}</td>`;
 }
 
@@ -115,7 +117,7 @@ function alertTable(list) {
   if (!list.length) return "<p class=\"note\">none</p>";
   return "<table><tr><th>time</th><th>rule</th><th>subject</th><th class=\"num\">value</th><th>sev.</th><th>status</th></tr>" +
     list.map((s) => `<tr><td><a href="#/alert/${esc(s.alert_id)}">${esc(s.trading_day)} ${esc(s.time)}</a></td>` +
-      `<td>${esc(s.rule)}</td><td>${esc(s.subject_text)}</td><td class="num">${num(s.value)}</td>` +
+      `<td>${esc(s.rule)}</td><td>${esc(s.subject_text)}</td><td class="num">${amount(s.value, s.unit)}</td>` +
       `<td class="sev-${esc(s.severity)}">${esc(s.severity)}</td><td>${esc(s.status)}</td></tr>`).join("") + "</table>";
 }
 
@@ -136,7 +138,8 @@ async function showAlert(id) {
   let html = `<h2 id="alert-title">${esc(a.rule)}: ${subjectLink(a.subject)}</h2>` +
     `<table class="meta"><tr><th>alert id</th><td id="alert-id">${esc(a.alert_id)}</td></tr>` +
     `<tr><th>trading day</th><td>${esc(a.trading_day)}</td></tr>` +
-    `<tr><th>value</th><td class="num">${num(a.value)}</td></tr><tr><th>threshold</th><td class="num">${num(a.threshold)}</td></tr>` +
+    `<tr><th>value</th><td class="num">${amount(a.value, a.unit)}</td></tr>` +
+    `<tr><th>threshold</th><td class="num">${amount(a.threshold, a.unit)}</td></tr>` +
     `<tr><th>severity</th><td class="sev-${esc(a.severity)}">${esc(a.severity)}</td></tr>` +
     `<tr><th>status</th><td class="status-${esc(a.status)}">${esc(a.status)}</td></tr>` +
     (ev.owner ? `<tr><th>owner</th><td>${ownerLink(ev.owner)}</td></tr>` : "") + "</table>" +
@@ -145,7 +148,7 @@ async function showAlert(id) {
   if (ev.by_account && ev.by_account.length) {
     html += "<h3>Sell value by account (peak window)</h3><table id=\"by-account\"><tr><th>account</th><th>broker</th><th class=\"num\">value (yuan)</th><th class=\"num\">trades</th></tr>" +
       ev.by_account.map((x) => `<tr><td>${accountLink(x.venue, x.account)}</td><td>${esc(x.broker)}</td>` +
-        `<td class="num">${num(x.value_yuan)}</td><td class="num">${num(x.trades)}</td></tr>`).join("") + "</table>";
+        `<td class="num">${num(x.value_fen / 100)}</td><td class="num">${num(x.trades)}</td></tr>`).join("") + "</table>";
   }
   if (ev.indexes && ev.indexes.length) {
     html += "<h3>Main indexes during the burst</h3><table><tr><th>index</th><th class=\"num\">start</th><th class=\"num\">end</th><th class=\"num\">min</th><th class=\"num\">max drop %</th></tr>" +
