@@ -63,6 +63,16 @@ async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
             delay = min(delay * 2, 5.0)
 
 
+def _position_now(c: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """The consumer's position without waiting (``position()`` waits up to the request timeout while an
+    offset reset is pending, e.g. with the broker down); -1 when there is none yet."""
+    try:
+        state = c._subscription.subscription.assignment.state_value(tp)  # noqa: SLF001 - no public non-blocking call
+        return state.position if state is not None and state.has_valid_position else -1
+    except AttributeError:
+        return -1
+
+
 def _alert_day(a: dict) -> int:
     """The trading-day index of an alert (its ``trading_day``, YYYY-MM-DD)."""
     return int(np.datetime64(a["trading_day"], "D").astype(np.int64))
@@ -265,7 +275,7 @@ class Worker:
             try:
                 hw = self.consumer.highwater(tp)
                 polled = self.consumer.last_poll_timestamp(tp)
-                pos = await self.consumer.position(tp) if hw is not None else None
+                pos = _position_now(self.consumer, tp)
             except Exception:  # noqa: BLE001 - revoked meanwhile: not ours to declare
                 continue
             if hw is None or polled is None or polled / 1000 < since + lateness or max(pos, st.offset + 1) < hw:
