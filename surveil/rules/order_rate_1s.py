@@ -152,7 +152,9 @@ class OrderRate1s(Rule):
         return out
 
     def _alerted(self, keys: np.ndarray) -> np.ndarray:
-        """Whether each account key has an alert today (a flag per key, instead of a set lookup per row)."""
+        """Whether each account key has an alert today (a flag per key, instead of a set lookup per row). Alerts
+        are only added during a day and all cleared at its end (which drops the flags), so a changed count
+        means new alerts."""
         flags = getattr(self, "_flags", None)
         top = int(keys.max()) + 1 if len(keys) else 0
         if flags is None or len(flags) < top or getattr(self, "_flagged", -1) != len(self.alerts):
@@ -241,6 +243,7 @@ class OrderRate1s(Rule):
                     self._observe(st, start_ns, cnt)
         out = [self._draft(st, day, "final") for st in sorted(self.alerts.values(), key=lambda s: s.key)]
         self.alerts = {}
+        self._flags = None  # the flags of the day's alerted accounts (see _alerted)
         self._reset_pending()
         return out
 

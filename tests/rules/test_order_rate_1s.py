@@ -107,3 +107,15 @@ def test_samples_are_the_seconds_first_events_also_when_a_low_threshold_is_reach
         alerts, _ = run(evs, chunk=chunk, order_rate_1s={"threshold": 3})
         assert by_rule(alerts, "order_rate_1s")[0]["evidence"]["sample_order_ids"] == [f"o{i}" for i in range(5)], \
             chunk
+
+
+def test_accounts_alerted_on_an_earlier_day_are_not_taken_for_alerted_today():
+    """Regression: a per-key flag cache keyed on the number of alerts kept yesterday's flags (same count)."""
+    D = 86400 * S
+    evs = [order(T0 - S, "A2")]  # A2 first: the smaller account key (no rebuild for a larger key)
+    evs += [order(T0 + i * 1000, "A1") for i in range(300)]
+    evs += [order(T0 + D + i * 1000, "A2") for i in range(300)]
+    evs += [order(T0 + D + 5 * S, "A1"), order(T0 + D + 7 * S, "A1"), order(T0 + D + 9 * S, "A2")]
+    alerts, _ = run(evs, chunk=50)
+    assert [(a["subject"]["account"], a["trading_day"]) for a in alerts] == [("A1", "2024-02-19"),
+                                                                            ("A2", "2024-02-20")]
