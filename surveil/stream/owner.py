@@ -54,6 +54,7 @@ class OwnerState:
         self.pending: list[Batch] = []
         self.offset = -1
         self.watermark: int | None = None
+        self.released: int | None = None  # the watermark the rules have been given
         self.duplicates = 0  # rows and seconds skipped because a restarted source sent them again
         self.idle: set[str] = set()  # sources whose latest record says they are idle
         self.late = 0  # trades rejected because they arrived below the watermark
@@ -82,6 +83,7 @@ class OwnerState:
         for k, v in (("lateness_ms", 2000), ("now", None), ("seen_at", {}), ("last_activity", None),
                      ("resume", None), ("idle_at", {})):
             st.__dict__.setdefault(k, v)
+        st.__dict__.setdefault("released", st.watermark)
         return st
 
     def add_sources(self, sources: list[str]) -> None:
@@ -92,7 +94,10 @@ class OwnerState:
         return self.handle_many([(offset, value)], topic, partition)
 
     def handle_many(self, records, topic: str, partition: int) -> Output:
-        """Apply owner-topic records (offset, value[, timestamp ms]) in order; release once, at the end."""
+        """Apply owner-topic records (offset, value[, timestamp ms]) in order. The watermark (and with it which
+        trades are late) is decided after each record, so any grouping into polls decides the same; the
+        trades below it go to the rules once, at the end (the engine's output does not depend on how its
+        input is cut, and a poll of a long backlog is not sorted again for every record)."""
         out = Output()
         for rec in records:
             offset, value = rec[0], rec[1]
@@ -112,8 +117,9 @@ class OwnerState:
             progressed = False
             for item in items:
                 progressed |= self._apply(item, offset, topic, partition, out, ts_ms)
-            if progressed or self.idle:  # after each record: the same decisions whatever the polls
-                self._release(out)
+            if progressed or self.idle:
+                self._advance_watermark()
+        self._release(out)
         return out
 
     def _fresh(self, src: str, kind: int, pos: np.ndarray) -> np.ndarray | None:
@@ -239,7 +245,7 @@ class OwnerState:
         self.late += int(late.sum())
         return b.take(~late)
 
-    def _release(self, out: Output) -> None:
+    def _advance_watermark(self) -> None:
         if not self.progress:
             return
         skipped = self.skipped()
@@ -247,9 +253,15 @@ class OwnerState:
         if not active or any(v is None for v in active):
             return  # a source not heard from yet (and not skipped)
         wm = min(active)
-        if self.watermark is not None and wm <= self.watermark:
+        if self.watermark is None or wm > self.watermark:
+            self.watermark = wm
+
+    def _release(self, out: Output) -> None:
+        """Give the rules the trades below the watermark, and let them finalise up to it."""
+        wm = self.watermark
+        if wm is None or wm == self.released:
             return
-        self.watermark = wm
+        self.released = wm
         ready, keep = [], []
         for b in self.pending:
             m = b.ts < wm

@@ -195,21 +195,19 @@ class PartitionState:
 
     def declare_idle(self) -> Output:
         """The worker found this partition caught up (nothing left to read) and silent for the allowed
-        lateness. The first declaration completes the second of the last event: the engine releases what it
-        held back for a later event, rules finalise up to the end of that second (so its market value is
-        sent whole), and an event that arrives later and is earlier than that is late (a reject with the
-        reason). Every declaration tells the owner stage that this source is idle, so that owner-level
-        rules may stop waiting for it; they wait for it again at its next record. The worker checkpoints
-        the state after a declaration that changed it."""
+        lateness. The first declaration releases what the engine held back for a later event (the events at
+        the newest timestamp), as a progress marker just past them would: an event that arrives later with
+        that same timestamp or an earlier one is late (a reject with the reason). Only the rest of that
+        second stays open (its market value is sent once the second is complete). Every declaration tells
+        the owner stage that this source is idle, so that owner-level rules may stop waiting for it; they
+        wait for it again at its next record. The worker checkpoints the state after a declaration that
+        changed it."""
         self._owner_msgs = []
         eng = self.engine
         out = Output()
         if eng.max_seen is not None:
             held = eng.held
-            if held is not None and len(held):  # the end of the second of the newest event
-                upto = (int(held.ts[-1]) // NS_PER_SECOND + 1) * NS_PER_SECOND
-            else:  # everything before the release bound is out: complete its second
-                upto = -(-(eng.max_seen - eng.tol) // NS_PER_SECOND) * NS_PER_SECOND
+            upto = int(held.ts[-1]) + 1 if held is not None and len(held) else eng.max_seen - eng.tol
             if self.progress_sent is None or upto > self.progress_sent:
                 eng.release_until(upto)
                 out.alerts = eng.drain()

@@ -142,9 +142,10 @@ class Worker:
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         # alerts known to be final on the alerts topic: id -> trading-day index (pruned, see prune_final_ids)
         self.final_ids: dict[str, int] = {}
+        self._state_days: dict[TopicPartition, int] = {}  # the last trading day each state was seen in
         self._last_cp = time.monotonic()
         self._last_status = time.monotonic()
-        # feed partitions: when each last had a record (time.time()), and which ones were declared idle
+        # feed partitions: when each last had a record (monotonic), and which ones were declared idle
         self._last_input: dict[TopicPartition, float] = {}
         self._idle: dict[TopicPartition, float] = {}  # idle ones: when the declaration was last sent
 
@@ -221,7 +222,7 @@ class Worker:
                             continue
                         t0 = time.perf_counter()
                         if isinstance(st, PartitionState):
-                            self._last_input[tp] = time.time()
+                            self._last_input[tp] = time.monotonic()
                             self._idle.pop(tp, None)
                         out = st.handle_many(recs, tp.topic, tp.partition)
                         self.stats["records"] += len(recs)
@@ -263,7 +264,8 @@ class Worker:
         lateness = self.s.allowed_lateness_ms / 1000
         if lateness <= 0:
             return
-        now = time.time()
+        now = time.monotonic()
+        wall_offset = time.time() - now  # fetch times are wall-clock ms
         repeat = lateness / 2
         changed: list[TopicPartition] = []
         for tp, st in list(self.states.items()):
@@ -278,7 +280,8 @@ class Worker:
                 pos = _position_now(self.consumer, tp)
             except Exception:  # noqa: BLE001 - revoked meanwhile: not ours to declare
                 continue
-            if hw is None or polled is None or polled / 1000 < since + lateness or max(pos, st.offset + 1) < hw:
+            fresh = polled is not None and polled / 1000 >= since + wall_offset + lateness
+            if hw is None or not fresh or max(pos, st.offset + 1) < hw:
                 continue
             if tp not in self._idle:
                 self.stats["idle_declared"] += 1
@@ -330,7 +333,11 @@ class Worker:
     def prune_final_ids(self) -> None:
         """Forget final ids of trading days before the one before the oldest day any state is in: no state
         can raise them again (a rewind goes back one checkpoint; a newly assigned partition reads them anew)."""
-        days = [st.engine.day for st in self.states.values() if st.engine.day is not None]
+        known = self._state_days
+        for tp, st in self.states.items():
+            if st.engine.day is not None:  # None between days (after a midnight marker): keep the last one
+                known[tp] = st.engine.day
+        days = [known[tp] for tp in self.states if tp in known]
         if days and self.final_ids:
             low = min(days) - 1
             self.final_ids = {k: d for k, d in self.final_ids.items() if d >= low}
@@ -356,7 +363,7 @@ class Worker:
             if not hasattr(st, "book"):
                 st.book = RecommendationBook()
             self.states[tp] = st
-            self._last_input[tp] = time.time()
+            self._last_input[tp] = time.monotonic()
             self._idle.pop(tp, None)
             if isinstance(st, OwnerState):
                 st.lateness_ms = self.s.allowed_lateness_ms
@@ -377,7 +384,7 @@ class Worker:
         self._inflight = []
         self._bundles = {}
         self._idle.clear()  # the restored states have not declared anything yet
-        self._last_input = dict.fromkeys(self.states, time.time())
+        self._last_input = dict.fromkeys(self.states, time.monotonic())
         fresh: list[TopicPartition] = []
         for tp, st in list(self.states.items()):
             saved = self._saved.get(tp)

@@ -88,3 +88,16 @@ def test_final_ids_of_past_trading_days_are_forgotten():
         st.engine.day = None  # between days: nothing to compare with, nothing forgotten
     w.prune_final_ids()
     assert set(w.final_ids) == {"b", "c", "d"}
+
+
+def test_a_state_between_days_keeps_its_last_day_as_the_bound():
+    """After a midnight marker a state's day is None, but its last checkpoint may still be in that day."""
+    w = Worker(settings("127.0.0.1:9"), params=None)
+    w.states = {i: type("S", (), {"engine": type("E", (), {})()})() for i in range(2)}
+    w.states[0].engine.day, w.states[1].engine.day = 19772, 19772
+    w.final_ids = {"a": 19771, "b": 19772}
+    w.prune_final_ids()
+    w.states[0].engine.day, w.states[1].engine.day = None, 19775
+    w.final_ids["c"] = 19775
+    w.prune_final_ids()
+    assert set(w.final_ids) == {"a", "b", "c"}  # state 0 was last in 19772: 19771 and later are kept

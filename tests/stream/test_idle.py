@@ -80,13 +80,13 @@ def test_an_idle_partition_stops_holding_back_owner_rules_after_the_allowed_late
     # the watermark is the slowest source waited for: SSE, whose last trade its partition still holds back
     assert o.watermark == T0 + 8 * S
 
-    # SSE and SZSE go quiet too: the ones active last still bound the watermark, now at the end of the
-    # second of their last events (a declaration completes that second)
+    # SSE and SZSE go quiet too: the ones active last still bound the watermark, now just past their last
+    # events (a declaration releases what the partition held back)
     p.idle("f.sse:0", t + 3000)
     p.idle("f.szse:0", t + 3000)
     p.idle("f.bse:0", t + 3000)
     assert o.skipped() == {"f.bse:0"}
-    assert o.watermark == T0 + 9 * S
+    assert o.watermark == T0 + 8 * S + 1
     # a declaration is a lease: BSE's worker stops renewing it (it died) and BSE is waited for again
     p.idle("f.sse:0", t + 5000)
     assert o.skipped() == set() and o.status()["waiting_for"] == ["f.bse:0"]
@@ -106,7 +106,7 @@ def test_when_every_partition_pauses_together_the_watermark_does_not_jump():
         p.idle(src, t + 4000)
     o = p.owner
     assert o.skipped() == set()
-    assert o.watermark == T0 + 3 * S  # SSE's declaration completed its second 2
+    assert o.watermark == T0 + 2 * S + 1  # just past SSE's last event
     p.data("f.sse:0", sse[2:], 1, t + 4100)  # the rest of SSE's frames: on time
     assert o.late == 0
 
@@ -158,19 +158,21 @@ def test_owner_decisions_do_not_depend_on_how_records_are_grouped():
     assert all(r == results[0] for r in results)
 
 
-def test_a_declaration_completes_the_second_of_the_last_event():
-    """The market sell value of that second goes out whole, and a later event in that second is late."""
+def test_a_declaration_releases_the_newest_events_and_nothing_more():
+    """What the partition held back goes out; a later event at that timestamp is late, a later one in the
+    same second is not (a feed that stalls in the middle of a second loses nothing)."""
     p = Pipe()
     part = p.parts["f.sse:0"]
     ev = [sell(T0 + S + 100, "M1", "SSE", 1_000_000, order_id=1),
           sell(T0 + S + 200, "M1", "SSE", 2_000_000, order_id=2)]
     p.data("f.sse:0", ev, 0)
-    assert part.progress_sent == T0 + S + 200  # the last event is held back
+    assert part.progress_sent == T0 + S + 200 and part._released == 1  # noqa: SLF001 - the last one is held
     p.idle("f.sse:0")
-    assert part.progress_sent == T0 + 2 * S
-    assert len(part._market[0]) == 0  # noqa: SLF001 - the second was sent
-    out = part.handle(orjson.dumps([sell(T0 + S + 300, "M1", "SSE", 1_000, order_id=3)]), 1, "f.sse", 0)
-    assert [(r["field"], r["value"]) for r in out.rejects] == [("ts", T0 + S + 300)]
+    assert part.progress_sent == T0 + S + 201 and part._released == 2  # noqa: SLF001
+    assert len(part._market[0]) == 1  # noqa: SLF001 - its second is not complete: not sent yet
+    out = part.handle(orjson.dumps([sell(T0 + S + 200, "M1", "SSE", 1_000, order_id=3),
+                                    sell(T0 + S + 300, "M1", "SSE", 1_000, order_id=4)]), 1, "f.sse", 0)
+    assert [(r["field"], r["value"]) for r in out.rejects] == [("ts", T0 + S + 200)]
     assert "late event" in out.rejects[0]["reason"]
 
 
@@ -199,9 +201,9 @@ def test_a_trade_arriving_below_the_watermark_is_a_late_reject_and_the_source_is
     # BSE is waited for again (its last trade is held back by its partition)
     assert o.idle == {"f.szse:0"} and o.watermark == wm
     p.idle("f.sse:0", t + 5000)
-    assert o.watermark == T0 + 10 * S
+    assert o.watermark == T0 + 9 * S + 1  # SZSE's declaration: just past its last trade
     p.idle("f.bse:0", t + 5000)
-    assert o.watermark == T0 + 10 * S  # SZSE's declaration has lapsed: it is waited for
+    assert o.watermark == T0 + 9 * S + 1  # SZSE's declaration has lapsed: it is waited for
     p.idle("f.szse:0", t + 5000)
     assert o.skipped() == {"f.sse:0", "f.szse:0"}
-    assert o.watermark == T0 + 11 * S  # BSE, active last, bounds it: the end of its last trade's second
+    assert o.watermark == T0 + 10 * S + 1  # BSE, active last, bounds it: just past its last trade
