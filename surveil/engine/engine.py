@@ -197,20 +197,7 @@ class Engine:
         event, lets rules finalise up to ``ts`` and, past midnight Asia/Shanghai, ends the trading day."""
         if self.max_seen is None or ts > self.max_seen:
             self.max_seen = ts
-        held = self.held
-        if held is not None and len(held):
-            cut = int(np.searchsorted(held.ts, ts - self.tol, "left"))
-            if cut:
-                self._run(held.take(slice(0, cut)) if cut < len(held) else held)
-                self.held = held.take(slice(cut, None)) if cut < len(held) else None
-        if self.held is None or not len(self.held):
-            drafts: list[AlertDraft] = []
-            for r in self.rules:
-                drafts.extend(r.flush(ts - 1))
-            self._emit(drafts)
-            if self.day is not None and int(trading_day_index(ts)) > self.day:
-                self._end_day()
-                self.day = None
+        self._release_before(ts - self.tol, ts)
 
     def release_until(self, upto: int) -> None:
         """Input before ``upto`` is complete (a stream partition found idle): release every held event
@@ -220,9 +207,14 @@ class Engine:
         if self.max_seen is None:
             return
         self.max_seen = max(self.max_seen, upto + self.tol)
+        self._release_before(upto, upto)
+
+    def _release_before(self, bound: int, upto: int) -> None:
+        """Run the held events earlier than ``bound``; once none is held, let rules finalise up to ``upto``
+        and, past midnight Asia/Shanghai, end the trading day."""
         held = self.held
         if held is not None and len(held):
-            cut = int(np.searchsorted(held.ts, upto, "left"))
+            cut = int(np.searchsorted(held.ts, bound, "left"))
             if cut:
                 self._run(held.take(slice(0, cut)) if cut < len(held) else held)
                 self.held = held.take(slice(cut, None)) if cut < len(held) else None

@@ -58,16 +58,21 @@ def _burst(start, n=10, value=130_000_000):
     return sse, szse
 
 
+def burst_sent():
+    """A pipe whose SSE and SZSE partitions have sent the whole burst (at its clock's start)."""
+    p = Pipe()
+    sse, szse = _burst(T0)
+    p.data("f.sse:0", sse, 0, p.clock)
+    p.data("f.szse:0", szse, 0, p.clock)
+    return p, p.clock
+
+
 def alerts(outs):
     return [(a["rule"], a["status"], a["subject"]) for o in outs for a in o.alerts]
 
 
 def test_an_idle_partition_stops_holding_back_owner_rules_after_the_allowed_lateness():
-    p = Pipe()
-    sse, szse = _burst(T0)
-    t = p.clock
-    p.data("f.sse:0", sse, 0, t)
-    p.data("f.szse:0", szse, 0, t)
+    p, t = burst_sent()
     o = p.owner
     # the BSE partition never sent anything: the owner stage waits for it
     assert o.watermark is None and o.status()["waiting_for"] == ["f.bse:0"]
@@ -177,11 +182,7 @@ def test_a_declaration_releases_the_newest_events_and_nothing_more():
 
 
 def test_a_trade_arriving_below_the_watermark_is_a_late_reject_and_the_source_is_waited_for_again():
-    p = Pipe()
-    sse, szse = _burst(T0)
-    t = p.clock
-    p.data("f.sse:0", sse, 0, t)
-    p.data("f.szse:0", szse, 0, t)
+    p, t = burst_sent()
     p.idle("f.szse:0", t + 2500)
     p.idle("f.bse:0", t + 2500)
     o = p.owner
