@@ -78,11 +78,9 @@ class OwnerState:
     @staticmethod
     def loads(data: bytes) -> OwnerState:
         st: OwnerState = pickle.loads(zlib.decompress(data))
-        st.__dict__.setdefault("idle", set())  # checkpoints of earlier versions
-        st.__dict__.setdefault("late", 0)
-        for k, v in (("lateness_ms", 2000), ("now", None), ("seen_at", {}), ("last_activity", None),
-                     ("resume", None), ("idle_at", {})):
-            st.__dict__.setdefault(k, v)
+        for k, v in (("idle", set()), ("late", 0), ("lateness_ms", 2000), ("now", None), ("seen_at", {}),
+                     ("last_activity", None), ("resume", None), ("idle_at", {})):
+            st.__dict__.setdefault(k, v)  # checkpoints of earlier versions
         st.__dict__.setdefault("released", st.watermark)
         return st
 

@@ -168,8 +168,13 @@ class PartitionState:
             self.offset = records[-1][0]
         self._flush_export()
         self._progress(force=False)
-        out.owner = [(p, pack({**h, "source": self.source, "offset": self.offset}, payload))
-                     for p, h, payload in self._owner_msgs]
+        out.owner = self._take_owner_msgs()
+        return out
+
+    def _take_owner_msgs(self, **extra) -> list[tuple[int | None, bytes]]:
+        """The owner-topic records collected so far, packed with this source, its offset and ``extra``."""
+        out = [(p, pack({**h, "source": self.source, "offset": self.offset, **extra}, payload))
+               for p, h, payload in self._owner_msgs]
         self._owner_msgs = []
         return out
 
@@ -216,19 +221,14 @@ class PartitionState:
                 self._progress_at = time.monotonic()
         self._owner_msgs.append((None, {"kind": "progress", "ts": self.progress_sent}, b""))
         # every record of the declaration says so: released rows are not new activity of the source
-        out.owner = [(p, pack({**h, "source": self.source, "offset": self.offset, "idle": True}, payload))
-                     for p, h, payload in self._owner_msgs]
-        self._owner_msgs = []
+        out.owner = self._take_owner_msgs(idle=True)
         return out
 
     def pending_progress(self) -> list[tuple[int | None, bytes]]:
         """Progress not sent yet (input paused): the worker calls this when it is idle."""
         self._owner_msgs = []
         self._progress(force=True)
-        out = [(p, pack({**h, "source": self.source, "offset": self.offset}, payload))
-               for p, h, payload in self._owner_msgs]
-        self._owner_msgs = []
-        return out
+        return self._take_owner_msgs()
 
     def _owner_parts(self, owners: np.ndarray) -> np.ndarray:
         """Owner partition of each owner id (murmur2 once per owner, then a table lookup)."""

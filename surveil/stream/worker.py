@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -31,6 +30,7 @@ from surveil.actions import RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.alerts import dumps
 from surveil.engine.refdata import RefData
+from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import topics
 from surveil.stream.envelope import pack_bundle
@@ -74,8 +74,8 @@ def _position_now(c: AIOKafkaConsumer, tp: TopicPartition) -> int:
 
 
 def _alert_day(a: dict) -> int:
-    """The trading-day index of an alert (its ``trading_day``, YYYY-MM-DD)."""
-    return int(np.datetime64(a["trading_day"], "D").astype(np.int64))
+    """The trading-day index of an alert (its window starts on its trading day)."""
+    return int(trading_day_index(a["window_start"]))
 
 
 async def _behind(c: AIOKafkaConsumer, tps: list[TopicPartition], end: dict) -> bool:
@@ -324,7 +324,7 @@ class Worker:
             try:
                 a = orjson.loads(v) if v is not None else None
                 return _alert_day(a) if a and a.get("status") == "final" else None
-            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
                 return None
 
         latest = await self._latest_per_key(self.s.alerts_topic, final_day)
@@ -354,8 +354,7 @@ class Worker:
             blob = cps.get(self._cp_key(tp))
             source = f"{tp.topic}:{tp.partition}"
             if tp.topic == self.s.owner_topic:
-                st = (OwnerState.loads(blob) if blob
-                      else OwnerState(source, self.params, self.sources, self.s.allowed_lateness_ms))
+                st = OwnerState.loads(blob) if blob else OwnerState(source, self.params, self.sources)
                 st.add_sources(self.sources)
             else:
                 st = (PartitionState.loads(blob, self.ref) if blob
@@ -365,7 +364,7 @@ class Worker:
             self.states[tp] = st
             self._last_input[tp] = time.monotonic()
             self._idle.pop(tp, None)
-            if isinstance(st, OwnerState):
+            if isinstance(st, OwnerState):  # new or restored: the setting of this worker
                 st.lateness_ms = self.s.allowed_lateness_ms
             if blob:
                 self._saved[tp] = (blob, st.offset)

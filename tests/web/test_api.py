@@ -39,6 +39,13 @@ def filled(result) -> Store:
     return s
 
 
+def console_client(store: Store) -> TestClient:
+    """An HTTP test client of the console's routes over ``store``."""
+    app = web.Application()
+    app.router.add_routes(Console(store).routes())
+    return TestClient(TestServer(app))
+
+
 def test_final_replaces_raised_and_a_later_raised_does_not_replace_final(result):
     s = Store()
     a = next(x for x in result.alerts if x["rule"] == "sell_burst_1m")
@@ -106,9 +113,7 @@ def test_http_api(result):
 
 async def _http(result):
     store = filled(result)
-    app = web.Application()
-    app.router.add_routes(Console(store).routes())
-    async with TestClient(TestServer(app)) as c:
+    async with console_client(store) as c:
         r = await c.get("/api/alerts", params={"rule": "sell_burst_1m"})
         body = await r.json()
         assert r.status == 200 and body["total"] == sum(a["rule"] == "sell_burst_1m" for a in result.alerts)
@@ -226,12 +231,9 @@ def test_owner_page_gives_each_account_its_peak_second(result):
 
 
 async def _owner_peak(result):
-    store = filled(result)
-    app = web.Application()
-    app.router.add_routes(Console(store).routes())
     hft = next(a for a in result.alerts if a["rule"] == "order_rate_1s")
     owner = hft["evidence"]["owner"]
-    async with TestClient(TestServer(app)) as c:
+    async with console_client(filled(result)) as c:
         body = await (await c.get(f"/api/owners/{owner}")).json()
         row = next(x for x in body["accounts"] if x["account"] == hft["subject"]["account"])
         assert row["peak_second"]["count"] == hft["value"]
