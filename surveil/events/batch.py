@@ -9,18 +9,25 @@ from itertools import repeat
 
 import numpy as np
 
+try:  # the compiled frame decoder (setup.py); binary.py falls back to numpy without it
+    from surveil.events import _svev
+except ImportError:  # pragma: no cover - exercised by the fallback test through binary.FAST = False
+    _svev = None
+
 from surveil.events.schema import F_HAS_ORDER_ID, F_ORDER_ID_INT, ORDER_ID_MAX_BYTES
 
 
 class Interner:
     """Maps strings to dense int ids (and back). ``None`` maps to -1."""
 
-    __slots__ = ("ids", "names", "_lock")
+    __slots__ = ("ids", "names", "_lock", "bytes_ids")
 
     def __init__(self) -> None:
         self.ids: dict[object, int] = {None: -1}
         self.names: list[str] = []
         self._lock = threading.Lock()  # the reader thread and the engine may both add strings
+        # the compiled decoder's cache: UTF-8 bytes -> id of the strings frames have brought (not pickled)
+        self.bytes_ids = _svev.StrTable() if _svev is not None else None
 
     def __getstate__(self) -> dict:
         return {"names": self.names}
@@ -29,6 +36,7 @@ class Interner:
         self.names = d["names"]
         self.ids = {None: -1, **{n: i for i, n in enumerate(self.names)}}
         self._lock = threading.Lock()
+        self.bytes_ids = _svev.StrTable() if _svev is not None else None
 
     def lookup(self, values: list) -> np.ndarray:
         """Ids of hashable ``values``, -2 where not interned yet (nothing is added)."""
@@ -55,12 +63,20 @@ class Interner:
                               count=len(values))
         except TypeError:  # an unhashable value
             raise TypeError(next(v for v in values if not isinstance(v, (str, type(None))))) from None
-        missing = np.flatnonzero(out == -2)
-        for i in missing.tolist():
-            v = values[i]
-            if type(v) is not str:
-                raise TypeError(v)
-            out[i] = self.intern(v)
+        missing = np.flatnonzero(out == -2).tolist()
+        if missing:
+            for i in missing:
+                if type(values[i]) is not str:
+                    raise TypeError(values[i])
+            ids, names = self.ids, self.names
+            with self._lock:  # once for all (a cold start brings many new strings at once)
+                for i in missing:
+                    v = values[i]
+                    j = ids.get(v)
+                    if j is None:
+                        j = ids[v] = len(names)
+                        names.append(v)
+                    out[i] = j
         return out.astype(np.int32)
 
     def lookup_table(self, strings: list[str]) -> np.ndarray:

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from surveil.events.batch import Batch, Registry
+from surveil.events.batch import Batch, Registry, _svev
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import (
     F_HAS_QTY,
@@ -55,6 +55,15 @@ RECORD = np.dtype([
 ])
 assert RECORD.itemsize == 76
 _STR_COLS = ("account", "symbol", "owner", "broker")
+
+#: decode with the compiled ``_svev`` module (built by setup.py) when it is there; the numpy code below is
+#: the reference it is tested against, and the fallback without a C compiler
+FAST = _svev is not None
+if FAST:
+    _layout = _svev.record_layout()
+    assert _layout.pop("itemsize") == RECORD.itemsize
+    assert _layout == {f: RECORD.fields[f][1] for f in _layout}, "_svev.c and RECORD disagree"
+    _CONSTS = (ORDER, TRADE, INDEX, F_HAS_QTY, TS_MIN, TS_MAX)
 
 
 def _interners(reg: Registry):
@@ -126,22 +135,116 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     end = p + slen + n * rec_size
     if end > len(buf):
         raise EventFormatError(f"{source}: truncated frame at byte {offset} ({n} records announced)")
+    counts = (na, ns, no, nb)
+    rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
+    if FAST:
+        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, dictionary)
+    else:
+        cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, dictionary)
+    cols["order_id"] = rec["order_id"]
+    src = np.arange(first_record, first_record + n, dtype=np.int64)
+    if bad.any():
+        for i in np.flatnonzero(bad):
+            field, reason = _BIN_CHECKS[int(bad[i])]
+            value = cols[field][i].item() if field in cols else None
+            rejects.append(Reject(source=source, location=first_record + int(i), field=field, value=value,
+                                  reason=reason, raw=rec[i].tobytes().hex(),
+                                  extra={"kind": "binary", "frame_offset": offset}))
+        keep = bad == 0
+        cols = {c: v[keep] for c, v in cols.items()}
+        src = src[keep]
+    return Batch(src=src, **cols), end
+
+
+def _table_error(source: str, offset: int, found: int, counts) -> EventFormatError:
+    return EventFormatError(f"{source}: string table of frame at byte {offset} has {found} "
+                            f"entries, header says {sum(counts)}")
+
+
+def _utf8_error(source: str, offset: int, e: UnicodeDecodeError) -> EventFormatError:
+    return EventFormatError(f"{source}: string table of frame at byte {offset} is not UTF-8: {e}")
+
+
+def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Registry, source: str,
+                 dictionary: FrameDict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The compiled decoder: the string tables through each interner's bytes cache, the records in C."""
+    total = sum(counts)
+    found = _svev.count_strings(buf, p, slen)
+    if found != total:
+        try:  # a table that is not UTF-8 is reported as such first, as by the numpy decoder
+            bytes(memoryview(buf)[p:p + slen]).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _utf8_error(source, offset, e) from None
+        raise _table_error(source, offset, found, counts)
+    interners = _interners(reg)
+    ids = np.empty(total, np.int32)
+    if total:
+        starts = np.empty(total + 1, np.int64)
+        tables = tuple(i.bytes_ids for i in interners)
+        if _svev.lookup_strings(tables, buf, p, slen, counts, ids, starts):
+            _intern_misses(buf, p, slen, counts, ids, starts, interners, tables, source, offset)
+    luts = []
+    k = 0
+    for c, cnt in enumerate(counts):
+        lut = ids[k:k + cnt]
+        k += cnt
+        if dictionary is not None:
+            if cnt:
+                dictionary.dec[c] = np.concatenate([dictionary.dec[c], lut])
+            lut = dictionary.dec[c]
+        luts.append(lut)
+    block = np.empty(53 * n, np.uint8)
+    _svev.decode_records(buf, p + slen, n, tuple(luts), block, _CONSTS)
+    cols: dict[str, np.ndarray] = {}
+    at = 0
+    for name, dt in _FAST_COLUMNS:
+        size = n * dt.itemsize
+        cols[name] = block[at:at + size].view(dt)
+        at += size
+    return cols, cols.pop("bad")
+
+
+def _intern_misses(buf, p: int, slen: int, counts, ids: np.ndarray, starts: np.ndarray, interners, tables,
+                   source: str, offset: int) -> None:
+    """Strings the bytes caches did not know (new, or first seen since a restart): intern them and add them
+    to the caches."""
+    try:
+        strings = bytes(memoryview(buf)[p:p + slen]).decode("utf-8").split("\x00")
+    except UnicodeDecodeError as e:
+        raise _utf8_error(source, offset, e) from None
+    k = 0
+    for c, cnt in enumerate(counts):
+        miss = k + np.flatnonzero(ids[k:k + cnt] == -2)
+        if len(miss):
+            got = interners[c].intern_list([strings[i] for i in miss.tolist()])
+            ids[miss] = got
+            tables[c].add_from(buf, starts, miss, got)
+        k += cnt
+
+
+_FAST_COLUMNS = [(c, np.dtype(t)) for c, t in (
+    ("ts", "<i8"), ("price", "<i8"), ("qty", "<i8"), ("seq", "<i8"),
+    ("account", "<i4"), ("symbol", "<i4"), ("owner", "<i4"), ("broker", "<i4"),
+    ("venue", "u1"), ("etype", "u1"), ("side", "u1"), ("flags", "u1"), ("bad", "u1"))]
+
+
+def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, reg: Registry, source: str,
+                  dictionary: FrameDict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The reference decoder (numpy; used when the compiled one is not built)."""
+    n = len(rec)
     try:
         strings = bytes(buf[p:p + slen]).decode("utf-8").split("\x00") if slen else []
     except UnicodeDecodeError as e:
-        raise EventFormatError(f"{source}: string table of frame at byte {offset} is not UTF-8: {e}") from None
-    counts = (na, ns, no, nb)
-    if sum(counts) != (len(strings) if slen else 0) and not (sum(counts) == 1 and strings == [""]):
-        raise EventFormatError(f"{source}: string table of frame at byte {offset} has {len(strings)} "
-                               f"entries, header says {sum(counts)}")
-    rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
+        raise _utf8_error(source, offset, e) from None
+    if sum(counts) != len(strings):
+        raise _table_error(source, offset, len(strings), counts)
     cols: dict[str, np.ndarray] = {}
     bad = np.zeros(n, dtype=np.uint8)
     k = 0
     for c, (col, cnt, interner) in enumerate(zip(_STR_COLS, counts, _interners(reg))):
         table = strings[k:k + cnt]
         k += cnt
-        if version == VERSION_DELTA:
+        if dictionary is not None:
             if cnt:
                 dictionary.dec[c] = np.concatenate([dictionary.dec[c], interner.lookup_table(table)])
             lut = np.append(dictionary.dec[c], np.int32(-1))
@@ -159,20 +262,8 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
         cols[col] = lut[safe]
     for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
         cols[f] = np.ascontiguousarray(rec[f])
-    cols["order_id"] = rec["order_id"]
     _check_records(cols, bad)
-    src = np.arange(first_record, first_record + n, dtype=np.int64)
-    if bad.any():
-        for i in np.flatnonzero(bad):
-            field, reason = _BIN_CHECKS[int(bad[i])]
-            value = cols[field][i].item() if field in cols else None
-            rejects.append(Reject(source=source, location=first_record + int(i), field=field, value=value,
-                                  reason=reason, raw=rec[i].tobytes().hex(),
-                                  extra={"kind": "binary", "frame_offset": offset}))
-        keep = bad == 0
-        cols = {c: v[keep] for c, v in cols.items()}
-        src = src[keep]
-    return Batch(src=src, **cols), end
+    return cols, bad
 
 
 _NO_STRINGS = np.full(1, -1, np.int32)  # the lookup table of an empty string table (every index absent)

@@ -1,0 +1,433 @@
+/* Compiled hot path of the SVEV binary frame decoder (surveil/events/binary.py).
+ *
+ * Two pieces, both exact equivalents of the numpy code in binary.py (which stays the reference and the
+ * fallback when this module is not built; tests compare the two on valid and malformed frames):
+ *
+ *   StrTable            a cache UTF-8 bytes -> interned id, one per Interner. It never assigns ids: a
+ *                       string it does not know is reported as a miss, Python interns it
+ *                       (Interner.intern, under the interner's lock) and adds the pair here.
+ *   lookup_strings()    splits a frame's string blob and looks every string up (ids, or -2 for a miss).
+ *   decode_records()    the fixed-width records -> columns, string indexes through the frames' tables,
+ *                       and the same validity codes as binary._check_records (0 = valid).
+ *
+ * No Python object is created or called while a table is read or changed, and every call holds the GIL
+ * while it touches a table, so a table is never seen half-changed by another thread. decode_records only
+ * reads and writes buffers and runs without the GIL.
+ *
+ * The record layout (76 bytes, little-endian, packed) is binary.RECORD; binary.py checks at import that
+ * the offsets below match it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the SVEV decoder reads little-endian records in place: a little-endian machine is needed"
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* StrTable: open addressing, linear probing, power-of-two capacity, strings kept in an arena.       */
+
+typedef struct {
+    uint64_t hash;
+    int64_t off;  /* into the arena; -1 = empty slot */
+    int32_t len;
+    int32_t id;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;
+    size_t cap;   /* power of two */
+    size_t n;
+    char *arena;
+    size_t arena_len, arena_cap;
+} StrTable;
+
+static inline uint64_t hash_bytes(const unsigned char *p, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, then a final mix (short, similar keys) */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int table_alloc(StrTable *t, size_t cap) {
+    Slot *s = PyMem_Malloc(cap * sizeof(Slot));
+    if (!s) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < cap; i++) s[i].off = -1;
+    t->slots = s;
+    t->cap = cap;
+    return 0;
+}
+
+static int StrTable_init(StrTable *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "", kwlist)) return -1;
+    PyMem_Free(self->slots);
+    PyMem_Free(self->arena);
+    self->slots = NULL;
+    self->arena = NULL;
+    self->n = 0;
+    self->arena_len = self->arena_cap = 0;
+    return table_alloc(self, 1024);
+}
+
+static void StrTable_dealloc(StrTable *self) {
+    PyMem_Free(self->slots);
+    PyMem_Free(self->arena);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static inline int32_t table_find(const StrTable *t, const unsigned char *p, Py_ssize_t n, uint64_t h) {
+    if (t->cap == 0) return -2; /* not initialised */
+    size_t mask = t->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        const Slot *s = &t->slots[i];
+        if (s->off < 0) return -2;
+        if (s->hash == h && s->len == n && memcmp(t->arena + s->off, p, (size_t)n) == 0) return s->id;
+    }
+}
+
+static int table_grow(StrTable *t) {
+    Slot *old = t->slots;
+    size_t old_cap = t->cap;
+    if (table_alloc(t, old_cap * 2) < 0) {
+        t->slots = old;
+        t->cap = old_cap;
+        return -1;
+    }
+    size_t mask = t->cap - 1;
+    for (size_t j = 0; j < old_cap; j++) {
+        if (old[j].off < 0) continue;
+        size_t i = (size_t)old[j].hash & mask;
+        while (t->slots[i].off >= 0) i = (i + 1) & mask;
+        t->slots[i] = old[j];
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* remember p[:n] -> id; 0, or -1 with an exception set */
+static int table_add(StrTable *self, const unsigned char *p, Py_ssize_t n, int32_t id) {
+    if (n > INT32_MAX || id < 0) {
+        PyErr_SetString(PyExc_ValueError, "StrTable.add: string too long or negative id");
+        return -1;
+    }
+    uint64_t h = hash_bytes(p, n);
+    if (table_find(self, p, n, h) != -2) return 0; /* already known (another frame added it first) */
+    if (self->cap == 0 && table_alloc(self, 1024) < 0) return -1;
+    if ((self->n + 1) * 2 > self->cap && table_grow(self) < 0) return -1;
+    if (self->arena_len + (size_t)n > self->arena_cap) {
+        size_t cap = self->arena_cap ? self->arena_cap : 65536;
+        while (cap < self->arena_len + (size_t)n) cap *= 2;
+        char *a = PyMem_Realloc(self->arena, cap);
+        if (!a) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->arena = a;
+        self->arena_cap = cap;
+    }
+    memcpy(self->arena + self->arena_len, p, (size_t)n);
+    size_t mask = self->cap - 1;
+    size_t i = (size_t)h & mask;
+    while (self->slots[i].off >= 0) i = (i + 1) & mask;
+    self->slots[i].hash = h;
+    self->slots[i].off = (int64_t)self->arena_len;
+    self->slots[i].len = (int32_t)n;
+    self->slots[i].id = id;
+    self->arena_len += (size_t)n;
+    self->n++;
+    return 0;
+}
+
+static PyObject *StrTable_add(StrTable *self, PyObject *args) {
+    Py_buffer b;
+    int id;
+    if (!PyArg_ParseTuple(args, "y*i", &b, &id)) return NULL;
+    int rc = table_add(self, b.buf, b.len, id);
+    PyBuffer_Release(&b);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* add_from(buf, starts, which, ids): remember string which[i] of a frame (buf[starts[k]:starts[k+1]-1],
+ * the offsets lookup_strings gave) -> ids[i], for every i */
+static PyObject *StrTable_add_from(StrTable *self, PyObject *args) {
+    Py_buffer buf, starts, which, ids;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*", &buf, &starts, &which, &ids)) return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t ns = starts.len / 8, m = which.len / 8;
+    const int64_t *st = starts.buf, *w = which.buf;
+    const int32_t *id = ids.buf;
+    if (ids.len / 4 != m) {
+        PyErr_SetString(PyExc_ValueError, "StrTable.add_from: which (int64) and ids (int32) differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t k = w[i];
+        if (k < 0 || k + 1 >= ns || st[k] < 0 || st[k + 1] - 1 < st[k] || st[k + 1] - 1 > buf.len) {
+            PyErr_SetString(PyExc_ValueError, "StrTable.add_from: string offsets out of range");
+            goto done;
+        }
+        if (table_add(self, (const unsigned char *)buf.buf + st[k], (Py_ssize_t)(st[k + 1] - 1 - st[k]), id[i]) < 0)
+            goto done;
+    }
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&which);
+    PyBuffer_Release(&ids);
+    return ret;
+}
+
+static Py_ssize_t StrTable_len(StrTable *self) { return (Py_ssize_t)self->n; }
+
+static PyMethodDef StrTable_methods[] = {
+    {"add", (PyCFunction)StrTable_add, METH_VARARGS, "add(utf8_bytes, id): remember an interned string's id"},
+    {"add_from", (PyCFunction)StrTable_add_from, METH_VARARGS,
+     "add_from(buf, starts, which, ids): remember the ids of a frame's strings which[i]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods StrTable_as_seq = {.sq_length = (lenfunc)StrTable_len};
+
+static PyTypeObject StrTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "surveil.events._svev.StrTable",
+    .tp_basicsize = sizeof(StrTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Cache of interned ids by UTF-8 bytes (one per Interner; Python assigns the ids).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)StrTable_init,
+    .tp_dealloc = (destructor)StrTable_dealloc,
+    .tp_methods = StrTable_methods,
+    .tp_as_sequence = &StrTable_as_seq,
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* lookup_strings(tables, buf, pos, slen, counts, ids_out, starts_out) -> number of misses           */
+/*   tables: 4 StrTable; counts: 4 ints (strings per table, in blob order); ids_out: int32[total]     */
+/*   gets each string's id or -2; starts_out: int64[total + 1] gets each string's start offset in buf  */
+/*   and, last, the blob's end + 1 (string k is buf[starts[k]:starts[k+1]-1]).                        */
+
+static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
+    PyObject *tables;
+    Py_buffer buf, ids, starts;
+    Py_ssize_t pos, slen;
+    Py_ssize_t counts[4];
+    if (!PyArg_ParseTuple(args, "O!y*nn(nnnn)w*w*", &PyTuple_Type, &tables, &buf, &pos, &slen, &counts[0],
+                          &counts[1], &counts[2], &counts[3], &ids, &starts))
+        return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t total = counts[0] + counts[1] + counts[2] + counts[3];
+    if (PyTuple_GET_SIZE(tables) != 4) {
+        PyErr_SetString(PyExc_ValueError, "lookup_strings: 4 tables expected");
+        goto done;
+    }
+    for (int c = 0; c < 4; c++) {
+        if (!PyObject_TypeCheck(PyTuple_GET_ITEM(tables, c), &StrTableType) || counts[c] < 0) {
+            PyErr_SetString(PyExc_TypeError, "lookup_strings: tables must be StrTable, counts >= 0");
+            goto done;
+        }
+    }
+    if (pos < 0 || slen < 0 || pos + slen > buf.len || ids.len < total * 4 || starts.len < (total + 1) * 8) {
+        PyErr_SetString(PyExc_ValueError, "lookup_strings: blob or output buffers out of range");
+        goto done;
+    }
+    const unsigned char *blob = (const unsigned char *)buf.buf + pos;
+    int32_t *out = ids.buf;
+    int64_t *st = starts.buf;
+    Py_ssize_t k = 0, misses = 0, s = 0;
+    for (int c = 0; c < 4; c++) {
+        const StrTable *t = (const StrTable *)PyTuple_GET_ITEM(tables, c);
+        for (Py_ssize_t j = 0; j < counts[c]; j++, k++) {
+            if (s > slen) {
+                PyErr_SetString(PyExc_ValueError, "lookup_strings: fewer strings in the blob than counted");
+                goto done;
+            }
+            const unsigned char *p = blob + s;
+            const unsigned char *z = memchr(p, 0, (size_t)(slen - s));
+            Py_ssize_t n = z ? (Py_ssize_t)(z - p) : slen - s;
+            st[k] = pos + s;
+            int32_t id = table_find(t, p, n, hash_bytes(p, n));
+            out[k] = id;
+            misses += id == -2;
+            s += n + 1;
+        }
+    }
+    st[total] = pos + slen + 1;
+    ret = PyLong_FromSsize_t(misses);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&starts);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* decode_records(buf, rec_off, n, luts(4 int32 buffers), out, consts) -> number of invalid records  */
+/*   out: one uint8 buffer of 53 * n bytes, 8-byte aligned, columns in this order:                    */
+/*   ts price qty seq (int64) | account symbol owner broker (int32) | venue etype side flags bad (u8)  */
+/*   consts: (ORDER, TRADE, INDEX, F_HAS_QTY, TS_MIN, TS_MAX)                                          */
+
+enum { R_TS = 0, R_PRICE = 8, R_QTY = 16, R_SEQ = 24, R_ACCOUNT = 56, R_SYMBOL = 60, R_OWNER = 64,
+       R_BROKER = 68, R_VENUE = 72, R_ETYPE = 73, R_SIDE = 74, R_FLAGS = 75, R_SIZE = 76 };
+
+static PyObject *record_layout(PyObject *mod, PyObject *noargs) {
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "ts", R_TS, "price", R_PRICE,
+                         "qty", R_QTY, "seq", R_SEQ, "account", R_ACCOUNT, "symbol", R_SYMBOL, "owner", R_OWNER,
+                         "broker", R_BROKER, "venue", R_VENUE, "etype", R_ETYPE, "side", R_SIDE, "flags", R_FLAGS,
+                         "itemsize", R_SIZE);
+}
+
+static inline int64_t rd64(const unsigned char *p) {
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t rd32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static PyObject *decode_records(PyObject *mod, PyObject *args) {
+    Py_buffer buf, lut[4], out;
+    Py_ssize_t rec_off, n;
+    long long order, trade, index, f_has_qty, ts_min, ts_max;
+    if (!PyArg_ParseTuple(args, "y*nn(y*y*y*y*)w*(LLLLLL)", &buf, &rec_off, &n, &lut[0], &lut[1], &lut[2],
+                          &lut[3], &out, &order, &trade, &index, &f_has_qty, &ts_min, &ts_max))
+        return NULL;
+    PyObject *ret = NULL;
+    if (rec_off < 0 || n < 0 || rec_off + n * R_SIZE > buf.len || out.len < n * 53 ||
+        ((uintptr_t)out.buf & 7) != 0) {
+        PyErr_SetString(PyExc_ValueError, "decode_records: records or output buffer out of range");
+        goto done;
+    }
+    const unsigned char *rec = (const unsigned char *)buf.buf + rec_off;
+    unsigned char *o = out.buf;
+    int64_t *ts = (int64_t *)o, *price = ts + n, *qty = price + n, *seq = qty + n;
+    int32_t *scol[4];
+    scol[0] = (int32_t *)(seq + n);
+    for (int c = 1; c < 4; c++) scol[c] = scol[c - 1] + n;
+    unsigned char *venue = (unsigned char *)(scol[3] + n), *etype = venue + n, *side = etype + n,
+                  *flags = side + n, *bad = flags + n;
+    const int32_t *tab[4];
+    uint32_t cnt[4];
+    for (int c = 0; c < 4; c++) {
+        tab[c] = lut[c].buf;
+        cnt[c] = (uint32_t)(lut[c].len / 4);
+    }
+    static const int scol_off[4] = {R_ACCOUNT, R_SYMBOL, R_OWNER, R_BROKER};
+    Py_ssize_t nbad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *r = rec + i * R_SIZE;
+        int64_t t = rd64(r + R_TS), pr = rd64(r + R_PRICE), q = rd64(r + R_QTY);
+        unsigned v = r[R_VENUE], et = r[R_ETYPE], sd = r[R_SIDE], fl = r[R_FLAGS];
+        ts[i] = t;
+        price[i] = pr;
+        qty[i] = q;
+        seq[i] = rd64(r + R_SEQ);
+        venue[i] = (unsigned char)v;
+        etype[i] = (unsigned char)et;
+        side[i] = (unsigned char)sd;
+        flags[i] = (unsigned char)fl;
+        unsigned code = 0;
+        int32_t sv[4];
+        for (int c = 0; c < 4; c++) {
+            uint32_t x = rd32(r + scol_off[c]);
+            if (x == 0xFFFFFFFFu) {
+                sv[c] = -1;
+            } else if (x >= cnt[c]) {
+                sv[c] = -1;
+                code = 20 + c; /* a later column's code wins, as in binary.py */
+            } else {
+                sv[c] = tab[c][x];
+            }
+            scol[c][i] = sv[c];
+        }
+        if (code == 0) { /* binary._check_records: the last failing check of its list wins */
+            int needs = et == order || et == trade;
+            int has_qty = (fl & f_has_qty) != 0;
+            if (t < ts_min || t >= ts_max) code = 1;
+            else if (v > 2) code = 2;
+            else if (et > 3) code = 3;
+            else if (sd > 2) code = 4;
+            else if (has_qty && q < 0) code = 5;
+            else if (et != index && sv[0] < 0) code = 6;
+            else if (needs && sd == 0) code = 8;
+            else if (et == index && sv[1] < 0) code = 9;
+            else if (needs && !has_qty) code = 10;
+            else if ((et == trade || et == index) && pr <= 0) code = 7;
+        }
+        bad[i] = (unsigned char)code;
+        nbad += code != 0;
+    }
+    Py_END_ALLOW_THREADS
+    ret = PyLong_FromSsize_t(nbad);
+done:
+    PyBuffer_Release(&buf);
+    for (int c = 0; c < 4; c++) PyBuffer_Release(&lut[c]);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
+/* count_strings(buf, pos, slen) -> how many NUL-separated strings the blob holds (0 for an empty blob) */
+static PyObject *count_strings(PyObject *mod, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t pos, slen;
+    if (!PyArg_ParseTuple(args, "y*nn", &buf, &pos, &slen)) return NULL;
+    if (pos < 0 || slen < 0 || pos + slen > buf.len) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "count_strings: blob out of range");
+        return NULL;
+    }
+    Py_ssize_t k = 0;
+    if (slen) {
+        const char *p = (const char *)buf.buf + pos, *end = p + slen;
+        k = 1;
+        while ((p = memchr(p, 0, (size_t)(end - p))) != NULL) {
+            k++;
+            p++;
+        }
+    }
+    PyBuffer_Release(&buf);
+    return PyLong_FromSsize_t(k);
+}
+
+static PyMethodDef methods[] = {
+    {"count_strings", count_strings, METH_VARARGS, "number of NUL-separated strings in a blob"},
+    {"lookup_strings", lookup_strings, METH_VARARGS, "ids of a frame's strings (-2 = not in the table)"},
+    {"decode_records", decode_records, METH_VARARGS, "records -> columns and validity codes"},
+    {"record_layout", record_layout, METH_NOARGS, "field offsets this module assumes"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "surveil.events._svev", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__svev(void) {
+    if (PyType_Ready(&StrTableType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&StrTableType);
+    if (PyModule_AddObject(m, "StrTable", (PyObject *)&StrTableType) < 0) {
+        Py_DECREF(&StrTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,121 @@
+"""The compiled frame decoder (surveil/events/_svev.c) against the numpy reference decoder: the same
+columns, the same rejects with the same reasons, the same errors, and the same ids in the registry."""
+
+import pickle
+import random
+
+import numpy as np
+import orjson
+import pytest
+from events.test_binary import sample_events
+
+from surveil.events import binary, jsonl
+from surveil.events.batch import Registry
+from surveil.events.errors import EventFormatError
+from surveil.events.io import EventWriter, read_events
+
+
+def test_the_compiled_decoder_is_built():
+    # setup.py builds it in `pip install -e .`; without it every binary frame goes through numpy (slower)
+    assert binary.FAST, "surveil.events._svev is not built: run `pip install -e .` (needs a C compiler)"
+
+
+def _decode(frames, fast, monkeypatch, reg=None, restore_after=None):
+    monkeypatch.setattr(binary, "FAST", fast)
+    reg = reg or Registry()
+    out = []
+    for i, f in enumerate(frames):
+        if restore_after is not None and i == restore_after:  # a restart: the bytes caches start empty
+            reg = pickle.loads(pickle.dumps(reg))
+        rej = []
+        try:
+            b, end = binary.decode_frame_at(f, 0, reg, f"t:0@{i}", 0, rej)
+            cols = {k: v.tolist() for k, v in b.columns().items()}
+            out.append(("ok", end, cols, [(r.location, r.field, r.value, r.reason, r.raw) for r in rej]))
+        except EventFormatError as e:
+            out.append(("error", str(e)))
+    names = {k: list(getattr(reg, k).names) for k in ("accounts", "symbols", "owners", "brokers")}
+    return out, names
+
+
+def _frames(seed, n_frames=40):
+    rng = random.Random(seed)
+    reg = Registry()
+    events = sample_events(600)
+    for e in events:  # more distinct strings, some of them not ASCII
+        if "account" in e and rng.random() < 0.3:
+            e["account"] = f"账户{rng.randrange(50)}"
+    b = jsonl.decode_lines([orjson.dumps(e) for e in events], 1, reg, "x", [])
+    frames = []
+    for _ in range(n_frames):
+        lo = rng.randrange(0, len(b) - 1)
+        frame = bytearray(binary.encode_frame(b.take(slice(lo, lo + rng.randrange(1, 80))), reg))
+        n = binary.HEADER.unpack_from(frame, 0)[3]
+        rec = np.frombuffer(frame, dtype=binary.RECORD, count=n, offset=len(frame) - n * 76).copy()
+        for _ in range(rng.randrange(0, 4)):  # damage some records
+            i = rng.randrange(n)
+            f, v = rng.choice([("venue", 7), ("etype", 9), ("side", 3), ("side", 0), ("qty", -5), ("price", 0),
+                               ("price", -1), ("ts", 5), ("ts", 2**62), ("account", 0xFFFFFFFF),
+                               ("account", 10**6), ("symbol", 0xFFFFFFFF), ("symbol", 10**5),
+                               ("owner", 4000), ("broker", 77), ("flags", 0)])
+            rec[f][i] = v
+        frame[len(frame) - n * 76:] = rec.tobytes()
+        kind = rng.random()
+        if kind < 0.05:  # a string table that is not UTF-8
+            p = binary.HEADER.size
+            if binary.HEADER.unpack_from(frame, 0)[-1]:
+                frame[p] = 0xFF
+        elif kind < 0.1:  # a string table with another count than the header's
+            head = list(binary.HEADER.unpack_from(frame, 0))
+            head[4] += 1
+            frame[:binary.HEADER.size] = binary.HEADER.pack(*head)
+        elif kind < 0.13:
+            frame = frame[:-7]  # truncated
+        frames.append(bytes(frame))
+    return frames
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compiled_and_numpy_decoders_agree_on_valid_and_damaged_frames(seed, monkeypatch):
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    frames = _frames(seed)
+    fast, fast_names = _decode(frames, True, monkeypatch)
+    ref, ref_names = _decode(frames, False, monkeypatch)
+    assert fast == ref
+    assert fast_names == ref_names  # the same ids, assigned in the same order
+    kinds = {x[0] for x in ref}
+    assert "ok" in kinds and any(x[0] == "ok" and x[3] for x in ref)  # the damage did reach some records
+    # after a restore from a checkpoint the caches start empty and fill again: still the same ids
+    restored, restored_names = _decode(frames, True, monkeypatch, restore_after=len(frames) // 2)
+    assert restored == ref and restored_names == ref_names
+
+
+def test_both_decoders_read_a_file_of_delta_frames_alike(tmp_path, monkeypatch):
+    reg = Registry()
+    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(700)], 1, reg, "x", [])
+    with EventWriter(tmp_path / "d.svb", reg, frame_size=37) as w:
+        w.write(b)
+    got = {}
+    for fast in (True, False):
+        monkeypatch.setattr(binary, "FAST", fast)
+        r2, rej = Registry(), []
+        batches = list(read_events(tmp_path / "d.svb", r2, rej))
+        got[fast] = ([{k: v.tolist() for k, v in x.columns().items()} for x in batches], r2.accounts.names, rej)
+    assert got[True] == got[False] and sum(len(x["ts"]) for x in got[True][0]) == 700
+
+
+def test_a_string_known_before_the_frame_keeps_its_id(monkeypatch):
+    """Strings interned elsewhere first (reference data, the engine) are found by the bytes cache's miss
+    path, not given a second id."""
+    monkeypatch.setattr(binary, "FAST", True)
+    reg = Registry()
+    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(40)], 1, reg, "x", [])
+    frame = binary.encode_frame(b, reg)
+    reg2 = Registry()
+    first = reg2.accounts.intern("A3")
+    got, _ = binary.decode_frame_at(frame, 0, reg2, "t", 0, [])
+    names = [reg2.accounts.names[i] for i in got.account.tolist() if i >= 0]
+    assert reg2.accounts.ids["A3"] == first == 0
+    assert names.count("A3") == sum(1 for e in sample_events(40) if e.get("account") == "A3")
+    assert len(set(reg2.accounts.names)) == len(reg2.accounts.names)
