@@ -207,19 +207,30 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
 def _intern_misses(buf, p: int, slen: int, counts, ids: np.ndarray, starts: np.ndarray, interners, tables,
                    source: str, offset: int) -> None:
     """Strings the bytes caches did not know (new, or first seen since a restart): intern them and add them
-    to the caches."""
+    to the caches. A frame usually brings a few new strings (a symbol first traded on this partition), a
+    cold start brings whole tables."""
+    miss_all = np.flatnonzero(ids == -2)
+    mv = memoryview(buf)
     try:
-        strings = bytes(memoryview(buf)[p:p + slen]).decode("utf-8").split("\x00")
-    except UnicodeDecodeError as e:
-        raise _utf8_error(source, offset, e) from None
-    k = 0
-    for c, cnt in enumerate(counts):
-        miss = k + np.flatnonzero(ids[k:k + cnt] == -2)
-        if len(miss):
-            got = interners[c].intern_list([strings[i] for i in miss.tolist()])
+        if len(miss_all) * 8 > len(ids):  # many: decode the whole table at once
+            strings = bytes(mv[p:p + slen]).decode("utf-8").split("\x00")
+            pick = [strings[i] for i in miss_all.tolist()]
+        else:
+            st = starts.tolist()
+            pick = [bytes(mv[st[i]:st[i + 1] - 1]).decode("utf-8") for i in miss_all.tolist()]
+    except UnicodeDecodeError:  # report the whole table's error, as the numpy decoder does
+        try:
+            bytes(mv[p:p + slen]).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _utf8_error(source, offset, e) from None
+        raise
+    bounds = np.searchsorted(miss_all, np.cumsum(counts)[:-1]).tolist()
+    for c, (lo, hi) in enumerate(zip([0, *bounds], [*bounds, len(miss_all)])):
+        if lo < hi:
+            miss = miss_all[lo:hi]
+            got = interners[c].intern_list(pick[lo:hi])
             ids[miss] = got
             tables[c].add_from(buf, starts, miss, got)
-        k += cnt
 
 
 _FAST_COLUMNS = [(c, np.dtype(t)) for c, t in (
