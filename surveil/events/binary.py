@@ -137,10 +137,11 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
         raise EventFormatError(f"{source}: truncated frame at byte {offset} ({n} records announced)")
     counts = (na, ns, no, nb)
     rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
+    delta = dictionary if version == VERSION_DELTA else None  # a version-1 frame is self-contained in any file
     if FAST:
-        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, dictionary)
+        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta)
     else:
-        cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, dictionary)
+        cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, delta)
     cols["order_id"] = rec["order_id"]
     src = np.arange(first_record, first_record + n, dtype=np.int64)
     if bad.any():

@@ -119,3 +119,20 @@ def test_a_string_known_before_the_frame_keeps_its_id(monkeypatch):
     assert reg2.accounts.ids["A3"] == first == 0
     assert names.count("A3") == sum(1 for e in sample_events(40) if e.get("account") == "A3")
     assert len(set(reg2.accounts.names)) == len(reg2.accounts.names)
+
+
+def test_a_file_of_self_contained_frames_reads_back_with_either_decoder(tmp_path, monkeypatch):
+    """Files are read with a frame dictionary (for delta frames), but a version-1 frame in a file (Kafka
+    record values saved one after the other) indexes its own tables only."""
+    reg = Registry()
+    events = sample_events(300)
+    b = jsonl.decode_lines([orjson.dumps(e) for e in events], 1, reg, "x", [])
+    (tmp_path / "v1.svb").write_bytes(b"".join(binary.encode_frame(b.take(slice(i, i + 40)), reg)
+                                              for i in range(0, 300, 40)))
+    for fast in (True, False):
+        monkeypatch.setattr(binary, "FAST", fast)
+        r2, rej = Registry(), []
+        got = list(read_events(tmp_path / "v1.svb", r2, rej))
+        assert not rej
+        accounts = [r2.accounts.names[i] if i >= 0 else None for x in got for i in x.account.tolist()]
+        assert accounts == [e.get("account") for e in events]
