@@ -93,7 +93,7 @@ static inline int32_t table_find(const StrTable *t, const unsigned char *p, Py_s
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         const Slot *s = &t->slots[i];
         if (s->off < 0) return -2;
-        if (s->hash == h && s->len == n && memcmp(t->arena + s->off, p, (size_t)n) == 0) return s->id;
+        if (s->hash == h && s->len == n && (n == 0 || memcmp(t->arena + s->off, p, (size_t)n) == 0)) return s->id;
     }
 }
 
@@ -137,7 +137,7 @@ static int table_add(StrTable *self, const unsigned char *p, Py_ssize_t n, int32
         self->arena = a;
         self->arena_cap = cap;
     }
-    memcpy(self->arena + self->arena_len, p, (size_t)n);
+    if (n) memcpy(self->arena + self->arena_len, p, (size_t)n);
     size_t mask = self->cap - 1;
     size_t i = (size_t)h & mask;
     while (self->slots[i].off >= 0) i = (i + 1) & mask;
@@ -175,7 +175,7 @@ static PyObject *StrTable_add_from(StrTable *self, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < m; i++) {
         int64_t k = w[i];
-        if (k < 0 || k + 1 >= ns || st[k] < 0 || st[k + 1] - 1 < st[k] || st[k + 1] - 1 > buf.len) {
+        if (k < 0 || k >= ns - 1 || st[k] < 0 || st[k] > buf.len || st[k + 1] <= st[k] || st[k + 1] - 1 > buf.len) {
             PyErr_SetString(PyExc_ValueError, "StrTable.add_from: string offsets out of range");
             goto done;
         }
@@ -231,7 +231,14 @@ static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
                           &counts[1], &counts[2], &counts[3], &ids, &starts))
         return NULL;
     PyObject *ret = NULL;
-    Py_ssize_t total = counts[0] + counts[1] + counts[2] + counts[3];
+    Py_ssize_t total = 0;
+    for (int c = 0; c < 4; c++) {
+        if (counts[c] < 0 || counts[c] > buf.len + 1) { /* a blob of L bytes holds at most L + 1 strings */
+            PyErr_SetString(PyExc_ValueError, "lookup_strings: string count out of range");
+            goto done;
+        }
+        total += counts[c];
+    }
     if (PyTuple_GET_SIZE(tables) != 4) {
         PyErr_SetString(PyExc_ValueError, "lookup_strings: 4 tables expected");
         goto done;
@@ -242,7 +249,8 @@ static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
             goto done;
         }
     }
-    if (pos < 0 || slen < 0 || pos + slen > buf.len || ids.len < total * 4 || starts.len < (total + 1) * 8) {
+    if (pos < 0 || slen < 0 || pos > buf.len || slen > buf.len - pos || ids.len / 4 < total ||
+        starts.len / 8 < total + 1) {
         PyErr_SetString(PyExc_ValueError, "lookup_strings: blob or output buffers out of range");
         goto done;
     }
@@ -312,7 +320,7 @@ static PyObject *decode_records(PyObject *mod, PyObject *args) {
                           &lut[3], &out, &order, &trade, &index, &f_has_qty, &ts_min, &ts_max))
         return NULL;
     PyObject *ret = NULL;
-    if (rec_off < 0 || n < 0 || rec_off + n * R_SIZE > buf.len || out.len < n * 53 ||
+    if (rec_off < 0 || n < 0 || rec_off > buf.len || n > (buf.len - rec_off) / R_SIZE || n > out.len / 53 ||
         ((uintptr_t)out.buf & 7) != 0) {
         PyErr_SetString(PyExc_ValueError, "decode_records: records or output buffer out of range");
         goto done;
@@ -391,7 +399,7 @@ static PyObject *count_strings(PyObject *mod, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t pos, slen;
     if (!PyArg_ParseTuple(args, "y*nn", &buf, &pos, &slen)) return NULL;
-    if (pos < 0 || slen < 0 || pos + slen > buf.len) {
+    if (pos < 0 || slen < 0 || pos > buf.len || slen > buf.len - pos) {
         PyBuffer_Release(&buf);
         PyErr_SetString(PyExc_ValueError, "count_strings: blob out of range");
         return NULL;

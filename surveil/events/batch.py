@@ -65,17 +65,17 @@ class Interner:
             raise TypeError(next(v for v in values if not isinstance(v, (str, type(None))))) from None
         missing = np.flatnonzero(out == -2).tolist()
         if missing:
-            for i in missing:
-                if type(values[i]) is not str:
-                    raise TypeError(values[i])
             ids, names = self.ids, self.names
             with self._lock:  # once for all (a cold start brings many new strings at once)
                 for i in missing:
                     v = values[i]
+                    if type(v) is not str:  # the strings before it stay interned, as with intern()
+                        raise TypeError(v)
                     j = ids.get(v)
                     if j is None:
-                        j = ids[v] = len(names)
-                        names.append(v)
+                        j = len(names)
+                        names.append(v)  # the name first: a reader without the lock never sees a bare id
+                        ids[v] = j
                     out[i] = j
         return out.astype(np.int32)
 

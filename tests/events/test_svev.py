@@ -136,3 +136,26 @@ def test_a_file_of_self_contained_frames_reads_back_with_either_decoder(tmp_path
         assert not rej
         accounts = [r2.accounts.names[i] if i >= 0 else None for x in got for i in x.account.tolist()]
         assert accounts == [e.get("account") for e in events]
+
+
+def test_the_c_functions_refuse_out_of_range_arguments():
+    """binary.py checks frames before calling C, but the C side checks its own bounds too (a wrong call is a
+    ValueError, not a write past a buffer)."""
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    from surveil.events import _svev
+
+    tables = tuple(_svev.StrTable() for _ in range(4))
+    ids, starts, out = np.empty(4, np.int32), np.empty(5, np.int64), np.empty(64, np.uint8)
+    big = 2**62
+    with pytest.raises(ValueError):
+        _svev.lookup_strings(tables, b"a\x00b", 0, 3, (big, big, big, big), ids, starts)
+    with pytest.raises(ValueError):
+        _svev.lookup_strings(tables, b"a\x00b", 2, 3, (1, 0, 0, 0), ids, starts)
+    luts = tuple(np.empty(0, np.int32) for _ in range(4))
+    with pytest.raises(ValueError):
+        _svev.decode_records(b"x" * 76, 0, 2**63 // 53 + 1, luts, out, (0, 2, 3, 32, 0, 1))
+    with pytest.raises(ValueError):
+        tables[0].add_from(b"ab", np.array([0, 2**63 - 1], np.int64), np.array([0], np.int64), np.array([0], np.int32))
+    tables[0].add(b"", 7)  # the empty string, with nothing else in the table yet
+    assert len(tables[0]) == 1
