@@ -170,7 +170,7 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
                  dictionary: FrameDict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The compiled decoder: the string tables through each interner's bytes cache, the records in C."""
     total = sum(counts)
-    found = _svev.count_strings(buf, p, slen)
+    found = _svev.count_strings(buf, p, slen) or min(total, 1)  # an empty blob: no string, or one empty one
     if found != total:
         try:  # a table that is not UTF-8 is reported as such first, as by the numpy decoder
             bytes(memoryview(buf)[p:p + slen]).decode("utf-8")
@@ -245,7 +245,8 @@ def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, 
     """The reference decoder (numpy; used when the compiled one is not built)."""
     n = len(rec)
     try:
-        strings = bytes(buf[p:p + slen]).decode("utf-8").split("\x00") if slen else []
+        # an empty blob holds no string, or one empty string (a table of just "")
+        strings = bytes(buf[p:p + slen]).decode("utf-8").split("\x00") if slen else [""][:sum(counts)]
     except UnicodeDecodeError as e:
         raise _utf8_error(source, offset, e) from None
     if sum(counts) != len(strings):

@@ -191,10 +191,10 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
         etype = np.array([TYPE_CODE[o["type"]] for o in objs], dtype=np.uint8)
         side = np.array([SIDE_CODE[o.get("side")] for o in objs], dtype=np.uint8)
         aggr = np.array([_AGGR[o.get("aggressor")] for o in objs], dtype=np.uint8)
-        account = reg.accounts.intern_list([o.get("account") for o in objs])
-        symbol = reg.symbols.intern_list([o.get("symbol") for o in objs])
-        owner = reg.owners.intern_list([o.get("owner") for o in objs])
-        broker = reg.brokers.intern_list([o.get("broker") for o in objs])
+        account = _intern_checked([o.get("account") for o in objs], reg.accounts)
+        symbol = _intern_checked([o.get("symbol") for o in objs], reg.symbols)
+        owner = _intern_checked([o.get("owner") for o in objs], reg.owners)
+        broker = _intern_checked([o.get("broker") for o in objs], reg.brokers)
     except (KeyError, TypeError):
         raise _Slow from None
     ts = np.array(ts_l)
@@ -216,6 +216,18 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
     oid_flags = (np.where(oid_int, F_ORDER_ID_INT, 0) | np.where(oid_has, F_HAS_ORDER_ID, 0)).astype(np.uint8)
     return _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,
                    account, symbol, owner, broker, order_id, oid_flags)
+
+
+def _intern_checked(values: list, interner) -> np.ndarray:
+    """Registry ids of a string field; a string not interned yet that the validating path would refuse (empty,
+    or with a NUL, which is also the separator of a binary frame's string table) raises _Slow before
+    anything is interned, as in the polars path (``_intern_col``)."""
+    ids = interner.lookup(values)
+    for i in np.flatnonzero(ids == -2).tolist():
+        x = values[i]
+        if type(x) is str and (x == "" or "\x00" in x):
+            raise _Slow
+    return interner.intern_list(values)
 
 
 def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,

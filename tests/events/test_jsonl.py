@@ -42,6 +42,9 @@ def decode(objs):
     ({**GOOD, "account": {"a": 1}}, "account", "string"),
     ({**GOOD, "account": 1.5}, "account", "string"),
     ([1, 2], "event", "not a JSON object"),
+    # an empty string, or a NUL (the separator of a binary frame's string table), is refused on every path
+    ({**GOOD, "account": ""}, "account", "non-empty string"),
+    ({**GOOD, "owner": "M\x001"}, "owner", "without NUL"),
 ])
 def test_bad_lines_are_rejected_with_field_and_value(bad, field, words):
     b, rej, _ = decode([GOOD, bad, GOOD])

@@ -159,3 +159,19 @@ def test_the_c_functions_refuse_out_of_range_arguments():
         tables[0].add_from(b"ab", np.array([0, 2**63 - 1], np.int64), np.array([0], np.int64), np.array([0], np.int32))
     tables[0].add(b"", 7)  # the empty string, with nothing else in the table yet
     assert len(tables[0]) == 1
+
+
+def test_a_table_holding_only_an_empty_string_reads_back(monkeypatch):
+    """An empty blob with a count of one is one empty string (binary frames may carry "" from another
+    gateway; the partition stage then exports it to the owner topic in a frame of its own)."""
+    reg = Registry()
+    b = jsonl.decode_lines([orjson.dumps({"ts": 1708306200000000000, "venue": "SSE", "type": "cancel",
+                                          "account": "A1"})], 1, reg, "x", [])
+    b.account[:] = reg.accounts.intern("")
+    frame = binary.encode_frame(b, reg)
+    assert binary.HEADER.unpack_from(frame, 0)[4:] == (1, 0, 0, 0, 0)  # one account string, an empty blob
+    for fast in (True, False):
+        monkeypatch.setattr(binary, "FAST", fast)
+        r2, rej = Registry(), []
+        got, _ = binary.decode_frame_at(frame, 0, r2, "t", 0, rej)
+        assert len(got) == 1 and not rej and r2.accounts.names[int(got.account[0])] == ""
