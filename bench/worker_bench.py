@@ -344,10 +344,10 @@ async def warm_up_groups(bootstrap: str, topic: str) -> float:
 
 
 async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int, want, profile: bool,
-                     max_round_s: float) -> dict:
+                     max_round_s: float, frame_size: int = 2000) -> dict:
     feed_s = settings_for(bootstrap, prefix(), prefix(), acc)
     print(f"[{fmt}] pre-loading {svb.name} into {feed_s.feed_topics[0]}...", file=sys.stderr, flush=True)
-    st = await feed([svb], feed_s, speed="max", fmt=fmt)
+    st = await feed([svb], feed_s, speed="max", fmt=fmt, frame_size=frame_size)
     tps = feed_tps(feed_s, st)
     ends = await end_offsets(bootstrap, tps)
     out = {"feed_preload": {"events": st.events, "frames": st.frames, "markers": st.markers, "bytes": st.bytes,
@@ -742,18 +742,20 @@ async def amain(a, bootstrap: str) -> dict:
     print(want.summary(), file=sys.stderr, flush=True)
     result: dict = {"machine": machine(), "events_file": svb.name, "events": want.events,
                     "frame_decoder": "compiled (surveil.events._svev)" if binary.FAST else "numpy (fallback)",
-                    "accounts": a.accounts, "rounds": a.rounds,
+                    "accounts": a.accounts, "rounds": a.rounds, "frame_size": a.frame_size,
                     "setup": {"broker": "Apache Kafka (kafka_local), single node, same machine, heap 1g",
                               "worker": "one in-process surveil.stream.worker.Worker (asyncio)",
                               "feed_partitions": Settings().feed_partitions,
                               "owner_partitions": Settings().owner_partitions,
                               "checkpoint_interval_ms": Settings().checkpoint_interval_ms, "fetch": FETCH},
                     "replay_alerts": dict(want.by_rule), "targets": TARGETS}
-    result["binary"] = await throughput(bootstrap, svb, acc, "binary", a.rounds, want, a.profile, a.max_round_seconds)
+    result["binary"] = await throughput(bootstrap, svb, acc, "binary", a.rounds, want, a.profile, a.max_round_seconds,
+                                        a.frame_size)
     print(json.dumps({k: v for k, v in result["binary"].items() if not k.endswith("rounds")}, indent=1),
           file=sys.stderr, flush=True)
     if not a.skip_json:
-        result["json"] = await throughput(bootstrap, svb, acc, "json", a.rounds, want, a.profile, a.max_round_seconds)
+        result["json"] = await throughput(bootstrap, svb, acc, "json", a.rounds, want, a.profile, a.max_round_seconds,
+                                          a.frame_size)
     if not a.skip_latency:
         result["latency"] = await latency(bootstrap, a)
     return result
@@ -806,6 +808,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="one more worker run per format under cProfile, and the probe day's worker under cProfile")
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--frame-size", type=int, default=2000,
+                    help="events per frame of the pre-loaded feed (surveil feed --frame-size; its default)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

@@ -68,7 +68,11 @@ class PartitionState:
         self.source = source
         self.owner_partitions = owner_partitions
         self.reg = Registry()
-        self.engine = Engine(params, refdata, self.reg, rules=ACCOUNT_RULES, on_segment=self._export)
+        # no market context here: the per-account rules do not use it, and the owner stage builds its own from
+        # what _export sends (kept here, it cost a pass per segment and two days of per-second arrays and the
+        # day's index levels in every checkpoint)
+        self.engine = Engine(params, refdata, self.reg, rules=ACCOUNT_RULES, market_from_events=False,
+                             on_segment=self._export)
         self.offset = -1  # the last input offset this state reflects
         self.progress_sent: int | None = None
         self._progress_at = 0.0
@@ -97,6 +101,8 @@ class PartitionState:
     @staticmethod
     def loads(data: bytes, refdata: RefData) -> PartitionState:
         st: PartitionState = pickle.loads(zlib.decompress(data))
+        if st.engine.market.from_events:  # a checkpoint of an earlier version: drop its unused market context
+            st.engine.market = MarketContext(from_events=False)
         st.engine.ref = refdata
         st.engine._ref_version = -1  # reference data may have changed meanwhile: resolve owners again
         return st

@@ -230,3 +230,27 @@ def test_a_marker_inside_a_group_still_makes_earlier_events_late(day):
         assert sorted(v for _, v in rejects) == late_ts and {o for o, _ in rejects} == {4}
         results.append((st._released, st.engine.max_seen))
     assert len(set(results)) == 1
+
+
+def test_partition_checkpoints_carry_no_market_context(day):
+    """The partition stage's per-account rules need no market context (the owner stage builds its own from
+    the market seconds and index levels the partitions send), so its checkpoints do not carry one; a
+    checkpoint of an earlier version that did is loaded without it."""
+    import pickle
+    import zlib
+
+    from surveil.rules.market import MarketContext
+
+    ref = RefData.load_csv(day.accounts_path)
+    recs = feed_records(day.events_path, frame=500)
+    idx = next(k for k, v in recs.items() if any(binary.decode_frame_at(r, 0, Registry(), "x", 0, [])[0].etype.max()
+                                                   == 3 for r in v if r[:4] == b"SVEV"))  # index levels
+    st = PartitionState(f"{idx[0]}:{idx[1]}", load_config(), ref, NO)
+    st.handle_many(list(enumerate(recs[idx][:-1])), *idx)
+    assert st.engine.events_processed > 0 and st.engine.market.days == {}
+    old = pickle.loads(zlib.decompress(st.dumps()))  # as an earlier version wrote it: a filled market context
+    old.engine.market = MarketContext(from_events=True)
+    old.engine.market.add_seconds(int(st.engine.day), np.array([1]), np.array([5]))
+    back = PartitionState.loads(zlib.compress(pickle.dumps(old, protocol=5)), ref)
+    assert not back.engine.market.from_events and back.engine.market.days == {}
+    assert back.handle_many([(len(recs[idx]) - 1, recs[idx][-1])], *idx).rejects == []
