@@ -120,9 +120,11 @@ class Engine:
     def __init__(self, params: dict[str, dict[str, Any]] | None = None, refdata: RefData | None = None,
                  registry: Registry | None = None, rules: Sequence[str] | None = None,
                  market_from_events: bool = True,
-                 on_segment: Callable[[Segment, Batch], None] | None = None):
+                 on_segment: Callable[[Segment, Batch], None] | None = None, keep_finals: bool = True):
         """``rules``: the rule ids to run (default all). ``market_from_events=False``: market context comes
-        from ``self.market.add_*`` (stream workers). ``on_segment`` sees every released segment."""
+        from ``self.market.add_*`` (stream workers). ``on_segment`` sees every released segment.
+        ``keep_finals=False``: final alerts are only drained (stream stages publish them as they come; kept,
+        they would grow a stage's checkpoints day after day)."""
         self.params = params or load_config()
         self.reg = registry or Registry()
         self.ref = refdata or RefData()
@@ -142,6 +144,7 @@ class Engine:
         self.day: int | None = None
         self.records: list[dict[str, Any]] = []  # every alert state in emission order (raised and final)
         self.finals: dict[str, dict[str, Any]] = {}
+        self.keep_finals = keep_finals
         self.rejects: list[Reject] = []
         self.events_in = 0
         self.events_processed = 0
@@ -285,7 +288,7 @@ class Engine:
         for d in drafts:
             rec = alert_record(d, self.subject(d.subject))
             self.records.append(rec)
-            if d.status == "final":
+            if d.status == "final" and self.keep_finals:
                 self.finals[rec["alert_id"]] = rec
 
     def subject(self, subj: tuple) -> dict[str, str]:

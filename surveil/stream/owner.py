@@ -47,7 +47,8 @@ class OwnerState:
     def __init__(self, source: str, params: dict, sources: list[str], lateness_ms: int = 2000):
         self.source = source
         self.reg = Registry()
-        self.engine = Engine(params, RefData(), self.reg, rules=OWNER_RULES, market_from_events=False)
+        self.engine = Engine(params, RefData(), self.reg, rules=OWNER_RULES, market_from_events=False,
+                             keep_finals=False)
         self.progress: dict[str, int | None] = {s: None for s in sources}
         # per source: the last trade position, index position and market (day, second) key applied
         self.applied: dict[str, list[int]] = {}
@@ -82,6 +83,8 @@ class OwnerState:
                      ("last_activity", None), ("resume", None), ("idle_at", {})):
             st.__dict__.setdefault(k, v)  # checkpoints of earlier versions
         st.__dict__.setdefault("released", st.watermark)
+        st.engine.keep_finals = False  # earlier versions kept every final alert in the checkpoint
+        st.engine.finals = {}
         return st
 
     def add_sources(self, sources: list[str]) -> None:

@@ -72,7 +72,7 @@ class PartitionState:
         # what _export sends (kept here, it cost a pass per segment and two days of per-second arrays and the
         # day's index levels in every checkpoint)
         self.engine = Engine(params, refdata, self.reg, rules=ACCOUNT_RULES, market_from_events=False,
-                             on_segment=self._export)
+                             on_segment=self._export, keep_finals=False)
         self.offset = -1  # the last input offset this state reflects
         self.progress_sent: int | None = None
         self._progress_at = 0.0
@@ -103,6 +103,8 @@ class PartitionState:
         st: PartitionState = pickle.loads(zlib.decompress(data))
         if st.engine.market.from_events:  # a checkpoint of an earlier version: drop its unused market context
             st.engine.market = MarketContext(from_events=False)
+        st.engine.keep_finals = False  # ... and the final alerts it kept (published long ago)
+        st.engine.finals = {}
         st.engine.ref = refdata
         st.engine._ref_version = -1  # reference data may have changed meanwhile: resolve owners again
         return st

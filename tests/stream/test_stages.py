@@ -254,3 +254,24 @@ def test_partition_checkpoints_carry_no_market_context(day):
     back = PartitionState.loads(zlib.compress(pickle.dumps(old, protocol=5)), ref)
     assert not back.engine.market.from_events and back.engine.market.days == {}
     assert back.handle_many([(len(recs[idx]) - 1, recs[idx][-1])], *idx).rejects == []
+
+
+def test_stage_engines_drain_final_alerts_without_keeping_them(day):
+    """A stage publishes every final alert as it comes; its engine keeps none (they would grow every
+    checkpoint, day after day). Replay's engine keeps them (it prints them at the end)."""
+    from surveil.engine import Engine
+
+    ref = RefData.load_csv(day.accounts_path)
+    got = {}
+    for keep in (True, False):
+        eng = Engine(load_config(), ref, keep_finals=keep)
+        for b in read_events(day.events_path, eng.reg, []):
+            eng.process(b)
+        eng.close()
+        got[keep] = (eng.drain(), eng.finals)
+    finals = [r for r in got[False][0] if r["status"] == "final"]
+    assert len(finals) >= 4 and got[False][1] == {}
+    assert got[True][0] == got[False][0] and set(got[True][1]) == {r["alert_id"] for r in finals}
+    owner = OwnerState("owner:0", load_config(), ["f.sse:0"])
+    part = PartitionState("f.sse:0", load_config(), ref, NO)
+    assert not owner.engine.keep_finals and not part.engine.keep_finals
