@@ -43,6 +43,9 @@ typedef struct {
     size_t n;
     char *arena;
     size_t arena_len, arena_cap;
+    int64_t *by_id;  /* id -> arena offset of its string (-1: not here), for join(); by_id_len[id] its length */
+    int32_t *by_id_len;
+    size_t by_id_cap;
 } StrTable;
 
 static inline uint64_t hash_bytes(const unsigned char *p, Py_ssize_t n) {
@@ -74,8 +77,13 @@ static int StrTable_init(StrTable *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "", kwlist)) return -1;
     PyMem_Free(self->slots);
     PyMem_Free(self->arena);
+    PyMem_Free(self->by_id);
+    PyMem_Free(self->by_id_len);
     self->slots = NULL;
     self->arena = NULL;
+    self->by_id = NULL;
+    self->by_id_len = NULL;
+    self->by_id_cap = 0;
     self->n = 0;
     self->arena_len = self->arena_cap = 0;
     return table_alloc(self, 1024);
@@ -84,6 +92,8 @@ static int StrTable_init(StrTable *self, PyObject *args, PyObject *kw) {
 static void StrTable_dealloc(StrTable *self) {
     PyMem_Free(self->slots);
     PyMem_Free(self->arena);
+    PyMem_Free(self->by_id);
+    PyMem_Free(self->by_id_len);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -124,6 +134,24 @@ static int table_add(StrTable *self, const unsigned char *p, Py_ssize_t n, int32
     }
     uint64_t h = hash_bytes(p, n);
     if (table_find(self, p, n, h) != -2) return 0; /* already known (another frame added it first) */
+    if ((size_t)id >= self->by_id_cap) {
+        size_t cap = self->by_id_cap ? self->by_id_cap : 1024;
+        while (cap <= (size_t)id) cap *= 2;
+        int64_t *o = PyMem_Realloc(self->by_id, cap * sizeof(int64_t));
+        if (!o) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->by_id = o;
+        int32_t *l = PyMem_Realloc(self->by_id_len, cap * sizeof(int32_t));
+        if (!l) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->by_id_len = l;
+        for (size_t i = self->by_id_cap; i < cap; i++) o[i] = -1;
+        self->by_id_cap = cap;
+    }
     if (self->cap == 0 && table_alloc(self, 1024) < 0) return -1;
     if ((self->n + 1) * 2 > self->cap && table_grow(self) < 0) return -1;
     if (self->arena_len + (size_t)n > self->arena_cap) {
@@ -145,6 +173,8 @@ static int table_add(StrTable *self, const unsigned char *p, Py_ssize_t n, int32
     self->slots[i].off = (int64_t)self->arena_len;
     self->slots[i].len = (int32_t)n;
     self->slots[i].id = id;
+    self->by_id[id] = (int64_t)self->arena_len;
+    self->by_id_len[id] = (int32_t)n;
     self->arena_len += (size_t)n;
     self->n++;
     return 0;
@@ -192,10 +222,55 @@ done:
     return ret;
 }
 
+/* join(ids) -> the UTF-8 strings of ids (int32 buffer) joined by NUL, or the list of the ids this table does
+ * not hold (the caller adds them and calls again) */
+static PyObject *StrTable_join(StrTable *self, PyObject *args) {
+    Py_buffer ids;
+    if (!PyArg_ParseTuple(args, "y*", &ids)) return NULL;
+    const int32_t *id = ids.buf;
+    Py_ssize_t m = ids.len / 4, total = 0;
+    PyObject *ret = NULL;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int32_t x = id[i];
+        if (x < 0 || (size_t)x >= self->by_id_cap || self->by_id[x] < 0) {
+            ret = PyList_New(0); /* every id not held, for the caller to add */
+            if (!ret) goto done;
+            for (Py_ssize_t j = i; j < m; j++) {
+                int32_t y = id[j];
+                if (y < 0 || (size_t)y >= self->by_id_cap || self->by_id[y] < 0) {
+                    PyObject *v = PyLong_FromLong(y);
+                    if (!v || PyList_Append(ret, v) < 0) {
+                        Py_XDECREF(v);
+                        Py_CLEAR(ret);
+                        goto done;
+                    }
+                    Py_DECREF(v);
+                }
+            }
+            goto done;
+        }
+        total += self->by_id_len[x] + (i > 0);
+    }
+    ret = PyBytes_FromStringAndSize(NULL, total);
+    if (!ret) goto done;
+    char *w = PyBytes_AS_STRING(ret);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (i > 0) *w++ = 0;
+        int32_t x = id[i], n = self->by_id_len[x];
+        if (n) memcpy(w, self->arena + self->by_id[x], (size_t)n);
+        w += n;
+    }
+done:
+    PyBuffer_Release(&ids);
+    return ret;
+}
+
 static Py_ssize_t StrTable_len(StrTable *self) { return (Py_ssize_t)self->n; }
 
 static PyMethodDef StrTable_methods[] = {
     {"add", (PyCFunction)StrTable_add, METH_VARARGS, "add(utf8_bytes, id): remember an interned string's id"},
+    {"join", (PyCFunction)StrTable_join, METH_VARARGS,
+     "join(ids): the strings of ids joined by NUL (bytes), or the list of ids not held"},
     {"add_from", (PyCFunction)StrTable_add_from, METH_VARARGS,
      "add_from(buf, starts, which, ids): remember the ids of a frame's strings which[i]"},
     {NULL, NULL, 0, NULL},
@@ -394,6 +469,51 @@ done:
     return ret;
 }
 
+/* remap(ids, scratch, local_out, uniq_out) -> m: a frame's string table for one column. ids: int32[n]
+ * registry ids (-1 = absent); scratch: int32[>= max id + 1], all -1 on entry and on return; local_out:
+ * uint32[n] gets each row's index into the table (0xFFFFFFFF when absent); uniq_out: int32[n] gets the
+ * table's registry ids in order of first appearance, m of them. */
+static PyObject *remap(PyObject *mod, PyObject *args) {
+    Py_buffer ids, scratch, local, uniq;
+    if (!PyArg_ParseTuple(args, "y*w*w*w*", &ids, &scratch, &local, &uniq)) return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t n = ids.len / 4, cap = scratch.len / 4;
+    const int32_t *id = ids.buf;
+    int32_t *sc = scratch.buf, *u = uniq.buf;
+    uint32_t *lo = local.buf;
+    if (local.len / 4 < n || uniq.len / 4 < n) {
+        PyErr_SetString(PyExc_ValueError, "remap: output buffers too small");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (id[i] >= cap) {
+            PyErr_SetString(PyExc_ValueError, "remap: scratch smaller than the largest id");
+            goto done;
+        }
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t x = id[i];
+        if (x < 0) {
+            lo[i] = 0xFFFFFFFFu;
+            continue;
+        }
+        if (sc[x] < 0) {
+            sc[x] = (int32_t)m;
+            u[m++] = x;
+        }
+        lo[i] = (uint32_t)sc[x];
+    }
+    for (Py_ssize_t j = 0; j < m; j++) sc[u[j]] = -1;
+    ret = PyLong_FromSsize_t(m);
+done:
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&scratch);
+    PyBuffer_Release(&local);
+    PyBuffer_Release(&uniq);
+    return ret;
+}
+
 /* count_strings(buf, pos, slen) -> how many NUL-separated strings the blob holds (0 for an empty blob) */
 static PyObject *count_strings(PyObject *mod, PyObject *args) {
     Py_buffer buf;
@@ -419,6 +539,7 @@ static PyObject *count_strings(PyObject *mod, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"count_strings", count_strings, METH_VARARGS, "number of NUL-separated strings in a blob"},
+    {"remap", remap, METH_VARARGS, "a column's frame-local string indexes and table, in first-seen order"},
     {"lookup_strings", lookup_strings, METH_VARARGS, "ids of a frame's strings (-2 = not in the table)"},
     {"decode_records", decode_records, METH_VARARGS, "records -> columns and validity codes"},
     {"record_layout", record_layout, METH_NOARGS, "field offsets this module assumes"},

@@ -20,7 +20,7 @@ from surveil.events.schema import F_HAS_ORDER_ID, F_ORDER_ID_INT, ORDER_ID_MAX_B
 class Interner:
     """Maps strings to dense int ids (and back). ``None`` maps to -1."""
 
-    __slots__ = ("ids", "names", "_lock", "bytes_ids")
+    __slots__ = ("ids", "names", "_lock", "bytes_ids", "scratch")
 
     def __init__(self) -> None:
         self.ids: dict[object, int] = {None: -1}
@@ -28,6 +28,7 @@ class Interner:
         self._lock = threading.Lock()  # the reader thread and the engine may both add strings
         # the compiled decoder's cache: UTF-8 bytes -> id of the strings frames have brought (not pickled)
         self.bytes_ids = _svev.StrTable() if _svev is not None else None
+        self.scratch: np.ndarray | None = None  # the compiled encoder's work array (binary.encode_frame_fast)
 
     def __getstate__(self) -> dict:
         return {"names": self.names}
@@ -37,6 +38,7 @@ class Interner:
         self.ids = {None: -1, **{n: i for i, n in enumerate(self.names)}}
         self._lock = threading.Lock()
         self.bytes_ids = _svev.StrTable() if _svev is not None else None
+        self.scratch = None
 
     def lookup(self, values: list) -> np.ndarray:
         """Ids of hashable ``values``, -2 where not interned yet (nothing is added)."""

@@ -83,10 +83,7 @@ def encode_frame(batch: Batch, reg: Registry, dictionary: FrameDict | None = Non
     """One frame holding every event of ``batch``: self-contained, or a delta frame of a file whose
     ``dictionary`` is given."""
     n = len(batch)
-    rec = np.zeros(n, dtype=RECORD)
-    for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
-        rec[f] = getattr(batch, f)
-    rec["order_id"] = batch.order_ids_bytes()
+    rec = _records(batch)
     tables: list[list[str]] = []
     for c, (col, interner) in enumerate(zip(_STR_COLS, _interners(reg))):
         ids = getattr(batch, col)
@@ -112,6 +109,48 @@ def encode_frame(batch: Batch, reg: Registry, dictionary: FrameDict | None = Non
     version = VERSION if dictionary is None else VERSION_DELTA
     head = HEADER.pack(MAGIC, version, RECORD.itemsize, n, *(len(t) for t in tables), len(blob))
     return head + blob + rec.tobytes()
+
+
+def _records(batch: Batch) -> np.ndarray:
+    """The record array of a batch, string columns not filled yet."""
+    rec = np.zeros(len(batch), dtype=RECORD)
+    for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
+        rec[f] = getattr(batch, f)
+    rec["order_id"] = batch.order_ids_bytes()
+    return rec
+
+
+def encode_frame_fast(batch: Batch, reg: Registry) -> bytes:
+    """A self-contained frame of ``batch`` like :func:`encode_frame`, with each string table in order of first
+    appearance instead of sorted (the same events when decoded), built by the compiled module: for the
+    partition stage's exports, where sorting and joining the names of the tables cost ≈ 0.5 µs per row.
+    Falls back to :func:`encode_frame` without the compiled module."""
+    if not FAST:
+        return encode_frame(batch, reg)
+    n = len(batch)
+    rec = _records(batch)
+    blobs: list[bytes] = []
+    counts: list[int] = []
+    local = np.empty(n, np.uint32)
+    uniq = np.empty(n, np.int32)
+    for col, interner in zip(_STR_COLS, _interners(reg)):
+        ids = np.ascontiguousarray(getattr(batch, col), dtype=np.int32)
+        top = len(interner.names)
+        if interner.scratch is None or len(interner.scratch) < top:
+            interner.scratch = np.full(max(1024, 2 * top), -1, np.int32)
+        m = _svev.remap(ids, interner.scratch, local, uniq)
+        table = interner.bytes_ids
+        blob = table.join(uniq[:m])
+        if type(blob) is list:  # strings this cache does not hold yet (interned from reference data, say)
+            for i in blob:
+                table.add(interner.names[i].encode("utf-8"), i)
+            blob = table.join(uniq[:m])
+        rec[col] = local
+        counts.append(m)
+        if m:
+            blobs.append(blob)
+    data = b"\x00".join(blobs)
+    return HEADER.pack(MAGIC, VERSION, RECORD.itemsize, n, *counts, len(data)) + data + rec.tobytes()
 
 
 def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: int,

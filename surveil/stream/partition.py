@@ -282,11 +282,12 @@ class PartitionState:
             parts = self._owner_parts(sub.owner)
             for p in np.unique(parts).tolist():
                 sel = parts == p
-                msgs.append((p, {"kind": "trades"}, pack_rows(pos[sel], binary.encode_frame(sub.take(sel), self.reg))))
+                frame = binary.encode_frame_fast(sub.take(sel), self.reg)
+                msgs.append((p, {"kind": "trades"}, pack_rows(pos[sel], frame)))
         if ex["index"]:
             sub = Batch.concat([b for b, _ in ex["index"]])
             pos = np.concatenate([q for _, q in ex["index"]])
-            msgs.append((None, {"kind": "index"}, pack_rows(pos, binary.encode_frame(sub, self.reg))))
+            msgs.append((None, {"kind": "index"}, pack_rows(pos, binary.encode_frame_fast(sub, self.reg))))
         # market sell value per second: a second is sent once it is complete (every later event of this
         # partition is at or after the engine's release bound), so each second is sent once, whole
         keys, vals = self._market

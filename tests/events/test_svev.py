@@ -175,3 +175,44 @@ def test_a_table_holding_only_an_empty_string_reads_back(monkeypatch):
         r2, rej = Registry(), []
         got, _ = binary.decode_frame_at(frame, 0, r2, "t", 0, rej)
         assert len(got) == 1 and not rej and r2.accounts.names[int(got.account[0])] == ""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_encoder_gives_frames_with_the_same_events(seed, monkeypatch):
+    """encode_frame_fast (tables in first-seen order, built in C) and encode_frame (sorted tables) decode to the
+    same events, with either decoder, also for strings the bytes cache has not seen (interned elsewhere)."""
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    rng = random.Random(seed)
+    events = sample_events(400)
+    for e in events:
+        if "account" in e and rng.random() < 0.3:
+            e["account"] = f"账户{rng.randrange(40)}"
+        if rng.random() < 0.2:
+            e["owner"] = f"M{rng.randrange(5)}"
+    reg = Registry()
+    reg.owners.intern("only interned, never in a frame")
+    b = jsonl.decode_lines([orjson.dumps(e) for e in events], 1, reg, "x", [])
+    b.owner[rng.randrange(len(b))] = reg.owners.ids["only interned, never in a frame"]
+    b.account[rng.randrange(len(b))] = reg.accounts.intern("")  # an empty string in a table
+    for lo in range(0, len(b), 57):
+        part = b.take(slice(lo, lo + rng.randrange(1, 90)))
+        fast, ref = binary.encode_frame_fast(part, reg), binary.encode_frame(part, reg)
+        assert binary.HEADER.unpack_from(fast, 0)[3:8] == binary.HEADER.unpack_from(ref, 0)[3:8]
+        for decode_fast in (True, False):
+            monkeypatch.setattr(binary, "FAST", decode_fast)
+            got = []
+            for frame in (fast, ref):
+                r2 = Registry()
+                x, _ = binary.decode_frame_at(frame, 0, r2, "t", 0, [])
+                cols = {k: v.tolist() for k, v in x.columns().items()}
+                for c, names in (("account", r2.accounts.names), ("symbol", r2.symbols.names),
+                                 ("owner", r2.owners.names), ("broker", r2.brokers.names)):
+                    cols[c] = [names[i] if i >= 0 else None for i in cols[c]]
+                got.append(cols)
+            assert got[0] == got[1]
+            monkeypatch.setattr(binary, "FAST", True)
+    one = b.take(slice(0, 1))
+    one.account[:] = reg.accounts.ids[""]
+    one.symbol[:] = one.owner[:] = one.broker[:] = -1
+    assert binary.HEADER.unpack_from(binary.encode_frame_fast(one, reg), 0)[4:] == (1, 0, 0, 0, 0)
