@@ -48,10 +48,11 @@ class MarketContext:
         return d
 
     @staticmethod
-    def seconds_of(seg: Segment) -> tuple[np.ndarray, np.ndarray]:
-        """(second of day, sell value) sums of a segment's sell-side trades."""
-        m = (seg.etype == TRADE) & (seg.side == SIDE_S)
-        if not m.any():
+    def seconds_of(seg: Segment, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(second of day, sell value) sums of a segment's sell-side trades (``rows``: their row numbers, when
+        the caller has them)."""
+        m = np.flatnonzero((seg.etype == TRADE) & (seg.side == SIDE_S)) if rows is None else rows
+        if not len(m):
             return np.empty(0, np.int64), np.empty(0, np.int64)
         sec = (seg.ts[m] - day_start_ns(seg.day)) // NS_PER_SECOND
         val = seg.price[m] * seg.qty[m]
