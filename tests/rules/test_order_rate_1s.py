@@ -119,3 +119,26 @@ def test_accounts_alerted_on_an_earlier_day_are_not_taken_for_alerted_today():
     alerts, _ = run(evs, chunk=50)
     assert [(a["subject"]["account"], a["trading_day"]) for a in alerts] == [("A1", "2024-02-19"),
                                                                             ("A2", "2024-02-20")]
+
+
+def test_sorting_only_the_accounts_that_can_matter_gives_the_same_alerts(tmp_path, monkeypatch):
+    """Large segments sort only the rows of accounts with the threshold of messages in the segment or an alert
+    today (OrderRate1s._may_matter); every row, as before, must give the same alerts."""
+    from surveil.actions import RECO_PARAMS
+    from surveil.engine import load_config
+    from surveil.replay import replay
+    from surveil.rules.order_rate_1s import OrderRate1s
+    from surveil.sim import simulate
+
+    day = simulate(tmp_path / "d.svb", events=150_000, accounts=2_000, seed=7)
+    got = {}
+    for filtered in (True, False):
+        if not filtered:
+            monkeypatch.setattr(OrderRate1s, "_may_matter", lambda self, c, k: c)
+        for thr in (300, 3):
+            cfg = load_config(extra={"recommendations": RECO_PARAMS})
+            cfg["order_rate_1s"]["threshold"] = thr
+            r = replay([day.events_path], accounts=day.accounts_path, params=cfg, batch_size=40_000)
+            got[filtered, thr] = [a for a in r.alerts if a["rule"] == "order_rate_1s"]
+    assert got[True, 300] == got[False, 300] and len(got[True, 300]) >= 1
+    assert got[True, 3] == got[False, 3] and len(got[True, 3]) > 15
