@@ -29,3 +29,25 @@ def test_final_value_is_the_days_count():
     alerts, _ = run(spread(20_500, "HIT"), chunk=3000)
     a = by_rule(alerts, "daily_orders_20k")
     assert a[0]["value"] == 20_500
+
+
+def test_counting_large_segments_per_account_gives_the_same_alerts(tmp_path, monkeypatch):
+    """Large segments are counted per account (bincount) instead of per event: the same alerts, with the same
+    threshold-reaching message, at the default and a probe threshold."""
+    from surveil.actions import RECO_PARAMS
+    from surveil.engine import load_config
+    from surveil.replay import replay
+    from surveil.rules.daily_orders_20k import DailyOrders20k
+    from surveil.sim import simulate
+
+    day = simulate(tmp_path / "d.svb", events=150_000, accounts=2_000, seed=8)
+    got = {}
+    for bulk in (True, False):
+        monkeypatch.setattr(DailyOrders20k, "BULK_MIN", 4096 if bulk else 10**12)
+        for thr in (20_000, 60):
+            cfg = load_config(extra={"recommendations": RECO_PARAMS})
+            cfg["daily_orders_20k"]["threshold"] = thr
+            r = replay([day.events_path], accounts=day.accounts_path, params=cfg, batch_size=40_000)
+            got[bulk, thr] = [a for a in r.alerts if a["rule"] == "daily_orders_20k"]
+    assert got[True, 20_000] == got[False, 20_000] and len(got[True, 20_000]) >= 1
+    assert got[True, 60] == got[False, 60] and len(got[True, 60]) > 50
