@@ -72,11 +72,18 @@ class _Ctx(Context):
         return {"venue": VENUES[venue], "account": acc, "owner": owner, "broker": broker,
                 "reported": ref.reported if ref else None}
 
-    def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:
+    def _ref_changed(self) -> None:
+        """Reference data changed: owners and brokers resolved from it are looked up again."""
         e = self.e
         if e._ref_version != e.ref.version:
             e.key_owner_ref[:] = -2
+            if getattr(e, "key_broker_ref", None) is not None:
+                e.key_broker_ref[:] = -2
             e._ref_version = e.ref.version
+
+    def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        e = self.e
+        self._ref_changed()
         top = int(keys.max()) + 1 if len(keys) else 0
         e.key_owner_ref = grow(e.key_owner_ref, top, -2)
         e.key_owner_evt = grow(e.key_owner_evt, top, -1)
@@ -101,13 +108,18 @@ class _Ctx(Context):
     def brokers_of_keys(self, keys: np.ndarray) -> np.ndarray:
         """Broker ids (``reg.brokers``) of account keys: the events' broker, else reference data, else -1."""
         e = self.e
-        e.key_broker = grow(e.key_broker, int(keys.max()) + 1 if len(keys) else 0, -1)
+        self._ref_changed()
+        top = int(keys.max()) + 1 if len(keys) else 0
+        e.key_broker = grow(e.key_broker, top, -1)
         out = e.key_broker[keys].copy()
-        for i in np.flatnonzero(out < 0).tolist():
-            k = int(keys[i])
-            ref = e.ref.get(k & 3, e.reg.accounts.names[k >> 2])
-            if ref and ref.broker:
-                out[i] = e.reg.brokers.intern(ref.broker)
+        missing = out < 0
+        if missing.any():  # from reference data, resolved once per account (-2: not looked up yet)
+            ref_ids = getattr(e, "key_broker_ref", None)
+            ref_ids = e.key_broker_ref = grow(np.full(0, -2, np.int32) if ref_ids is None else ref_ids, top, -2)
+            for k in np.unique(keys[missing & (ref_ids[keys] == -2)]).tolist():
+                r = e.ref.get(k & 3, e.reg.accounts.names[k >> 2])
+                ref_ids[k] = e.reg.brokers.intern(r.broker) if r and r.broker else -1
+            out[missing] = ref_ids[keys[missing]]
         return out
 
     def symbol_id(self, code: str) -> int:

@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import orjson
 import pytest
 from evtools import T0, S, by_rule, cancel, order, run, sell
@@ -138,3 +139,29 @@ def test_owner_from_reference_data_joins_accounts(tmp_path):
 def _batch(evs):
     reg, rej = Registry(), []
     return jsonl.decode_lines([orjson.dumps(e) for e in evs], 1, reg, "t", rej), reg
+
+
+def test_brokers_from_reference_data_are_resolved_once_per_account_and_follow_updates():
+    """Events without a broker take it from reference data: once per account (not per row), and again after
+    the reference data changed; a broker carried by the events wins."""
+    from surveil.engine import Engine
+    from surveil.engine.refdata import RefData
+
+    ref = RefData()
+    ref.set("SSE", "A1", None, "B-OLD", None)
+    eng = Engine(refdata=ref)
+    keys = np.array([eng.reg.accounts.intern(a) * 4 for a in ("A1", "A1", "A2")], np.int64)  # venue 0 = SSE
+    names = eng.reg.brokers.names
+
+    def brokers():
+        return [names[i] if i >= 0 else None for i in eng.ctx.brokers_of_keys(keys).tolist()]
+
+    assert brokers() == ["B-OLD", "B-OLD", None]
+    lookups = []
+    get = ref.get
+    ref.get = lambda v, a: lookups.append(a) or get(v, a)
+    assert brokers() == ["B-OLD", "B-OLD", None] and lookups == []  # resolved once per account
+    ref.set("SSE", "A1", None, "B-NEW", None)
+    assert brokers() == ["B-NEW", "B-NEW", None] and sorted(lookups) == ["A1", "A2"]
+    eng.key_broker[keys[2]] = eng.reg.brokers.intern("B-EVT")  # a broker seen on A2's events
+    assert brokers() == ["B-NEW", "B-NEW", "B-EVT"]
