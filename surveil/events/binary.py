@@ -256,8 +256,8 @@ def _intern_misses(buf, p: int, slen: int, counts, ids: np.ndarray, starts: np.n
             strings = bytes(mv[p:p + slen]).decode("utf-8").split("\x00")
             pick = [strings[i] for i in miss_all.tolist()]
         else:
-            st = starts.tolist()
-            pick = [bytes(mv[st[i]:st[i + 1] - 1]).decode("utf-8") for i in miss_all.tolist()]
+            pick = [bytes(mv[a:z - 1]).decode("utf-8")
+                    for a, z in zip(starts[miss_all].tolist(), starts[miss_all + 1].tolist())]
     except UnicodeDecodeError:  # report the whole table's error, as the numpy decoder does
         try:
             bytes(mv[p:p + slen]).decode("utf-8")
