@@ -58,8 +58,9 @@ class Interner:
                     self.ids[s] = i
         return i
 
-    def intern_list(self, values: list) -> np.ndarray:
-        """Ids of ``values`` (str or None). Raises TypeError for a non-string value."""
+    def intern_list(self, values: list, refuse=None) -> np.ndarray:
+        """Ids of ``values`` (str or None). Raises TypeError for a non-string value, and ValueError, before
+        interning anything, when ``refuse(s)`` is true for a string ``s`` not interned yet."""
         try:
             out = np.fromiter(map(self.ids.get, values, repeat(-2, len(values))), dtype=np.int64,
                               count=len(values))
@@ -67,6 +68,8 @@ class Interner:
             raise TypeError(next(v for v in values if not isinstance(v, (str, type(None))))) from None
         missing = np.flatnonzero(out == -2).tolist()
         if missing:
+            if refuse is not None and any(type(values[i]) is str and refuse(values[i]) for i in missing):
+                raise ValueError("a string refused by the caller")
             ids, names = self.ids, self.names
             with self._lock:  # once for all (a cold start brings many new strings at once)
                 for i in missing:

@@ -218,16 +218,18 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
                    account, symbol, owner, broker, order_id, oid_flags)
 
 
+def _refused(x: str) -> bool:
+    return x == "" or "\x00" in x
+
+
 def _intern_checked(values: list, interner) -> np.ndarray:
     """Registry ids of a string field; a string not interned yet that the validating path would refuse (empty,
     or with a NUL, which is also the separator of a binary frame's string table) raises _Slow before
     anything is interned, as in the polars path (``_intern_col``)."""
-    ids = interner.lookup(values)
-    for i in np.flatnonzero(ids == -2).tolist():
-        x = values[i]
-        if type(x) is str and (x == "" or "\x00" in x):
-            raise _Slow
-    return interner.intern_list(values)
+    try:
+        return interner.intern_list(values, _refused)
+    except ValueError:
+        raise _Slow from None
 
 
 def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,
