@@ -177,6 +177,7 @@ class Worker:
         self._ref_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
         await self._ref_consumer.start()
         await self._read_refdata_to_end()
+        await self._broker_topics()
         self._ref_task = asyncio.create_task(self._follow_refdata())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
@@ -534,9 +535,25 @@ class Worker:
 
     async def _follow_refdata(self) -> None:
         while True:
-            for msgs in (await self._ref_consumer.getmany(timeout_ms=500)).values():
+            data = await self._ref_consumer.getmany(timeout_ms=500)
+            for msgs in data.values():
                 for m in msgs:
                     self._apply_ref(m.key, m.value)
+            if data:
+                try:
+                    await self._broker_topics()
+                except Exception:  # noqa: BLE001 - created at the broker's first alert then (see publish)
+                    log.exception("creating the topics of new brokers")
+
+    async def _broker_topics(self) -> None:
+        """Every broker named in reference data gets its alert topic now, not at its first alert, so that a
+        broker can subscribe before anything has happened (and the first alert waits for no topic)."""
+        missing = sorted({t for r in self.ref.accounts.values() if r.broker
+                          if (t := self.s.broker_topic(r.broker)) not in self._topics})
+        if missing:
+            specs = [topics.TopicSpec(t, 1, topics.COMPACT) for t in missing]
+            await retry("creating broker topics", lambda: topics.ensure(self.admin, specs))
+            self._topics.update(missing)
 
     async def update_gauges(self) -> None:
         """State size, partitions and lags (every few seconds and at each scrape, not per record)."""

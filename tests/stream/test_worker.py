@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer
 from kafkatools import settings
 
 from surveil.engine.alerts import dumps, sort_key
+from surveil.engine.refdata import RefData
 from surveil.feed import feed
 from surveil.replay import replay
 from surveil.sim import simulate
@@ -84,6 +85,17 @@ async def _live_equals_replay(kafka_bootstrap, day):
     w, task = await run_worker(s)
     try:
         await asyncio.wait_for(w.ready.wait(), 60)
+        # every broker of the reference data has its topic before any alert: a broker can subscribe at once
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+        finally:
+            await admin.close()
+        brokers_in_ref = {r.broker for r in RefData.load_csv(day.accounts_path).accounts.values() if r.broker}
+        assert brokers_in_ref and {s.broker_topic(b) for b in brokers_in_ref} <= existing
         await feed([day.events_path], s, speed="max")
         finals = await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
         assert canonical(finals) == canonical(want.alerts)
