@@ -89,11 +89,14 @@ class _Ctx(Context):
         e.key_owner_evt = grow(e.key_owner_evt, top, -1)
         ref = e.key_owner_ref[keys]
         if (ref == -2).any():
-            for k in np.unique(keys[ref == -2]).tolist():
-                venue, acc = k & 3, e.reg.accounts.names[k >> 2]
-                r = e.ref.get(venue, acc)
-                name = r.owner if r and r.owner else f"{VENUES[venue]}:{acc}"
-                e.key_owner_ref[k] = e.reg.owners.intern(name)
+            new = np.unique(keys[ref == -2])
+            acc_names, get = e.reg.accounts.names, e.ref.get
+            names = []
+            for k in new.tolist():
+                venue, acc = k & 3, acc_names[k >> 2]
+                r = get(venue, acc)
+                names.append(r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
+            e.key_owner_ref[new] = e.reg.owners.intern_list(names)  # in one go (a cold start: every account)
             ref = e.key_owner_ref[keys]
         evt = e.key_owner_evt[keys]
         return np.where(evt >= 0, evt, ref)

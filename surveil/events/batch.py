@@ -71,17 +71,25 @@ class Interner:
             if refuse is not None and any(type(values[i]) is str and refuse(values[i]) for i in missing):
                 raise ValueError("a string refused by the caller")
             ids, names = self.ids, self.names
+            vals = [values[i] for i in missing]
             with self._lock:  # once for all (a cold start brings many new strings at once)
-                for i in missing:
-                    v = values[i]
-                    if type(v) is not str:  # the strings before it stay interned, as with intern()
-                        raise TypeError(v)
-                    j = ids.get(v)
-                    if j is None:
-                        j = len(names)
-                        names.append(v)  # the name first: a reader without the lock never sees a bare id
-                        ids[v] = j
-                    out[i] = j
+                if all(type(v) is str for v in vals) and not any(v in ids for v in vals):
+                    # the usual case, in bulk: ids in order of first appearance, as one by one
+                    new = list(dict.fromkeys(vals))
+                    start = len(names)
+                    names.extend(new)  # the names first: a reader without the lock never sees a bare id
+                    ids.update(zip(new, range(start, start + len(new))))
+                    out[missing] = np.fromiter(map(ids.__getitem__, vals), np.int64, len(vals))
+                else:
+                    for i, v in zip(missing, vals):
+                        if type(v) is not str:  # the strings before it stay interned, as with intern()
+                            raise TypeError(v)
+                        j = ids.get(v)
+                        if j is None:
+                            j = len(names)
+                            names.append(v)
+                            ids[v] = j
+                        out[i] = j
         return out.astype(np.int32)
 
     def lookup_table(self, strings: list[str]) -> np.ndarray:

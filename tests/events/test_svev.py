@@ -216,3 +216,21 @@ def test_the_compiled_encoder_gives_frames_with_the_same_events(seed, monkeypatc
     one.account[:] = reg.accounts.ids[""]
     one.symbol[:] = one.owner[:] = one.broker[:] = -1
     assert binary.HEADER.unpack_from(binary.encode_frame_fast(one, reg), 0)[4:] == (1, 0, 0, 0, 0)
+
+
+def test_intern_list_gives_the_ids_of_interning_one_by_one():
+    """intern_list interns a list's new strings in bulk; the ids are those of intern() called in list order."""
+    from surveil.events.batch import Interner
+
+    rng = random.Random(3)
+    for _ in range(200):
+        pool = [f"s{i}" for i in range(12)] + [None]
+        known = rng.sample(pool[:-1], rng.randrange(0, 5))
+        values = [rng.choice(pool) for _ in range(rng.randrange(0, 15))]
+        a, b = Interner(), Interner()
+        for k in known:
+            a.intern(k)
+            b.intern(k)
+        got = a.intern_list(values).tolist()
+        want = [b.intern(v) if v is not None else -1 for v in values]
+        assert got == want and a.names == b.names and a.ids == b.ids
