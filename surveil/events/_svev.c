@@ -514,6 +514,36 @@ done:
     return ret;
 }
 
+/* strings_at(buf, starts, which) -> [str]: the strings which[i] of a frame (buf[starts[k]:starts[k+1]-1], as
+ * lookup_strings gave the offsets), decoded from UTF-8 (UnicodeDecodeError for invalid bytes) */
+static PyObject *strings_at(PyObject *mod, PyObject *args) {
+    Py_buffer buf, starts, which;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &buf, &starts, &which)) return NULL;
+    Py_ssize_t ns = starts.len / 8, m = which.len / 8;
+    const int64_t *st = starts.buf, *w = which.buf;
+    PyObject *out = PyList_New(m);
+    if (!out) goto done;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t k = w[i];
+        if (k < 0 || k >= ns - 1 || st[k] < 0 || st[k] > buf.len || st[k + 1] <= st[k] || st[k + 1] - 1 > buf.len) {
+            PyErr_SetString(PyExc_ValueError, "strings_at: string offsets out of range");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *u = PyUnicode_DecodeUTF8((const char *)buf.buf + st[k], (Py_ssize_t)(st[k + 1] - 1 - st[k]), "strict");
+        if (!u) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, u);
+    }
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&which);
+    return out;
+}
+
 /* count_strings(buf, pos, slen) -> how many NUL-separated strings the blob holds (0 for an empty blob) */
 static PyObject *count_strings(PyObject *mod, PyObject *args) {
     Py_buffer buf;
@@ -539,6 +569,7 @@ static PyObject *count_strings(PyObject *mod, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"count_strings", count_strings, METH_VARARGS, "number of NUL-separated strings in a blob"},
+    {"strings_at", strings_at, METH_VARARGS, "some strings of a frame, decoded"},
     {"remap", remap, METH_VARARGS, "a column's frame-local string indexes and table, in first-seen order"},
     {"lookup_strings", lookup_strings, METH_VARARGS, "ids of a frame's strings (-2 = not in the table)"},
     {"decode_records", decode_records, METH_VARARGS, "records -> columns and validity codes"},

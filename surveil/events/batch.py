@@ -73,7 +73,7 @@ class Interner:
             ids, names = self.ids, self.names
             vals = [values[i] for i in missing]
             with self._lock:  # once for all (a cold start brings many new strings at once)
-                if all(type(v) is str for v in vals) and not any(v in ids for v in vals):
+                if set(map(type, vals)) == {str} and ids.keys().isdisjoint(vals):
                     # the usual case, in bulk: ids in order of first appearance, as one by one
                     new = list(dict.fromkeys(vals))
                     start = len(names)

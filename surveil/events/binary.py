@@ -250,17 +250,11 @@ def _intern_misses(buf, p: int, slen: int, counts, ids: np.ndarray, starts: np.n
     to the caches. A frame usually brings a few new strings (a symbol first traded on this partition), a
     cold start brings whole tables."""
     miss_all = np.flatnonzero(ids == -2)
-    mv = memoryview(buf)
     try:
-        if len(miss_all) * 8 > len(ids):  # many: decode the whole table at once
-            strings = bytes(mv[p:p + slen]).decode("utf-8").split("\x00")
-            pick = [strings[i] for i in miss_all.tolist()]
-        else:
-            pick = [bytes(mv[a:z - 1]).decode("utf-8")
-                    for a, z in zip(starts[miss_all].tolist(), starts[miss_all + 1].tolist())]
+        pick = _svev.strings_at(buf, starts, miss_all)
     except UnicodeDecodeError:  # report the whole table's error, as the numpy decoder does
         try:
-            bytes(mv[p:p + slen]).decode("utf-8")
+            bytes(memoryview(buf)[p:p + slen]).decode("utf-8")
         except UnicodeDecodeError as e:
             raise _utf8_error(source, offset, e) from None
         raise
