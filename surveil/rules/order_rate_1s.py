@@ -118,6 +118,8 @@ class OrderRate1s(Rule):
         sec = ts // NS_PER_SECOND - base_sec  # second of the day, < 2**17
         c = (k << 17) | sec
         s = np.sort(self._may_matter(c, k))
+        if not len(s):  # no account can matter in this segment (none near the threshold, none alerted in it)
+            return []
         starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
         counts = np.diff(np.r_[starts, len(s)])
         q = counts >= self.thr

@@ -1,3 +1,4 @@
+import pytest
 from evtools import T0, S, by_rule, cancel, order, run
 
 
@@ -142,3 +143,61 @@ def test_sorting_only_the_accounts_that_can_matter_gives_the_same_alerts(tmp_pat
             got[filtered, thr] = [a for a in r.alerts if a["rule"] == "order_rate_1s"]
     assert got[True, 300] == got[False, 300] and len(got[True, 300]) >= 1
     assert got[True, 3] == got[False, 3] and len(got[True, 3]) > 15
+
+
+def test_a_large_segment_without_any_account_that_matters_after_an_alert():
+    """After an alert, a large segment in which no account can matter (the alerted one is quiet, nobody is near
+    the threshold) leaves nothing to sort: no error, and the alert still ends final (found in review: an
+    IndexError that would have stopped a worker for good)."""
+    from evtools import batch_of
+
+    from surveil.engine import Engine, load_config
+
+    evs = [order(T0 + i * 1000, "H") for i in range(300)]
+    evs += [order(T0 + 5 * S + i * 1000, f"L{i % 1000}") for i in range(5000)]  # 5 per account, 5 s later
+    b, reg = batch_of(evs)
+    eng = Engine(load_config(), registry=reg, rules=["order_rate_1s"])
+    eng.process(b.take(slice(0, 300)))
+    eng.process(b.take(slice(300, None)))
+    eng.close()
+    assert [(r["status"], r["subject"]["account"]) for r in eng.drain()] == [("raised", "H"), ("final", "H")]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_alternating_busy_and_quiet_segments_give_the_same_alerts_as_sorting_every_row(seed, monkeypatch):
+    """Segments of a few heavy accounts alternate with segments of many light ones, cut at random sizes around
+    the large-segment limit, across days: the filtered sort gives the records of sorting every row."""
+    import copy
+    import random
+
+    from evtools import batch_of
+
+    from surveil.engine import Engine, load_config
+    from surveil.rules.order_rate_1s import OrderRate1s
+
+    rnd = random.Random(seed)
+    evs, t = [], T0
+    for blk in range(9):
+        heavy = blk % 3 == 0
+        for i in range(rnd.choice([300, 5000, 6000])):
+            t += rnd.choice([0, 1000, 10**6]) if heavy else rnd.choice([10**5, 10**6])
+            acc = rnd.choice(["H1", "H2"]) if heavy else f"L{rnd.randrange(900)}"
+            evs.append((order if rnd.random() < 0.7 else cancel)(t, acc, oid=f"{blk}-{i}"))
+        t += rnd.choice([0, 2 * S, 86400 * S // 3])
+    b, reg = batch_of(evs)
+    every_row = OrderRate1s._may_matter
+    for thr in (4, 300):
+        got = []
+        for filtered in (True, False):
+            monkeypatch.setattr(OrderRate1s, "_may_matter", every_row if filtered else (lambda self, c, k: c))
+            eng = Engine(load_config(overrides={"order_rate_1s": {"threshold": thr}}), registry=copy.deepcopy(reg),
+                         rules=["order_rate_1s"])
+            cuts, pos, out = random.Random(seed), 0, []
+            while pos < len(b):
+                n = cuts.choice([4096, 5000, 7000, 200])
+                eng.process(b.take(slice(pos, pos + n)))
+                pos += n
+                out += eng.drain()
+            eng.close()
+            got.append(out + eng.drain())
+        assert got[0] == got[1] and got[0]
