@@ -33,6 +33,11 @@ class RefData:
             reported: bool | None = None) -> None:
         if venue not in VENUE_CODE:
             raise RefDataError(f"venue={venue!r}: unknown venue")
+        for name, v in (("account", account), ("owner", owner), ("broker", broker)):
+            if v is not None and (type(v) is not str or "\x00" in v):  # ids travel in frames as NUL-joined text
+                raise RefDataError(f"{name}={v!r}: must be a string without NUL characters")
+        if reported is not None and type(reported) is not bool:
+            raise RefDataError(f"reported={reported!r}: must be true, false or absent")
         self.accounts[(VENUE_CODE[venue], account)] = AccountRef(owner or None, broker or None, reported)
         self.version += 1
 
@@ -94,5 +99,12 @@ class RefData:
                     else:
                         bad("reported", row[ix["reported"]], "must be true or false")
                         continue
-                ref.set(venue, account, row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None, reported)
+                owner, broker = row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None
+                nul = next((f for f, v in (("account", account), ("owner", owner), ("broker", broker))
+                            if v and "\x00" in v), None)
+                if nul:
+                    bad(nul, {"account": account, "owner": owner, "broker": broker}[nul],
+                        "must not contain NUL characters")
+                    continue
+                ref.set(venue, account, owner, broker, reported)
         return ref

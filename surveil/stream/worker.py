@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from surveil.actions import RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.alerts import dumps
-from surveil.engine.refdata import RefData
+from surveil.engine.refdata import RefData, RefDataError
 from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
@@ -149,6 +149,8 @@ class Worker:
         # feed partitions: when each last had a record (monotonic), and which ones were declared idle
         self._last_input: dict[TopicPartition, float] = {}
         self._idle: dict[TopicPartition, float] = {}  # idle ones: when the declaration was last sent
+        self._new_brokers: set[str] = set()  # brokers new in reference data, whose topics are to be created
+        self._ref_rejects: list[dict[str, Any]] = []  # rejected reference records, to the rejects topic
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -177,7 +179,9 @@ class Worker:
         self._ref_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
         await self._ref_consumer.start()
         await self._read_refdata_to_end()
-        await self._broker_topics()
+        self._new_brokers.clear()
+        await self._after_ref_updates()
+        await self._broker_topics({r.broker for r in self.ref.accounts.values() if r.broker})
         self._ref_task = asyncio.create_task(self._follow_refdata())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
@@ -525,10 +529,19 @@ class Worker:
                 self.ref.remove(venue, account)
             else:
                 d = orjson.loads(value)
+                if type(d) is not dict:
+                    raise RefDataError(f"value={d!r}: expected a JSON object with owner, broker, reported")
                 self.ref.set(venue, account, d.get("owner"), d.get("broker"), d.get("reported"))
+                broker = d.get("broker")
+                if broker and self.s.broker_topic(broker) not in self._topics:
+                    self._new_brokers.add(broker)
             self.stats["ref_updates"] += 1
-        except Exception:  # noqa: BLE001 - a bad reference record is counted, never fatal
+        except Exception as e:  # noqa: BLE001 - a bad reference record is counted and kept, never fatal
             self.stats["ref_rejects"] += 1
+            log.warning("reference record %r rejected: %s", key, e)
+            self._ref_rejects.append({"source": self.s.ref_topic, "field": "reference", "reason": str(e),
+                                      "key": key.decode("utf-8", "replace"),
+                                      "original": (value or b"").decode("utf-8", "replace")})
 
     async def _read_refdata_to_end(self) -> None:
         await _read_to_end(self._ref_consumer, self.s.ref_topic, lambda m: self._apply_ref(m.key, m.value))
@@ -540,20 +553,31 @@ class Worker:
                 for m in msgs:
                     self._apply_ref(m.key, m.value)
             if data:
-                try:
-                    await self._broker_topics()
-                except Exception:  # noqa: BLE001 - created at the broker's first alert then (see publish)
-                    log.exception("creating the topics of new brokers")
+                await self._after_ref_updates()
 
-    async def _broker_topics(self) -> None:
+    async def _after_ref_updates(self) -> None:
+        """Keep the rejected reference records, and create the topics of brokers new in reference data."""
+        rejects, self._ref_rejects = self._ref_rejects, []
+        for r in rejects:
+            self.metrics.rejects.labels("reference").inc()
+            self._inflight.append(await self.producer.send(self.s.rejects_topic, orjson.dumps(r)))
+        brokers, self._new_brokers = self._new_brokers, set()
+        if brokers:
+            await self._broker_topics(brokers)
+
+    async def _broker_topics(self, brokers) -> None:
         """Every broker named in reference data gets its alert topic now, not at its first alert, so that a
-        broker can subscribe before anything has happened (and the first alert waits for no topic)."""
-        missing = sorted({t for r in self.ref.accounts.values() if r.broker
-                          if (t := self.s.broker_topic(r.broker)) not in self._topics})
-        if missing:
+        broker can subscribe before anything has happened (and the first alert waits for no topic). A failure
+        is logged, not fatal: the topic is then created at the broker's first alert (see publish)."""
+        missing = sorted({t for b in brokers if (t := self.s.broker_topic(b)) not in self._topics})
+        if not missing:
+            return
+        try:
             specs = [topics.TopicSpec(t, 1, topics.COMPACT) for t in missing]
             await retry("creating broker topics", lambda: topics.ensure(self.admin, specs))
             self._topics.update(missing)
+        except Exception:  # noqa: BLE001
+            log.exception("creating the alert topics of %d brokers", len(missing))
 
     async def update_gauges(self) -> None:
         """State size, partitions and lags (every few seconds and at each scrape, not per record)."""

@@ -165,3 +165,19 @@ def test_brokers_from_reference_data_are_resolved_once_per_account_and_follow_up
     assert brokers() == ["B-NEW", "B-NEW", None] and sorted(lookups) == ["A1", "A2"]
     eng.key_broker[keys[2]] = eng.reg.brokers.intern("B-EVT")  # a broker seen on A2's events
     assert brokers() == ["B-NEW", "B-NEW", "B-EVT"]
+
+
+def test_reference_data_refuses_names_that_are_not_strings_or_hold_a_nul(tmp_path):
+    from surveil.engine.refdata import RefData, RefDataError
+
+    ref = RefData()
+    for kw in ({"owner": 123}, {"broker": ["B"]}, {"owner": "M\x001"}, {"reported": "yes"}):
+        args = {"owner": None, "broker": None, "reported": None, **kw}
+        with pytest.raises(RefDataError, match=next(iter(kw))):
+            ref.set("SSE", "A1", args["owner"], args["broker"], args["reported"])
+    assert ref.accounts == {}
+    csv = tmp_path / "a.csv"
+    csv.write_text("venue,account,owner,broker\nSSE,A1,M\x001,B1\nSSE,A2,M2,B2\n")
+    rejects = []
+    ref = RefData.load_csv(csv, rejects)
+    assert list(ref.accounts) == [(0, "A2")] and [(r.field, r.location) for r in rejects] == [("owner", 2)]

@@ -178,12 +178,27 @@ async def _refdata(bootstrap, tmp_path):
         # two accounts on two venues become one owner's, while the worker runs
         p = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await p.start()
+        # bad reference records first: rejected with the reason, kept on the rejects topic, never fatal
+        await p.send_and_wait(s.ref_topic, orjson.dumps({"owner": 123, "broker": "B1"}), key=b"SSE:BAD1")
+        await p.send_and_wait(s.ref_topic, b"[1, 2]", key=b"SSE:BAD2")
         for key, broker in ((b"SSE:NEW1", "B1"), (b"SZSE:NEW2", "B2")):
             await p.send_and_wait(s.ref_topic, orjson.dumps({"owner": "NEWMGR", "broker": broker}), key=key)
         await p.stop()
         deadline = asyncio.get_running_loop().time() + 30
-        while w.stats["ref_updates"] < 2 and asyncio.get_running_loop().time() < deadline:
+        topics_b = {s.broker_topic("B1"), s.broker_topic("B2")}
+
+        def applied():
+            return w.stats["ref_updates"] >= 2 and w.stats["ref_rejects"] >= 2 and topics_b <= w._topics  # noqa: SLF001
+
+        while not applied() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
+        # the two rejects counted, and the topics of the brokers new in reference data exist before any alert
+        assert w.stats["ref_rejects"] == 2 and applied()
+        rejected = {}
+        while len(rejected) < 2 and asyncio.get_running_loop().time() < deadline:
+            rejected = {r["key"]: r for m in await read_topic(bootstrap, s.rejects_topic)
+                        if "key" in (r := orjson.loads(m.value))}
+        assert "owner=123" in rejected["SSE:BAD1"]["reason"] and rejected["SSE:BAD2"]["original"] == "[1, 2]"
         evs = [sell(T0 + i * S, "NEW1" if i % 2 else "NEW2", "SSE" if i % 2 else "SZSE", 120_000_000, order_id=i)
                for i in range(10)]
         path = tmp_path / "new.jsonl"
