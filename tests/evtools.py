@@ -61,3 +61,15 @@ def by_rule(alerts, rule):
 
 
 __all__ = ["T0", "S", "order", "cancel", "sell", "batch_of", "run", "by_rule", "Batch"]
+
+
+def replay_rule_alerts(day, rule: str, threshold: int) -> list[dict]:
+    """``rule``'s alerts from replaying a simulated ``day`` with another threshold, in large batches (40,000
+    events: the size of a stream worker's poll, where the rules take their large-segment paths)."""
+    from surveil.actions import RECO_PARAMS
+    from surveil.replay import replay
+
+    cfg = load_config(extra={"recommendations": RECO_PARAMS})
+    cfg[rule]["threshold"] = threshold
+    r = replay([day.events_path], accounts=day.accounts_path, params=cfg, batch_size=40_000)
+    return [a for a in r.alerts if a["rule"] == rule]

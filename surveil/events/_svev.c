@@ -126,6 +126,16 @@ static int table_grow(StrTable *t) {
     return 0;
 }
 
+/* string k of a frame, as lookup_strings gave the offsets: buf[st[k]:st[k+1]-1]; 0, or -1 (out of range) */
+static int string_span(const int64_t *st, Py_ssize_t ns, int64_t k, Py_ssize_t buf_len, int64_t *off,
+                       Py_ssize_t *len) {
+    if (k < 0 || k >= ns - 1 || st[k] < 0 || st[k] > buf_len || st[k + 1] <= st[k] || st[k + 1] - 1 > buf_len)
+        return -1;
+    *off = st[k];
+    *len = (Py_ssize_t)(st[k + 1] - 1 - st[k]);
+    return 0;
+}
+
 /* remember p[:n] -> id; 0, or -1 with an exception set */
 static int table_add(StrTable *self, const unsigned char *p, Py_ssize_t n, int32_t id) {
     if (n > INT32_MAX || id < 0) {
@@ -204,13 +214,13 @@ static PyObject *StrTable_add_from(StrTable *self, PyObject *args) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t k = w[i];
-        if (k < 0 || k >= ns - 1 || st[k] < 0 || st[k] > buf.len || st[k + 1] <= st[k] || st[k + 1] - 1 > buf.len) {
+        int64_t off;
+        Py_ssize_t len;
+        if (string_span(st, ns, w[i], buf.len, &off, &len) < 0) {
             PyErr_SetString(PyExc_ValueError, "StrTable.add_from: string offsets out of range");
             goto done;
         }
-        if (table_add(self, (const unsigned char *)buf.buf + st[k], (Py_ssize_t)(st[k + 1] - 1 - st[k]), id[i]) < 0)
-            goto done;
+        if (table_add(self, (const unsigned char *)buf.buf + off, len, id[i]) < 0) goto done;
     }
     ret = Py_None;
     Py_INCREF(ret);
@@ -524,13 +534,14 @@ static PyObject *strings_at(PyObject *mod, PyObject *args) {
     PyObject *out = PyList_New(m);
     if (!out) goto done;
     for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t k = w[i];
-        if (k < 0 || k >= ns - 1 || st[k] < 0 || st[k] > buf.len || st[k + 1] <= st[k] || st[k + 1] - 1 > buf.len) {
+        int64_t off;
+        Py_ssize_t len;
+        if (string_span(st, ns, w[i], buf.len, &off, &len) < 0) {
             PyErr_SetString(PyExc_ValueError, "strings_at: string offsets out of range");
             Py_CLEAR(out);
             goto done;
         }
-        PyObject *u = PyUnicode_DecodeUTF8((const char *)buf.buf + st[k], (Py_ssize_t)(st[k + 1] - 1 - st[k]), "strict");
+        PyObject *u = PyUnicode_DecodeUTF8((const char *)buf.buf + off, len, "strict");
         if (!u) {
             Py_CLEAR(out);
             goto done;

@@ -34,9 +34,8 @@ def test_final_value_is_the_days_count():
 def test_counting_large_segments_per_account_gives_the_same_alerts(tmp_path, monkeypatch):
     """Large segments are counted per account (bincount) instead of per event: the same alerts, with the same
     threshold-reaching message, at the default and a probe threshold."""
-    from surveil.actions import RECO_PARAMS
-    from surveil.engine import load_config
-    from surveil.replay import replay
+    from evtools import replay_rule_alerts
+
     from surveil.rules.daily_orders_20k import DailyOrders20k
     from surveil.sim import simulate
 
@@ -45,9 +44,6 @@ def test_counting_large_segments_per_account_gives_the_same_alerts(tmp_path, mon
     for bulk in (True, False):
         monkeypatch.setattr(DailyOrders20k, "BULK_MIN", 4096 if bulk else 10**12)
         for thr in (20_000, 60):
-            cfg = load_config(extra={"recommendations": RECO_PARAMS})
-            cfg["daily_orders_20k"]["threshold"] = thr
-            r = replay([day.events_path], accounts=day.accounts_path, params=cfg, batch_size=40_000)
-            got[bulk, thr] = [a for a in r.alerts if a["rule"] == "daily_orders_20k"]
+            got[bulk, thr] = replay_rule_alerts(day, "daily_orders_20k", thr)
     assert got[True, 20_000] == got[False, 20_000] and len(got[True, 20_000]) >= 1
     assert got[True, 60] == got[False, 60] and len(got[True, 60]) > 50

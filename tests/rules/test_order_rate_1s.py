@@ -125,9 +125,8 @@ def test_accounts_alerted_on_an_earlier_day_are_not_taken_for_alerted_today():
 def test_sorting_only_the_accounts_that_can_matter_gives_the_same_alerts(tmp_path, monkeypatch):
     """Large segments sort only the rows of accounts with the threshold of messages in the segment or an alert
     today (OrderRate1s._may_matter); every row, as before, must give the same alerts."""
-    from surveil.actions import RECO_PARAMS
-    from surveil.engine import load_config
-    from surveil.replay import replay
+    from evtools import replay_rule_alerts
+
     from surveil.rules.order_rate_1s import OrderRate1s
     from surveil.sim import simulate
 
@@ -137,10 +136,7 @@ def test_sorting_only_the_accounts_that_can_matter_gives_the_same_alerts(tmp_pat
         if not filtered:
             monkeypatch.setattr(OrderRate1s, "_may_matter", lambda self, c, k: c)
         for thr in (300, 3):
-            cfg = load_config(extra={"recommendations": RECO_PARAMS})
-            cfg["order_rate_1s"]["threshold"] = thr
-            r = replay([day.events_path], accounts=day.accounts_path, params=cfg, batch_size=40_000)
-            got[filtered, thr] = [a for a in r.alerts if a["rule"] == "order_rate_1s"]
+            got[filtered, thr] = replay_rule_alerts(day, "order_rate_1s", thr)
     assert got[True, 300] == got[False, 300] and len(got[True, 300]) >= 1
     assert got[True, 3] == got[False, 3] and len(got[True, 3]) > 15
 
