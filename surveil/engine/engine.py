@@ -77,9 +77,21 @@ class _Ctx(Context):
         e = self.e
         if e._ref_version != e.ref.version:
             e.key_owner_ref[:] = -2
-            if getattr(e, "key_broker_ref", None) is not None:
-                e.key_broker_ref[:] = -2
+            e.key_broker_ref[:] = -2
             e._ref_version = e.ref.version
+
+    def _from_ref(self, cache: np.ndarray, keys: np.ndarray, interner, name_of) -> None:
+        """Fill ``cache`` (-2: not looked up yet) at the accounts of ``keys`` not looked up yet with the id in
+        ``interner`` of ``name_of(reference record or None, venue, account)`` (None: -1), in one intern_list
+        (a cold start looks up every account)."""
+        new = np.unique(keys[cache[keys] == -2])
+        if len(new):
+            acc_names, get = self.e.reg.accounts.names, self.e.ref.get
+            names = []
+            for k in new.tolist():
+                venue, acc = k & 3, acc_names[k >> 2]
+                names.append(name_of(get(venue, acc), venue, acc))
+            cache[new] = interner.intern_list(names)
 
     def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:
         e = self.e
@@ -87,17 +99,9 @@ class _Ctx(Context):
         top = int(keys.max()) + 1 if len(keys) else 0
         e.key_owner_ref = grow(e.key_owner_ref, top, -2)
         e.key_owner_evt = grow(e.key_owner_evt, top, -1)
+        self._from_ref(e.key_owner_ref, keys, e.reg.owners,
+                       lambda r, venue, acc: r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
         ref = e.key_owner_ref[keys]
-        if (ref == -2).any():
-            new = np.unique(keys[ref == -2])
-            acc_names, get = e.reg.accounts.names, e.ref.get
-            names = []
-            for k in new.tolist():
-                venue, acc = k & 3, acc_names[k >> 2]
-                r = get(venue, acc)
-                names.append(r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
-            e.key_owner_ref[new] = e.reg.owners.intern_list(names)  # in one go (a cold start: every account)
-            ref = e.key_owner_ref[keys]
         evt = e.key_owner_evt[keys]
         return np.where(evt >= 0, evt, ref)
 
@@ -116,13 +120,11 @@ class _Ctx(Context):
         e.key_broker = grow(e.key_broker, top, -1)
         out = e.key_broker[keys].copy()
         missing = out < 0
-        if missing.any():  # from reference data, resolved once per account (-2: not looked up yet)
-            ref_ids = getattr(e, "key_broker_ref", None)
-            ref_ids = e.key_broker_ref = grow(np.full(0, -2, np.int32) if ref_ids is None else ref_ids, top, -2)
-            for k in np.unique(keys[missing & (ref_ids[keys] == -2)]).tolist():
-                r = e.ref.get(k & 3, e.reg.accounts.names[k >> 2])
-                ref_ids[k] = e.reg.brokers.intern(r.broker) if r and r.broker else -1
-            out[missing] = ref_ids[keys[missing]]
+        if missing.any():  # from reference data, resolved once per account
+            e.key_broker_ref = grow(e.key_broker_ref, top, -2)
+            self._from_ref(e.key_broker_ref, keys[missing], e.reg.brokers,
+                           lambda r, venue, acc: r.broker if r else None)
+            out[missing] = e.key_broker_ref[keys[missing]]
         return out
 
     def symbol_id(self, code: str) -> int:
@@ -166,6 +168,7 @@ class Engine:
         self.key_owner_evt = np.full(0, -1, np.int32)
         self.key_owner_ref = np.full(0, -2, np.int32)
         self.key_broker = np.full(0, -1, np.int32)
+        self.key_broker_ref = np.full(0, -2, np.int32)  # brokers from reference data (-2: not looked up yet)
         self._ref_version = self.ref.version
 
     # -- input ------------------------------------------------------------------------------------
@@ -244,6 +247,13 @@ class Engine:
             if self.day is not None and int(trading_day_index(upto)) > self.day:
                 self._end_day()
                 self.day = None
+
+    def restored_for_stream(self) -> None:
+        """A stream stage's engine loaded from a checkpoint, maybe of an earlier version: it keeps no final
+        alerts (earlier versions kept, and checkpointed, every one) and has every cache of this version."""
+        self.keep_finals = False
+        self.finals = {}
+        self.__dict__.setdefault("key_broker_ref", np.full(0, -2, np.int32))
 
     def close(self) -> None:
         """End of input: release everything held back and finalise the open trading day."""

@@ -14,7 +14,9 @@ _FALSE = {"false", "0", "no", "n", "f", ""}
 
 
 class RefDataError(ValueError):
-    pass
+    def __init__(self, message: str, field: str | None = None, value=None, reason: str | None = None):
+        super().__init__(message)
+        self.field, self.value, self.reason = field, value, reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +37,11 @@ class RefData:
             raise RefDataError(f"venue={venue!r}: unknown venue")
         for name, v in (("account", account), ("owner", owner), ("broker", broker)):
             if v is not None and (type(v) is not str or "\x00" in v):  # ids travel in frames as NUL-joined text
-                raise RefDataError(f"{name}={v!r}: must be a string without NUL characters")
+                reason = "must be a string without NUL characters"
+                raise RefDataError(f"{name}={v!r}: {reason}", name, v, reason)
         if reported is not None and type(reported) is not bool:
-            raise RefDataError(f"reported={reported!r}: must be true, false or absent")
+            reason = "must be true, false or absent"
+            raise RefDataError(f"reported={reported!r}: {reason}", "reported", reported, reason)
         self.accounts[(VENUE_CODE[venue], account)] = AccountRef(owner or None, broker or None, reported)
         self.version += 1
 
@@ -99,12 +103,9 @@ class RefData:
                     else:
                         bad("reported", row[ix["reported"]], "must be true or false")
                         continue
-                owner, broker = row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None
-                nul = next((f for f, v in (("account", account), ("owner", owner), ("broker", broker))
-                            if v and "\x00" in v), None)
-                if nul:
-                    bad(nul, {"account": account, "owner": owner, "broker": broker}[nul],
-                        "must not contain NUL characters")
-                    continue
-                ref.set(venue, account, owner, broker, reported)
+                try:
+                    ref.set(venue, account, row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None,
+                            reported)
+                except RefDataError as e:  # a name with a NUL
+                    bad(e.field, e.value, e.reason)
         return ref

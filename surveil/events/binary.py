@@ -201,8 +201,13 @@ def _table_error(source: str, offset: int, found: int, counts) -> EventFormatErr
                             f"entries, header says {sum(counts)}")
 
 
-def _utf8_error(source: str, offset: int, e: UnicodeDecodeError) -> EventFormatError:
-    return EventFormatError(f"{source}: string table of frame at byte {offset} is not UTF-8: {e}")
+def _table_text(buf, p: int, slen: int, source: str, offset: int) -> str:
+    """A frame's string blob as text; a blob that is not UTF-8 is an error about the whole table (the same
+    message from both decoders, however they found it)."""
+    try:
+        return bytes(memoryview(buf)[p:p + slen]).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EventFormatError(f"{source}: string table of frame at byte {offset} is not UTF-8: {e}") from None
 
 
 def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Registry, source: str,
@@ -211,10 +216,7 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
     total = sum(counts)
     found = _svev.count_strings(buf, p, slen) or min(total, 1)  # an empty blob: no string, or one empty one
     if found != total:
-        try:  # a table that is not UTF-8 is reported as such first, as by the numpy decoder
-            bytes(memoryview(buf)[p:p + slen]).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _utf8_error(source, offset, e) from None
+        _table_text(buf, p, slen, source, offset)  # a table that is not UTF-8 is reported as such first
         raise _table_error(source, offset, found, counts)
     interners = _interners(reg)
     ids = np.empty(total, np.int32)
@@ -252,11 +254,8 @@ def _intern_misses(buf, p: int, slen: int, counts, ids: np.ndarray, starts: np.n
     miss_all = np.flatnonzero(ids == -2)
     try:
         pick = _svev.strings_at(buf, starts, miss_all)
-    except UnicodeDecodeError:  # report the whole table's error, as the numpy decoder does
-        try:
-            bytes(memoryview(buf)[p:p + slen]).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _utf8_error(source, offset, e) from None
+    except UnicodeDecodeError:
+        _table_text(buf, p, slen, source, offset)  # raises: the whole table's error, as the numpy decoder's
         raise
     bounds = np.searchsorted(miss_all, np.cumsum(counts)[:-1]).tolist()
     for c, (lo, hi) in enumerate(zip([0, *bounds], [*bounds, len(miss_all)])):
@@ -277,11 +276,8 @@ def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, 
                   dictionary: FrameDict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The reference decoder (numpy; used when the compiled one is not built)."""
     n = len(rec)
-    try:
-        # an empty blob holds no string, or one empty string (a table of just "")
-        strings = bytes(buf[p:p + slen]).decode("utf-8").split("\x00") if slen else [""][:sum(counts)]
-    except UnicodeDecodeError as e:
-        raise _utf8_error(source, offset, e) from None
+    # an empty blob holds no string, or one empty string (a table of just "")
+    strings = _table_text(buf, p, slen, source, offset).split("\x00") if slen else [""][:sum(counts)]
     if sum(counts) != len(strings):
         raise _table_error(source, offset, len(strings), counts)
     cols: dict[str, np.ndarray] = {}

@@ -106,7 +106,7 @@ def _check_row(o: Any) -> None:
             o[f] = x = str(x)
         if x is not None and type(x) is not str:
             raise RowError(f, x, "must be a string")
-        if x is not None and (x == "" or "\x00" in x):
+        if x is not None and _refused(x):
             raise RowError(f, x, "must be a non-empty string without NUL characters")
     s = o.get("side")
     if s is not None and (type(s) is not str or s not in SIDE_CODE):
@@ -219,6 +219,7 @@ def _columns(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarr
 
 
 def _refused(x: str) -> bool:
+    """A name the contract refuses: empty, or with a NUL (the separator of a binary frame's string table)."""
     return x == "" or "\x00" in x
 
 
@@ -347,7 +348,7 @@ def _intern_col(col, interner) -> np.ndarray:
     ids = interner.lookup(ustr)
     for i in np.flatnonzero(ids == -2).tolist():
         x = ustr[i]
-        if x == "" or "\x00" in x or _AMBIGUOUS_RE.search(x):
+        if _refused(x) or _AMBIGUOUS_RE.search(x):
             raise _Slow
         ids[i] = interner.intern(x)
     lut = np.full(int(ucodes.max()) + 1, -1, np.int32)

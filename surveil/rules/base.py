@@ -161,6 +161,16 @@ class Rule:
         return []
 
 
+#: a segment of at least this many rows is *large*: a rule may then count per account instead of per row
+LARGE_SEGMENT = 4096
+
+
+def large_segment(rows: int, accounts: int, at_least: int = LARGE_SEGMENT) -> bool:
+    """Whether counting per account (arrays as long as the account keys) costs less than working per row:
+    enough rows, and not many more accounts than rows (a stream worker's poll, not a paced frame)."""
+    return rows >= at_least and rows * 8 >= accounts
+
+
 def grow(arr: np.ndarray, size: int, fill=0) -> np.ndarray:
     """``arr`` extended to at least ``size`` entries (amortised doubling)."""
     if len(arr) >= size:

@@ -18,7 +18,18 @@ from __future__ import annotations
 import numpy as np
 
 from surveil.events.schema import CANCEL, ORDER, day_start_ns, ns_to_iso
-from surveil.rules.base import HFT_REFERENCES, AlertDraft, Param, Rule, RuleMeta, Segment, grow, positive
+from surveil.rules.base import (
+    HFT_REFERENCES,
+    LARGE_SEGMENT,
+    AlertDraft,
+    Param,
+    Rule,
+    RuleMeta,
+    Segment,
+    grow,
+    large_segment,
+    positive,
+)
 
 META = RuleMeta(
     id="daily_orders_20k",
@@ -36,8 +47,8 @@ META = RuleMeta(
 
 class DailyOrders20k(Rule):
     meta = META
-    #: segments of at least this many messages are counted per account (see process)
-    BULK_MIN = 4096
+    #: large segments of at least this many messages are counted per account (see process)
+    BULK_MIN = LARGE_SEGMENT
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
@@ -56,29 +67,25 @@ class DailyOrders20k(Rule):
         top = int(k.max()) + 1
         self.orders = grow(self.orders, top)
         self.cancels = grow(self.cancels, len(self.orders))
-        n = len(k)
-        if n >= self.BULK_MIN and n * 8 >= len(self.orders):
-            # a large segment: count per account (bincount) instead of per event (gathers and np.add.at)
-            size = len(self.orders)
-            before_k = self.orders + self.cancels  # the day's count before this segment, per account
+        size = len(self.orders)
+        if large_segment(len(k), size, self.BULK_MIN):
+            # count per account (bincount) instead of per event (gathers and np.add.at)
+            before = self.orders + self.cancels  # the day's count before this segment, per account
             self.orders += np.bincount(seg.key[is_o], minlength=size)
             self.cancels += np.bincount(seg.key[is_c], minlength=size)
-            crossed = np.flatnonzero((before_k < self.thr) & (self.orders + self.cancels >= self.thr))
-            before_of = before_k
+            crossed = np.flatnonzero((before < self.thr) & (self.orders + self.cancels >= self.thr))
         else:
             before = self.orders[k] + self.cancels[k]  # the day's count before this segment, per event
             np.add.at(self.orders, seg.key[is_o], 1)
             np.add.at(self.cancels, seg.key[is_c], 1)
             may = before < self.thr
-            crossed = np.unique(k[may][self.orders[k[may]] + self.cancels[k[may]] >= self.thr]) if may.any() \
-                else k[:0]
-            before_of = None
+            crossed = np.unique(k[may][self.orders[k[may]] + self.cancels[k[may]] >= self.thr])
         out = []
         if len(crossed):
             rows = np.flatnonzero(m)
             for key in crossed.tolist():
-                pos = np.flatnonzero(k == key)
-                start = int(before_of[key]) if before_of is not None else int(before[pos[0]])
+                pos = np.flatnonzero(k == key)  # every message of the account in the segment
+                start = int(self.orders[key] + self.cancels[key]) - len(pos)  # its count before the segment
                 row = rows[pos[self.thr - start - 1]]
                 st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
                 self.raised[key] = st

@@ -28,7 +28,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
-from surveil.rules.base import HFT_REFERENCES, AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
+from surveil.rules.base import (
+    HFT_REFERENCES,
+    AlertDraft,
+    OidCarry,
+    Param,
+    Rule,
+    RuleMeta,
+    Segment,
+    large_segment,
+    positive,
+)
 
 MAX_LISTED_SECONDS = 1000
 SAMPLES = 5
@@ -158,11 +168,8 @@ class OrderRate1s(Rule):
         threshold of messages in it (no second of another can reach it) or one alerted today (its seconds
         are observed). The groups of these accounts are whole and keep their order, so the result is the
         same as from every row; a large segment then sorts a few rows instead of all."""
-        n = len(k)
-        if n < 4096:
-            return c
         top = int(k.max()) + 1
-        if n * 8 < top:  # few rows for many accounts: counting per account would cost more than the sort
+        if not large_segment(len(k), top):
             return c
         keep = (np.bincount(k, minlength=top) >= self.thr)[k]
         if self.alerts:

@@ -83,8 +83,7 @@ class OwnerState:
                      ("last_activity", None), ("resume", None), ("idle_at", {})):
             st.__dict__.setdefault(k, v)  # checkpoints of earlier versions
         st.__dict__.setdefault("released", st.watermark)
-        st.engine.keep_finals = False  # earlier versions kept every final alert in the checkpoint
-        st.engine.finals = {}
+        st.engine.restored_for_stream()
         return st
 
     def add_sources(self, sources: list[str]) -> None:

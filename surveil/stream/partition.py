@@ -107,8 +107,7 @@ class PartitionState:
         st: PartitionState = pickle.loads(zlib.decompress(data))
         if st.engine.market.from_events:  # a checkpoint of an earlier version: drop its unused market context
             st.engine.market = MarketContext(from_events=False)
-        st.engine.keep_finals = False  # ... and the final alerts it kept (published long ago)
-        st.engine.finals = {}
+        st.engine.restored_for_stream()
         st.engine.ref = refdata
         st.engine._ref_version = -1  # reference data may have changed meanwhile: resolve owners again
         return st

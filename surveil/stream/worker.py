@@ -179,9 +179,9 @@ class Worker:
         self._ref_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
         await self._ref_consumer.start()
         await self._read_refdata_to_end()
-        self._new_brokers.clear()
+        # every broker of the reference data as it stands (not each one ever named in a record read)
+        self._new_brokers = {r.broker for r in self.ref.accounts.values() if r.broker}
         await self._after_ref_updates()
-        await self._broker_topics({r.broker for r in self.ref.accounts.values() if r.broker})
         self._ref_task = asyncio.create_task(self._follow_refdata())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
@@ -451,11 +451,14 @@ class Worker:
         self.metrics.checkpoints.inc()
 
     # -- outputs ------------------------------------------------------------------------------------------
-    async def _topic(self, name: str) -> None:
-        if name not in self._topics:
-            spec = [topics.TopicSpec(name, 1, topics.COMPACT)]
-            await retry(f"creating {name}", lambda: topics.ensure(self.admin, spec))
-            self._topics.add(name)
+    async def _topics_exist(self, names) -> None:
+        """Compacted single-partition output topics (the broker topics), created when missing."""
+        missing = sorted(set(names) - self._topics)
+        if missing:
+            specs = [topics.TopicSpec(t, 1, topics.COMPACT) for t in missing]
+            await retry(f"creating {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
+                        lambda: topics.ensure(self.admin, specs))
+            self._topics.update(missing)
 
     async def publish(self, st, out: Output) -> None:
         async def send(topic, value, key=None, partition=None):
@@ -474,7 +477,7 @@ class Worker:
             self.metrics.alerts.labels(a["rule"], a["severity"], a["status"]).inc()
             for broker, view in broker_views(a).items():
                 t = self.s.broker_topic(broker)
-                await self._topic(t)
+                await self._topics_exist([t])
                 await send(t, dumps(view), key=key)
             rec = st.book.add(a, self.params["recommendations"])
             if rec is not None:
@@ -532,9 +535,8 @@ class Worker:
                 if type(d) is not dict:
                     raise RefDataError(f"value={d!r}: expected a JSON object with owner, broker, reported")
                 self.ref.set(venue, account, d.get("owner"), d.get("broker"), d.get("reported"))
-                broker = d.get("broker")
-                if broker and self.s.broker_topic(broker) not in self._topics:
-                    self._new_brokers.add(broker)
+                if d.get("broker"):
+                    self._new_brokers.add(d["broker"])
             self.stats["ref_updates"] += 1
         except Exception as e:  # noqa: BLE001 - a bad reference record is counted and kept, never fatal
             self.stats["ref_rejects"] += 1
@@ -569,15 +571,10 @@ class Worker:
         """Every broker named in reference data gets its alert topic now, not at its first alert, so that a
         broker can subscribe before anything has happened (and the first alert waits for no topic). A failure
         is logged, not fatal: the topic is then created at the broker's first alert (see publish)."""
-        missing = sorted({t for b in brokers if (t := self.s.broker_topic(b)) not in self._topics})
-        if not missing:
-            return
         try:
-            specs = [topics.TopicSpec(t, 1, topics.COMPACT) for t in missing]
-            await retry("creating broker topics", lambda: topics.ensure(self.admin, specs))
-            self._topics.update(missing)
+            await self._topics_exist(self.s.broker_topic(b) for b in brokers)
         except Exception:  # noqa: BLE001
-            log.exception("creating the alert topics of %d brokers", len(missing))
+            log.exception("creating the alert topics of %d brokers", len(brokers))
 
     async def update_gauges(self) -> None:
         """State size, partitions and lags (every few seconds and at each scrape, not per record)."""
