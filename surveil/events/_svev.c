@@ -375,11 +375,11 @@ done:
 /*   ts price qty seq (int64) | account symbol owner broker (int32) | venue etype side flags bad (u8)  */
 /*   consts: (ORDER, TRADE, INDEX, F_HAS_QTY, TS_MIN, TS_MAX)                                          */
 
-enum { R_TS = 0, R_PRICE = 8, R_QTY = 16, R_SEQ = 24, R_ACCOUNT = 56, R_SYMBOL = 60, R_OWNER = 64,
+enum { R_TS = 0, R_PRICE = 8, R_QTY = 16, R_SEQ = 24, R_OID = 32, R_OID_LEN = 24, R_ACCOUNT = 56, R_SYMBOL = 60, R_OWNER = 64,
        R_BROKER = 68, R_VENUE = 72, R_ETYPE = 73, R_SIDE = 74, R_FLAGS = 75, R_SIZE = 76 };
 
 static PyObject *record_layout(PyObject *mod, PyObject *noargs) {
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "ts", R_TS, "price", R_PRICE,
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "ts", R_TS, "order_id", R_OID, "price", R_PRICE,
                          "qty", R_QTY, "seq", R_SEQ, "account", R_ACCOUNT, "symbol", R_SYMBOL, "owner", R_OWNER,
                          "broker", R_BROKER, "venue", R_VENUE, "etype", R_ETYPE, "side", R_SIDE, "flags", R_FLAGS,
                          "itemsize", R_SIZE);
@@ -398,26 +398,34 @@ static inline uint32_t rd32(const unsigned char *p) {
 }
 
 static PyObject *decode_records(PyObject *mod, PyObject *args) {
-    Py_buffer buf, lut[4], out;
-    Py_ssize_t rec_off, n;
+    Py_buffer buf, lut[4], out, oid = {0};
+    Py_ssize_t rec_off, n, total = -1, row0 = 0;
     long long order, trade, index, f_has_qty, ts_min, ts_max;
-    if (!PyArg_ParseTuple(args, "y*nn(y*y*y*y*)w*(LLLLLL)", &buf, &rec_off, &n, &lut[0], &lut[1], &lut[2],
-                          &lut[3], &out, &order, &trade, &index, &f_has_qty, &ts_min, &ts_max))
+    if (!PyArg_ParseTuple(args, "y*nn(y*y*y*y*)w*(LLLLLL)|nnw*", &buf, &rec_off, &n, &lut[0], &lut[1], &lut[2],
+                          &lut[3], &out, &order, &trade, &index, &f_has_qty, &ts_min, &ts_max, &total, &row0,
+                          &oid))
         return NULL;
     PyObject *ret = NULL;
-    if (rec_off < 0 || n < 0 || rec_off > buf.len || n > (buf.len - rec_off) / R_SIZE || n > out.len / 53 ||
-        ((uintptr_t)out.buf & 7) != 0) {
+    if (total < 0) total = n;
+    if (rec_off < 0 || n < 0 || rec_off > buf.len || n > (buf.len - rec_off) / R_SIZE || total > out.len / 53 ||
+        row0 < 0 || row0 > total || n > total - row0 || ((uintptr_t)out.buf & 7) != 0 ||
+        (oid.buf != NULL && oid.len / R_OID_LEN < total)) {
         PyErr_SetString(PyExc_ValueError, "decode_records: records or output buffer out of range");
         goto done;
     }
     const unsigned char *rec = (const unsigned char *)buf.buf + rec_off;
     unsigned char *o = out.buf;
-    int64_t *ts = (int64_t *)o, *price = ts + n, *qty = price + n, *seq = qty + n;
+    /* the columns hold `total` rows; this frame's rows go to [row0, row0 + n) */
+    int64_t *ts = (int64_t *)o, *price = ts + total, *qty = price + total, *seq = qty + total;
     int32_t *scol[4];
-    scol[0] = (int32_t *)(seq + n);
-    for (int c = 1; c < 4; c++) scol[c] = scol[c - 1] + n;
-    unsigned char *venue = (unsigned char *)(scol[3] + n), *etype = venue + n, *side = etype + n,
-                  *flags = side + n, *bad = flags + n;
+    scol[0] = (int32_t *)(seq + total);
+    for (int c = 1; c < 4; c++) scol[c] = scol[c - 1] + total;
+    unsigned char *venue = (unsigned char *)(scol[3] + total), *etype = venue + total, *side = etype + total,
+                  *flags = side + total, *bad = flags + total;
+    ts += row0, price += row0, qty += row0, seq += row0;
+    for (int c = 0; c < 4; c++) scol[c] += row0;
+    venue += row0, etype += row0, side += row0, flags += row0, bad += row0;
+    unsigned char *oids = oid.buf != NULL ? (unsigned char *)oid.buf + row0 * R_OID_LEN : NULL;
     const int32_t *tab[4];
     uint32_t cnt[4];
     for (int c = 0; c < 4; c++) {
@@ -439,6 +447,7 @@ static PyObject *decode_records(PyObject *mod, PyObject *args) {
         etype[i] = (unsigned char)et;
         side[i] = (unsigned char)sd;
         flags[i] = (unsigned char)fl;
+        if (oids) memcpy(oids + i * R_OID_LEN, r + R_OID, R_OID_LEN);
         unsigned code = 0;
         int32_t sv[4];
         for (int c = 0; c < 4; c++) {
@@ -476,6 +485,7 @@ done:
     PyBuffer_Release(&buf);
     for (int c = 0; c < 4; c++) PyBuffer_Release(&lut[c]);
     PyBuffer_Release(&out);
+    if (oid.buf != NULL) PyBuffer_Release(&oid);
     return ret;
 }
 
@@ -578,7 +588,57 @@ static PyObject *count_strings(PyObject *mod, PyObject *args) {
     return PyLong_FromSsize_t(k);
 }
 
+/* key_partitions(names, n, out) -> None: Kafka's default partition of each key (a str, UTF-8 encoded), as
+ * aiokafka's and the Java client's default partitioner: (murmur2(key) & 0x7fffffff) % n, into int32 out */
+static uint32_t murmur2(const unsigned char *d, Py_ssize_t len) {
+    const uint32_t m = 0x5bd1e995u;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        uint32_t k = (uint32_t)d[i] | (uint32_t)d[i + 1] << 8 | (uint32_t)d[i + 2] << 16 | (uint32_t)d[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (len & 3) {
+    case 3: h ^= (uint32_t)d[i + 2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)d[i + 1] << 8;  /* fall through */
+    case 1: h ^= (uint32_t)d[i]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+static PyObject *key_partitions(PyObject *mod, PyObject *args) {
+    PyObject *names;
+    Py_ssize_t n;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "O!nw*", &PyList_Type, &names, &n, &out)) return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t m = PyList_GET_SIZE(names);
+    if (n <= 0 || out.len / 4 < m) {
+        PyErr_SetString(PyExc_ValueError, "key_partitions: n must be positive and out hold every key");
+        goto done;
+    }
+    int32_t *o = out.buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        Py_ssize_t len;
+        const char *p = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(names, i), &len);
+        if (!p) goto done;
+        o[i] = (int32_t)((murmur2((const unsigned char *)p, len) & 0x7fffffffu) % (uint32_t)n);
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"key_partitions", key_partitions, METH_VARARGS, "Kafka's default partition (murmur2) of str keys"},
     {"count_strings", count_strings, METH_VARARGS, "number of NUL-separated strings in a blob"},
     {"strings_at", strings_at, METH_VARARGS, "some strings of a frame, decoded"},
     {"remap", remap, METH_VARARGS, "a column's frame-local string indexes and table, in first-seen order"},

@@ -153,9 +153,47 @@ def encode_frame_fast(batch: Batch, reg: Registry) -> bytes:
     return HEADER.pack(MAGIC, VERSION, RECORD.itemsize, n, *counts, len(data)) + data + rec.tobytes()
 
 
+class FrameBlock:
+    """Columns for the rows of several frames (one partition's records of a poll): the compiled decoder
+    writes each frame's rows in place, after the previous frame's, so that consecutive frames are one batch
+    without a copy (:meth:`batch`). ``total`` bounds the rows; a frame that does not fit is decoded alone."""
+
+    __slots__ = ("total", "block", "oid", "src", "cols", "row")
+
+    def __init__(self, total: int):
+        self.total = total
+        self.block = np.empty(53 * total, np.uint8)  # the layout of _svev.decode_records
+        self.oid = np.empty(total, RECORD.fields["order_id"][0])
+        self.src = np.empty(total, np.int64)
+        self.cols: dict[str, np.ndarray] = {}
+        at = 0
+        for name, dt in _FAST_COLUMNS:
+            size = total * dt.itemsize
+            self.cols[name] = self.block[at:at + size].view(dt)
+            at += size
+        self.row = 0  # rows written so far
+
+    def batch(self, lo: int, hi: int) -> Batch:
+        """Rows ``lo:hi`` as a batch (views, no copy)."""
+        return Batch(src=self.src[lo:hi], order_id=self.oid[lo:hi],
+                     **{k: v[lo:hi] for k, v in self.cols.items() if k != "bad"})
+
+
+def frame_rows(value) -> int:
+    """How many records a frame's header announces, at most what its bytes can hold (0: not a frame)."""
+    if len(value) < HEADER.size or value[:4] != MAGIC:
+        return 0
+    return max(0, min(HEADER.unpack_from(value, 0)[3], (len(value) - HEADER.size) // RECORD.itemsize))
+
+
 def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: int,
-                    rejects: list[Reject], dictionary: FrameDict | None = None) -> tuple[Batch, int]:
+                    rejects: list[Reject], dictionary: FrameDict | None = None,
+                    into: FrameBlock | None = None) -> tuple[Batch, int]:
     """Decode the frame starting at ``offset``; returns the batch and the offset after it.
+
+    With ``into`` (and the compiled decoder), a self-contained frame that fits is decoded into that block,
+    at its next free rows: the batch is then a view of them (unless the frame had invalid records, which
+    are left out of a copy), and ``into.row`` moves past them.
 
     Raises EventFormatError when the frame header itself is unusable (the rest of the
     buffer cannot be resynchronised)."""
@@ -177,12 +215,20 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     counts = (na, ns, no, nb)
     rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
     delta = dictionary if version == VERSION_DELTA else None  # a version-1 frame is self-contained in any file
-    if FAST:
-        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta)
+    if FAST and into is not None and delta is None and n <= into.total - into.row:
+        lo = into.row
+        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, into)
+        into.row = lo + n
+        cols["order_id"] = into.oid[lo:lo + n]
+        src = into.src[lo:lo + n]
+        src[:] = np.arange(first_record, first_record + n, dtype=np.int64)
     else:
-        cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, delta)
-    cols["order_id"] = rec["order_id"]
-    src = np.arange(first_record, first_record + n, dtype=np.int64)
+        if FAST:
+            cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta)
+        else:
+            cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, delta)
+        cols["order_id"] = rec["order_id"]
+        src = np.arange(first_record, first_record + n, dtype=np.int64)
     if bad.any():
         for i in np.flatnonzero(bad):
             field, reason = _BIN_CHECKS[int(bad[i])]
@@ -211,8 +257,9 @@ def _table_text(buf, p: int, slen: int, source: str, offset: int) -> str:
 
 
 def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Registry, source: str,
-                 dictionary: FrameDict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The compiled decoder: the string tables through each interner's bytes cache, the records in C."""
+                 dictionary: FrameDict | None, into: FrameBlock | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The compiled decoder: the string tables through each interner's bytes cache, the records in C (into
+    ``into``'s free rows when given; the order ids too)."""
     total = sum(counts)
     found = _svev.count_strings(buf, p, slen) or min(total, 1)  # an empty blob: no string, or one empty one
     if found != total:
@@ -235,6 +282,11 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
                 dictionary.dec[c] = np.concatenate([dictionary.dec[c], lut])
             lut = dictionary.dec[c]
         luts.append(lut)
+    if into is not None:
+        lo = into.row
+        _svev.decode_records(buf, p + slen, n, tuple(luts), into.block, _CONSTS, into.total, lo, into.oid)
+        cols = {k: v[lo:lo + n] for k, v in into.cols.items()}
+        return cols, cols.pop("bad")
     block = np.empty(53 * n, np.uint8)
     _svev.decode_records(buf, p + slen, n, tuple(luts), block, _CONSTS)
     cols: dict[str, np.ndarray] = {}
