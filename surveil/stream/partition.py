@@ -303,10 +303,13 @@ class PartitionState:
             sub = Batch.concat([b for b, _ in ex["trades"]])
             pos = np.concatenate([q for _, q in ex["trades"]])
             parts = self._owner_parts(sub.owner)
-            for p in np.unique(parts).tolist():
-                sel = parts == p
-                frame = binary.encode_frame_fast(sub.take(sel), self.reg)
-                msgs.append((p, {"kind": "trades"}, pack_rows(pos[sel], frame)))
+            # grouped by owner partition in one take (stable: each group keeps the rows' order), then sliced
+            order = np.argsort(parts, kind="stable")
+            sub, pos, parts = sub.take(order), pos[order], parts[order]
+            bounds = np.flatnonzero(parts[1:] != parts[:-1]) + 1
+            for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(parts)]):
+                frame = binary.encode_frame_fast(sub.take(slice(lo, hi)), self.reg)
+                msgs.append((int(parts[lo]), {"kind": "trades"}, pack_rows(pos[lo:hi], frame)))
         if ex["index"]:
             sub = Batch.concat([b for b, _ in ex["index"]])
             pos = np.concatenate([q for _, q in ex["index"]])

@@ -184,8 +184,8 @@ class Worker:
         await self._after_ref_updates()
         self._ref_task = asyncio.create_task(self._follow_refdata())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
-                                         auto_offset_reset="earliest", max_partition_fetch_bytes=int(__import__("os").environ.get("SV_MPFB", 16 << 20)),
-                                         fetch_max_bytes=int(__import__("os").environ.get("SV_FMB", 64 << 20)))
+                                         auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
+                                         fetch_max_bytes=64 << 20)
         self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic], listener=_Rebalance(self))
         await self.consumer.start()
 
@@ -212,7 +212,7 @@ class Worker:
         self.ready.set()
         interval = self.s.checkpoint_interval_ms / 1000
         while not self.stop.is_set():
-            data = await self.consumer.getmany(timeout_ms=100, max_records=int(__import__("os").environ.get("SV_MAXREC", 500)))
+            data = await self.consumer.getmany(timeout_ms=100, max_records=500)
             # one poll under the lock: handle every record, then send the owner-topic output as one
             # bundle per owner partition (a checkpoint or a rebalance never sees a half-sent poll)
             async with self.lock:
