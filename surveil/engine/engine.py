@@ -86,12 +86,10 @@ class _Ctx(Context):
         (a cold start looks up every account)."""
         new = np.unique(keys[cache[keys] == -2])
         if len(new):
-            acc_names, get = self.e.reg.accounts.names, self.e.ref.get
-            names = []
-            for k in new.tolist():
-                venue, acc = k & 3, acc_names[k >> 2]
-                names.append(name_of(get(venue, acc), venue, acc))
-            cache[new] = interner.intern_list(names)
+            venues = (new & 3).tolist()
+            accs = list(map(self.e.reg.accounts.names.__getitem__, (new >> 2).tolist()))
+            refs = list(map(self.e.ref.get, venues, accs))
+            cache[new] = interner.intern_list(list(map(name_of, refs, venues, accs)))
 
     def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:
         e = self.e

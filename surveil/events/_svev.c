@@ -232,6 +232,75 @@ done:
     return ret;
 }
 
+/* intern(strs, buf, starts, which, names, ids, out) -> None: the strings of a frame this table missed,
+ * interned. strs[i] is the str of string which[i] of the frame (strings_at gave it); its id is ids[strs[i]]
+ * when the interner has it, else the next one: appended to names, then set in ids (the order of
+ * Interner.intern_list, so ids are the same). Each id goes to out[i] (int32) and into this table. The caller
+ * holds the interner's lock. */
+static PyObject *StrTable_intern(StrTable *self, PyObject *args) {
+    PyObject *strs, *names, *idmap;
+    Py_buffer buf, starts, which, out;
+    if (!PyArg_ParseTuple(args, "O!y*y*y*O!O!w*", &PyList_Type, &strs, &buf, &starts, &which, &PyList_Type, &names,
+                          &PyDict_Type, &idmap, &out))
+        return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t ns = starts.len / 8, m = which.len / 8;
+    const int64_t *st = starts.buf, *w = which.buf;
+    int32_t *o = out.buf;
+    if (PyList_GET_SIZE(strs) != m || out.len / 4 < m) {
+        PyErr_SetString(PyExc_ValueError, "StrTable.intern: strs, which and out differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t off;
+        Py_ssize_t len;
+        if (string_span(st, ns, w[i], buf.len, &off, &len) < 0) {
+            PyErr_SetString(PyExc_ValueError, "StrTable.intern: string offsets out of range");
+            goto done;
+        }
+        PyObject *s = PyList_GET_ITEM(strs, i);
+        if (!PyUnicode_CheckExact(s)) {
+            PyErr_SetObject(PyExc_TypeError, s);
+            goto done;
+        }
+        long id;
+        PyObject *known = PyDict_GetItemWithError(idmap, s); /* borrowed */
+        if (known != NULL) {
+            id = PyLong_AsLong(known);
+            if (id == -1 && PyErr_Occurred()) goto done;
+        } else {
+            if (PyErr_Occurred()) goto done;
+            Py_ssize_t next = PyList_GET_SIZE(names);
+            if (next >= INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "StrTable.intern: too many strings");
+                goto done;
+            }
+            PyObject *pid = PyLong_FromSsize_t(next);
+            if (!pid) goto done;
+            /* the name first: a reader without the lock never sees an id without its name */
+            if (PyList_Append(names, s) < 0 || PyDict_SetItem(idmap, s, pid) < 0) {
+                Py_DECREF(pid);
+                goto done;
+            }
+            Py_DECREF(pid);
+            id = (long)next;
+        }
+        if (id < 0 || id > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "StrTable.intern: an id out of range in the interner");
+            goto done;
+        }
+        o[i] = (int32_t)id;
+        if (table_add(self, (const unsigned char *)buf.buf + off, len, (int32_t)id) < 0) goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&which);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 /* join(ids) -> the UTF-8 strings of ids (int32 buffer) joined by NUL, or the list of the ids this table does
  * not hold (the caller adds them and calls again) */
 static PyObject *StrTable_join(StrTable *self, PyObject *args) {
@@ -278,6 +347,7 @@ done:
 static Py_ssize_t StrTable_len(StrTable *self) { return (Py_ssize_t)self->n; }
 
 static PyMethodDef StrTable_methods[] = {
+    {"intern", (PyCFunction)StrTable_intern, METH_VARARGS, "intern a frame's missed strings and remember them"},
     {"add", (PyCFunction)StrTable_add, METH_VARARGS, "add(utf8_bytes, id): remember an interned string's id"},
     {"join", (PyCFunction)StrTable_join, METH_VARARGS,
      "join(ids): the strings of ids joined by NUL (bytes), or the list of ids not held"},

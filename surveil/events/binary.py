@@ -313,9 +313,11 @@ def _intern_misses(buf, p: int, slen: int, counts, ids: np.ndarray, starts: np.n
     for c, (lo, hi) in enumerate(zip([0, *bounds], [*bounds, len(miss_all)])):
         if lo < hi:
             miss = miss_all[lo:hi]
-            got = interners[c].intern_list(pick[lo:hi])
+            got = np.empty(hi - lo, np.int32)
+            interner = interners[c]
+            with interner._lock:  # noqa: SLF001 - as Interner.intern_list, in C (ids in the same order)
+                tables[c].intern(pick[lo:hi], buf, starts, miss, interner.names, interner.ids, got)
             ids[miss] = got
-            tables[c].add_from(buf, starts, miss, got)
 
 
 _FAST_COLUMNS = [(c, np.dtype(t)) for c, t in (
