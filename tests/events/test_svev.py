@@ -234,3 +234,82 @@ def test_intern_list_gives_the_ids_of_interning_one_by_one():
         got = a.intern_list(values).tolist()
         want = [b.intern(v) if v is not None else -1 for v in values]
         assert got == want and a.names == b.names and a.ids == b.ids
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_frames_decoded_into_one_block_equal_frames_decoded_alone(seed, monkeypatch):
+    """The partition stage decodes a poll's frames into one FrameBlock: every frame gives the same batch (and
+    rejects) as alone, valid frames are consecutive views of the block, and the registry gets the same ids."""
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    frames = _frames(seed)
+    alone, alone_names = _decode(frames, True, monkeypatch)
+    reg = Registry()
+    block = binary.FrameBlock(sum(binary.frame_rows(f) for f in frames))
+    out, spans = [], []
+    for i, f in enumerate(frames):
+        rej = []
+        lo = block.row
+        try:
+            b, end = binary.decode_frame_at(f, 0, reg, f"t:0@{i}", 0, rej, into=block)
+        except EventFormatError as e:
+            out.append(("error", str(e)))
+            continue
+        out.append(("ok", end, {k: v.tolist() for k, v in b.columns().items()},
+                    [(r.location, r.field, r.value, r.reason, r.raw) for r in rej]))
+        if not rej:  # every row valid: the batch is the block's rows, no copy
+            assert np.shares_memory(b.ts, block.cols["ts"]) and block.row - lo == len(b)
+            spans.append((lo, block.row, b))
+    names = {k: list(getattr(reg, k).names) for k in ("accounts", "symbols", "owners", "brokers")}
+    assert out == alone and names == alone_names
+    assert len(spans) > 3
+    lo, hi, b = spans[0]
+    joined = block.batch(lo, hi)
+    assert {k: v.tolist() for k, v in joined.columns().items()} == {k: v.tolist() for k, v in b.columns().items()}
+
+
+def test_a_block_too_small_for_a_frame_decodes_it_alone():
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    frame = _frames(1, 3)[0]
+    block = binary.FrameBlock(1)
+    b, _ = binary.decode_frame_at(frame, 0, Registry(), "t:0@0", 0, [], into=block)
+    assert block.row == 0 and len(b) == binary.frame_rows(frame) > 1
+    assert binary.frame_rows(b"SVEV") == 0 and binary.frame_rows(frame[:binary.HEADER.size + 76]) == 1
+
+
+def test_key_partitions_is_kafkas_default_partitioner():
+    """Owner-topic partitions from the compiled murmur2 equal aiokafka's (the Java client's) partitioner."""
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    from aiokafka.partitioner import murmur2
+
+    from surveil.events import _svev
+    from surveil.stream.partition import owner_partitions_of
+
+    rng = random.Random(5)
+    names = ["", "a", "ab", "abc", "abcd", "abcde", "宁波灵均", "SSE:A000123"] + [
+        "".join(rng.choice("abcXYZ:09灵均-") for _ in range(rng.randrange(0, 40))) for _ in range(3000)]
+    for n in (1, 3, 4, 12):
+        want = [(murmur2(s.encode()) & 0x7FFFFFFF) % n for s in names]
+        assert owner_partitions_of(names, n).tolist() == want
+    with pytest.raises(ValueError):
+        _svev.key_partitions(["a"], 0, np.empty(1, np.int32))
+    with pytest.raises(ValueError):
+        _svev.key_partitions(["a", "b"], 4, np.empty(1, np.int32))
+
+
+def test_strtable_intern_refuses_bad_arguments():
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    from surveil.events import _svev
+
+    t = _svev.StrTable()
+    starts, which = np.array([0, 2, 4], np.int64), np.array([0, 1], np.int64)
+    names, ids, out = [], {None: -1}, np.empty(2, np.int32)
+    with pytest.raises(ValueError):  # strs and which differ
+        t.intern(["a"], b"a\x00b\x00", starts, which, names, ids, out)
+    with pytest.raises(ValueError):  # offsets out of the buffer
+        t.intern(["a", "b"], b"a\x00b\x00", np.array([0, 2, 99], np.int64), which, names, ids, out)
+    t.intern(["a", "b"], b"a\x00b\x00", starts, which, names, ids, out)
+    assert names == ["a", "b"] and ids == {None: -1, "a": 0, "b": 1} and out.tolist() == [0, 1]
