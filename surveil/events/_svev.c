@@ -707,7 +707,120 @@ done:
     return ret;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Per-account counting of the two per-account rules (surveil/rules), exact equivalents of their numpy   */
+/* code (which stays the reference and the fallback; tests compare the two).                           */
+
+/* count_day(key, etype, orders, cancels, thr, ORDER, CANCEL, crossed) -> m: daily_orders_20k's day counts.
+ * For each order or cancel row i (key int64[n], etype uint8[n]): orders[key] or cancels[key] (int64 arrays,
+ * longer than every key) + 1; a row that makes its account's count reach thr (its thr-th message of the
+ * day) goes to crossed (int64[n]), in row order, m of them. */
+static PyObject *count_day(PyObject *mod, PyObject *args) {
+    Py_buffer key, et, orders, cancels, crossed;
+    long long thr;
+    int order, cancel;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*Liiw*", &key, &et, &orders, &cancels, &thr, &order, &cancel, &crossed))
+        return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t n = key.len / 8, size = orders.len / 8;
+    if (et.len != n || cancels.len / 8 != size || crossed.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "count_day: arrays of different lengths");
+        goto done;
+    }
+    const int64_t *k = key.buf;
+    const unsigned char *e = et.buf;
+    int64_t *o = orders.buf, *c = cancels.buf, *out = crossed.buf;
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) { /* every key first: nothing changes when one is out of range */
+        if ((e[i] == order || e[i] == cancel) && (k[i] < 0 || k[i] >= size)) {
+            PyErr_SetString(PyExc_ValueError, "count_day: an account key out of range");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (e[i] != order && e[i] != cancel) continue;
+        int64_t j = k[i];
+        int64_t before = o[j] + c[j];
+        if (e[i] == order) o[j]++;
+        else c[j]++;
+        if (before == thr - 1) out[m++] = i;
+    }
+    ret = PyLong_FromSsize_t(m);
+done:
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&et);
+    PyBuffer_Release(&orders);
+    PyBuffer_Release(&cancels);
+    PyBuffer_Release(&crossed);
+    return ret;
+}
+
+/* second_counts(key, sec, flags, thr, scratch, touched, out_key, out_sec, out_cnt) -> m, or -1 when sec is
+ * not in order: order_rate_1s's messages per (account, calendar second). key, sec: int64[n], sec
+ * non-decreasing; flags: uint8[size] (an alerted account); scratch: int32[size], zeros on entry and on
+ * return; touched: int64[n]. The groups with at least thr messages, or of a flagged account, go to out_*
+ * (int64[n] each), m of them, by second and then first message. */
+static PyObject *second_counts(PyObject *mod, PyObject *args) {
+    Py_buffer key, sec, flags, scratch, touched, ok, os_, oc;
+    long long thr;
+    if (!PyArg_ParseTuple(args, "y*y*y*Lw*w*w*w*w*", &key, &sec, &flags, &thr, &scratch, &touched, &ok, &os_, &oc))
+        return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t n = key.len / 8, size = flags.len;
+    if (sec.len / 8 != n || scratch.len / 4 < size || touched.len / 8 < n || ok.len / 8 < n || os_.len / 8 < n ||
+        oc.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "second_counts: arrays of different lengths");
+        goto done;
+    }
+    const int64_t *k = key.buf, *s = sec.buf;
+    const unsigned char *fl = flags.buf;
+    int32_t *cnt = scratch.buf;
+    int64_t *t = touched.buf, *rk = ok.buf, *rs = os_.buf, *rc = oc.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (k[i] < 0 || k[i] >= size) {
+            PyErr_SetString(PyExc_ValueError, "second_counts: an account key out of range");
+            goto done;
+        }
+        if (i && s[i] < s[i - 1]) {
+            ret = PyLong_FromLong(-1);
+            goto done;
+        }
+    }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        int64_t cur = s[i];
+        Py_ssize_t nt = 0, j = i;
+        for (; j < n && s[j] == cur; j++) {
+            if (cnt[k[j]]++ == 0) t[nt++] = k[j];
+        }
+        for (Py_ssize_t q = 0; q < nt; q++) {
+            int64_t a = t[q];
+            if (cnt[a] >= thr || fl[a]) {
+                rk[m] = a;
+                rs[m] = cur;
+                rc[m] = cnt[a];
+                m++;
+            }
+            cnt[a] = 0;
+        }
+        i = j;
+    }
+    ret = PyLong_FromSsize_t(m);
+done:
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&sec);
+    PyBuffer_Release(&flags);
+    PyBuffer_Release(&scratch);
+    PyBuffer_Release(&touched);
+    PyBuffer_Release(&ok);
+    PyBuffer_Release(&os_);
+    PyBuffer_Release(&oc);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"count_day", count_day, METH_VARARGS, "daily_orders_20k: day counts per account, rows reaching the threshold"},
+    {"second_counts", second_counts, METH_VARARGS, "order_rate_1s: messages per account and calendar second"},
     {"key_partitions", key_partitions, METH_VARARGS, "Kafka's default partition (murmur2) of str keys"},
     {"count_strings", count_strings, METH_VARARGS, "number of NUL-separated strings in a blob"},
     {"strings_at", strings_at, METH_VARARGS, "some strings of a frame, decoded"},

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from surveil.events.batch import _svev  # the compiled counting (None without it: the numpy code below)
+
 from surveil.events.schema import CANCEL, ORDER, day_start_ns, ns_to_iso
 from surveil.rules.base import (
     HFT_REFERENCES,
@@ -58,6 +60,8 @@ class DailyOrders20k(Rule):
         self.raised: dict[int, dict] = {}
 
     def process(self, seg: Segment) -> list[AlertDraft]:
+        if _svev is not None:
+            return self._process_compiled(seg)
         is_o = seg.etype == ORDER
         is_c = seg.etype == CANCEL
         m = is_o | is_c
@@ -86,11 +90,30 @@ class DailyOrders20k(Rule):
             for key in crossed.tolist():
                 pos = np.flatnonzero(k == key)  # every message of the account in the segment
                 start = int(self.orders[key] + self.cancels[key]) - len(pos)  # its count before the segment
-                row = rows[pos[self.thr - start - 1]]
-                st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
-                self.raised[key] = st
-                out.append(self._draft(st, seg.day, "raised", self.thr))
+                out.append(self._raise(seg, key, int(rows[pos[self.thr - start - 1]])))
         return out
+
+    def _process_compiled(self, seg: Segment) -> list[AlertDraft]:
+        """``process`` in one pass of compiled code (``_svev.count_day``): each order or cancel counted for its
+        account, the rows that make an account reach the threshold (its thr-th message of the day) noted."""
+        n = len(seg.key)
+        if not n:
+            return []
+        key = np.ascontiguousarray(seg.key, np.int64)
+        self.orders = grow(self.orders, int(key.max()) + 1)
+        self.cancels = grow(self.cancels, len(self.orders))
+        crossed = np.empty(n, np.int64)
+        m = _svev.count_day(key, np.ascontiguousarray(seg.etype, np.uint8), self.orders, self.cancels, self.thr,
+                            ORDER, CANCEL, crossed)
+        rows = crossed[:m]
+        keys = key[rows]
+        order = np.argsort(keys)  # in account order, as the numpy code (one crossing per account at most)
+        return [self._raise(seg, k, r) for k, r in zip(keys[order].tolist(), rows[order].tolist())]
+
+    def _raise(self, seg: Segment, key: int, row: int) -> AlertDraft:
+        st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
+        self.raised[key] = st
+        return self._draft(st, seg.day, "raised", self.thr)
 
     def end_day(self, day: int) -> list[AlertDraft]:
         out = []

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from surveil.events.batch import _svev  # the compiled counting (None without it: the numpy code below)
+
 from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
 from surveil.rules.base import (
     HFT_REFERENCES,
@@ -127,17 +129,22 @@ class OrderRate1s(Rule):
         base_sec = day_start_ns(seg.day) // NS_PER_SECOND
         sec = ts // NS_PER_SECOND - base_sec  # second of the day, < 2**17
         c = (k << 17) | sec
-        s = np.sort(self._may_matter(c, k))
-        if not len(s):  # no account can matter in this segment (none near the threshold, none alerted in it)
-            return []
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        counts = np.diff(np.r_[starts, len(s)])
+        # the (account, second) groups that can matter, as composite values in ascending order, with counts
+        got = self._groups_compiled(k, sec) if _svev is not None else None
+        if got is None:
+            s = np.sort(self._may_matter(c, k))
+            if not len(s):  # no account can matter in this segment (none near the threshold, none alerted in it)
+                return []
+            starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+            gv, counts = s[starts], np.diff(np.r_[starts, len(s)])
+        else:
+            gv, counts = got
         q = counts >= self.thr
         if not q.any() and not self.alerts:
             return []
         open_sec = int(sec[-1])
         out = []
-        for val, cnt in zip(s[starts[q]].tolist(), counts[q].tolist()):
+        for val, cnt in zip(gv[q].tolist(), counts[q].tolist()):
             key, sday = val >> 17, val & 0x1FFFF
             start_ns = (base_sec + sday) * NS_PER_SECOND
             st = self.alerts.get(key)
@@ -154,7 +161,6 @@ class OrderRate1s(Rule):
                 st.samples = oids(np.flatnonzero(c == val)[:SAMPLES])
         if self.alerts:
             # every closed second (counts are final) of an alerted account, in time order per account
-            gv = s[starts]
             m = self._alerted(gv >> 17) & ((gv & 0x1FFFF) != open_sec)
             for val, cnt in zip(gv[m].tolist(), counts[m].tolist()):
                 st = self.alerts[val >> 17]
@@ -162,6 +168,37 @@ class OrderRate1s(Rule):
                 if start_ns >= st.first_sec:
                     self._observe(st, start_ns, cnt)
         return out
+
+    def _groups_compiled(self, k: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The groups ``_calendar`` needs, counted in one pass of compiled code (``_svev.second_counts``, no
+        sort): every (account, second) with the threshold of messages, and every group of an account alerted
+        before this segment or raised in it. None when the seconds are not in order (the numpy code then)."""
+        n = len(k)
+        top = int(k.max()) + 1
+        flags = self._flag_array(top).view(np.uint8)
+        scratch = getattr(self, "_scratch", None)  # zeros between calls
+        if scratch is None or len(scratch) < len(flags):
+            scratch = self._scratch = np.zeros(max(len(flags), 1024), np.int32)
+        k = np.ascontiguousarray(k, np.int64)
+        sec = np.ascontiguousarray(sec, np.int64)
+
+        def groups(flags):
+            touched, rk, rs, rc = (np.empty(n, np.int64) for _ in range(4))
+            m = _svev.second_counts(k, sec, flags, self.thr, scratch, touched, rk, rs, rc)
+            return None if m < 0 else (rk[:m], rs[:m], rc[:m])
+
+        got = groups(flags)
+        if got is None:
+            return None
+        rk, rs, rc = got
+        new = np.unique(rk[(rc >= self.thr) & (flags[rk] == 0)])
+        if len(new):  # accounts raised in this segment: every group of theirs (observed once alerted)
+            flags = flags.copy()
+            flags[new] = 1
+            rk, rs, rc = groups(flags)
+        gv = (rk << 17) | rs
+        order = np.argsort(gv)
+        return gv[order], rc[order]
 
     def _may_matter(self, c: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The composite values of the rows whose account can matter in this segment: one with at least the
@@ -180,8 +217,11 @@ class OrderRate1s(Rule):
         """Whether each account key has an alert today (a flag per key, instead of a set lookup per row). Alerts
         are only added during a day and all cleared at its end (which drops the flags), so a changed count
         means new alerts."""
+        return self._flag_array(int(keys.max()) + 1 if len(keys) else 0)[keys]
+
+    def _flag_array(self, top: int) -> np.ndarray:
+        """The flags of ``_alerted``, at least ``top`` long (bool)."""
         flags = getattr(self, "_flags", None)
-        top = int(keys.max()) + 1 if len(keys) else 0
         if flags is None or len(flags) < top or getattr(self, "_flagged", -1) != len(self.alerts):
             flags = np.zeros(max(top, len(flags) if flags is not None else 0), bool)
             if self.alerts:
@@ -189,7 +229,7 @@ class OrderRate1s(Rule):
                 known = known[known < len(flags)]
                 flags[known] = True
             self._flags, self._flagged = flags, len(self.alerts)
-        return flags[keys]
+        return flags
 
     def _observe(self, st: _State, start_ns: int, cnt: int) -> None:
         """A closed second of an alerted account (calendar mode): counts it when it reached the threshold,

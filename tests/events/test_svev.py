@@ -313,3 +313,27 @@ def test_strtable_intern_refuses_bad_arguments():
         t.intern(["a", "b"], b"a\x00b\x00", np.array([0, 2, 99], np.int64), which, names, ids, out)
     t.intern(["a", "b"], b"a\x00b\x00", starts, which, names, ids, out)
     assert names == ["a", "b"] and ids == {None: -1, "a": 0, "b": 1} and out.tolist() == [0, 1]
+
+
+def test_the_rule_counting_functions_check_their_arguments():
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    from surveil.events import _svev
+
+    orders, cancels, crossed = np.zeros(4, np.int64), np.zeros(4, np.int64), np.empty(3, np.int64)
+    with pytest.raises(ValueError):  # an order of account key 9 with counts for 4 keys: nothing counted
+        _svev.count_day(np.array([1, 9, 2], np.int64), np.array([1, 1, 1], np.uint8), orders, cancels, 2, 1, 2, crossed)
+    assert not orders.any()
+    # a trade (etype 0) of key 9 is not counted, so not checked; key 1 reaches 2 at its second message (row 2)
+    assert _svev.count_day(np.array([1, 9, 1], np.int64), np.array([1, 0, 2], np.uint8), orders, cancels, 2, 1, 2,
+                           crossed) == 1
+    assert crossed[0] == 2 and orders.tolist() == [0, 1, 0, 0] and cancels.tolist() == [0, 1, 0, 0]
+    flags, scratch = np.zeros(4, np.uint8), np.zeros(4, np.int32)
+    outs = [np.empty(3, np.int64) for _ in range(4)]
+    keys = np.array([1, 1, 2], np.int64)
+    assert _svev.second_counts(keys, np.array([5, 4, 6], np.int64), flags, 2, scratch, *outs) == -1  # not in order
+    with pytest.raises(ValueError):
+        _svev.second_counts(np.array([1, 7, 2], np.int64), np.array([4, 5, 6], np.int64), flags, 2, scratch, *outs)
+    flags[2] = 1  # an alerted account: its groups too
+    assert _svev.second_counts(keys, np.array([4, 4, 6], np.int64), flags, 2, scratch, *outs) == 2
+    assert [o[:2].tolist() for o in outs[1:]] == [[1, 2], [4, 6], [2, 1]] and not scratch.any()

@@ -1,3 +1,4 @@
+import pytest
 from evtools import T0, S, by_rule, cancel, order, run
 
 
@@ -39,11 +40,55 @@ def test_counting_large_segments_per_account_gives_the_same_alerts(tmp_path, mon
     from surveil.rules.daily_orders_20k import DailyOrders20k
     from surveil.sim import simulate
 
+    import surveil.rules.daily_orders_20k as mod
+    from surveil.events.batch import _svev
+
+    assert _svev is not None, "surveil.events._svev is not built"
     day = simulate(tmp_path / "d.svb", events=150_000, accounts=2_000, seed=8)
     got = {}
-    for bulk in (True, False):
-        monkeypatch.setattr(DailyOrders20k, "BULK_MIN", 4096 if bulk else 10**12)
+    for way in ("compiled", "bulk", "per event"):  # _svev.count_day, and the numpy code's two paths
+        monkeypatch.setattr(mod, "_svev", _svev if way == "compiled" else None)
+        monkeypatch.setattr(DailyOrders20k, "BULK_MIN", 4096 if way == "bulk" else 10**12)
         for thr in (20_000, 60):
-            got[bulk, thr] = replay_rule_alerts(day, "daily_orders_20k", thr)
-    assert got[True, 20_000] == got[False, 20_000] and len(got[True, 20_000]) >= 1
-    assert got[True, 60] == got[False, 60] and len(got[True, 60]) > 50
+            got[way, thr] = replay_rule_alerts(day, "daily_orders_20k", thr)
+    for thr, least in ((20_000, 1), (60, 50)):
+        assert got["compiled", thr] == got["bulk", thr] == got["per event", thr] and len(got["bulk", thr]) >= least
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_counting_emits_the_records_of_the_numpy_code_in_order(seed, monkeypatch):
+    """Many accounts reach a low threshold in the same segments, over two days, cut at random sizes: the
+    compiled counting (_svev.count_day) emits the same records, in the same order, as both numpy paths."""
+    import copy
+    import random
+
+    from evtools import batch_of
+
+    import surveil.rules.daily_orders_20k as mod
+    from surveil.engine import Engine, load_config
+    from surveil.events.batch import _svev
+    from surveil.rules.daily_orders_20k import DailyOrders20k
+
+    rnd = random.Random(seed)
+    evs, t = [], T0
+    for i in range(12_000):
+        t += rnd.choice([0, 1000, 10**6])
+        if i == 6_000:
+            t += 86400 * S  # the next trading day: counts start again
+        evs.append((order if rnd.random() < 0.6 else cancel)(t, f"A{rnd.randrange(300)}", oid=str(i)))
+    b, reg = batch_of(evs)
+    got = []
+    for way in ("compiled", "bulk", "per event"):
+        monkeypatch.setattr(mod, "_svev", _svev if way == "compiled" else None)
+        monkeypatch.setattr(DailyOrders20k, "BULK_MIN", 64 if way == "bulk" else 10**12)
+        eng = Engine(load_config(overrides={"daily_orders_20k": {"threshold": 15}}), registry=copy.deepcopy(reg),
+                     rules=["daily_orders_20k"])
+        cuts, pos, out = random.Random(seed), 0, []
+        while pos < len(b):
+            n = cuts.choice([1, 50, 700, 3000])
+            eng.process(b.take(slice(pos, pos + n)))
+            pos += n
+            out += eng.drain()
+        eng.close()
+        got.append(out + eng.drain())
+    assert got[0] == got[1] == got[2] and len(got[0]) > 300

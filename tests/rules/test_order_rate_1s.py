@@ -130,15 +130,21 @@ def test_sorting_only_the_accounts_that_can_matter_gives_the_same_alerts(tmp_pat
     from surveil.rules.order_rate_1s import OrderRate1s
     from surveil.sim import simulate
 
+    import surveil.rules.order_rate_1s as mod
+    from surveil.events.batch import _svev
+
+    assert _svev is not None, "surveil.events._svev is not built"
     day = simulate(tmp_path / "d.svb", events=150_000, accounts=2_000, seed=7)
     got = {}
-    for filtered in (True, False):
-        if not filtered:
+    for way in ("compiled", "filtered", "every row"):  # _svev.second_counts, and the numpy code with and without
+        monkeypatch.setattr(mod, "_svev", _svev if way == "compiled" else None)  # the filter
+        if way == "every row":
             monkeypatch.setattr(OrderRate1s, "_may_matter", lambda self, c, k: c)
         for thr in (300, 3):
-            got[filtered, thr] = replay_rule_alerts(day, "order_rate_1s", thr)
-    assert got[True, 300] == got[False, 300] and len(got[True, 300]) >= 1
-    assert got[True, 3] == got[False, 3] and len(got[True, 3]) > 15
+            got[way, thr] = replay_rule_alerts(day, "order_rate_1s", thr)
+    for thr, least in ((300, 1), (3, 16)):
+        assert got["compiled", thr] == got["filtered", thr] == got["every row", thr]
+        assert len(got["filtered", thr]) >= least
 
 
 def test_a_large_segment_without_any_account_that_matters_after_an_alert():
@@ -162,7 +168,8 @@ def test_a_large_segment_without_any_account_that_matters_after_an_alert():
 @pytest.mark.parametrize("seed", range(2))
 def test_alternating_busy_and_quiet_segments_give_the_same_alerts_as_sorting_every_row(seed, monkeypatch):
     """Segments of a few heavy accounts alternate with segments of many light ones, cut at random sizes around
-    the large-segment limit, across days: the filtered sort gives the records of sorting every row."""
+    the large-segment limit, across days: the compiled counting and the filtered sort give the records of
+    sorting every row."""
     import copy
     import random
 
@@ -180,12 +187,16 @@ def test_alternating_busy_and_quiet_segments_give_the_same_alerts_as_sorting_eve
             acc = rnd.choice(["H1", "H2"]) if heavy else f"L{rnd.randrange(900)}"
             evs.append((order if rnd.random() < 0.7 else cancel)(t, acc, oid=f"{blk}-{i}"))
         t += rnd.choice([0, 2 * S, 86400 * S // 3])
+    import surveil.rules.order_rate_1s as mod
+    from surveil.events.batch import _svev
+
     b, reg = batch_of(evs)
-    every_row = OrderRate1s._may_matter
+    filtered = OrderRate1s._may_matter
     for thr in (4, 300):
         got = []
-        for filtered in (True, False):
-            monkeypatch.setattr(OrderRate1s, "_may_matter", every_row if filtered else (lambda self, c, k: c))
+        for way in ("compiled", "filtered", "every row"):  # _svev.second_counts; the numpy code's two ways
+            monkeypatch.setattr(mod, "_svev", _svev if way == "compiled" else None)
+            monkeypatch.setattr(OrderRate1s, "_may_matter", filtered if way == "filtered" else (lambda self, c, k: c))
             eng = Engine(load_config(overrides={"order_rate_1s": {"threshold": thr}}), registry=copy.deepcopy(reg),
                          rules=["order_rate_1s"])
             cuts, pos, out = random.Random(seed), 0, []
@@ -196,4 +207,4 @@ def test_alternating_busy_and_quiet_segments_give_the_same_alerts_as_sorting_eve
                 out += eng.drain()
             eng.close()
             got.append(out + eng.drain())
-        assert got[0] == got[1] and got[0]
+        assert got[0] == got[1] == got[2] and got[0]
