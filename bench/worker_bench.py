@@ -250,8 +250,11 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str) -
         events = records = 0
         left = {tp for tp in tps if end[tp] > 0}
         t0 = time.perf_counter()
+        t_first = None
         while left:
             data = await c.getmany(timeout_ms=100, max_records=BARE_MAX_RECORDS)  # the worker's call
+            if data and t_first is None:
+                t_first = time.perf_counter()
             for tp, msgs in data.items():
                 for m in msgs:
                     v = m.value
@@ -266,7 +269,8 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str) -
         secs = time.perf_counter() - t0
     finally:
         await c.stop()
-    return {"events": events, "records": records, "seconds": secs, "eps": events / secs}
+    return {"events": events, "records": records, "seconds": secs, "eps": events / secs,
+            "seconds_to_first_record": (t_first or t0 + secs) - t0}
 
 
 async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_finals: int, events: int,
@@ -363,7 +367,7 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
         if b["events"] != st.events:
             raise AssertionError(f"bare consumer counted {b['events']} events, the feed sent {st.events}")
         out["bare_rounds"].append(b)
-        print(f"[{fmt}] round {r + 1} bare: {b['eps']:,.0f} events/s", file=sys.stderr, flush=True)
+        print(f"[{fmt}] round {r + 1} bare: {b['eps']:,.0f} events/s (first records after {b['seconds_to_first_record']:.2f} s)", file=sys.stderr, flush=True)
         gc.collect()
         s = settings_for(bootstrap, prefix(), "", acc)
         s = Settings(**{**s.__dict__, "feed_topics": feed_s.feed_topics})
