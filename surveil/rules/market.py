@@ -24,6 +24,22 @@ class _Day:
         self.sell_value = np.zeros(SECONDS_PER_DAY, np.int64)  # units of 1/10000 yuan
         self.index: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
 
+    def __getstate__(self) -> dict:
+        # the seconds with a value only (a checkpoint of the owner stage compresses 86,400 seconds a day
+        # otherwise, most of them outside trading hours)
+        at = np.flatnonzero(self.sell_value)
+        return {"sell_at": at.astype(np.int32), "sell": self.sell_value[at], "index": self.index}
+
+    def __setstate__(self, state) -> None:
+        if isinstance(state, tuple):  # written by an earlier version: (None, slots)
+            state = state[1]
+        if "sell_value" in state:
+            self.sell_value = state["sell_value"]
+        else:
+            self.sell_value = np.zeros(SECONDS_PER_DAY, np.int64)
+            self.sell_value[state["sell_at"]] = state["sell"]
+        self.index = state["index"]
+
 
 class MarketContext:
     """Per trading day: sell-side traded value per second and index levels.
