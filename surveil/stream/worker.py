@@ -151,6 +151,7 @@ class Worker:
         self._idle: dict[TopicPartition, float] = {}  # idle ones: when the declaration was last sent
         self._new_brokers: set[str] = set()  # brokers new in reference data, whose topics are to be created
         self._ref_rejects: list[dict[str, Any]] = []  # rejected reference records, to the rejects topic
+        self._commit_task: asyncio.Future | None = None  # the latest offset commit (see checkpoint)
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -252,7 +253,7 @@ class Worker:
                     self._bundles = {}
                     await self.rewind()
                 if time.monotonic() - self._last_cp > interval and self.states:
-                    await self.checkpoint(list(self.states))
+                    await self.checkpoint(list(self.states), wait_commit=False)
             await asyncio.sleep(0)  # let the web server, heartbeats and rebalances in
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
@@ -300,7 +301,7 @@ class Worker:
             if (st._released, st.progress_sent) != before:  # noqa: SLF001
                 changed.append(tp)
         if changed:
-            await self.checkpoint(changed)
+            await self.checkpoint(changed, wait_commit=False)
 
     # -- partitions and checkpoints -------------------------------------------------------------------
     def _cp_key(self, tp: TopicPartition) -> bytes:
@@ -414,8 +415,10 @@ class Worker:
         self._rewinds_in_a_row += 1
         self.metrics.rewinds.inc()
 
-    async def checkpoint(self, tps: list[TopicPartition]) -> None:
-        """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit."""
+    async def checkpoint(self, tps: list[TopicPartition], wait_commit: bool = True) -> None:
+        """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit
+        (``wait_commit=False``: in the background, the commits in order; the loop's periodic checkpoints do not
+        wait a round trip for what only serves lag monitoring)."""
         if self._bundles:
             await self.send_bundles()
         await retry("flush", self.producer.flush)
@@ -442,10 +445,19 @@ class Worker:
         self._rewinds_in_a_row = 0
         offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
         if offsets:
-            try:
-                await self.consumer.commit(offsets)
-            except Exception as e:  # noqa: BLE001 - a commit during a rebalance may fail; checkpoints hold
-                log.warning("offset commit failed: %s", e)
+            before = self._commit_task
+
+            async def commit() -> None:
+                if before is not None:  # the previous commit first: offsets are committed in order
+                    await asyncio.gather(before, return_exceptions=True)
+                try:
+                    await self.consumer.commit(offsets)
+                except Exception as e:  # noqa: BLE001 - a commit during a rebalance may fail; checkpoints hold
+                    log.warning("offset commit failed: %s", e)
+
+            self._commit_task = asyncio.ensure_future(commit())
+            if wait_commit:
+                await self._commit_task
         self._last_cp = time.monotonic()
         self.stats["checkpoints"] += 1
         self.metrics.checkpoints.inc()
