@@ -555,7 +555,7 @@ done:
     PyBuffer_Release(&buf);
     for (int c = 0; c < 4; c++) PyBuffer_Release(&lut[c]);
     PyBuffer_Release(&out);
-    if (oid.buf != NULL) PyBuffer_Release(&oid);
+    if (oid.obj != NULL) PyBuffer_Release(&oid);
     return ret;
 }
 
@@ -690,8 +690,8 @@ static PyObject *key_partitions(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!nw*", &PyList_Type, &names, &n, &out)) return NULL;
     PyObject *ret = NULL;
     Py_ssize_t m = PyList_GET_SIZE(names);
-    if (n <= 0 || out.len / 4 < m) {
-        PyErr_SetString(PyExc_ValueError, "key_partitions: n must be positive and out hold every key");
+    if (n <= 0 || n > 0x7fffffff || out.len / 4 < m) {
+        PyErr_SetString(PyExc_ValueError, "key_partitions: n must be in 1..2**31-1 and out hold every key");
         goto done;
     }
     int32_t *o = out.buf;
@@ -723,6 +723,10 @@ static PyObject *count_day(PyObject *mod, PyObject *args) {
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = key.len / 8, size = orders.len / 8;
+    if (thr < 1) {
+        PyErr_SetString(PyExc_ValueError, "count_day: the threshold must be positive");
+        goto done;
+    }
     if (et.len != n || cancels.len / 8 != size || crossed.len / 8 < n) {
         PyErr_SetString(PyExc_ValueError, "count_day: arrays of different lengths");
         goto done;

@@ -151,7 +151,8 @@ class Worker:
         self._idle: dict[TopicPartition, float] = {}  # idle ones: when the declaration was last sent
         self._new_brokers: set[str] = set()  # brokers new in reference data, whose topics are to be created
         self._ref_rejects: list[dict[str, Any]] = []  # rejected reference records, to the rejects topic
-        self._commit_task: asyncio.Future | None = None  # the latest offset commit (see checkpoint)
+        self._commit_task: asyncio.Future | None = None  # the offset commits under way (see checkpoint)
+        self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -197,6 +198,10 @@ class Worker:
                     await self.checkpoint(list(self.states))
         except Exception:  # noqa: BLE001 - best effort on the way out
             log.exception("final checkpoint failed")
+        try:
+            await self.commits_done(timeout=10)  # before the consumer stops (a checkpoint may have ended early)
+        except Exception:  # noqa: BLE001
+            log.exception("waiting for the offset commits")
         for name in ("_ref_task",):
             t = getattr(self, name, None)
             if t:
@@ -417,8 +422,8 @@ class Worker:
 
     async def checkpoint(self, tps: list[TopicPartition], wait_commit: bool = True) -> None:
         """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit
-        (``wait_commit=False``: in the background, the commits in order; the loop's periodic checkpoints do not
-        wait a round trip for what only serves lag monitoring)."""
+        (``wait_commit=False``: in the background, one commit at a time with the newest offsets; the loop's
+        periodic checkpoints do not wait a round trip for what only serves lag monitoring)."""
         if self._bundles:
             await self.send_bundles()
         await retry("flush", self.producer.flush)
@@ -427,6 +432,8 @@ class Worker:
         if failed:
             log.warning("%d outputs were not delivered (%s): back to the last checkpoint", len(failed), failed[0])
             await self.rewind()
+            if wait_commit:
+                await self.commits_done()
             return
         blobs = {}
         for tp in tps:
@@ -445,22 +452,30 @@ class Worker:
         self._rewinds_in_a_row = 0
         offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
         if offsets:
-            before = self._commit_task
-
-            async def commit() -> None:
-                if before is not None:  # the previous commit first: offsets are committed in order
-                    await asyncio.gather(before, return_exceptions=True)
-                try:
-                    await self.consumer.commit(offsets)
-                except Exception as e:  # noqa: BLE001 - a commit during a rebalance may fail; checkpoints hold
-                    log.warning("offset commit failed: %s", e)
-
-            self._commit_task = asyncio.ensure_future(commit())
-            if wait_commit:
-                await self._commit_task
+            self._to_commit.update(offsets)
+            if self._commit_task is None or self._commit_task.done():
+                self._commit_task = asyncio.ensure_future(self._commit_pending())
+        if wait_commit:
+            await self.commits_done()
         self._last_cp = time.monotonic()
         self.stats["checkpoints"] += 1
         self.metrics.checkpoints.inc()
+
+    async def _commit_pending(self) -> None:
+        """Commit the newest offsets of every partition, one commit at a time: offsets that came while a commit
+        was under way are merged into the next one (a coordinator outage does not pile up stale commits)."""
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            try:
+                await self.consumer.commit(offsets)
+            except Exception as e:  # noqa: BLE001 - a commit during a rebalance may fail; checkpoints hold
+                log.warning("offset commit failed: %s", e)
+
+    async def commits_done(self, timeout: float | None = None) -> None:
+        """Wait for the offset commits under way (all of them, with no timeout)."""
+        task = self._commit_task
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=timeout)
 
     # -- outputs ------------------------------------------------------------------------------------------
     async def _topics_exist(self, names) -> None:

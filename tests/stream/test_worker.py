@@ -125,6 +125,19 @@ async def _live_equals_replay(kafka_bootstrap, day):
             lingjun["evidence"]["by_account"])
     finally:
         await stop_worker(w, task)
+    # input offsets are committed for lag monitoring (in the background during the run, waited for at the
+    # stop): after the stop every feed partition's committed offset is its end
+    from aiokafka import TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=s.group_id, enable_auto_commit=False)
+    await c.start()
+    try:
+        tps = [TopicPartition(t, p) for t in s.feed_topics for p in range(s.feed_partitions)]
+        ends = await c.end_offsets(tps)
+        committed = {tp: await c.committed(tp) for tp in tps}
+    finally:
+        await c.stop()
+    assert sum(ends.values()) > 0 and committed == ends
 
 
 def test_malformed_records_go_to_rejects_and_the_worker_goes_on(kafka_bootstrap, day):
