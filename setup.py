@@ -1,4 +1,5 @@
-"""The compiled SVEV frame decoder (surveil/events/_svev.c); everything else is in pyproject.toml.
+"""The compiled hot paths (surveil/events/_svev.c: the SVEV frame decoder, the per-account rules' counting);
+everything else is in pyproject.toml.
 
 The extension is optional: when it cannot be built, the install still succeeds and binary.py uses its
 numpy decoder (slower, same results)."""

@@ -1,17 +1,21 @@
-/* Compiled hot path of the SVEV binary frame decoder (surveil/events/binary.py).
+/* Compiled hot paths of surveil (the SVEV frame decoder in surveil/events/binary.py, the per-account rules'
+ * counting), each an exact equivalent of numpy code that stays the reference and the fallback when this
+ * module is not built; tests compare the two:
  *
- * Two pieces, both exact equivalents of the numpy code in binary.py (which stays the reference and the
- * fallback when this module is not built; tests compare the two on valid and malformed frames):
- *
- *   StrTable            a cache UTF-8 bytes -> interned id, one per Interner. It never assigns ids: a
- *                       string it does not know is reported as a miss, Python interns it
- *                       (Interner.intern, under the interner's lock) and adds the pair here.
+ *   StrTable            a cache UTF-8 bytes -> interned id, one per Interner. It never assigns ids on its
+ *                       own: a string it does not know is reported as a miss, and StrTable.intern interns
+ *                       it into the Interner's names and dict (the order of Interner.intern_list, under
+ *                       the interner's lock, taken by the caller) and remembers the pair.
  *   lookup_strings()    splits a frame's string blob and looks every string up (ids, or -2 for a miss).
- *   decode_records()    the fixed-width records -> columns, string indexes through the frames' tables,
- *                       and the same validity codes as binary._check_records (0 = valid).
+ *   decode_records()    the fixed-width records -> columns (of one frame, or at a row offset of a block of
+ *                       several), string indexes through the frames' tables, and the same validity codes
+ *                       as binary._check_records (0 = valid).
+ *   key_partitions()    Kafka's default partitioner (murmur2) for the owner topic.
+ *   count_day(), second_counts()   the counting of daily_orders_20k and order_rate_1s.
  *
- * No Python object is created or called while a table is read or changed, and every call holds the GIL
- * while it touches a table, so a table is never seen half-changed by another thread. decode_records only
+ * Every call holds the GIL while it touches a table, and nothing it does while a table is half-changed
+ * can run Python code (StrTable.intern only creates ints and adds str keys to a dict and a list), so a
+ * table is never seen half-changed by another thread. decode_records only
  * reads and writes buffers and runs without the GIL.
  *
  * The record layout (76 bytes, little-endian, packed) is binary.RECORD; binary.py checks at import that
