@@ -367,7 +367,8 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
         if b["events"] != st.events:
             raise AssertionError(f"bare consumer counted {b['events']} events, the feed sent {st.events}")
         out["bare_rounds"].append(b)
-        print(f"[{fmt}] round {r + 1} bare: {b['eps']:,.0f} events/s (first records after {b['seconds_to_first_record']:.2f} s)", file=sys.stderr, flush=True)
+        print(f"[{fmt}] round {r + 1} bare: {b['eps']:,.0f} events/s "
+              f"(first records after {b['seconds_to_first_record']:.2f} s)", file=sys.stderr, flush=True)
         gc.collect()
         s = settings_for(bootstrap, prefix(), "", acc)
         s = Settings(**{**s.__dict__, "feed_topics": feed_s.feed_topics})

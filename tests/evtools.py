@@ -73,3 +73,22 @@ def replay_rule_alerts(day, rule: str, threshold: int) -> list[dict]:
     cfg[rule]["threshold"] = threshold
     r = replay([day.events_path], accounts=day.accounts_path, params=cfg, batch_size=40_000)
     return [a for a in r.alerts if a["rule"] == rule]
+
+
+def records_in_cuts(b, reg, rule: str, overrides: dict, sizes, seed) -> list[dict]:
+    """Every record (raised and final) of one ``rule`` over batch ``b``, fed to a fresh engine in cuts of
+    sizes drawn from ``sizes`` (random with ``seed``), in emission order."""
+    import copy
+    import random
+
+    from surveil.engine import Engine, load_config
+
+    eng = Engine(load_config(overrides={rule: overrides}), registry=copy.deepcopy(reg), rules=[rule])
+    cuts, pos, out = random.Random(seed), 0, []
+    while pos < len(b):
+        n = cuts.choice(sizes)
+        eng.process(b.take(slice(pos, pos + n)))
+        pos += n
+        out += eng.drain()
+    eng.close()
+    return out + eng.drain()

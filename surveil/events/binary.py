@@ -257,7 +257,8 @@ def _table_text(buf, p: int, slen: int, source: str, offset: int) -> str:
 
 
 def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Registry, source: str,
-                 dictionary: FrameDict | None, into: FrameBlock | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 dictionary: FrameDict | None,
+                 into: FrameBlock | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The compiled decoder: the string tables through each interner's bytes cache, the records in C (into
     ``into``'s free rows when given; the order ids too)."""
     total = sum(counts)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from surveil.events.batch import _svev  # the compiled counting (None without it: the numpy code below)
-
 from surveil.events.schema import CANCEL, ORDER, day_start_ns, ns_to_iso
 from surveil.rules.base import (
     HFT_REFERENCES,

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surveil.events.batch import _svev  # the compiled counting (None without it: the numpy code below)
-
 from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
 from surveil.rules.base import (
     HFT_REFERENCES,

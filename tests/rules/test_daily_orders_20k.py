@@ -37,11 +37,10 @@ def test_counting_large_segments_per_account_gives_the_same_alerts(tmp_path, mon
     threshold-reaching message, at the default and a probe threshold."""
     from evtools import replay_rule_alerts
 
-    from surveil.rules.daily_orders_20k import DailyOrders20k
-    from surveil.sim import simulate
-
     import surveil.rules.daily_orders_20k as mod
     from surveil.events.batch import _svev
+    from surveil.rules.daily_orders_20k import DailyOrders20k
+    from surveil.sim import simulate
 
     assert _svev is not None, "surveil.events._svev is not built"
     day = simulate(tmp_path / "d.svb", events=150_000, accounts=2_000, seed=8)
@@ -59,13 +58,11 @@ def test_counting_large_segments_per_account_gives_the_same_alerts(tmp_path, mon
 def test_the_compiled_counting_emits_the_records_of_the_numpy_code_in_order(seed, monkeypatch):
     """Many accounts reach a low threshold in the same segments, over two days, cut at random sizes: the
     compiled counting (_svev.count_day) emits the same records, in the same order, as both numpy paths."""
-    import copy
     import random
 
-    from evtools import batch_of
+    from evtools import batch_of, records_in_cuts
 
     import surveil.rules.daily_orders_20k as mod
-    from surveil.engine import Engine, load_config
     from surveil.events.batch import _svev
     from surveil.rules.daily_orders_20k import DailyOrders20k
 
@@ -81,14 +78,5 @@ def test_the_compiled_counting_emits_the_records_of_the_numpy_code_in_order(seed
     for way in ("compiled", "bulk", "per event"):
         monkeypatch.setattr(mod, "_svev", _svev if way == "compiled" else None)
         monkeypatch.setattr(DailyOrders20k, "BULK_MIN", 64 if way == "bulk" else 10**12)
-        eng = Engine(load_config(overrides={"daily_orders_20k": {"threshold": 15}}), registry=copy.deepcopy(reg),
-                     rules=["daily_orders_20k"])
-        cuts, pos, out = random.Random(seed), 0, []
-        while pos < len(b):
-            n = cuts.choice([1, 50, 700, 3000])
-            eng.process(b.take(slice(pos, pos + n)))
-            pos += n
-            out += eng.drain()
-        eng.close()
-        got.append(out + eng.drain())
+        got.append(records_in_cuts(b, reg, "daily_orders_20k", {"threshold": 15}, [1, 50, 700, 3000], seed))
     assert got[0] == got[1] == got[2] and len(got[0]) > 300

@@ -127,11 +127,10 @@ def test_sorting_only_the_accounts_that_can_matter_gives_the_same_alerts(tmp_pat
     today (OrderRate1s._may_matter); every row, as before, must give the same alerts."""
     from evtools import replay_rule_alerts
 
-    from surveil.rules.order_rate_1s import OrderRate1s
-    from surveil.sim import simulate
-
     import surveil.rules.order_rate_1s as mod
     from surveil.events.batch import _svev
+    from surveil.rules.order_rate_1s import OrderRate1s
+    from surveil.sim import simulate
 
     assert _svev is not None, "surveil.events._svev is not built"
     day = simulate(tmp_path / "d.svb", events=150_000, accounts=2_000, seed=7)
@@ -170,12 +169,10 @@ def test_alternating_busy_and_quiet_segments_give_the_same_alerts_as_sorting_eve
     """Segments of a few heavy accounts alternate with segments of many light ones, cut at random sizes around
     the large-segment limit, across days: the compiled counting and the filtered sort give the records of
     sorting every row."""
-    import copy
     import random
 
-    from evtools import batch_of
+    from evtools import batch_of, records_in_cuts
 
-    from surveil.engine import Engine, load_config
     from surveil.rules.order_rate_1s import OrderRate1s
 
     rnd = random.Random(seed)
@@ -197,14 +194,5 @@ def test_alternating_busy_and_quiet_segments_give_the_same_alerts_as_sorting_eve
         for way in ("compiled", "filtered", "every row"):  # _svev.second_counts; the numpy code's two ways
             monkeypatch.setattr(mod, "_svev", _svev if way == "compiled" else None)
             monkeypatch.setattr(OrderRate1s, "_may_matter", filtered if way == "filtered" else (lambda self, c, k: c))
-            eng = Engine(load_config(overrides={"order_rate_1s": {"threshold": thr}}), registry=copy.deepcopy(reg),
-                         rules=["order_rate_1s"])
-            cuts, pos, out = random.Random(seed), 0, []
-            while pos < len(b):
-                n = cuts.choice([4096, 5000, 7000, 200])
-                eng.process(b.take(slice(pos, pos + n)))
-                pos += n
-                out += eng.drain()
-            eng.close()
-            got.append(out + eng.drain())
+            got.append(records_in_cuts(b, reg, "order_rate_1s", {"threshold": thr}, [4096, 5000, 7000, 200], seed))
         assert got[0] == got[1] == got[2] and got[0]
