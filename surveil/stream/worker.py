@@ -152,6 +152,7 @@ class Worker:
         self._new_brokers: set[str] = set()  # brokers new in reference data, whose topics are to be created
         self._ref_rejects: list[dict[str, Any]] = []  # rejected reference records, to the rejects topic
         self._commit_task: asyncio.Future | None = None  # the offset commits under way (see checkpoint)
+        self._cp_job: asyncio.Future | None = None  # a checkpoint being written in the background
         self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -198,6 +199,11 @@ class Worker:
                     await self.checkpoint(list(self.states))
         except Exception:  # noqa: BLE001 - best effort on the way out
             log.exception("final checkpoint failed")
+        job = self._cp_job  # a background checkpoint no final one waited for (no states left)
+        if job is not None and not job.done():
+            await asyncio.wait([job], timeout=10)
+        if job is not None and job.done() and not job.cancelled() and job.exception() is not None:
+            log.warning("the last background checkpoint failed: %s", job.exception())
         try:
             await self.commits_done(timeout=10)  # before the consumer stops (a checkpoint may have ended early)
         except Exception:  # noqa: BLE001
@@ -257,8 +263,9 @@ class Worker:
                     log.warning("publishing failed (%s): back to the last checkpoint", e)
                     self._bundles = {}
                     await self.rewind()
-                if time.monotonic() - self._last_cp > interval and self.states:
-                    await self.checkpoint(list(self.states), wait_commit=False)
+                if time.monotonic() - self._last_cp > interval and self.states and (
+                        self._cp_job is None or self._cp_job.done()):  # one under way at a time
+                    await self.checkpoint(list(self.states), wait_commit=False, background=True)
             await asyncio.sleep(0)  # let the web server, heartbeats and rebalances in
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
@@ -394,7 +401,13 @@ class Worker:
 
     async def rewind(self) -> None:
         """Outputs since the last checkpoint may be lost: restore every state from its last checkpoint
-        and read its partition again from there (outputs are idempotent, the owner stage skips repeats)."""
+        and read its partition again from there (outputs are idempotent, the owner stage skips repeats).
+        A checkpoint being written in the background is dropped (a state it wrote already is valid: it is
+        written only after its outputs are acknowledged)."""
+        job, self._cp_job = self._cp_job, None
+        if job is not None and not job.done():
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
         self._inflight = []
         self._bundles = {}
         self._idle.clear()  # the restored states have not declared anything yet
@@ -420,26 +433,59 @@ class Worker:
         self._rewinds_in_a_row += 1
         self.metrics.rewinds.inc()
 
-    async def checkpoint(self, tps: list[TopicPartition], wait_commit: bool = True) -> None:
-        """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit
-        (``wait_commit=False``: in the background, one commit at a time with the newest offsets; the loop's
-        periodic checkpoints do not wait a round trip for what only serves lag monitoring)."""
+    async def checkpoint(self, tps: list[TopicPartition], wait_commit: bool = True, background: bool = False) -> None:
+        """1. flush outputs (and check they were delivered), 2. write states with their offsets, 3. commit.
+
+        The states are taken at once (their blobs, with the offsets they reflect, and the outputs sent so
+        far); steps 1-3 follow. A state's checkpoint is written only after every output it reflects is
+        acknowledged, so a crash at any point loses nothing. ``background``: steps 1-3 run while the loop
+        goes on (the loop's periodic checkpoints; the outcome is taken up by ``_checkpoint_outcome`` at the
+        next one). Checkpoints are written in order: a new one waits for the one under way. The commit
+        (step 3) only serves lag monitoring; ``wait_commit=False`` leaves it in the background too."""
+        if not await self._checkpoint_outcome():
+            return  # the previous checkpoint's outputs were not delivered: the states were rewound
         if self._bundles:
             await self.send_bundles()
-        await retry("flush", self.producer.flush)
         pending, self._inflight = self._inflight, []
-        failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
-        if failed:
-            log.warning("%d outputs were not delivered (%s): back to the last checkpoint", len(failed), failed[0])
-            await self.rewind()
-            if wait_commit:
-                await self.commits_done()
-            return
         blobs = {}
         for tp in tps:
             st = self.states.get(tp)
             if st is not None and st.offset >= 0:
                 blobs[tp] = (st.dumps(), st.offset)
+        self._last_cp = time.monotonic()
+        job = asyncio.ensure_future(self._write_checkpoint(pending, blobs))
+        if background:
+            self._cp_job = job
+            return
+        if await job:
+            if wait_commit:
+                await self.commits_done()
+        else:
+            await self._undelivered()
+
+    async def _checkpoint_outcome(self) -> bool:
+        """Wait for the checkpoint under way and take up its outcome: False when its outputs were not
+        delivered (the states are then rewound to the last checkpoint); its error, if any, is raised."""
+        job, self._cp_job = self._cp_job, None
+        if job is None:
+            return True
+        if await job:
+            return True
+        await self._undelivered()
+        return False
+
+    async def _undelivered(self) -> None:
+        log.warning("outputs were not delivered: back to the last checkpoint")
+        await self.rewind()
+
+    async def _write_checkpoint(self, pending: list[asyncio.Future], blobs: dict) -> bool:
+        """Steps 1-3 of a checkpoint whose states were taken with ``pending`` outputs under way: False (and
+        nothing written) when one of them was not delivered."""
+        await retry("flush", self.producer.flush)
+        failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
+        if failed:
+            log.warning("%d outputs were not delivered (%s)", len(failed), failed[0])
+            return False
 
         async def write() -> None:  # every state at once: one round trip, not one per partition
             futs = [await self.producer.send(self.s.checkpoint_topic, blob, key=self._cp_key(tp))
@@ -450,16 +496,14 @@ class Worker:
             await retry("checkpoint", write)
         self._saved.update(blobs)
         self._rewinds_in_a_row = 0
-        offsets = {tp: self.states[tp].offset + 1 for tp in tps if tp in self.states and self.states[tp].offset >= 0}
+        offsets = {tp: offset + 1 for tp, (_, offset) in blobs.items()}
         if offsets:
             self._to_commit.update(offsets)
             if self._commit_task is None or self._commit_task.done():
                 self._commit_task = asyncio.ensure_future(self._commit_pending())
-        if wait_commit:
-            await self.commits_done()
-        self._last_cp = time.monotonic()
         self.stats["checkpoints"] += 1
         self.metrics.checkpoints.inc()
+        return True
 
     async def _commit_pending(self) -> None:
         """Commit the newest offsets of every partition, one commit at a time: offsets that came while a commit
