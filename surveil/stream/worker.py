@@ -112,11 +112,14 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.w.lock:
             mine = [tp for tp in revoked if tp in self.w.states]
-            if mine:
-                await self.w.checkpoint(mine)
-            for tp in mine:
-                self.w.states.pop(tp, None)
-                self.w._idle.pop(tp, None)  # noqa: SLF001
+            try:
+                if mine:
+                    await self.w.checkpoint(mine)
+            finally:  # not ours any more, even when the checkpoint failed: a state kept here would write
+                # stale checkpoints over the new owner's, and be taken up again if the partition came back
+                for tp in mine:
+                    self.w.states.pop(tp, None)
+                    self.w._idle.pop(tp, None)  # noqa: SLF001
         log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in mine))
 
     async def on_partitions_assigned(self, assigned) -> None:
@@ -199,11 +202,16 @@ class Worker:
                     await self.checkpoint(list(self.states))
         except Exception:  # noqa: BLE001 - best effort on the way out
             log.exception("final checkpoint failed")
-        job = self._cp_job  # a background checkpoint no final one waited for (no states left)
-        if job is not None and not job.done():
-            await asyncio.wait([job], timeout=10)
-        if job is not None and job.done() and not job.cancelled() and job.exception() is not None:
-            log.warning("the last background checkpoint failed: %s", job.exception())
+        job, self._cp_job = self._cp_job, None  # a background checkpoint no final one waited for
+        if job is not None:
+            try:
+                if not job.done():
+                    await asyncio.wait([job], timeout=10)
+            finally:
+                job.cancel()  # still under way: it must not write after the producer stops
+            r = (await asyncio.gather(job, return_exceptions=True))[0]
+            if isinstance(r, Exception):
+                log.warning("the last background checkpoint failed: %r", r)
         try:
             await self.commits_done(timeout=10)  # before the consumer stops (a checkpoint may have ended early)
         except Exception:  # noqa: BLE001
@@ -405,9 +413,11 @@ class Worker:
         A checkpoint being written in the background is dropped (a state it wrote already is valid: it is
         written only after its outputs are acknowledged)."""
         job, self._cp_job = self._cp_job, None
-        if job is not None and not job.done():
-            job.cancel()
-            await asyncio.gather(job, return_exceptions=True)
+        if job is not None:
+            job.cancel()  # nothing when it is done: its outcome is taken up all the same
+            r = (await asyncio.gather(job, return_exceptions=True))[0]
+            if isinstance(r, Exception):
+                log.warning("a background checkpoint failed (%r); dropped by the rewind", r)
         self._inflight = []
         self._bundles = {}
         self._idle.clear()  # the restored states have not declared anything yet
@@ -443,6 +453,8 @@ class Worker:
         next one). Checkpoints are written in order: a new one waits for the one under way. The commit
         (step 3) only serves lag monitoring; ``wait_commit=False`` leaves it in the background too."""
         if not await self._checkpoint_outcome():
+            if wait_commit:  # a revocation's checkpoint waits for the commits under way even when it rewinds
+                await self.commits_done()
             return  # the previous checkpoint's outputs were not delivered: the states were rewound
         if self._bundles:
             await self.send_bundles()
@@ -457,11 +469,10 @@ class Worker:
         if background:
             self._cp_job = job
             return
-        if await job:
-            if wait_commit:
-                await self.commits_done()
-        else:
+        if not await job:
             await self._undelivered()
+        if wait_commit:
+            await self.commits_done()
 
     async def _checkpoint_outcome(self) -> bool:
         """Wait for the checkpoint under way and take up its outcome: False when its outputs were not

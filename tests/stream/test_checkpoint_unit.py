@@ -1,96 +1,201 @@
-"""The worker's checkpoint protocol with fake Kafka clients (unit tests; the recovery tests on a real broker
-are in test_recovery.py): a background checkpoint is written only after the outputs it reflects are
-acknowledged, in order, and undelivered outputs rewind the states at the next checkpoint."""
-
+"""The worker's checkpoint protocol with fake Kafka clients (unit tests; the recovery tests on a real broker are
+in test_recovery.py): a background checkpoint is written only after the outputs it reflects are acknowledged, in
+order; undelivered outputs rewind the states at the next checkpoint; a revocation or a stop leaves nothing under
+way. Several of these came from a review of the background checkpoints."""
 import asyncio
+import gc
+import pickle
 
+import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError, ProducerClosed
 
+import surveil.stream.worker as wm
 from surveil.stream.settings import Settings
-from surveil.stream.worker import Worker
 
-TP = TopicPartition("feed", 0)
-
-
-class FakeProducer:
-    def __init__(self):
-        self.sent = []
-
-    async def flush(self):
-        pass
-
-    async def send(self, topic, value, key=None, partition=None):
-        self.sent.append((topic, key, value))
-        f = asyncio.get_running_loop().create_future()
-        f.set_result(None)
-        return f
-
-
-class FakeConsumer:
-    def __init__(self):
-        self.commits = []
-
-    async def commit(self, offsets):
-        self.commits.append(dict(offsets))
+TP = TopicPartition("surveil.feed.sse", 0)
 
 
 class FakeState:
     def __init__(self, offset):
         self.offset = offset
+        self.source = "x"
 
     def dumps(self):
-        return f"state@{self.offset}".encode()
+        return pickle.dumps(self.offset)
+
+    @staticmethod
+    def loads(blob, ref=None):
+        return FakeState(pickle.loads(blob))
 
 
-def worker():
-    w = Worker(Settings(metrics=False, checkpoint_topic="cp"), params={"recommendations": {}})
+class FakeProducer:
+    def __init__(self):
+        self.sent, self.after_stop, self.stopped = [], [], False
+        self.flush_gate = None
+        self.flush_error = None
+
+    async def send(self, topic, value, key=None, partition=None):
+        if self.stopped:
+            self.after_stop.append((topic, key))
+            raise ProducerClosed()
+        self.sent.append((topic, key, value))
+        f = asyncio.get_running_loop().create_future()
+        f.set_result(None)
+        return f
+
+    async def flush(self):
+        if self.flush_error:
+            raise self.flush_error
+        if self.flush_gate:
+            await self.flush_gate.wait()
+
+    async def stop(self):
+        self.stopped = True
+
+
+class FakeConsumer:
+    def __init__(self):
+        self.commits, self.commit_gate = [], None
+
+    async def commit(self, offsets):
+        if self.commit_gate:
+            await self.commit_gate.wait()
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp, off):
+        pass
+
+    async def seek_to_beginning(self, *tps):
+        pass
+
+    async def stop(self):
+        pass
+
+
+@pytest.fixture
+def w(monkeypatch):
+    monkeypatch.setattr(wm, "PartitionState", FakeState)
+    w = wm.Worker(Settings(metrics=False))
     w.producer, w.consumer = FakeProducer(), FakeConsumer()
-    w.states = {TP: FakeState(41)}
+    w.owner_partitions, w.sources = 1, []
+    w._saved[TP] = (pickle.dumps(5), 5)  # the last checkpoint
     return w
 
 
 def checkpoints(w):
-    return [v for t, _, v in w.producer.sent if t == "cp"]
+    return [pickle.loads(v) for t, _, v in w.producer.sent if t == w.s.checkpoint_topic]
 
 
-def test_a_background_checkpoint_waits_for_its_outputs_and_takes_the_states_at_once():
+def test_a_background_checkpoint_waits_for_its_outputs_and_takes_the_states_at_once(w):
     async def main():
-        w = worker()
+        w.states[TP] = FakeState(41)
         out = asyncio.get_running_loop().create_future()  # an output not acknowledged yet
         w._inflight = [out]
         await w.checkpoint([TP], wait_commit=False, background=True)
         w.states[TP].offset = 99  # the loop goes on: the checkpoint keeps the state it took
         await asyncio.sleep(0.05)
-        assert checkpoints(w) == [] and TP not in w._saved  # nothing before the output is acknowledged
+        assert checkpoints(w) == [] and w._saved[TP][1] == 5  # nothing before the output is acknowledged
         out.set_result(None)
         await w._checkpoint_outcome()
         await w.commits_done()
-        assert checkpoints(w) == [b"state@41"] and w._saved[TP] == (b"state@41", 41)
-        assert w.consumer.commits == [{TP: 42}]
-        # the next checkpoint comes after it, with the newer state
-        await w.checkpoint([TP])
-        assert checkpoints(w) == [b"state@41", b"state@99"] and w.consumer.commits[-1] == {TP: 100}
-
+        assert checkpoints(w) == [41] and w._saved[TP][1] == 41 and w.consumer.commits == [{TP: 42}]
+        await w.checkpoint([TP])  # the next one comes after it, with the newer state
+        assert checkpoints(w) == [41, 99] and w.consumer.commits[-1] == {TP: 100}
     asyncio.run(main())
 
 
-def test_undelivered_outputs_of_a_background_checkpoint_rewind_at_the_next_one():
+def test_undelivered_outputs_of_a_background_checkpoint_rewind_at_the_next_one(w):
     async def main():
-        w = worker()
-        rewinds = []
-
-        async def rewind():
-            rewinds.append(True)
-
-        w.rewind = rewind
-        out = asyncio.get_running_loop().create_future()
-        out.set_exception(ConnectionError("broker gone"))
-        w._inflight = [out]
+        w.states[TP] = FakeState(41)
+        w._inflight = [failed_future()]
         await w.checkpoint([TP], background=True)
         await asyncio.sleep(0.01)
         await w.checkpoint([TP])  # takes up the outcome first: the states go back, nothing is written
-        assert rewinds == [True] and checkpoints(w) == [] and TP not in w._saved
+        assert checkpoints(w) == [] and w.states[TP].offset == 5 and w.stats["rewinds"] == 1
         await w.checkpoint([TP])  # then checkpoints as usual
-        assert checkpoints(w) == [b"state@41"]
+        assert checkpoints(w) == [5]
+    asyncio.run(main())
 
+
+def failed_future():
+    f = asyncio.get_running_loop().create_future()
+    f.set_exception(KafkaTimeoutError())
+    return f
+
+
+def test_revocation_waits_for_the_commits_even_when_it_rewinds(w):
+    """a585703: 'a revocation's checkpoint waits even when it rewinds' (commits_done on the failure path)."""
+    async def main():
+        w.states[TP] = FakeState(10)
+        w.consumer.commit_gate = asyncio.Event()
+        w._to_commit = {TP: 6}  # a commit of an earlier checkpoint, under way
+        w._commit_task = asyncio.ensure_future(w._commit_pending())
+        asyncio.get_running_loop().call_later(0.2, w.consumer.commit_gate.set)
+        w._inflight = [failed_future()]  # an output not delivered
+        await w.checkpoint([TP], wait_commit=False, background=True)  # the loop's periodic one
+        await wm._Rebalance(w).on_partitions_revoked([TP])
+        assert w._commit_task.done(), "the revocation returned with a commit under way"
+    asyncio.run(main())
+
+
+def test_close_leaves_no_job_writing_after_the_producer_stopped(w):
+    async def main():
+        w.states[TP] = FakeState(10)
+        w.producer.flush_gate = asyncio.Event()  # the broker is slow
+        await w.checkpoint([TP], wait_commit=False, background=True)
+        job = w._cp_job
+        w.states.clear()  # WorkerService.on_stop after the loop failed or was cancelled
+        await w.close()
+        assert w.producer.stopped
+        w.producer.flush_gate.set()
+        await asyncio.sleep(0.5)
+        assert job.done(), "a background checkpoint still runs after close()"
+        assert not w.producer.after_stop, f"written after the producer stopped: {w.producer.after_stop}"
+    asyncio.run(main())
+
+
+def test_rewind_takes_up_a_failed_job(w):
+    errors = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx["message"]))
+        w.states[TP] = FakeState(10)
+        w.producer.flush_error = ValueError("boom")  # e.g. the retry deadline's KafkaError
+        await w.checkpoint([TP], wait_commit=False, background=True)
+        await asyncio.sleep(0)
+        assert w._cp_job.done()
+        await w.rewind()  # a publishing error in the loop
+        gc.collect()
+        await asyncio.sleep(0)
+    asyncio.run(main())
+    assert not errors, errors
+
+
+def test_revoked_states_go_even_when_the_previous_job_failed(w):
+    async def main():
+        w.states[TP] = FakeState(10)
+        w.producer.flush_error = ValueError("boom")
+        await w.checkpoint([TP], wait_commit=False, background=True)
+        await asyncio.sleep(0)
+        w.producer.flush_error = None
+        try:
+            await wm._Rebalance(w).on_partitions_revoked([TP])  # aiokafka logs an error and goes on
+        except Exception:  # noqa: BLE001
+            pass
+        assert TP not in w.states, "a revoked partition's state stayed (its stale checkpoints follow)"
+    asyncio.run(main())
+
+
+def test_revocation_waits_for_the_commits_even_when_it_rewinds_sync(w):
+    """The same without a background checkpoint (passes on a585703)."""
+    async def main():
+        w.states[TP] = FakeState(10)
+        w.consumer.commit_gate = asyncio.Event()
+        w._to_commit = {TP: 6}
+        w._commit_task = asyncio.ensure_future(w._commit_pending())
+        asyncio.get_running_loop().call_later(0.2, w.consumer.commit_gate.set)
+        w._inflight = [failed_future()]
+        await wm._Rebalance(w).on_partitions_revoked([TP])
+        assert w._commit_task.done(), "the revocation returned with a commit under way"
     asyncio.run(main())
