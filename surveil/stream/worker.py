@@ -10,7 +10,9 @@ Checkpoint, in this order (``Worker.checkpoint``):
 2. write each state, with the input offset it reflects, to the compacted checkpoint topic, and flush;
 3. commit the consumer offsets (for lag monitoring; recovery itself starts from the checkpoints).
 A crash between two checkpoints loses nothing: the partition is read again from its checkpoint's
-offset and every output is produced again, identical.
+offset and every output is produced again, identical. The states are taken at once (with the outputs
+sent so far); the loop's periodic checkpoints then do steps 1-3 in the background while it goes on, one
+at a time, and the next checkpoint takes up the outcome (undelivered outputs: back to the last one).
 """
 
 from __future__ import annotations
