@@ -165,12 +165,7 @@ class FrameBlock:
         self.block = np.empty(53 * total, np.uint8)  # the layout of _svev.decode_records
         self.oid = np.empty(total, RECORD.fields["order_id"][0])
         self.src = np.empty(total, np.int64)
-        self.cols: dict[str, np.ndarray] = {}
-        at = 0
-        for name, dt in _FAST_COLUMNS:
-            size = total * dt.itemsize
-            self.cols[name] = self.block[at:at + size].view(dt)
-            at += size
+        self.cols = _columns(self.block, total)
         self.row = 0  # rows written so far
 
     def batch(self, lo: int, hi: int) -> Batch:
@@ -290,12 +285,7 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
         return cols, cols.pop("bad")
     block = np.empty(53 * n, np.uint8)
     _svev.decode_records(buf, p + slen, n, tuple(luts), block, _CONSTS)
-    cols: dict[str, np.ndarray] = {}
-    at = 0
-    for name, dt in _FAST_COLUMNS:
-        size = n * dt.itemsize
-        cols[name] = block[at:at + size].view(dt)
-        at += size
+    cols = _columns(block, n)
     return cols, cols.pop("bad")
 
 
@@ -325,6 +315,17 @@ _FAST_COLUMNS = [(c, np.dtype(t)) for c, t in (
     ("ts", "<i8"), ("price", "<i8"), ("qty", "<i8"), ("seq", "<i8"),
     ("account", "<i4"), ("symbol", "<i4"), ("owner", "<i4"), ("broker", "<i4"),
     ("venue", "u1"), ("etype", "u1"), ("side", "u1"), ("flags", "u1"), ("bad", "u1"))]
+
+
+def _columns(block: np.ndarray, rows: int) -> dict[str, np.ndarray]:
+    """The columns (views) of a block in the layout of ``_svev.decode_records`` for ``rows`` rows."""
+    cols: dict[str, np.ndarray] = {}
+    at = 0
+    for name, dt in _FAST_COLUMNS:
+        size = rows * dt.itemsize
+        cols[name] = block[at:at + size].view(dt)
+        at += size
+    return cols
 
 
 def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, reg: Registry, source: str,

@@ -127,10 +127,11 @@ class OrderRate1s(Rule):
     def _calendar(self, seg: Segment, k, ts, oids) -> list[AlertDraft]:
         base_sec = day_start_ns(seg.day) // NS_PER_SECOND
         sec = ts // NS_PER_SECOND - base_sec  # second of the day, < 2**17
-        c = (k << 17) | sec
         # the (account, second) groups that can matter, as composite values in ascending order, with counts
         got = self._groups_compiled(k, sec) if _svev is not None else None
+        c = None  # each row's composite value: for the numpy groups, and the rows of a group reaching the threshold
         if got is None:
+            c = (k << 17) | sec
             s = np.sort(self._may_matter(c, k))
             if not len(s):  # no account can matter in this segment (none near the threshold, none alerted in it)
                 return []
@@ -141,6 +142,8 @@ class OrderRate1s(Rule):
         q = counts >= self.thr
         if not q.any() and not self.alerts:
             return []
+        if c is None and q.any():
+            c = (k << 17) | sec
         open_sec = int(sec[-1])
         out = []
         for val, cnt in zip(gv[q].tolist(), counts[q].tolist()):

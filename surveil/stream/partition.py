@@ -134,7 +134,8 @@ class PartitionState:
         counts = np.zeros(12, np.int64)
         run: list[Batch] = []
         # the frames of this call are decoded into one block: consecutive ones go to the engine without a copy
-        block = binary.FrameBlock(sum(binary.frame_rows(v) for _, v in records)) if binary.FAST else None
+        rows = sum(binary.frame_rows(v) for _, v in records) if binary.FAST else 0
+        block = binary.FrameBlock(rows) if rows else None
         spans: list[tuple[int, int] | None] = []  # block rows of each batch of ``run`` (None: not in the block)
         values: dict[int, tuple[bytes, str]] = {}
         # A progress marker between two frames is applied only when the next frame has an event earlier

@@ -204,16 +204,8 @@ class Worker:
                     await self.checkpoint(list(self.states))
         except Exception:  # noqa: BLE001 - best effort on the way out
             log.exception("final checkpoint failed")
-        job, self._cp_job = self._cp_job, None  # a background checkpoint no final one waited for
-        if job is not None:
-            try:
-                if not job.done():
-                    await asyncio.wait([job], timeout=10)
-            finally:
-                job.cancel()  # still under way: it must not write after the producer stops
-            r = (await asyncio.gather(job, return_exceptions=True))[0]
-            if isinstance(r, Exception):
-                log.warning("the last background checkpoint failed: %r", r)
+        # a background checkpoint no final one waited for: it must not write after the producer stops
+        await self._drop_checkpoint(wait=10, why="at the stop")
         try:
             await self.commits_done(timeout=10)  # before the consumer stops (a checkpoint may have ended early)
         except Exception:  # noqa: BLE001
@@ -414,12 +406,7 @@ class Worker:
         and read its partition again from there (outputs are idempotent, the owner stage skips repeats).
         A checkpoint being written in the background is dropped (a state it wrote already is valid: it is
         written only after its outputs are acknowledged)."""
-        job, self._cp_job = self._cp_job, None
-        if job is not None:
-            job.cancel()  # nothing when it is done: its outcome is taken up all the same
-            r = (await asyncio.gather(job, return_exceptions=True))[0]
-            if isinstance(r, Exception):
-                log.warning("a background checkpoint failed (%r); dropped by the rewind", r)
+        await self._drop_checkpoint(why="dropped by the rewind")
         self._inflight = []
         self._bundles = {}
         self._idle.clear()  # the restored states have not declared anything yet
@@ -467,12 +454,10 @@ class Worker:
             if st is not None and st.offset >= 0:
                 blobs[tp] = (st.dumps(), st.offset)
         self._last_cp = time.monotonic()
-        job = asyncio.ensure_future(self._write_checkpoint(pending, blobs))
+        self._cp_job = asyncio.ensure_future(self._write_checkpoint(pending, blobs))
         if background:
-            self._cp_job = job
             return
-        if not await job:
-            await self._undelivered()
+        await self._checkpoint_outcome()
         if wait_commit:
             await self.commits_done()
 
@@ -480,16 +465,26 @@ class Worker:
         """Wait for the checkpoint under way and take up its outcome: False when its outputs were not
         delivered (the states are then rewound to the last checkpoint); its error, if any, is raised."""
         job, self._cp_job = self._cp_job, None
-        if job is None:
+        if job is None or await job:
             return True
-        if await job:
-            return True
-        await self._undelivered()
-        return False
-
-    async def _undelivered(self) -> None:
         log.warning("outputs were not delivered: back to the last checkpoint")
         await self.rewind()
+        return False
+
+    async def _drop_checkpoint(self, wait: float = 0.0, why: str = "") -> None:
+        """Cancel the checkpoint under way, after waiting up to ``wait`` seconds for it to end (a state it
+        wrote already is valid); an error it ended with is logged."""
+        job, self._cp_job = self._cp_job, None
+        if job is None:
+            return
+        try:
+            if wait and not job.done():
+                await asyncio.wait([job], timeout=wait)
+        finally:
+            job.cancel()  # nothing when it is done
+        r = (await asyncio.gather(job, return_exceptions=True))[0]
+        if isinstance(r, Exception):
+            log.warning("a background checkpoint failed (%r), %s", r, why)
 
     async def _write_checkpoint(self, pending: list[asyncio.Future], blobs: dict) -> bool:
         """Steps 1-3 of a checkpoint whose states were taken with ``pending`` outputs under way: False (and
