@@ -52,6 +52,10 @@ class RefData:
     def get(self, venue: int, account: str) -> AccountRef | None:
         return self.accounts.get((venue, account))
 
+    def get_many(self, venues: list[int], accounts: list[str]) -> list[AccountRef | None]:
+        """``get`` of each (venue, account) pair, in one pass (a cold start looks up every account)."""
+        return list(map(self.accounts.get, zip(venues, accounts)))
+
     @classmethod
     def load_csv(cls, path: str | Path, rejects: list[Reject] | None = None) -> RefData:
         """Read the accounts CSV. A bad row is a reject (kept with its line number), not a stop."""

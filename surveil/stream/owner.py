@@ -22,7 +22,6 @@ seconds by their (day, second), which a source sends once each, in order.
 from __future__ import annotations
 
 import pickle
-import zlib
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,16 @@ from surveil.events import binary
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
-from surveil.stream.envelope import SECONDS_KEY, EnvelopeError, unpack, unpack_bundle, unpack_rows, unpack_seconds
+from surveil.stream.envelope import (
+    SECONDS_KEY,
+    EnvelopeError,
+    seal,
+    unpack,
+    unpack_bundle,
+    unpack_rows,
+    unpack_seconds,
+    unseal,
+)
 from surveil.stream.partition import OWNER_RULES, Output
 
 
@@ -68,8 +76,12 @@ class OwnerState:
         self.idle_at: dict[str, int] = {}  # each idle source's latest declaration (a lease of one lateness)
 
     def dumps(self) -> bytes:
+        return seal(self.pickled())
+
+    def pickled(self) -> bytes:
+        """The checkpoint before ``seal`` (see PartitionState.pickled)."""
         self._merge_pending()
-        return zlib.compress(pickle.dumps(self, protocol=5), 1)
+        return pickle.dumps(self, protocol=5)
 
     def _merge_pending(self) -> None:
         """One batch instead of thousands of small ones (cheaper to keep, to release and to checkpoint)."""
@@ -78,7 +90,7 @@ class OwnerState:
 
     @staticmethod
     def loads(data: bytes) -> OwnerState:
-        st: OwnerState = pickle.loads(zlib.decompress(data))
+        st: OwnerState = pickle.loads(unseal(data))
         for k, v in (("idle", set()), ("late", 0), ("lateness_ms", 2000), ("now", None), ("seen_at", {}),
                      ("last_activity", None), ("resume", None), ("idle_at", {})):
             st.__dict__.setdefault(k, v)  # checkpoints of earlier versions

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import INDEX, NS_PER_SECOND, SIDE_S, TRADE, day_start_ns, trading_day_index
 from surveil.rules.base import Segment
 from surveil.rules.market import MarketContext
-from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
+from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds, seal, unseal
 
 ACCOUNT_RULES = ("order_rate_1s", "daily_orders_20k")
 #: a partition tells the owner stage its progress at most this often (wall time), and at a new trading day
@@ -100,16 +99,20 @@ class PartitionState:
     def dumps(self) -> bytes:
         """The checkpoint: this state (engine included) as of ``self.offset``; reference data is not part
         of it (it is shared by the worker and comes from its own topic)."""
+        return seal(self.pickled())
+
+    def pickled(self) -> bytes:
+        """The checkpoint before ``seal`` (the state as of now; the worker seals it later, in a thread)."""
         ref = self.engine.ref
         self.engine.ref = None
         try:
-            return zlib.compress(pickle.dumps(self, protocol=5), 1)
+            return pickle.dumps(self, protocol=5)
         finally:
             self.engine.ref = ref
 
     @staticmethod
     def loads(data: bytes, refdata: RefData) -> PartitionState:
-        st: PartitionState = pickle.loads(zlib.decompress(data))
+        st: PartitionState = pickle.loads(unseal(data))
         if st.engine.market.from_events:  # a checkpoint of an earlier version: drop its unused market context
             st.engine.market = MarketContext(from_events=False)
         st.engine.restored_for_stream()

@@ -36,7 +36,7 @@ from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import topics
-from surveil.stream.envelope import pack_bundle
+from surveil.stream.envelope import pack_bundle, seal
 from surveil.stream.owner import OwnerState
 from surveil.stream.partition import Output, PartitionState
 from surveil.stream.settings import Settings
@@ -227,6 +227,10 @@ class Worker:
         interval = self.s.checkpoint_interval_ms / 1000
         while not self.stop.is_set():
             data = await self.consumer.getmany(timeout_ms=100, max_records=500)
+            # Let the consumer's fetcher send its next request now (the records of this poll were taken), so
+            # that the broker sends the next response while this one is processed. Without a pause the loop
+            # ran the whole poll first, and the next fetch only started after it.
+            await asyncio.sleep(0)
             # one poll under the lock: handle every record, then send the owner-topic output as one
             # bundle per owner partition (a checkpoint or a rebalance never sees a half-sent poll)
             async with self.lock:
@@ -253,6 +257,7 @@ class Worker:
                             self.metrics.add_events(out.counts)
                         await self.publish(st, out)
                         self.metrics.record(tp.topic, time.perf_counter() - t0, len(recs))
+                        await asyncio.sleep(0)  # read what has arrived of the next fetch meanwhile
                     if not data:  # input paused: tell the owner stage how far every partition got
                         for st in list(self.states.values()):
                             if isinstance(st, PartitionState):
@@ -452,7 +457,7 @@ class Worker:
         for tp in tps:
             st = self.states.get(tp)
             if st is not None and st.offset >= 0:
-                blobs[tp] = (st.dumps(), st.offset)
+                blobs[tp] = (st.pickled(), st.offset)  # sealed in a thread by the job below
         self._last_cp = time.monotonic()
         self._cp_job = asyncio.ensure_future(self._write_checkpoint(pending, blobs))
         if background:
@@ -486,10 +491,13 @@ class Worker:
         if isinstance(r, Exception):
             log.warning("a background checkpoint failed (%r), %s", r, why)
 
-    async def _write_checkpoint(self, pending: list[asyncio.Future], blobs: dict) -> bool:
-        """Steps 1-3 of a checkpoint whose states were taken with ``pending`` outputs under way: False (and
-        nothing written) when one of them was not delivered."""
-        await retry("flush", self.producer.flush)
+    async def _write_checkpoint(self, pending: list[asyncio.Future], pickled: dict) -> bool:
+        """Steps 1-3 of a checkpoint whose states were taken (pickled) with ``pending`` outputs under way: False
+        (and nothing written) when one of them was not delivered. The states are sealed (compressed) in a
+        thread meanwhile: zlib releases the GIL, so the loop goes on with the next poll."""
+        blobs, _ = await asyncio.gather(
+            asyncio.to_thread(lambda: {tp: (seal(raw), offset) for tp, (raw, offset) in pickled.items()}),
+            retry("flush", self.producer.flush))
         failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
         if failed:
             log.warning("%d outputs were not delivered (%s)", len(failed), failed[0])

@@ -11,6 +11,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError, ProducerClosed
 
 import surveil.stream.worker as wm
+from surveil.stream.envelope import seal, unseal
 from surveil.stream.settings import Settings
 
 TP = TopicPartition("surveil.feed.sse", 0)
@@ -21,12 +22,12 @@ class FakeState:
         self.offset = offset
         self.source = "x"
 
-    def dumps(self):
+    def pickled(self):  # what the worker takes; it seals it (envelope.seal) when it writes the checkpoint
         return pickle.dumps(self.offset)
 
     @staticmethod
     def loads(blob, ref=None):
-        return FakeState(pickle.loads(blob))
+        return FakeState(pickle.loads(unseal(blob)))
 
 
 class FakeProducer:
@@ -79,12 +80,12 @@ def w(monkeypatch):
     w = wm.Worker(Settings(metrics=False))
     w.producer, w.consumer = FakeProducer(), FakeConsumer()
     w.owner_partitions, w.sources = 1, []
-    w._saved[TP] = (pickle.dumps(5), 5)  # the last checkpoint
+    w._saved[TP] = (seal(pickle.dumps(5)), 5)  # the last checkpoint
     return w
 
 
 def checkpoints(w):
-    return [pickle.loads(v) for t, _, v in w.producer.sent if t == w.s.checkpoint_topic]
+    return [pickle.loads(unseal(v)) for t, _, v in w.producer.sent if t == w.s.checkpoint_topic]
 
 
 def test_a_background_checkpoint_waits_for_its_outputs_and_takes_the_states_at_once(w):
@@ -163,7 +164,7 @@ def test_rewind_takes_up_a_failed_job(w):
         w.states[TP] = FakeState(10)
         w.producer.flush_error = ValueError("boom")  # e.g. the retry deadline's KafkaError
         await w.checkpoint([TP], wait_commit=False, background=True)
-        await asyncio.sleep(0)
+        await asyncio.wait([w._cp_job], timeout=5)  # the job fails (its error not taken up yet)
         assert w._cp_job.done()
         await w.rewind()  # a publishing error in the loop
         gc.collect()
