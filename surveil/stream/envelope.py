@@ -10,8 +10,8 @@ Feed topics (written by ``surveil feed`` or an exchange gateway), one record is 
 Owner topic (``surveil.owner``, written by partition workers, read by owner workers), every record
 is ``b"SVO1" + u32 header length + JSON header + payload`` where the header has ``kind`` and
 ``source`` (the feed ``topic:partition`` it comes from):
-- ``trades``: payload = row positions + binary frame of sell trades, owner and broker filled in (routed
-  by owner);
+- ``trades``: payload = row positions + binary frame of sell trades, owner and broker filled in, without
+  their symbol (owner-level rules do not use it) (routed by owner);
 - ``market``: payload = int64 pairs (day * ``SECONDS_KEY`` + second of day, sell value units) of complete
   seconds (broadcast);
 - ``index``: payload = row positions + binary frame of index events (broadcast);

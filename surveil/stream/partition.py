@@ -289,6 +289,7 @@ class PartitionState:
         rows = np.flatnonzero((seg.etype == TRADE) & (seg.side == SIDE_S))
         if len(rows):
             sub = part.take(rows)
+            sub.symbol[:] = -1  # owner-level rules do not use it: fewer strings to send and to intern there
             keys = seg.key[rows]
             sub.owner = self.engine.ctx.owners_of_keys(keys).astype(np.int32)
             sub.broker = self.engine.ctx.brokers_of_keys(keys).astype(np.int32)

@@ -158,8 +158,8 @@ def test_brokers_from_reference_data_are_resolved_once_per_account_and_follow_up
 
     assert brokers() == ["B-OLD", "B-OLD", None]
     lookups = []
-    get = ref.get
-    ref.get = lambda v, a: lookups.append(a) or get(v, a)
+    get_many = ref.get_many
+    ref.get_many = lambda vs, accs: lookups.extend(accs) or get_many(vs, accs)
     assert brokers() == ["B-OLD", "B-OLD", None] and lookups == []  # resolved once per account
     ref.set("SSE", "A1", None, "B-NEW", None)
     assert brokers() == ["B-NEW", "B-NEW", None] and sorted(lookups) == ["A1", "A2"]
