@@ -17,12 +17,12 @@ not limit the figure), once with binary frames and once with JSON-array frames (
 
 - *bare*: an aiokafka consumer without a group (manual assignment, from the earliest offset), with the
   worker's fetch settings (``max_partition_fetch_bytes`` 16 MiB, ``fetch_max_bytes`` 64 MiB, the same
-  ``getmany(timeout_ms=100, max_records=100)`` calls), reads every record to the end and counts the
+  ``getmany(timeout_ms=100, max_records=500)`` calls), reads every record to the end and counts the
   events: binary frames by the ``n_records`` field of each frame header, JSON arrays by
   ``value.count(b'"ts"')`` (no parsing);
 - *worker*: a fresh ``Worker`` (fresh group, default checkpoint interval) on the same topics, timed from
   ``w.ready`` until every feed partition's state offset reached the partition's end offset (polled
-  every 50 ms), and separately until the owner stage has emitted every final alert (as many as
+  every 10 ms), and separately until the owner stage has emitted every final alert (as many as
   ``replay`` of the same file gives; the alerts topic is then checked to equal replay's alerts).
   *Sustained* (``worker_eps_sustained``, the §6 figure) is timed from the moment every partition is
   assigned (group joined, checkpoints read) to the feed's end, as the bare consumer is timed from its
@@ -311,7 +311,7 @@ async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_fina
             if now - t0 > WORKER_DEADLINE_S:
                 raise TimeoutError(f"worker not done after {WORKER_DEADLINE_S:.0f} s: "
                                    f"{json.dumps(w.status(), default=str)[:2000]}")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)  # 10 ms: the run lasts about a second
     finally:
         if profile is not None:
             profile.disable()

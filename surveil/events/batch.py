@@ -146,7 +146,7 @@ class Batch:
         )
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _BATCH_FIELDS}
 
     def take(self, idx) -> Batch:
         """Rows selected by a boolean mask, an index array or a slice."""
@@ -197,6 +197,9 @@ class Batch:
                     raise ValueError(f"order_id={v!r}: longer than {ORDER_ID_MAX_BYTES} bytes")
                 out.append(b)
         return np.array(out, dtype=f"S{ORDER_ID_MAX_BYTES}")
+
+
+_BATCH_FIELDS = tuple(f.name for f in fields(Batch))  # dataclasses.fields() costs ≈ 5 µs a call
 
 
 def order_id_values(raw: np.ndarray, flags: np.ndarray) -> list:

@@ -164,7 +164,13 @@ class Worker:
     async def run(self) -> None:
         try:
             await self.start()
-            await self.loop()
+            try:
+                await self.loop()
+            except BaseException:
+                # as the app (WorkerService.on_stop): the loop failed or was cancelled, maybe half way through a
+                # poll, so its states get no final checkpoint; the last periodic one stands
+                self.states.clear()
+                raise
         finally:
             await self.close()
 
@@ -264,15 +270,16 @@ class Worker:
                                 await self.publish(st, Output(owner=st.pending_progress()))
                     await self.declare_idle(data)
                     await self.send_bundles()
-                except KafkaError as e:
-                    if not getattr(e, "retriable", True) or self._rewinds_in_a_row >= MAX_REWINDS:
-                        raise RuntimeError(f"publishing keeps failing ({e!r}); giving up") from e
+                    if time.monotonic() - self._last_cp > interval and self.states and (
+                            self._cp_job is None or self._cp_job.done()):  # one under way at a time
+                        await self.checkpoint(list(self.states), wait_commit=False, background=True)
+                except KafkaError as e:  # publishing, or the checkpoint before (a background one's error)
+                    if not getattr(e, "retriable", True):
+                        raise RuntimeError(f"publishing failed ({e!r}); giving up") from e
+                    self._give_up_after_rewinds(f"publishing failed ({e!r})")
                     log.warning("publishing failed (%s): back to the last checkpoint", e)
                     self._bundles = {}
                     await self.rewind()
-                if time.monotonic() - self._last_cp > interval and self.states and (
-                        self._cp_job is None or self._cp_job.done()):  # one under way at a time
-                    await self.checkpoint(list(self.states), wait_commit=False, background=True)
             await asyncio.sleep(0)  # let the web server, heartbeats and rebalances in
             if time.monotonic() - self._last_status > 5:
                 self._last_status = time.monotonic()
@@ -472,9 +479,18 @@ class Worker:
         job, self._cp_job = self._cp_job, None
         if job is None or await job:
             return True
+        self._give_up_after_rewinds("outputs were not delivered")
         log.warning("outputs were not delivered: back to the last checkpoint")
         await self.rewind()
         return False
+
+    def _give_up_after_rewinds(self, cause: str) -> None:
+        """Raise instead of rewinding once more when MAX_REWINDS rewinds came in a row without a checkpoint
+        in between (a persistent error: the worker stops with it, its partitions go to the other workers
+        and a restart reads them again from the last checkpoint)."""
+        if self._rewinds_in_a_row >= MAX_REWINDS:
+            raise RuntimeError(f"{cause}, after {self._rewinds_in_a_row} rewinds in a row without a checkpoint; "
+                               "giving up (the last checkpoint stands)")
 
     async def _drop_checkpoint(self, wait: float = 0.0, why: str = "") -> None:
         """Cancel the checkpoint under way, after waiting up to ``wait`` seconds for it to end (a state it

@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaTimeoutError, ProducerClosed
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, ProducerClosed
 
 import surveil.stream.worker as wm
 from surveil.stream.envelope import seal, unseal
@@ -28,6 +28,9 @@ class FakeState:
     @staticmethod
     def loads(blob, ref=None):
         return FakeState(pickle.loads(unseal(blob)))
+
+    def pending_progress(self):  # the loop asks an input partition for progress when a poll is empty
+        return []
 
 
 class FakeProducer:
@@ -69,6 +72,10 @@ class FakeConsumer:
 
     async def seek_to_beginning(self, *tps):
         pass
+
+    async def getmany(self, timeout_ms=0, max_records=None):
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
 
     async def stop(self):
         pass
@@ -200,3 +207,71 @@ def test_revocation_waits_for_the_commits_even_when_it_rewinds_sync(w):
         await wm._Rebalance(w).on_partitions_revoked([TP])
         assert w._commit_task.done(), "the revocation returned with a commit under way"
     asyncio.run(main())
+
+
+def test_the_worker_gives_up_after_max_rewinds_in_a_row_of_undelivered_outputs(w):
+    """Undelivered outputs rewind the states; MAX_REWINDS of them in a row without a checkpoint in between are a
+    persistent error: the worker raises (a publishing error in the loop counted so before; undelivered outputs
+    rewound for ever)."""
+    async def main():
+        w.states[TP] = FakeState(10)
+        for _ in range(wm.MAX_REWINDS - 1):
+            w._inflight = [failed_future()]
+            await w.checkpoint([TP])
+        assert w.stats["rewinds"] == wm.MAX_REWINDS - 1
+        await w.checkpoint([TP])  # a checkpoint that holds: the count starts again
+        assert checkpoints(w) == [5] and w._rewinds_in_a_row == 0
+        for _ in range(wm.MAX_REWINDS):
+            w._inflight = [failed_future()]
+            await w.checkpoint([TP])
+        assert w._rewinds_in_a_row == wm.MAX_REWINDS
+        w._inflight = [failed_future()]
+        with pytest.raises(RuntimeError, match="not delivered.*giving up"):
+            await w.checkpoint([TP])
+        assert w.stats["rewinds"] == 2 * wm.MAX_REWINDS - 1  # no rewind more when it gives up
+    asyncio.run(main())
+
+
+def test_a_failed_background_checkpoint_rewinds_the_loop_instead_of_stopping_it(w, monkeypatch):
+    """The error of a periodic (background) checkpoint is taken up by the next one, in the loop: it rewinds to
+    the last checkpoint as a publishing error does, and the loop goes on (it stopped the loop before)."""
+    orig = wm.retry
+    monkeypatch.setattr(wm, "retry", lambda what, fn, deadline=0: orig(what, fn, 0))  # no retries: fail at once
+    w.s = Settings(metrics=False, checkpoint_interval_ms=100, allowed_lateness_ms=0)
+
+    async def main():
+        w.states[TP] = FakeState(10)
+        w.producer.flush_error = KafkaConnectionError()  # the broker is away: the background checkpoint fails
+        task = asyncio.ensure_future(w.loop())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if w.stats["rewinds"] or task.done():
+                break
+        assert not task.done(), f"the loop stopped: {task.exception()!r}"
+        assert w.stats["rewinds"] >= 1 and w.states[TP].offset == 5  # back to the last checkpoint
+        w.producer.flush_error = None  # the broker is back: checkpoints hold again
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if checkpoints(w):
+                break
+        assert checkpoints(w) and checkpoints(w)[-1] == 5 and not task.done()
+        w.stop.set()
+        await asyncio.wait_for(task, 5)
+    asyncio.run(main())
+
+
+def test_run_writes_no_final_checkpoint_after_the_loop_failed(w, monkeypatch):
+    """Worker.run (tests, the benchmark) as the app: a loop that failed, maybe half way through a poll, leaves
+    no final checkpoint of its states; the last periodic one stands."""
+    async def start():
+        w.states[TP] = FakeState(10)
+
+    async def loop():
+        w.states[TP].offset = 77  # half way through a poll
+        raise ValueError("a bug in a rule")
+
+    monkeypatch.setattr(w, "start", start)
+    monkeypatch.setattr(w, "loop", loop)
+    with pytest.raises(ValueError, match="a bug"):
+        asyncio.run(w.run())
+    assert checkpoints(w) == [] and w._saved[TP][1] == 5
