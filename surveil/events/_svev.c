@@ -379,6 +379,7 @@ static PyTypeObject StrTableType = {
 /* lookup_strings(tables, buf, pos, slen, counts, ids_out, starts_out) -> number of misses           */
 /*   tables: 4 StrTable; counts: 4 ints (strings per table, in blob order); ids_out: int32[total]     */
 /*   gets each string's id or -2; starts_out: int64[total + 1] gets each string's start offset in buf  */
+/*   A table given as None is not looked up: its strings get -1, or -2 when one is not UTF-8.          */
 /*   and, last, the blob's end + 1 (string k is buf[starts[k]:starts[k+1]-1]).                        */
 
 static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
@@ -403,8 +404,9 @@ static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
         goto done;
     }
     for (int c = 0; c < 4; c++) {
-        if (!PyObject_TypeCheck(PyTuple_GET_ITEM(tables, c), &StrTableType) || counts[c] < 0) {
-            PyErr_SetString(PyExc_TypeError, "lookup_strings: tables must be StrTable, counts >= 0");
+        PyObject *t = PyTuple_GET_ITEM(tables, c);
+        if ((t != Py_None && !PyObject_TypeCheck(t, &StrTableType)) || counts[c] < 0) {
+            PyErr_SetString(PyExc_TypeError, "lookup_strings: tables must be StrTable or None, counts >= 0");
             goto done;
         }
     }
@@ -418,7 +420,8 @@ static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
     int64_t *st = starts.buf;
     Py_ssize_t k = 0, misses = 0, s = 0;
     for (int c = 0; c < 4; c++) {
-        const StrTable *t = (const StrTable *)PyTuple_GET_ITEM(tables, c);
+        PyObject *to = PyTuple_GET_ITEM(tables, c);
+        const StrTable *t = to == Py_None ? NULL : (const StrTable *)to;
         for (Py_ssize_t j = 0; j < counts[c]; j++, k++) {
             if (s > slen) {
                 PyErr_SetString(PyExc_ValueError, "lookup_strings: fewer strings in the blob than counted");
@@ -428,7 +431,24 @@ static PyObject *lookup_strings(PyObject *mod, PyObject *args) {
             const unsigned char *z = memchr(p, 0, (size_t)(slen - s));
             Py_ssize_t n = z ? (Py_ssize_t)(z - p) : slen - s;
             st[k] = pos + s;
-            int32_t id = table_find(t, p, n, hash_bytes(p, n));
+            int32_t id;
+            if (t != NULL) {
+                id = table_find(t, p, n, hash_bytes(p, n));
+            } else { /* not looked up: -1, unless the string is not UTF-8 (a miss, that the caller reports) */
+                id = -1;
+                for (Py_ssize_t i = 0; i < n; i++) {
+                    if (p[i] & 0x80) { /* not ASCII: Python's own strict decoder decides */
+                        PyObject *u = PyUnicode_DecodeUTF8((const char *)p, n, "strict");
+                        if (u == NULL) {
+                            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) goto done;
+                            PyErr_Clear();
+                            id = -2;
+                        }
+                        Py_XDECREF(u);
+                        break;
+                    }
+                }
+            }
             out[k] = id;
             misses += id == -2;
             s += n + 1;

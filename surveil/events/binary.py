@@ -183,12 +183,17 @@ def frame_rows(value) -> int:
 
 def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: int,
                     rejects: list[Reject], dictionary: FrameDict | None = None,
-                    into: FrameBlock | None = None) -> tuple[Batch, int]:
+                    into: FrameBlock | None = None, index_symbols_only: bool = False) -> tuple[Batch, int]:
     """Decode the frame starting at ``offset``; returns the batch and the offset after it.
 
     With ``into`` (and the compiled decoder), a self-contained frame that fits is decoded into that block,
     at its next free rows: the batch is then a view of them (unless the frame had invalid records, which
     are left out of a copy), and ``into.row`` moves past them.
+
+    ``index_symbols_only`` (a self-contained frame, for a reader whose rules use symbols of index events
+    only: the partition stage): other events get symbol -1, and only the index events' symbols are looked
+    up and interned. The frame is checked as fully as without it (a string table that is not UTF-8 is an
+    error about the whole frame, an index out of the table an invalid record).
 
     Raises EventFormatError when the frame header itself is unusable (the rest of the
     buffer cannot be resynchronised)."""
@@ -210,18 +215,19 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     counts = (na, ns, no, nb)
     rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
     delta = dictionary if version == VERSION_DELTA else None  # a version-1 frame is self-contained in any file
+    skip = index_symbols_only and delta is None
     if FAST and into is not None and delta is None and n <= into.total - into.row:
         lo = into.row
-        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, into)
+        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, into, skip)
         into.row = lo + n
         cols["order_id"] = into.oid[lo:lo + n]
         src = into.src[lo:lo + n]
         src[:] = np.arange(first_record, first_record + n, dtype=np.int64)
     else:
         if FAST:
-            cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta)
+            cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, skip_symbols=skip)
         else:
-            cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, delta)
+            cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, delta, skip)
         cols["order_id"] = rec["order_id"]
         src = np.arange(first_record, first_record + n, dtype=np.int64)
     if bad.any():
@@ -252,10 +258,10 @@ def _table_text(buf, p: int, slen: int, source: str, offset: int) -> str:
 
 
 def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Registry, source: str,
-                 dictionary: FrameDict | None,
-                 into: FrameBlock | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 dictionary: FrameDict | None, into: FrameBlock | None = None,
+                 skip_symbols: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The compiled decoder: the string tables through each interner's bytes cache, the records in C (into
-    ``into``'s free rows when given; the order ids too)."""
+    ``into``'s free rows when given; the order ids too). ``skip_symbols``: see ``index_symbols_only``."""
     total = sum(counts)
     found = _svev.count_strings(buf, p, slen) or min(total, 1)  # an empty blob: no string, or one empty one
     if found != total:
@@ -266,8 +272,16 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
     if total:
         starts = np.empty(total + 1, np.int64)
         tables = tuple(i.bytes_ids for i in interners)
+        if skip_symbols:
+            tables = (tables[0], None, *tables[2:])  # -1 each (-2: not UTF-8, raised by _intern_misses)
         if _svev.lookup_strings(tables, buf, p, slen, counts, ids, starts):
             _intern_misses(buf, p, slen, counts, ids, starts, interners, tables, source, offset)
+        if skip_symbols and counts[1]:
+            rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
+            used = _index_symbols(rec, counts[1])
+            if len(used):
+                k = counts[0] + used
+                ids[k] = interners[1].intern_list(_svev.strings_at(buf, starts, k.astype(np.int64)))
     luts = []
     k = 0
     for c, cnt in enumerate(counts):
@@ -328,8 +342,16 @@ def _columns(block: np.ndarray, rows: int) -> dict[str, np.ndarray]:
     return cols
 
 
+def _index_symbols(rec: np.ndarray, n_symbols: int) -> np.ndarray:
+    """The symbol table entries the index events of a frame's records use (in table order; an index out of
+    the table is the record's error, not this one's)."""
+    ix = rec["symbol"][rec["etype"] == INDEX]
+    return np.unique(ix[ix < n_symbols]).astype(np.intp)
+
+
 def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, reg: Registry, source: str,
-                  dictionary: FrameDict | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                  dictionary: FrameDict | None,
+                  skip_symbols: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The reference decoder (numpy; used when the compiled one is not built)."""
     n = len(rec)
     # an empty blob holds no string, or one empty string (a table of just "")
@@ -347,6 +369,11 @@ def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, 
                 dictionary.dec[c] = np.concatenate([dictionary.dec[c], interner.lookup_table(table)])
             lut = np.append(dictionary.dec[c], np.int32(-1))
             cnt = len(lut) - 1
+        elif cnt and skip_symbols and col == "symbol":
+            lut = np.full(cnt + 1, -1, np.int32)
+            used = _index_symbols(rec, cnt)
+            if len(used):
+                lut[used] = interner.intern_list([table[i] for i in used.tolist()])
         elif cnt:
             lut = np.append(interner.lookup_table(table), np.int32(-1))
         else:

@@ -155,7 +155,7 @@ class PartitionState:
                 if kind == "frame":
                     lo = block.row if block is not None else 0
                     batch, _ = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0,
-                                                      rejects, into=block)
+                                                      rejects, into=block, index_symbols_only=True)
                     if block is not None and block.row - lo == len(batch):  # in the block, every row valid
                         span = (lo, block.row)
                 elif kind == "progress":

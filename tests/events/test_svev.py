@@ -20,7 +20,7 @@ def test_the_compiled_decoder_is_built():
     assert binary.FAST, "surveil.events._svev is not built: run `pip install -e .` (needs a C compiler)"
 
 
-def _decode(frames, fast, monkeypatch, reg=None, restore_after=None):
+def _decode(frames, fast, monkeypatch, reg=None, restore_after=None, index_symbols_only=False):
     monkeypatch.setattr(binary, "FAST", fast)
     reg = reg or Registry()
     out = []
@@ -29,7 +29,7 @@ def _decode(frames, fast, monkeypatch, reg=None, restore_after=None):
             reg = pickle.loads(pickle.dumps(reg))
         rej = []
         try:
-            b, end = binary.decode_frame_at(f, 0, reg, f"t:0@{i}", 0, rej)
+            b, end = binary.decode_frame_at(f, 0, reg, f"t:0@{i}", 0, rej, index_symbols_only=index_symbols_only)
             cols = {k: v.tolist() for k, v in b.columns().items()}
             out.append(("ok", end, cols, [(r.location, r.field, r.value, r.reason, r.raw) for r in rej]))
         except EventFormatError as e:
@@ -337,3 +337,57 @@ def test_the_rule_counting_functions_check_their_arguments():
     flags[2] = 1  # an alerted account: its groups too
     assert _svev.second_counts(keys, np.array([4, 4, 6], np.int64), flags, 2, scratch, *outs) == 2
     assert [o[:2].tolist() for o in outs[1:]] == [[1, 2], [4, 6], [2, 1]] and not scratch.any()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_as_fully(seed, monkeypatch):
+    """The partition stage's decoding (its rules use no symbol; it forwards index events): symbol -1 for other
+    events, the same symbol as a full decode for index events, the same rejects and the same frame errors
+    (a string table that is not UTF-8 anywhere, symbols included); compiled and numpy alike."""
+    if not binary.FAST:
+        pytest.fail("surveil.events._svev is not built")
+    frames = _frames(seed)
+    for i in range(0, len(frames), 7):  # a symbol string that is not UTF-8 (the accounts' table comes first)
+        f = bytearray(frames[i])
+        _, _, _, n, na, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
+        blob = bytes(f[binary.HEADER.size:binary.HEADER.size + slen])
+        if ns and slen:
+            at = binary.HEADER.size + sum(len(x) + 1 for x in blob.split(b"\x00")[:na])
+            f[at] = 0xFF
+            frames[i] = bytes(f)
+    full, full_names = _decode(frames, True, monkeypatch)
+    fast, fast_names = _decode(frames, True, monkeypatch, index_symbols_only=True)
+    ref, ref_names = _decode(frames, False, monkeypatch, index_symbols_only=True)
+    assert fast == ref and fast_names == ref_names
+    index_rows = 0
+    for a, b in zip(full, fast):
+        assert a[0] == b[0]
+        if a[0] == "error":
+            assert a == b
+            continue
+        assert a[1] == b[1] and a[3] == b[3]  # the same end and rejects
+        ca, cb = a[2], b[2]
+        assert {k: v for k, v in ca.items() if k != "symbol"} == {k: v for k, v in cb.items() if k != "symbol"}
+        for et, sa, sb in zip(ca["etype"], ca["symbol"], cb["symbol"]):
+            if et == binary.INDEX:
+                index_rows += sa >= 0
+                assert (full_names["symbols"][sa] if sa >= 0 else None) == (fast_names["symbols"][sb] if sb >= 0
+                                                                             else None)
+            else:
+                assert sb == -1
+    assert index_rows > 0 and len(fast_names["symbols"]) < len(full_names["symbols"])
+    assert sum(x[0] == "error" and "not UTF-8" in x[1] for x in fast) >= 2  # the damaged symbol tables
+    # into a block (the partition stage's way): the same as alone
+    reg = Registry()
+    block = binary.FrameBlock(sum(binary.frame_rows(f) for f in frames))
+    out = []
+    for i, f in enumerate(frames):
+        rej = []
+        try:
+            b, end = binary.decode_frame_at(f, 0, reg, f"t:0@{i}", 0, rej, into=block, index_symbols_only=True)
+        except EventFormatError as e:
+            out.append(("error", str(e)))
+            continue
+        out.append(("ok", end, {k: v.tolist() for k, v in b.columns().items()},
+                    [(r.location, r.field, r.value, r.reason, r.raw) for r in rej]))
+    assert out == fast
