@@ -122,6 +122,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 for tp in mine:
                     self.w.states.pop(tp, None)
                     self.w._idle.pop(tp, None)  # noqa: SLF001
+                await self.w.commits_done()  # also when the checkpoint raised (done already otherwise)
         log.info("revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in mine))
 
     async def on_partitions_assigned(self, assigned) -> None:
@@ -144,6 +145,7 @@ class Worker:
         self.metrics = WorkerMetrics(enabled=settings.metrics)
         self._bundles: dict[int, list[bytes]] = {}  # owner-topic records waiting for the end of the poll
         self._rewinds_in_a_row = 0
+        self._fatal: RuntimeError | None = None  # the worker gave up (raised by the loop)
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         # alerts known to be final on the alerts topic: id -> trading-day index (pruned, see prune_final_ids)
@@ -233,13 +235,16 @@ class Worker:
         interval = self.s.checkpoint_interval_ms / 1000
         while not self.stop.is_set():
             data = await self.consumer.getmany(timeout_ms=100, max_records=500)
-            # Let the consumer's fetcher send its next request now (the records of this poll were taken), so
-            # that the broker sends the next response while this one is processed. Without a pause the loop
-            # ran the whole poll first, and the next fetch only started after it.
-            await asyncio.sleep(0)
             # one poll under the lock: handle every record, then send the owner-topic output as one
             # bundle per owner partition (a checkpoint or a rebalance never sees a half-sent poll)
             async with self.lock:
+                if self._fatal is not None:  # a rebalance listener gave up (see _give_up_after_rewinds)
+                    raise self._fatal
+                # Let the consumer's fetcher send its next request now (the records of this poll were taken),
+                # so that the broker sends the next response while this one is processed (without a pause the
+                # whole poll ran first). Under the lock: a rebalance that completed meanwhile would restore
+                # states that these records, fetched before it, do not follow.
+                await asyncio.sleep(0)
                 try:
                     for tp, msgs in data.items():
                         st = self.states.get(tp)
@@ -489,8 +494,10 @@ class Worker:
         in between (a persistent error: the worker stops with it, its partitions go to the other workers
         and a restart reads them again from the last checkpoint)."""
         if self._rewinds_in_a_row >= MAX_REWINDS:
-            raise RuntimeError(f"{cause}, after {self._rewinds_in_a_row} rewinds in a row without a checkpoint; "
-                               "giving up (the last checkpoint stands)")
+            # kept for the loop too: raised in a rebalance listener, it only reaches aiokafka's log
+            self._fatal = RuntimeError(f"{cause}, after {self._rewinds_in_a_row} rewinds in a row without a "
+                                       "checkpoint; giving up (the last checkpoint stands)")
+            raise self._fatal
 
     async def _drop_checkpoint(self, wait: float = 0.0, why: str = "") -> None:
         """Cancel the checkpoint under way, after waiting up to ``wait`` seconds for it to end (a state it

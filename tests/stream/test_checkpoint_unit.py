@@ -275,3 +275,25 @@ def test_run_writes_no_final_checkpoint_after_the_loop_failed(w, monkeypatch):
     with pytest.raises(ValueError, match="a bug"):
         asyncio.run(w.run())
     assert checkpoints(w) == [] and w._saved[TP][1] == 5
+
+
+def test_giving_up_in_a_revocation_stops_the_loop(w):
+    """The revocation's checkpoint may be the one that gives up: aiokafka only logs a listener's error, so the
+    loop raises it at its next poll (it went on before), and the revocation still waits for the commits."""
+    w.s = Settings(metrics=False, allowed_lateness_ms=0)
+
+    async def main():
+        w.states[TP] = FakeState(10)
+        w._rewinds_in_a_row = wm.MAX_REWINDS
+        w._inflight = [failed_future()]
+        w.consumer.commit_gate = asyncio.Event()
+        w._to_commit = {TP: 6}  # a commit of an earlier checkpoint, under way
+        w._commit_task = asyncio.ensure_future(w._commit_pending())
+        asyncio.get_running_loop().call_later(0.2, w.consumer.commit_gate.set)
+        with pytest.raises(RuntimeError, match="giving up"):
+            await wm._Rebalance(w).on_partitions_revoked([TP])
+        assert w._commit_task.done(), "the revocation returned with a commit under way"
+        assert TP not in w.states
+        with pytest.raises(RuntimeError, match="giving up"):
+            await asyncio.wait_for(w.loop(), 5)
+    asyncio.run(main())
