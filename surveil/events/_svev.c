@@ -682,6 +682,52 @@ static PyObject *count_strings(PyObject *mod, PyObject *args) {
     return PyLong_FromSsize_t(k);
 }
 
+/* index_symbols(buf, rec_off, n, n_symbols, index_code) -> list of int: the distinct symbol-table entries
+ * (below n_symbols) that the records of type index_code use, in table order (the records are buf[rec_off:],
+ * n of R_SIZE bytes) */
+static PyObject *index_symbols(PyObject *mod, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t off, n, ns;
+    int code;
+    if (!PyArg_ParseTuple(args, "y*nnni", &buf, &off, &n, &ns, &code)) return NULL;
+    PyObject *ret = NULL;
+    unsigned char *seen = NULL;
+    if (off < 0 || n < 0 || ns < 0 || off > buf.len || n > (buf.len - off) / R_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "index_symbols: records out of range");
+        goto done;
+    }
+    const unsigned char *r = (const unsigned char *)buf.buf + off;
+    Py_ssize_t found = 0;
+    for (Py_ssize_t i = 0; i < n; i++, r += R_SIZE) {
+        if (r[R_ETYPE] != code) continue;
+        uint32_t sym;
+        memcpy(&sym, r + R_SYMBOL, 4);
+        if ((Py_ssize_t)sym >= ns) continue; /* absent or out of the table: the record's own error */
+        if (seen == NULL && (seen = PyMem_Calloc((size_t)ns, 1)) == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        found += !seen[sym];
+        seen[sym] = 1;
+    }
+    ret = PyList_New(found);
+    if (ret == NULL) goto done;
+    for (Py_ssize_t j = 0, k = 0; k < found; j++) {
+        if (seen[j]) {
+            PyObject *v = PyLong_FromSsize_t(j);
+            if (v == NULL) {
+                Py_CLEAR(ret);
+                goto done;
+            }
+            PyList_SET_ITEM(ret, k++, v);
+        }
+    }
+done:
+    PyMem_Free(seen);
+    PyBuffer_Release(&buf);
+    return ret;
+}
+
 /* key_partitions(names, n, out) -> None: Kafka's default partition of each key (a str, UTF-8 encoded), as
  * aiokafka's and the Java client's default partitioner: (murmur2(key) & 0x7fffffff) % n, into int32 out */
 static uint32_t murmur2(const unsigned char *d, Py_ssize_t len) {
@@ -851,6 +897,7 @@ static PyMethodDef methods[] = {
     {"second_counts", second_counts, METH_VARARGS, "order_rate_1s: messages per account and calendar second"},
     {"key_partitions", key_partitions, METH_VARARGS, "Kafka's default partition (murmur2) of str keys"},
     {"count_strings", count_strings, METH_VARARGS, "number of NUL-separated strings in a blob"},
+    {"index_symbols", index_symbols, METH_VARARGS, "symbol-table entries the index records use"},
     {"strings_at", strings_at, METH_VARARGS, "some strings of a frame, decoded"},
     {"remap", remap, METH_VARARGS, "a column's frame-local string indexes and table, in first-seen order"},
     {"lookup_strings", lookup_strings, METH_VARARGS, "ids of a frame's strings (-2 = not in the table)"},

@@ -277,11 +277,10 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
         if _svev.lookup_strings(tables, buf, p, slen, counts, ids, starts):
             _intern_misses(buf, p, slen, counts, ids, starts, interners, tables, source, offset)
         if skip_symbols and counts[1]:
-            rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
-            used = _index_symbols(rec, counts[1])
-            if len(used):
-                k = counts[0] + used
-                ids[k] = interners[1].intern_list(_svev.strings_at(buf, starts, k.astype(np.int64)))
+            used = _svev.index_symbols(buf, p + slen, n, counts[1], INDEX)  # as _index_symbols, in C
+            if used:
+                k = counts[0] + np.array(used, np.int64)
+                ids[k] = interners[1].intern_list(_svev.strings_at(buf, starts, k))
     luts = []
     k = 0
     for c, cnt in enumerate(counts):

@@ -391,3 +391,15 @@ def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_
         out.append(("ok", end, {k: v.tolist() for k, v in b.columns().items()},
                     [(r.location, r.field, r.value, r.reason, r.raw) for r in rej]))
     assert out == fast
+    from surveil.events import _svev
+
+    for f in frames:  # the compiled and the numpy selection of the index events' symbols
+        if f[:4] == binary.MAGIC and len(f) >= binary.HEADER.size:
+            _, _, _, n, _, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
+            n = min(n, (len(f) - binary.HEADER.size - slen) // 76)
+            if n > 0:
+                rec = np.frombuffer(f, dtype=binary.RECORD, count=n, offset=binary.HEADER.size + slen)
+                got = _svev.index_symbols(f, binary.HEADER.size + slen, n, ns, binary.INDEX)
+                assert got == binary._index_symbols(rec, ns).tolist()
+    with pytest.raises(ValueError, match="out of range"):
+        _svev.index_symbols(frames[0], 0, len(frames[0]) // 76 + 1, 5, binary.INDEX)
