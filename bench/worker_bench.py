@@ -6,8 +6,9 @@
                                  [--skip-probe] [--profile] [--no-save]
 
 Prints a JSON summary on stdout (progress on stderr) and saves the full result with
-``common.save("worker", ...)`` in ``bench/results/``. About 5.5 minutes at the defaults with the
-worker of 2026-11-21 (most of it the worker rounds and the four 21-second paced days).
+``common.save("worker", ...)`` in ``bench/results/``. About 4.5 minutes with ``--rounds 5`` and the worker
+of 2026-11-22, less with the default 2 rounds (most of it the worker rounds, the longer backlog and the
+four 21-second paced days).
 
 One worker process (in-process ``Worker``, asyncio), the broker on the same machine. The command starts
 its own single-node Kafka (``kafka_local.start``, heap 1g) in a temporary folder on free ports, and
