@@ -465,13 +465,13 @@ class Worker:
         if self._bundles:
             await self.send_bundles()
         pending, self._inflight = self._inflight, []
-        blobs = {}
+        taken = {}
         for tp in tps:
             st = self.states.get(tp)
             if st is not None and st.offset >= 0:
-                blobs[tp] = (st.pickled(), st.offset)  # sealed in a thread by the job below
+                taken[tp] = (st.pickled(), st.offset)  # sealed in a thread by the job below
         self._last_cp = time.monotonic()
-        self._cp_job = asyncio.ensure_future(self._write_checkpoint(pending, blobs))
+        self._cp_job = asyncio.ensure_future(self._write_checkpoint(pending, taken))
         if background:
             return
         await self._checkpoint_outcome()
