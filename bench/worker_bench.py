@@ -243,8 +243,9 @@ async def alerts_records(bootstrap: str, topic: str) -> list:
 # throughput
 
 
-async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str) -> dict:
-    """A bare consumer without a group: read everything to the end, count events without decoding."""
+async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str, deserialise: bool = False) -> dict:
+    """A bare consumer without a group: read everything to the end, count events without decoding
+    (``deserialise``: each record's value deserialised instead, see the module docstring)."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", **FETCH)
     await c.start()
@@ -252,6 +253,7 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str) -
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         unpack = binary.HEADER.unpack_from
+        reg = Registry()
         events = records = 0
         left = {tp for tp in tps if end[tp] > 0}
         t0 = time.perf_counter()
@@ -264,7 +266,9 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str) -
                 for m in msgs:
                     v = m.value
                     records += 1
-                    if fmt == "binary":
+                    if deserialise:
+                        events += _deserialise(v, reg)
+                    elif fmt == "binary":
                         if v[:4] == b"SVEV":
                             events += unpack(v, 0)[3]
                     elif v[:1] == b"[":
@@ -276,6 +280,15 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str) -
         await c.stop()
     return {"events": events, "records": records, "seconds": secs, "eps": events / secs,
             "seconds_to_first_record": (t_first or t0 + secs) - t0}
+
+
+def _deserialise(v: bytes, reg: Registry) -> int:
+    """A record value as a generic consumer of the feed deserialises it: a binary frame decoded to columns
+    (every string interned), JSON parsed with orjson (a progress marker too); the number of events in it."""
+    if v[:4] == binary.MAGIC:
+        return len(binary.decode_frame_at(v, 0, reg, "bare", 0, [])[0])
+    d = orjson.loads(v)
+    return len(d) if type(d) is list else int(d.get("kind") != "progress")
 
 
 async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_finals: int, events: int,
@@ -374,6 +387,12 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
         out["bare_rounds"].append(b)
         print(f"[{fmt}] round {r + 1} bare: {b['eps']:,.0f} events/s "
               f"(first records after {b['seconds_to_first_record']:.2f} s)", file=sys.stderr, flush=True)
+        gc.collect()
+        b = await bare(bootstrap, tps, ends, fmt, deserialise=True)
+        if b["events"] != st.events:
+            raise AssertionError(f"deserialising bare consumer counted {b['events']} events, the feed sent {st.events}")
+        out.setdefault("bare_deser_rounds", []).append(b)
+        print(f"[{fmt}] round {r + 1} bare, deserialising: {b['eps']:,.0f} events/s", file=sys.stderr, flush=True)
         gc.collect()
         s = settings_for(bootstrap, prefix(), "", acc)
         s = Settings(**{**s.__dict__, "feed_topics": feed_s.feed_topics})

@@ -12,6 +12,7 @@
  *                       as binary._check_records (0 = valid).
  *   key_partitions()    Kafka's default partitioner (murmur2) for the owner topic.
  *   count_day(), second_counts()   the counting of daily_orders_20k and order_rate_1s.
+ *   json_columns()      the clean case of jsonl._columns (the objects of a JSON-array frame -> columns).
  *
  * Every call holds the GIL while it touches a table, and nothing it does while a table is half-changed
  * can run Python code (StrTable.intern only creates ints and adds str keys to a dict and a list), so a
@@ -892,6 +893,166 @@ done:
     return ret;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* json_columns(objs, keys, maps, ids, out) -> list of order ids, or None ("slow")                     */
+/*   The clean case of jsonl._columns in one pass over the objects parsed from a JSON-array frame.      */
+/*   objs: list of dicts; keys: the 13 field names (jsonl.FIELDS order); maps: (venue, type, side,      */
+/*   aggressor) dicts value -> code, looked up as jsonl._columns does; ids: the interners' dicts of      */
+/*   account, symbol, owner, broker (str -> id). out: one uint8 buffer of 57 * n bytes, 8-byte aligned:  */
+/*   ts qty seq (int64) price (float64) | account symbol owner broker (int32; -1 absent, -2 not interned */
+/*   yet) | venue etype side aggr has_price has_qty has_seq oid_int oid_has (uint8).                     */
+/*   Any value of a type or range the fast path does not take as it is (a bool, a float where an        */
+/*   integer belongs, an int beyond int64, an unknown venue, a missing ts...) returns None before       */
+/*   anything else is done: the caller then runs jsonl._columns, the reference, which decides.          */
+enum { JK_TS, JK_VENUE, JK_TYPE, JK_ACCOUNT, JK_BROKER, JK_OWNER, JK_SYMBOL, JK_SIDE, JK_PRICE, JK_QTY, JK_OID,
+       JK_SEQ, JK_AGGR, JK_N };
+
+/* code of v in map (a dict lookup as map[v] in Python): 0..255, or -1 (not there, unhashable: "slow") */
+static int map_code(PyObject *map, PyObject *v) {
+    PyObject *r = PyDict_GetItemWithError(map, v);
+    if (r == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    long c = PyLong_AsLong(r);
+    if (c < 0 || c > 255) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (int)c;
+}
+
+/* an exact int within int64 into *out: 1; anything else: 0 */
+static int exact_i64(PyObject *v, int64_t *out) {
+    if (!PyLong_CheckExact(v)) return 0;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = (int64_t)x;
+    return 1;
+}
+
+static PyObject *json_columns(PyObject *mod, PyObject *args) {
+    PyObject *objs, *keys, *maps, *ids;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!w*", &PyList_Type, &objs, &PyTuple_Type, &keys, &PyTuple_Type, &maps,
+                          &PyTuple_Type, &ids, &out))
+        return NULL;
+    PyObject *ret = NULL, *oids = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objs);
+    if (PyTuple_GET_SIZE(keys) != JK_N || PyTuple_GET_SIZE(maps) != 4 || PyTuple_GET_SIZE(ids) != 4 ||
+        out.len / 57 < n || ((uintptr_t)out.buf & 7) != 0) {
+        PyErr_SetString(PyExc_ValueError, "json_columns: 13 keys, 4 maps, 4 id dicts and 57 bytes a row");
+        goto done;
+    }
+    for (int c = 0; c < 4; c++) {
+        if (!PyDict_Check(PyTuple_GET_ITEM(maps, c)) || !PyDict_Check(PyTuple_GET_ITEM(ids, c))) {
+            PyErr_SetString(PyExc_TypeError, "json_columns: maps and ids must be dicts");
+            goto done;
+        }
+    }
+    int64_t *ts = (int64_t *)out.buf, *qty = ts + n, *seq = qty + n;
+    double *price = (double *)(seq + n);
+    int32_t *sid = (int32_t *)(price + n); /* 4 columns: account symbol owner broker */
+    unsigned char *venue = (unsigned char *)(sid + 4 * n), *etype = venue + n, *side = etype + n, *aggr = side + n,
+                  *has_price = aggr + n, *has_qty = has_price + n, *has_seq = has_qty + n, *oid_int = has_seq + n,
+                  *oid_has = oid_int + n;
+    static const int skey[4] = {JK_ACCOUNT, JK_SYMBOL, JK_OWNER, JK_BROKER};
+    PyObject *k[JK_N];
+    for (int j = 0; j < JK_N; j++) k[j] = PyTuple_GET_ITEM(keys, j);
+    PyObject *m_venue = PyTuple_GET_ITEM(maps, 0), *m_type = PyTuple_GET_ITEM(maps, 1),
+             *m_side = PyTuple_GET_ITEM(maps, 2), *m_aggr = PyTuple_GET_ITEM(maps, 3);
+    oids = PyList_New(n);
+    if (oids == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(objs, i), *v;
+        int c;
+        if (!PyDict_CheckExact(o)) goto slow;
+#define GET(j) (v = PyDict_GetItemWithError(o, k[j]), (v == NULL && PyErr_Occurred()) ? (PyErr_Clear(), (PyObject *)NULL) : v)
+        if (GET(JK_TS) == NULL || !exact_i64(v, &ts[i])) goto slow;
+        if (GET(JK_VENUE) == NULL || (c = map_code(m_venue, v)) < 0) goto slow;
+        venue[i] = (unsigned char)c;
+        if (GET(JK_TYPE) == NULL || (c = map_code(m_type, v)) < 0) goto slow;
+        etype[i] = (unsigned char)c;
+        if ((c = map_code(m_side, GET(JK_SIDE) ? v : Py_None)) < 0) goto slow;
+        side[i] = (unsigned char)c;
+        if ((c = map_code(m_aggr, GET(JK_AGGR) ? v : Py_None)) < 0) goto slow;
+        aggr[i] = (unsigned char)c;
+        for (int s = 0; s < 4; s++) {
+            int32_t id = -1;
+            if (GET(skey[s]) != NULL && v != Py_None) {
+                if (!PyUnicode_CheckExact(v)) goto slow;
+                PyObject *r = PyDict_GetItemWithError(PyTuple_GET_ITEM(ids, s), v);
+                if (r == NULL) {
+                    if (PyErr_Occurred()) PyErr_Clear();
+                    id = -2;
+                } else {
+                    long x = PyLong_AsLong(r);
+                    if ((x == -1 && PyErr_Occurred()) || x < -1 || x > INT32_MAX) {
+                        PyErr_Clear();
+                        goto slow;
+                    }
+                    id = (int32_t)x;
+                }
+            }
+            sid[s * n + i] = id;
+        }
+        if (GET(JK_PRICE) == NULL || v == Py_None) {
+            has_price[i] = 0;
+            price[i] = Py_NAN;
+        } else if (PyFloat_CheckExact(v)) {
+            has_price[i] = 1;
+            price[i] = PyFloat_AS_DOUBLE(v);
+        } else {
+            int64_t x;
+            if (!exact_i64(v, &x)) goto slow;
+            has_price[i] = 1;
+            price[i] = (double)x;
+        }
+        if (GET(JK_QTY) == NULL || v == Py_None) {
+            has_qty[i] = 0;
+            qty[i] = 0;
+        } else if (exact_i64(v, &qty[i])) {
+            has_qty[i] = 1;
+        } else {
+            goto slow;
+        }
+        if (GET(JK_SEQ) == NULL || v == Py_None) {
+            has_seq[i] = 0;
+            seq[i] = 0;
+        } else if (exact_i64(v, &seq[i])) {
+            has_seq[i] = 1;
+        } else {
+            goto slow;
+        }
+        if (GET(JK_OID) == NULL || v == Py_None) {
+            v = Py_None;
+            oid_has[i] = 0;
+            oid_int[i] = 0;
+        } else if (PyUnicode_CheckExact(v) || PyLong_CheckExact(v)) {
+            oid_has[i] = 1;
+            oid_int[i] = PyLong_CheckExact(v);
+        } else {
+            goto slow;
+        }
+#undef GET
+        Py_INCREF(v);
+        PyList_SET_ITEM(oids, i, v);
+    }
+    ret = oids;
+    oids = NULL;
+    goto done;
+slow:
+    ret = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(oids);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
     {"count_day", count_day, METH_VARARGS, "daily_orders_20k: day counts per account, rows reaching the threshold"},
     {"second_counts", second_counts, METH_VARARGS, "order_rate_1s: messages per account and calendar second"},
@@ -902,6 +1063,7 @@ static PyMethodDef methods[] = {
     {"remap", remap, METH_VARARGS, "a column's frame-local string indexes and table, in first-seen order"},
     {"lookup_strings", lookup_strings, METH_VARARGS, "ids of a frame's strings (-2 = not in the table)"},
     {"decode_records", decode_records, METH_VARARGS, "records -> columns and validity codes"},
+    {"json_columns", json_columns, METH_VARARGS, "the clean case of jsonl._columns (None: not clean)"},
     {"record_layout", record_layout, METH_NOARGS, "field offsets this module assumes"},
     {NULL, NULL, 0, NULL},
 };

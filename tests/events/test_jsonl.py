@@ -11,10 +11,13 @@ GOOD = {"ts": 1708306200000000000, "venue": "SSE", "type": "order", "account": "
         "price": 10.01, "qty": 100, "order_id": "o1", "seq": 3}
 
 
-@pytest.fixture(params=["validating", "polars"], autouse=True)
+@pytest.fixture(params=["validating", "validating-reference", "polars"], autouse=True)
 def path(request, monkeypatch):
-    """Run every test through both decoders: the validating orjson path and the polars fast path."""
-    monkeypatch.setattr(jsonl, "_POLARS_MIN_ROWS", 10**9 if request.param == "validating" else 1)
+    """Run every test through each decoder: the validating orjson path (its columns built by the compiled
+    ``json_columns``, or by the numpy reference alone) and the polars fast path."""
+    monkeypatch.setattr(jsonl, "_POLARS_MIN_ROWS", 1 if request.param == "polars" else 10**9)
+    if request.param == "validating-reference":
+        monkeypatch.setattr(jsonl, "_svev", None)
     return request.param
 
 
@@ -42,6 +45,10 @@ def decode(objs):
     ({**GOOD, "account": {"a": 1}}, "account", "string"),
     ({**GOOD, "account": 1.5}, "account", "string"),
     ([1, 2], "event", "not a JSON object"),
+    # a list or an object where a number belongs (numpy cannot make such a column: it used to raise)
+    ({**GOOD, "ts": [1]}, "ts", "not a timestamp"),
+    ({**GOOD, "qty": [100, 200]}, "qty", "integer"),
+    ({**GOOD, "price": {"a": 1}}, "price", "not a number"),
     # an empty string, or a NUL (the separator of a binary frame's string table), is refused on every path
     ({**GOOD, "account": ""}, "account", "non-empty string"),
     ({**GOOD, "owner": "M\x001"}, "owner", "without NUL"),
@@ -118,3 +125,4 @@ def test_blank_and_whitespace_lines_in_a_large_block_are_skipped_not_rejected(tm
     batches = list(read_events(p, reg, rej))
     assert sum(len(b) for b in batches) == 300 and rej == []
     assert batches[0].src[:12].tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15]
+

@@ -1,0 +1,77 @@
+"""The compiled JSON columns (``_svev.json_columns``) against their reference (``jsonl._columns_py``)."""
+import random
+
+import pytest
+
+from surveil.events import jsonl
+from surveil.events.batch import Registry
+
+GOOD = {"ts": 1708306200000000000, "venue": "SSE", "type": "order", "account": "A1", "side": "B",
+        "price": 10.01, "qty": 100, "order_id": "o1", "seq": 3}
+
+ODD_VALUES = {  # per field: values the compiled pass must leave to the reference (which may accept some)
+    "ts": [True, 1.7e18, 2**63, "1708306200000000000", None, [1]],
+    "venue": ["NYSE", None, 1, ["SSE"]],
+    "type": ["quote", None, 2, {"a": 1}],
+    "side": ["X", 1, ["B"]],
+    "aggressor": ["yes", [True]],
+    "account": [12345, True, 1.5, {"a": 1}],
+    "symbol": [600000, ["x"]],
+    "price": [True, "12.5", 2**64, [1]],
+    "qty": [True, 1.5, 2**63, "100"],
+    "seq": [False, 2.0, -(2**63) - 1],
+    "order_id": [True, 1.5, ["o"]],
+}
+
+
+def _reference_and_compiled(objs):
+    """(outcome of _columns_py, outcome of _columns) on fresh registries: columns or "slow", and names."""
+    out = []
+    for fn in (jsonl._columns_py, jsonl._columns):
+        reg = Registry()
+        try:
+            cols, code = fn(objs, reg)
+            res = ({k: v.tolist() for k, v in cols.items()}, code.tolist())
+        except jsonl._Slow:
+            res = "slow"
+        out.append((res, [list(i.names) for i in (reg.accounts, reg.symbols, reg.owners, reg.brokers)]))
+    return out
+
+
+pytestmark = pytest.mark.skipif(jsonl._svev is None, reason="the compiled module is not built (setup.py)")
+
+
+def test_compiled_columns_equal_the_reference_and_leave_odd_values_to_it():
+    rnd = random.Random(7)
+    base = [{**GOOD, "ts": GOOD["ts"] + i, "account": f"A{i % 13}", "owner": f"M{i % 3}", "broker": "B1",
+             "order_id": i if i % 2 else f"S{i}", "aggressor": [None, True, False][i % 3], "symbol": "600000",
+             "price": [10.01, 10, 1e-9, 0, -1, 5e13][i % 6], "qty": [100, 0, -5, 2**62][i % 4]}
+            for i in range(60)]
+    base[5].pop("seq")
+    base[6]["type"] = "index"
+    base[6].pop("account")
+    base[7]["type"] = "trade"
+    base[7].pop("side")
+    accepted = 0
+    for field, odd in ODD_VALUES.items():
+        for value in odd:
+            objs = [dict(o) for o in base]
+            objs[rnd.randrange(len(objs))][field] = value
+            assert jsonl._columns_compiled(objs, Registry()) is None, (field, value)
+            ref, comp = _reference_and_compiled(objs)
+            assert ref == comp, (field, value)
+    for _ in range(30):  # clean lists (some strings refused, some rows with semantic errors): taken as they are
+        objs = [dict(o) for o in rnd.sample(base, 40)]
+        if rnd.random() < 0.3:
+            objs[3]["owner"] = rnd.choice(["", "M\x00x"])
+        ref, comp = _reference_and_compiled(objs)
+        assert ref == comp
+        accepted += ref[0] != "slow"
+        if objs[3].get("owner") not in ("", "M\x00x"):
+            assert jsonl._columns_compiled(objs, Registry()) is not None
+    assert accepted >= 15
+    # strings already interned keep their ids; new ones get the next ids in order of first appearance
+    reg = Registry()
+    reg.accounts.intern("A5")
+    cols, _ = jsonl._columns(base, reg)
+    assert reg.accounts.names[:3] == ["A5", "A0", "A1"] and cols["account"].tolist()[:6] == [1, 2, 3, 4, 5, 0]
