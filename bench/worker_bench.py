@@ -22,6 +22,10 @@ not limit the figure), once with binary frames and once with JSON-array frames (
   ``getmany(timeout_ms=100, max_records=500)`` calls), reads every record to the end and counts the
   events: binary frames by the ``n_records`` field of each frame header, JSON arrays by
   ``value.count(b'"ts"')`` (no parsing);
+- *bare, deserialising* (``bare_deser_*``): the same consumer, but each record's value is deserialised as
+  a generic consumer of the feed would: ``orjson.loads`` of each JSON record (the "bare aiokafka
+  ``getmany`` loop with ``orjson.loads`` per record" of architecture.md §2), and each binary frame
+  decoded to columns with ``binary.decode_frame_at`` (every string interned, into a registry of its own);
 - *worker*: a fresh ``Worker`` (fresh group, default checkpoint interval) on the same topics, timed from
   ``w.ready`` until every feed partition's state offset reached the partition's end offset (polled
   every 10 ms), and separately until the owner stage has emitted every final alert (as many as
@@ -32,7 +36,8 @@ not limit the figure), once with binary frames and once with JSON-array frames (
 The binary measurement runs a second time over a longer backlog (``--long-events``, 6,000,000 by default,
 the same accounts; 0 skips it), reported as ``binary_long``: on the default day the whole run lasts about
 a second, of which a fresh worker's cold start (every account and string met once) is a large part.
-Rounds alternate bare and worker; the best of each is reported. A format gets no further round once a
+Each round runs bare, bare deserialising and the worker, in that order; the best of each is reported, and
+the median of each round's worker / its bare round. A format gets no further round once a
 worker round took longer than ``--max-round-seconds`` (30 s), which keeps the command under 10 minutes
 with a slow worker. The first group on a fresh broker waits for ``__consumer_offsets``: a throw-away
 group joins once before any measured run.
@@ -421,6 +426,13 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
     paired = [w["eps_sustained"] / b["eps"] for b, w in zip(out["bare_rounds"], out["worker_rounds"])]
     out["ratio_sustained_to_bare_per_round"] = paired
     out["ratio_sustained_to_bare_median_of_rounds"] = statistics.median(paired)
+    best_d = max(out["bare_deser_rounds"], key=lambda x: x["eps"])
+    out["bare_deser_eps"] = best_d["eps"]
+    out["ratio_sustained_to_bare_deser"] = out["worker_eps_sustained"] / best_d["eps"]
+    out["ratio_sustained_to_bare_deser_median_of_rounds"] = statistics.median(
+        w["eps_sustained"] / d["eps"] for d, w in zip(out["bare_deser_rounds"], out["worker_rounds"]))
+    out["bare_deser_method"] = ("each frame decoded to columns (binary.decode_frame_at, every string interned)"
+                                if fmt == "binary" else "orjson.loads of each record")
     out["bare_max_records"] = BARE_MAX_RECORDS
     out["bare_count_method"] = ("sum of n_records of the frame headers (binary.HEADER)" if fmt == "binary"
                                 else "value.count(b'\"ts\"') per JSON-array record (no parsing)")
@@ -806,6 +818,10 @@ def summary(r: dict) -> dict:
                       "ratio_sustained_to_bare_median_of_rounds":
                           round(x["ratio_sustained_to_bare_median_of_rounds"], 3),
                       "worker_eps": round(x["worker_eps"]), "bare_eps": round(x["bare_eps"]),
+                      "bare_deser_eps": round(x["bare_deser_eps"]),
+                      "ratio_sustained_to_bare_deser": round(x["ratio_sustained_to_bare_deser"], 3),
+                      "ratio_sustained_to_bare_deser_median_of_rounds":
+                          round(x["ratio_sustained_to_bare_deser_median_of_rounds"], 3),
                       "ratio_worker_to_bare": round(x["ratio_worker_to_bare"], 3),
                       "ratio_worker_incl_owner_finals_to_bare": round(x["ratio_worker_incl_owner_finals_to_bare"], 3),
                       "worker_rounds": len(x["worker_rounds"]),
