@@ -967,11 +967,39 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
              *m_side = PyTuple_GET_ITEM(maps, 2), *m_aggr = PyTuple_GET_ITEM(maps, 3);
     oids = PyList_New(n);
     if (oids == NULL) goto done;
+    /* The objects' keys are matched to the fields once per key object: orjson gives equal keys of every
+     * object of a document the same str object (its key cache), so after the first objects each key is
+     * found by its address. The objects (so their keys) live for the whole call. */
+    enum { KCACHE = 64 };
+    PyObject *kc_key[KCACHE];
+    int kc_field[KCACHE], nkc = 0;
+    PyObject *val[JK_N];
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = PyList_GET_ITEM(objs, i), *v;
+        PyObject *o = PyList_GET_ITEM(objs, i), *v, *key, *value;
         int c;
         if (!PyDict_CheckExact(o)) goto slow;
-#define GET(j) (v = PyDict_GetItemWithError(o, k[j]), (v == NULL && PyErr_Occurred()) ? (PyErr_Clear(), (PyObject *)NULL) : v)
+        for (int j = 0; j < JK_N; j++) val[j] = NULL;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(o, &pos, &key, &value)) {
+            int q = 0, f = -1;
+            while (q < nkc && kc_key[q] != key) q++;
+            if (q < nkc) {
+                f = kc_field[q];
+            } else {
+                if (!PyUnicode_CheckExact(key)) goto slow;
+                for (int j = 0; j < JK_N; j++) {
+                    if (PyUnicode_Compare(key, k[j]) == 0) {
+                        f = j;
+                        break;
+                    }
+                }
+                if (nkc == KCACHE) goto slow; /* keys not shared (not orjson's): the reference path decides */
+                kc_key[nkc] = key;
+                kc_field[nkc++] = f;
+            }
+            if (f >= 0) val[f] = value;
+        }
+#define GET(j) (v = val[j])
         if (GET(JK_TS) == NULL || !exact_i64(v, &ts[i])) goto slow;
         if (GET(JK_VENUE) == NULL || (c = map_code(m_venue, v)) < 0) goto slow;
         venue[i] = (unsigned char)c;

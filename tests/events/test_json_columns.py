@@ -75,3 +75,14 @@ def test_compiled_columns_equal_the_reference_and_leave_odd_values_to_it():
     reg.accounts.intern("A5")
     cols, _ = jsonl._columns(base, reg)
     assert reg.accounts.names[:3] == ["A5", "A0", "A1"] and cols["account"].tolist()[:6] == [1, 2, 3, 4, 5, 0]
+
+
+def test_extra_keys_are_ignored_and_unshared_keys_left_to_the_reference():
+    objs = [{**GOOD, "ts": GOOD["ts"] + i, "venue_note": "x", "extra": [1, {"a": None}]} for i in range(30)]
+    assert jsonl._columns_compiled(objs, Registry()) is not None
+    ref, comp = _reference_and_compiled(objs)
+    assert ref == comp and ref[0] != "slow"
+    # keys not shared between objects (not orjson's): more key objects than the compiled pass remembers
+    fresh = [{"".join(k): v for k, v in o.items()} for o in objs]
+    assert jsonl._columns_compiled(fresh, Registry()) is None
+    assert _reference_and_compiled(fresh) == [ref, ref]
