@@ -6,7 +6,7 @@
                                  [--skip-probe] [--profile] [--no-save]
 
 Prints a JSON summary on stdout (progress on stderr) and saves the full result with
-``common.save("worker", ...)`` in ``bench/results/``. About 4.5 minutes with ``--rounds 5`` and the worker
+``common.save("worker", ...)`` in ``bench/results/``. About 4.7 minutes with ``--rounds 5`` and the worker
 of 2026-11-22, less with the default 2 rounds (most of it the worker rounds, the longer backlog and the
 four 21-second paced days).
 
