@@ -935,6 +935,16 @@ static int exact_i64(PyObject *v, int64_t *out) {
     return 1;
 }
 
+/* an optional integer field (absent or null: 0, not there): 1, or 0 for a value to leave to the reference */
+static int optional_i64(PyObject *v, int64_t *out, unsigned char *has) {
+    *has = v != NULL && v != Py_None;
+    if (!*has) {
+        *out = 0;
+        return 1;
+    }
+    return exact_i64(v, out);
+}
+
 static PyObject *json_columns(PyObject *mod, PyObject *args) {
     PyObject *objs, *keys, *maps, *ids;
     Py_buffer out;
@@ -1040,22 +1050,8 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             has_price[i] = 1;
             price[i] = (double)x;
         }
-        if (GET(JK_QTY) == NULL || v == Py_None) {
-            has_qty[i] = 0;
-            qty[i] = 0;
-        } else if (exact_i64(v, &qty[i])) {
-            has_qty[i] = 1;
-        } else {
+        if (!optional_i64(GET(JK_QTY), &qty[i], &has_qty[i]) || !optional_i64(GET(JK_SEQ), &seq[i], &has_seq[i]))
             goto slow;
-        }
-        if (GET(JK_SEQ) == NULL || v == Py_None) {
-            has_seq[i] = 0;
-            seq[i] = 0;
-        } else if (exact_i64(v, &seq[i])) {
-            has_seq[i] = 1;
-        } else {
-            goto slow;
-        }
         if (GET(JK_OID) == NULL || v == Py_None) {
             v = Py_None;
             oid_has[i] = 0;
