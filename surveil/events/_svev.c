@@ -964,6 +964,12 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             goto done;
         }
     }
+    for (int j = 0; j < JK_N; j++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(keys, j))) {
+            PyErr_SetString(PyExc_TypeError, "json_columns: the field names must be str");
+            goto done;
+        }
+    }
     int64_t *ts = (int64_t *)out.buf, *qty = ts + n, *seq = qty + n;
     double *price = (double *)(seq + n);
     int32_t *sid = (int32_t *)(price + n); /* 4 columns: account symbol owner broker */
@@ -1011,13 +1017,17 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
         }
 #define GET(j) (v = val[j])
         if (GET(JK_TS) == NULL || !exact_i64(v, &ts[i])) goto slow;
-        if (GET(JK_VENUE) == NULL || (c = map_code(m_venue, v)) < 0) goto slow;
+        /* only built-in values are looked up in the maps (an object's own __hash__ or __eq__ could run Python
+         * code, which could change the objects whose values and keys this pass borrows) */
+        if (GET(JK_VENUE) == NULL || !PyUnicode_CheckExact(v) || (c = map_code(m_venue, v)) < 0) goto slow;
         venue[i] = (unsigned char)c;
-        if (GET(JK_TYPE) == NULL || (c = map_code(m_type, v)) < 0) goto slow;
+        if (GET(JK_TYPE) == NULL || !PyUnicode_CheckExact(v) || (c = map_code(m_type, v)) < 0) goto slow;
         etype[i] = (unsigned char)c;
-        if ((c = map_code(m_side, GET(JK_SIDE) ? v : Py_None)) < 0) goto slow;
+        if (GET(JK_SIDE) == NULL) v = Py_None;
+        if ((v != Py_None && !PyUnicode_CheckExact(v)) || (c = map_code(m_side, v)) < 0) goto slow;
         side[i] = (unsigned char)c;
-        if ((c = map_code(m_aggr, GET(JK_AGGR) ? v : Py_None)) < 0) goto slow;
+        if (GET(JK_AGGR) == NULL) v = Py_None;
+        if ((v != Py_None && v != Py_True && v != Py_False) || (c = map_code(m_aggr, v)) < 0) goto slow;
         aggr[i] = (unsigned char)c;
         for (int s = 0; s < 4; s++) {
             int32_t id = -1;
@@ -1042,6 +1052,7 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             has_price[i] = 0;
             price[i] = Py_NAN;
         } else if (PyFloat_CheckExact(v)) {
+            if (Py_IS_NAN(PyFloat_AS_DOUBLE(v))) goto slow; /* the reference counts it as no price */
             has_price[i] = 1;
             price[i] = PyFloat_AS_DOUBLE(v);
         } else {

@@ -134,6 +134,8 @@ def _check_row(o: Any) -> None:
 
 def _int_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
     arr = np.array(vals)
+    if arr.ndim != 1:  # every row held a list of the same length (ragged lists raise ValueError)
+        raise _Slow
     if arr.dtype == np.int64:
         return arr, np.ones(len(vals), dtype=bool)
     if arr.dtype == object:
@@ -151,6 +153,8 @@ def _int_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
 
 def _float_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
     arr = np.array(vals)
+    if arr.ndim != 1:
+        raise _Slow
     if arr.dtype.kind in "fi":
         arr = arr.astype(np.float64)
         return arr, np.ones(len(vals), dtype=bool)
@@ -205,7 +209,7 @@ def _columns_compiled(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray],
     the same order, and the same refusals)."""
     n = len(objs)
     interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
-    block = np.empty(57 * n, np.uint8)
+    block = np.empty(-(-57 * n // 8), np.int64).view(np.uint8)  # 8-byte aligned, as json_columns requires
     oid_l = _svev.json_columns(objs, FIELDS, _JSON_MAPS, tuple(i.ids for i in interners), block)
     if oid_l is None:
         return None
@@ -244,7 +248,7 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         raise _Slow from None
     try:  # a list or an object where a number belongs: numpy cannot make the column (ValueError)
         ts = np.array(ts_l)
-        if ts.dtype != np.int64 and n:
+        if (ts.dtype != np.int64 or ts.ndim != 1) and n:  # 2-D: every row held a list of the same length
             raise _Slow
         if n == 0:
             ts = ts.astype(np.int64)
@@ -567,6 +571,15 @@ def decode_block(block: bytes, first_lineno: int, reg: Registry, source: str, re
     return decode_lines(lines, first_lineno, reg, source, rejects)
 
 
+def _event_text(o: Any, payload: bytes) -> bytes:
+    """An event of a JSON-array frame as text, for its reject; the frame's start when it cannot be
+    re-encoded (orjson writes at most 254 levels of nesting, and reads more)."""
+    try:
+        return orjson.dumps(o)
+    except (TypeError, orjson.JSONEncodeError):
+        return payload[:4096]
+
+
 def decode_json_frame(payload: bytes, reg: Registry, source: str, rejects: list[Reject]) -> Batch:
     """A Kafka record: a JSON array of events, or one JSON event."""
     try:
@@ -577,7 +590,7 @@ def decode_json_frame(payload: bytes, reg: Registry, source: str, rejects: list[
         return Batch.empty()
     objs = v if isinstance(v, list) else [v]
     # each event's text only when there is a reject to keep it with (re-encoding every event cost ≈ 0.4 µs)
-    raws = (lambda: [orjson.dumps(o) for o in objs]) if isinstance(v, list) else [payload]
+    raws = (lambda: [_event_text(o, payload) for o in objs]) if isinstance(v, list) else [payload]
     return decode_objects(objs, list(range(len(objs))), raws, reg, source, rejects)
 
 

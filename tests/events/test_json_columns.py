@@ -86,3 +86,53 @@ def test_extra_keys_are_ignored_and_unshared_keys_left_to_the_reference():
     fresh = [{"".join(k): v for k, v in o.items()} for o in objs]
     assert jsonl._columns_compiled(fresh, Registry()) is None
     assert _reference_and_compiled(fresh) == [ref, ref]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("frame, field", [
+    ([{**GOOD, "ts": [GOOD["ts"]]}], "ts"),  # one event: numpy made a 2-D column of it
+    ([{**GOOD, "ts": [1]}], "ts"),
+    ([{**GOOD, "qty": [100]}] * 2, "qty"),  # every row a list of the same length
+    ([{**GOOD, "price": [10.0]}] * 2, "price"),
+    ([{**GOOD, "seq": [1]}, {**GOOD, "seq": [2]}], "seq"),
+    ([GOOD, {**GOOD, "qty": [100, 200]}], "qty"),  # lists of different lengths (numpy raised ValueError)
+])
+def test_a_list_where_a_number_belongs_is_a_reject_in_every_shape(monkeypatch, compiled, frame, field):
+    import orjson
+    if not compiled:
+        monkeypatch.setattr(jsonl, "_svev", None)
+    rejects = []
+    b = jsonl.decode_json_frame(orjson.dumps(frame if len(frame) > 1 else frame[0]), Registry(), "t", rejects)
+    bad = [o for o in frame if o is not GOOD]
+    assert len(rejects) == len(bad) and {r.field for r in rejects} == {field}
+    assert len(b) == len(frame) - len(bad) and b.ts.ndim == 1
+
+
+def test_a_reject_whose_event_cannot_be_re_encoded_keeps_the_frame_text():
+    import orjson
+    deep = orjson.dumps({**GOOD, "qty": -1})[:-1] + b',"x":' + b"[" * 300 + b"]" * 300 + b"}"
+    rejects = []
+    b = jsonl.decode_json_frame(b"[" + orjson.dumps(GOOD) + b"," + deep + b"]", Registry(), "t", rejects)
+    assert len(b) == 1 and [r.field for r in rejects] == ["qty"] and rejects[0].raw.startswith('[{"ts"')
+
+
+def test_values_the_reference_alone_decides():
+    calls = []
+
+    class Venue(str):  # a str subclass: its own __hash__ and __eq__ may run Python code
+        def __hash__(self):
+            calls.append("hash")
+            return hash(str(self))
+
+    cases = [
+        [{**GOOD, "price": float("nan")}, {**GOOD, "price": None}],  # NaN: the reference counts no price
+        [{**GOOD, "aggressor": 1}],  # 1 == True in the reference's map
+        [{**GOOD, "venue": Venue("SSE")}],
+    ]
+    for objs in cases:
+        assert jsonl._columns_compiled(objs, Registry()) is None
+        assert not calls
+        ref, comp = _reference_and_compiled(objs)
+        assert ref == comp
+    with pytest.raises(TypeError, match="field names must be str"):
+        jsonl._svev.json_columns([GOOD], (1,) * 13, jsonl._JSON_MAPS, ({}, {}, {}, {}), bytearray(64))
