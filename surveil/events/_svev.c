@@ -1015,23 +1015,22 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             }
             if (f >= 0) val[f] = value;
         }
-#define GET(j) (v = val[j])
-        if (GET(JK_TS) == NULL || !exact_i64(v, &ts[i])) goto slow;
+        if ((v = val[JK_TS]) == NULL || !exact_i64(v, &ts[i])) goto slow;
         /* only built-in values are looked up in the maps (an object's own __hash__ or __eq__ could run Python
          * code, which could change the objects whose values and keys this pass borrows) */
-        if (GET(JK_VENUE) == NULL || !PyUnicode_CheckExact(v) || (c = map_code(m_venue, v)) < 0) goto slow;
+        if ((v = val[JK_VENUE]) == NULL || !PyUnicode_CheckExact(v) || (c = map_code(m_venue, v)) < 0) goto slow;
         venue[i] = (unsigned char)c;
-        if (GET(JK_TYPE) == NULL || !PyUnicode_CheckExact(v) || (c = map_code(m_type, v)) < 0) goto slow;
+        if ((v = val[JK_TYPE]) == NULL || !PyUnicode_CheckExact(v) || (c = map_code(m_type, v)) < 0) goto slow;
         etype[i] = (unsigned char)c;
-        if (GET(JK_SIDE) == NULL) v = Py_None;
+        if ((v = val[JK_SIDE]) == NULL) v = Py_None;
         if ((v != Py_None && !PyUnicode_CheckExact(v)) || (c = map_code(m_side, v)) < 0) goto slow;
         side[i] = (unsigned char)c;
-        if (GET(JK_AGGR) == NULL) v = Py_None;
+        if ((v = val[JK_AGGR]) == NULL) v = Py_None;
         if ((v != Py_None && v != Py_True && v != Py_False) || (c = map_code(m_aggr, v)) < 0) goto slow;
         aggr[i] = (unsigned char)c;
         for (int s = 0; s < 4; s++) {
             int32_t id = -1;
-            if (GET(skey[s]) != NULL && v != Py_None) {
+            if ((v = val[skey[s]]) != NULL && v != Py_None) {
                 if (!PyUnicode_CheckExact(v)) goto slow;
                 PyObject *r = PyDict_GetItemWithError(PyTuple_GET_ITEM(ids, s), v);
                 if (r == NULL) {
@@ -1048,7 +1047,7 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             }
             sid[s * n + i] = id;
         }
-        if (GET(JK_PRICE) == NULL || v == Py_None) {
+        if ((v = val[JK_PRICE]) == NULL || v == Py_None) {
             has_price[i] = 0;
             price[i] = Py_NAN;
         } else if (PyFloat_CheckExact(v)) {
@@ -1061,9 +1060,9 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             has_price[i] = 1;
             price[i] = (double)x;
         }
-        if (!optional_i64(GET(JK_QTY), &qty[i], &has_qty[i]) || !optional_i64(GET(JK_SEQ), &seq[i], &has_seq[i]))
+        if (!optional_i64(val[JK_QTY], &qty[i], &has_qty[i]) || !optional_i64(val[JK_SEQ], &seq[i], &has_seq[i]))
             goto slow;
-        if (GET(JK_OID) == NULL || v == Py_None) {
+        if ((v = val[JK_OID]) == NULL || v == Py_None) {
             v = Py_None;
             oid_has[i] = 0;
             oid_int[i] = 0;
@@ -1073,7 +1072,6 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
         } else {
             goto slow;
         }
-#undef GET
         Py_INCREF(v);
         PyList_SET_ITEM(oids, i, v);
     }
