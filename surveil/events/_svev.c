@@ -13,6 +13,8 @@
  *   key_partitions()    Kafka's default partitioner (murmur2) for the owner topic.
  *   count_day(), second_counts()   the counting of daily_orders_20k and order_rate_1s.
  *   json_columns()      the clean case of jsonl._columns (the objects of a JSON-array frame -> columns).
+ *   json_frame_columns()  the clean case of a whole JSON-array frame, from its bytes to the same columns
+ *                       (orjson.loads and json_columns are its reference).
  *
  * Every call holds the GIL while it touches a table, and nothing it does while a table is half-changed
  * can run Python code (StrTable.intern only creates ints and adds str keys to a dict and a list), so a
@@ -1086,6 +1088,512 @@ done:
     return ret;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* json_frame_columns(payload, maps, tables, ids, out, cap) -> (n, oids, misses), or None ("slow")     */
+/*   The clean case of a JSON-array frame, read from its bytes straight into columns (no Python object */
+/*   per event): what orjson.loads followed by json_columns would give, for the frames where both would */
+/*   take every value as it is. maps: (venue, type, side, aggressor) dicts as for json_columns; tables: */
+/*   the interners' StrTable (UTF-8 bytes -> id caches), ids: their dicts (str -> id). out: 65 * cap    */
+/*   bytes, 8-byte aligned, columns of cap rows each (the first n used): ts qty seq oid (int64) price   */
+/*   (float64) | account symbol owner broker (int32; -1 absent, -2 not interned yet) | venue etype side  */
+/*   aggr has_price has_qty has_seq oid_int oid_has (uint8). oids: None when every order id is an       */
+/*   integer or absent (they are in the oid column), else the list of n order id values (str, int,      */
+/*   None). misses: 4 lists (or None), the str of each row that got -2, in row order, for the caller to */
+/*   intern (and add to the table).                                                                     */
+/*   Anything this pass does not read exactly as orjson would, or that json_columns would not take as  */
+/*   it is, returns None before any string is interned: an escape or a control character in a string, */
+/*   a key not a field, a field twice, a nested value, a number that is not strict JSON or not an exact */
+/*   int64 where one belongs (out of range, a fraction or an exponent), a negative integer order */
+/*   id, a bool where none belongs, an unknown venue, a missing ts, anything before or after the array. */
+/*   A string's bytes are valid UTF-8 when they are used: a table holds only the UTF-8 of str values,  */
+/*   and a string it does not know is decoded strictly. Such a miss is looked up in the interner's dict */
+/*   (and remembered in the table when it is there).                                                    */
+
+#define JENUM_MAX 16
+typedef struct {
+    const char *name[JENUM_MAX];
+    Py_ssize_t len[JENUM_MAX];
+    int code[JENUM_MAX];
+    int n, null_code; /* null_code: the code of None (JSON null or absent), -1 if the map has none */
+} JEnum;
+
+/* the str keys of map (values 0..255) as UTF-8 names; the names are borrowed from the keys */
+static int jenum_init(JEnum *m, PyObject *map) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    m->n = 0;
+    m->null_code = -1;
+    while (PyDict_Next(map, &pos, &k, &v)) {
+        long c = PyLong_AsLong(v);
+        if (c < 0 || c > 255) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "json_frame_columns: codes must be 0..255");
+            return -1;
+        }
+        if (k == Py_None) {
+            m->null_code = (int)c;
+        } else if (PyUnicode_CheckExact(k)) {
+            if (m->n == JENUM_MAX) {
+                PyErr_SetString(PyExc_ValueError, "json_frame_columns: too many names in a map");
+                return -1;
+            }
+            const char *s = PyUnicode_AsUTF8AndSize(k, &m->len[m->n]);
+            if (s == NULL) return -1;
+            m->name[m->n] = s;
+            m->code[m->n++] = (int)c;
+        }
+    }
+    return 0;
+}
+
+static inline int jsame(const char *a, const unsigned char *b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((unsigned char)a[i] != b[i]) return 0;
+    return 1;
+}
+
+static inline int jenum_code(const JEnum *m, const unsigned char *p, Py_ssize_t n) {
+    for (int j = 0; j < m->n; j++)
+        if (m->len[j] == n && jsame(m->name[j], p, n)) return m->code[j];
+    return -1;
+}
+
+/* the code of a bool/None key of the aggressor map, or -1 */
+static int jmap_obj_code(PyObject *map, PyObject *key) {
+    PyObject *r = PyDict_GetItemWithError(map, key);
+    if (r == NULL) {
+        if (PyErr_Occurred()) return -2;
+        return -1;
+    }
+    long c = PyLong_AsLong(r);
+    if (c < 0 || c > 255) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "json_frame_columns: codes must be 0..255");
+        return -2;
+    }
+    return (int)c;
+}
+
+enum { JT_STR, JT_NUM, JT_TRUE, JT_FALSE, JT_NULL };
+typedef struct {
+    int type;
+    const unsigned char *p; /* string: its bytes (between the quotes); number: its text */
+    Py_ssize_t n;
+    int hi;      /* string: a byte >= 0x80 */
+    int is_int;  /* number: no fraction, no exponent */
+} JTok;
+
+static inline int jdigit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static inline const unsigned char *jws(const unsigned char *p, const unsigned char *e) {
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
+
+/* a string at p (on its opening quote) without escapes or control characters: p after it, or NULL */
+static inline const unsigned char *jstring(const unsigned char *p, const unsigned char *e, JTok *t) {
+    const unsigned char *q = ++p;
+    int hi = 0;
+    while (q < e && *q != '"') {
+        unsigned char c = *q;
+        if (c == '\\' || c < 0x20) return NULL;
+        hi |= c & 0x80;
+        q++;
+    }
+    if (q >= e) return NULL;
+    t->type = JT_STR;
+    t->p = p;
+    t->n = q - p;
+    t->hi = hi != 0;
+    return q + 1;
+}
+
+/* a scalar value at p: p after it, or NULL (an object, an array, or anything not strict JSON) */
+static inline const unsigned char *jscalar(const unsigned char *p, const unsigned char *e, JTok *t) {
+    if (p >= e) return NULL;
+    unsigned char c = *p;
+    if (c == '"') return jstring(p, e, t);
+    if (c == '-' || jdigit(c)) {
+        const unsigned char *q = p;
+        if (*q == '-') q++;
+        if (q >= e) return NULL;
+        if (*q == '0') {
+            q++;
+        } else if (jdigit(*q)) {
+            while (q < e && jdigit(*q)) q++;
+        } else {
+            return NULL;
+        }
+        int is_int = 1;
+        if (q < e && *q == '.') {
+            q++;
+            if (q >= e || !jdigit(*q)) return NULL;
+            while (q < e && jdigit(*q)) q++;
+            is_int = 0;
+        }
+        if (q < e && (*q == 'e' || *q == 'E')) {
+            q++;
+            if (q < e && (*q == '+' || *q == '-')) q++;
+            if (q >= e || !jdigit(*q)) return NULL;
+            while (q < e && jdigit(*q)) q++;
+            is_int = 0;
+        }
+        t->type = JT_NUM;
+        t->p = p;
+        t->n = q - p;
+        t->is_int = is_int;
+        return q;
+    }
+    if (e - p >= 4 && memcmp(p, "true", 4) == 0) {
+        t->type = JT_TRUE;
+        return p + 4;
+    }
+    if (e - p >= 5 && memcmp(p, "false", 5) == 0) {
+        t->type = JT_FALSE;
+        return p + 5;
+    }
+    if (e - p >= 4 && memcmp(p, "null", 4) == 0) {
+        t->type = JT_NULL;
+        return p + 4;
+    }
+    return NULL;
+}
+
+/* an integer number within int64 (at most 19 digits, then checked): 1, else 0 */
+static inline int jint(const JTok *t, int64_t *out) {
+    if (t->type != JT_NUM || !t->is_int) return 0;
+    const unsigned char *p = t->p, *e = t->p + t->n;
+    int neg = *p == '-';
+    p += neg;
+    if (e - p > 19) return 0;
+    uint64_t v = 0; /* 19 digits stay below 2^64 */
+    while (p < e) v = v * 10 + (uint64_t)(*p++ - '0');
+    if (v > (uint64_t)INT64_MAX + (uint64_t)neg) return 0;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 1;
+}
+
+/* a number as a double, correctly rounded: exactly m * 10^k or m / 10^k when the digits fit in 2^53 and
+ * |k| <= 22 (both operands exact, one IEEE operation: Clinger's fast path), else Python's own strtod */
+static const double jpow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static int jdouble(const JTok *t, double *out) {
+    const unsigned char *p = t->p, *e = t->p + t->n;
+    int neg = *p == '-', digits = 0;
+    p += neg;
+    uint64_t m = 0;
+    int k = 0;
+    while (p < e && jdigit(*p)) {
+        if (m || *p != '0') digits++;
+        m = m * 10 + (uint64_t)(*p++ - '0');
+        if (digits > 15) goto slow_path;
+    }
+    if (p < e && *p == '.') {
+        p++;
+        while (p < e && jdigit(*p)) {
+            if (m || *p != '0') digits++;
+            m = m * 10 + (uint64_t)(*p++ - '0');
+            k--;
+            if (digits > 15) goto slow_path;
+        }
+    }
+    if (p < e) { /* an exponent */
+        p++;
+        int eneg = 0, x = 0;
+        if (*p == '+' || *p == '-') eneg = *p++ == '-';
+        while (p < e) {
+            x = x * 10 + (*p++ - '0');
+            if (x > 1000) goto slow_path;
+        }
+        k += eneg ? -x : x;
+    }
+    if (k < -22 || k > 22) goto slow_path;
+    {
+        double d = (double)m; /* exact: m < 10^15 < 2^53 */
+        d = k < 0 ? d / jpow10[-k] : d * jpow10[k];
+        *out = neg ? -d : d;
+        return 1;
+    }
+slow_path:;
+    char buf[64];
+    if (t->n >= (Py_ssize_t)sizeof buf) return 0;
+    memcpy(buf, t->p, (size_t)t->n);
+    buf[t->n] = 0;
+    char *end;
+    double d = PyOS_string_to_double(buf, &end, NULL);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    if (end != buf + t->n) return 0;
+    *out = d;
+    return 1;
+}
+
+/* the field a key names (its bytes against the fields' UTF-8 names, from the field after the previous one,
+ * the usual order), or -1 */
+static inline int jfield(const unsigned char *p, Py_ssize_t n, const char *const *kname, const Py_ssize_t *klen,
+                         int prev) {
+    for (int q = 1; q <= JK_N; q++) {
+        int j = (prev + q) % JK_N;
+        if (klen[j] == n && jsame(kname[j], p, n)) return j;
+    }
+    return -1;
+}
+
+/* a str of a string token (ASCII copied, else strictly decoded): new reference; NULL with
+ * UnicodeDecodeError set when the bytes are not UTF-8 */
+static inline PyObject *jstr(const JTok *t) {
+    if (!t->hi) {
+        PyObject *u = PyUnicode_New(t->n, 127);
+        if (u != NULL) memcpy(PyUnicode_DATA(u), t->p, (size_t)t->n);
+        return u;
+    }
+    return PyUnicode_DecodeUTF8((const char *)t->p, t->n, "strict");
+}
+
+static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
+    Py_buffer pay, out;
+    PyObject *keys, *maps, *tables, *ids;
+    Py_ssize_t cap;
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!w*n", &pay, &PyTuple_Type, &keys, &PyTuple_Type, &maps, &PyTuple_Type,
+                          &tables, &PyTuple_Type, &ids, &out, &cap))
+        return NULL;
+    PyObject *ret = NULL, *oids = NULL, *misses[4] = {NULL, NULL, NULL, NULL};
+    PyObject **ostr = NULL; /* the str order ids (row -> new reference), once one is met */
+    Py_ssize_t n = 0;
+    if (PyTuple_GET_SIZE(keys) != JK_N || PyTuple_GET_SIZE(maps) != 4 || PyTuple_GET_SIZE(tables) != 4 ||
+        PyTuple_GET_SIZE(ids) != 4 || cap < 0 || out.len / 65 < cap || ((uintptr_t)out.buf & 7) != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "json_frame_columns: 13 keys, 4 maps, 4 tables, 4 id dicts and 65 bytes a row");
+        goto done;
+    }
+    for (int c = 0; c < 4; c++) {
+        if (!PyDict_Check(PyTuple_GET_ITEM(maps, c)) || !PyDict_Check(PyTuple_GET_ITEM(ids, c)) ||
+            !PyObject_TypeCheck(PyTuple_GET_ITEM(tables, c), &StrTableType)) {
+            PyErr_SetString(PyExc_TypeError, "json_frame_columns: maps and ids must be dicts, tables StrTable");
+            goto done;
+        }
+    }
+    const char *kname[JK_N];
+    Py_ssize_t klen[JK_N];
+    for (int j = 0; j < JK_N; j++) {
+        PyObject *kj = PyTuple_GET_ITEM(keys, j);
+        if (!PyUnicode_CheckExact(kj)) {
+            PyErr_SetString(PyExc_TypeError, "json_frame_columns: the field names must be str");
+            goto done;
+        }
+        if ((kname[j] = PyUnicode_AsUTF8AndSize(kj, &klen[j])) == NULL) goto done;
+    }
+    JEnum e_venue, e_type, e_side;
+    if (jenum_init(&e_venue, PyTuple_GET_ITEM(maps, 0)) < 0 || jenum_init(&e_type, PyTuple_GET_ITEM(maps, 1)) < 0 ||
+        jenum_init(&e_side, PyTuple_GET_ITEM(maps, 2)) < 0)
+        goto done;
+    PyObject *m_aggr = PyTuple_GET_ITEM(maps, 3);
+    int a_true = jmap_obj_code(m_aggr, Py_True), a_false = jmap_obj_code(m_aggr, Py_False),
+        a_null = jmap_obj_code(m_aggr, Py_None);
+    if (a_true == -2 || a_false == -2 || a_null == -2) goto done;
+
+    int64_t *ts = (int64_t *)out.buf, *qty = ts + cap, *seq = qty + cap, *oid = seq + cap;
+    double *price = (double *)(oid + cap);
+    int32_t *sid = (int32_t *)(price + cap);
+    unsigned char *venue = (unsigned char *)(sid + 4 * cap), *etype = venue + cap, *side = etype + cap,
+                  *aggr = side + cap, *has_price = aggr + cap, *has_qty = has_price + cap, *has_seq = has_qty + cap,
+                  *oid_int = has_seq + cap, *oid_has = oid_int + cap;
+    static const int skey[4] = {JK_ACCOUNT, JK_SYMBOL, JK_OWNER, JK_BROKER};
+
+    const unsigned char *p = pay.buf, *e = p + pay.len;
+    p = jws(p, e);
+    if (p >= e || *p != '[') goto slow;
+    p = jws(p + 1, e);
+    if (p < e && *p == ']') {
+        p++;
+        goto end;
+    }
+    for (;;) { /* one object a turn */
+        if (p >= e || *p != '{' || n == cap) goto slow;
+        Py_ssize_t i = n;
+        unsigned seen = 0;
+        int f = JK_N - 1;
+        JTok tok[JK_N];
+        p = jws(p + 1, e);
+        if (p < e && *p == '}') goto slow; /* no ts */
+        for (;;) { /* one key and value a turn */
+            JTok kt;
+            if (p >= e || *p != '"' || (p = jstring(p, e, &kt)) == NULL || kt.hi) goto slow;
+            f = jfield(kt.p, kt.n, kname, klen, f);
+            if (f < 0 || (seen >> f) & 1) goto slow;
+            seen |= 1u << f;
+            p = jws(p, e);
+            if (p >= e || *p != ':') goto slow;
+            p = jws(p + 1, e);
+            if ((p = jscalar(p, e, &tok[f])) == NULL) goto slow;
+            p = jws(p, e);
+            if (p < e && *p == ',') {
+                p = jws(p + 1, e);
+                continue;
+            }
+            if (p < e && *p == '}') {
+                p++;
+                break;
+            }
+            goto slow;
+        }
+        /* the object's values into row i */
+        JTok *t;
+        int c;
+        if (!((seen >> JK_TS) & 1) || !jint(&tok[JK_TS], &ts[i])) goto slow;
+        t = &tok[JK_VENUE];
+        if (!((seen >> JK_VENUE) & 1) || t->type != JT_STR || (c = jenum_code(&e_venue, t->p, t->n)) < 0) goto slow;
+        venue[i] = (unsigned char)c;
+        t = &tok[JK_TYPE];
+        if (!((seen >> JK_TYPE) & 1) || t->type != JT_STR || (c = jenum_code(&e_type, t->p, t->n)) < 0) goto slow;
+        etype[i] = (unsigned char)c;
+        t = &tok[JK_SIDE];
+        if (!((seen >> JK_SIDE) & 1) || t->type == JT_NULL)
+            c = e_side.null_code;
+        else
+            c = t->type == JT_STR ? jenum_code(&e_side, t->p, t->n) : -1;
+        if (c < 0) goto slow;
+        side[i] = (unsigned char)c;
+        t = &tok[JK_AGGR];
+        if (!((seen >> JK_AGGR) & 1) || t->type == JT_NULL)
+            c = a_null;
+        else
+            c = t->type == JT_TRUE ? a_true : t->type == JT_FALSE ? a_false : -1;
+        if (c < 0) goto slow;
+        aggr[i] = (unsigned char)c;
+        for (int s = 0; s < 4; s++) {
+            int32_t id = -1;
+            t = &tok[skey[s]];
+            if ((seen >> skey[s]) & 1 && t->type != JT_NULL) {
+                if (t->type != JT_STR) goto slow;
+                StrTable *tab = (StrTable *)PyTuple_GET_ITEM(tables, s);
+                id = table_find(tab, t->p, t->n, hash_bytes(t->p, t->n));
+                if (id == -2) { /* not in the cache: the interner's dict, or a miss */
+                    PyObject *u = jstr(t);
+                    if (u == NULL) {
+                        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) goto done;
+                        PyErr_Clear();
+                        goto slow;
+                    }
+                    PyObject *r = PyDict_GetItemWithError(PyTuple_GET_ITEM(ids, s), u);
+                    if (r != NULL) {
+                        long x = PyLong_AsLong(r);
+                        Py_DECREF(u);
+                        if ((x == -1 && PyErr_Occurred()) || x < 0 || x > INT32_MAX) {
+                            PyErr_Clear();
+                            goto slow;
+                        }
+                        id = (int32_t)x;
+                        if (table_add(tab, t->p, t->n, id) < 0) goto done;
+                    } else {
+                        if (PyErr_Occurred()) {
+                            Py_DECREF(u);
+                            goto done;
+                        }
+                        if (misses[s] == NULL && (misses[s] = PyList_New(0)) == NULL) {
+                            Py_DECREF(u);
+                            goto done;
+                        }
+                        int rc = PyList_Append(misses[s], u);
+                        Py_DECREF(u);
+                        if (rc < 0) goto done;
+                    }
+                }
+            }
+            sid[s * cap + i] = id;
+        }
+        t = &tok[JK_PRICE];
+        if (!((seen >> JK_PRICE) & 1) || t->type == JT_NULL) {
+            has_price[i] = 0;
+            price[i] = Py_NAN;
+        } else {
+            int64_t x;
+            if (t->type != JT_NUM) goto slow;
+            if (jint(t, &x)) {
+                price[i] = (double)x;
+            } else {
+                double d;
+                int rc = t->is_int ? 0 : jdouble(t, &d); /* an integer beyond int64: the reference decides */
+                if (rc < 0) goto done;
+                if (rc == 0 || !isfinite(d)) goto slow;
+                price[i] = d;
+            }
+            has_price[i] = 1;
+        }
+        t = &tok[JK_QTY];
+        has_qty[i] = (seen >> JK_QTY) & 1 && t->type != JT_NULL;
+        qty[i] = 0;
+        if (has_qty[i] && !jint(t, &qty[i])) goto slow;
+        t = &tok[JK_SEQ];
+        has_seq[i] = (seen >> JK_SEQ) & 1 && t->type != JT_NULL;
+        seq[i] = 0;
+        if (has_seq[i] && !jint(t, &seq[i])) goto slow;
+        t = &tok[JK_OID];
+        oid[i] = 0;
+        oid_int[i] = 0;
+        oid_has[i] = (seen >> JK_OID) & 1 && t->type != JT_NULL;
+        if (oid_has[i]) {
+            if (t->type == JT_STR) {
+                if (ostr == NULL && (ostr = PyMem_Calloc((size_t)(cap ? cap : 1), sizeof(PyObject *))) == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                if ((ostr[i] = jstr(t)) == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) goto done;
+                    PyErr_Clear();
+                    goto slow;
+                }
+            } else if (jint(t, &oid[i]) && oid[i] >= 0) {
+                oid_int[i] = 1;
+            } else {
+                goto slow;
+            }
+        }
+        n++;
+        p = jws(p, e);
+        if (p < e && *p == ',') {
+            p = jws(p + 1, e);
+            continue;
+        }
+        if (p < e && *p == ']') {
+            p++;
+            break;
+        }
+        goto slow;
+    }
+end:
+    if (jws(p, e) != e) goto slow;
+    if (ostr != NULL) {
+        if ((oids = PyList_New(n)) == NULL) goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *v;
+            if (ostr[i] != NULL) {
+                v = ostr[i];
+                ostr[i] = NULL;
+            } else if (oid_int[i]) {
+                if ((v = PyLong_FromLongLong(oid[i])) == NULL) goto done;
+            } else {
+                v = Py_NewRef(Py_None);
+            }
+            PyList_SET_ITEM(oids, i, v);
+        }
+    }
+    ret = Py_BuildValue("(nO(OOOO))", n, oids ? oids : Py_None, misses[0] ? misses[0] : Py_None,
+                        misses[1] ? misses[1] : Py_None, misses[2] ? misses[2] : Py_None,
+                        misses[3] ? misses[3] : Py_None);
+    goto done;
+slow:
+    ret = Py_NewRef(Py_None);
+done:
+    if (ostr != NULL) {
+        for (Py_ssize_t i = 0; i < n + 1 && i < cap; i++) Py_XDECREF(ostr[i]);
+        PyMem_Free(ostr);
+    }
+    Py_XDECREF(oids);
+    for (int s = 0; s < 4; s++) Py_XDECREF(misses[s]);
+    PyBuffer_Release(&pay);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
     {"count_day", count_day, METH_VARARGS, "daily_orders_20k: day counts per account, rows reaching the threshold"},
     {"second_counts", second_counts, METH_VARARGS, "order_rate_1s: messages per account and calendar second"},
@@ -1097,6 +1605,8 @@ static PyMethodDef methods[] = {
     {"lookup_strings", lookup_strings, METH_VARARGS, "ids of a frame's strings (-2 = not in the table)"},
     {"decode_records", decode_records, METH_VARARGS, "records -> columns and validity codes"},
     {"json_columns", json_columns, METH_VARARGS, "the clean case of jsonl._columns (None: not clean)"},
+    {"json_frame_columns", json_frame_columns, METH_VARARGS,
+     "the clean case of a JSON-array frame, from its bytes to columns (None: not clean)"},
     {"record_layout", record_layout, METH_NOARGS, "field offsets this module assumes"},
     {NULL, NULL, 0, NULL},
 };

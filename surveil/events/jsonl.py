@@ -231,6 +231,45 @@ def _columns_compiled(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray],
                    has_seq.view(bool), sid[0], sid[1], sid[2], sid[3], order_id, oid_flags)
 
 
+def _frame_columns_compiled(payload: bytes, reg: Registry) -> tuple[dict[str, np.ndarray], int] | None:
+    """The columns of a JSON-array frame read from its bytes by ``_svev.json_frame_columns``, without a Python
+    object per event; None when the frame is not clean (see the C comment) or has an event to reject: the
+    orjson path (``decode_objects``) then decides, and keeps the rejects. Raises _Slow as ``_columns``."""
+    # at least the number of events: a clean event that is not rejected has a ts of 18 or 19 digits, a venue
+    # and a type, so more than 50 bytes (a frame of shorter events fills the block: the C pass gives up)
+    cap = len(payload) // 40 + 1
+    interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
+    block = np.empty(-(-65 * cap // 8), np.int64).view(np.uint8)  # 8-byte aligned, as the C pass requires
+    r = _svev.json_frame_columns(payload, FIELDS, _JSON_MAPS, tuple(i.bytes_ids for i in interners),
+                                 tuple(i.ids for i in interners), block, cap)
+    if r is None:
+        return None
+    n, oids, misses = r
+    ts, qty, seq, oid = (block[k * 8 * cap:(k * 8 * cap) + 8 * n].view(np.int64) for k in range(4))
+    price_f = block[32 * cap:32 * cap + 8 * n].view(np.float64)
+    sid = block[40 * cap:56 * cap].view(np.int32).reshape(4, cap)[:, :n]
+    venue, etype, side, aggr, has_price, has_qty, has_seq, oid_int, oid_has = (
+        block[(56 + k) * cap:(56 + k) * cap + n] for k in range(9))
+    for c, interner in enumerate(interners):
+        if misses[c] is not None:
+            col = sid[c]
+            got = _intern_checked(misses[c], interner)
+            col[np.flatnonzero(col == -2)] = got
+            for s, i in zip(misses[c], got.tolist()):
+                interner.bytes_ids.add(s.encode("utf-8"), i)
+    if oids is None:
+        order_id = oid
+    else:
+        order_id = np.empty(n, dtype=object)
+        order_id[:] = oids
+    oid_flags = (np.where(oid_int, F_ORDER_ID_INT, 0) | np.where(oid_has, F_HAS_ORDER_ID, 0)).astype(np.uint8)
+    cols, code = _finish(ts, venue, etype, side, aggr, price_f, has_price.view(bool), qty, has_qty.view(bool), seq,
+                         has_seq.view(bool), sid[0], sid[1], sid[2], sid[3], order_id, oid_flags)
+    if code.any():
+        return None
+    return cols, n
+
+
 def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The reference of ``_columns`` (numpy over Python lists)."""
     n = len(objs)
@@ -582,6 +621,14 @@ def _event_text(o: Any, payload: bytes) -> bytes:
 
 def decode_json_frame(payload: bytes, reg: Registry, source: str, rejects: list[Reject]) -> Batch:
     """A Kafka record: a JSON array of events, or one JSON event."""
+    if _svev is not None:  # the clean case, from the bytes straight into columns
+        try:
+            fast = _frame_columns_compiled(payload, reg)
+        except _Slow:
+            fast = None
+        if fast is not None:
+            cols, n = fast
+            return Batch(src=np.arange(n, dtype=np.int64), **cols)
     try:
         v = orjson.loads(payload)
     except orjson.JSONDecodeError as e:
