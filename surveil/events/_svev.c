@@ -904,8 +904,9 @@ done:
 /*   ts qty seq (int64) price (float64) | account symbol owner broker (int32; -1 absent, -2 not interned */
 /*   yet) | venue etype side aggr has_price has_qty has_seq oid_int oid_has (uint8).                     */
 /*   Any value of a type or range the fast path does not take as it is (a bool, a float where an        */
-/*   integer belongs, an int beyond int64, an unknown venue, a missing ts...) returns None before       */
-/*   anything else is done: the caller then runs jsonl._columns, the reference, which decides.          */
+/*   integer belongs, an int beyond int64, a negative order id, an unknown venue, a missing ts...)       */
+/*   returns None before anything else is done: the caller then runs jsonl._columns, the reference,     */
+/*   which decides.                                                                                       */
 enum { JK_TS, JK_VENUE, JK_TYPE, JK_ACCOUNT, JK_BROKER, JK_OWNER, JK_SYMBOL, JK_SIDE, JK_PRICE, JK_QTY, JK_OID,
        JK_SEQ, JK_AGGR, JK_N };
 
@@ -1068,9 +1069,14 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             v = Py_None;
             oid_has[i] = 0;
             oid_int[i] = 0;
-        } else if (PyUnicode_CheckExact(v) || PyLong_CheckExact(v)) {
+        } else if (PyUnicode_CheckExact(v)) {
             oid_has[i] = 1;
-            oid_int[i] = PyLong_CheckExact(v);
+            oid_int[i] = 0;
+        } else if (PyLong_CheckExact(v)) { /* a negative one, or one beyond int64, the validating path rejects */
+            int64_t x;
+            if (!exact_i64(v, &x) || x < 0) goto slow;
+            oid_has[i] = 1;
+            oid_int[i] = 1;
         } else {
             goto slow;
         }

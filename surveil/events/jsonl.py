@@ -48,6 +48,7 @@ FIELDS = ("ts", "venue", "type", "account", "broker", "owner", "symbol", "side",
           "order_id", "seq", "aggressor")
 _AGGR = {None: 0, True: F_HAS_AGGRESSOR | F_AGGRESSOR, False: F_HAS_AGGRESSOR}
 _OID_TYPES = {str, int, type(None)}
+_AGGR_TYPES = {bool, type(None)}
 _ISO_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$"
 )
@@ -132,9 +133,14 @@ def _check_row(o: Any) -> None:
         raise RowError("order_id", oid, "integer order ids must be non-negative 64-bit")
 
 
+def _has_bool(vals: list) -> bool:
+    """A true or false among numbers: numpy makes it 1 or 0 in an int or float column."""
+    return bool in set(map(type, vals))
+
+
 def _int_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
     arr = np.array(vals)
-    if arr.ndim != 1:  # every row held a list of the same length (ragged lists raise ValueError)
+    if arr.ndim != 1 or _has_bool(vals):  # a list of the same length in every row (ragged: ValueError)
         raise _Slow
     if arr.dtype == np.int64:
         return arr, np.ones(len(vals), dtype=bool)
@@ -153,7 +159,7 @@ def _int_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
 
 def _float_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
     arr = np.array(vals)
-    if arr.ndim != 1:
+    if arr.ndim != 1 or _has_bool(vals):
         raise _Slow
     if arr.dtype.kind in "fi":
         arr = arr.astype(np.float64)
@@ -278,7 +284,10 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         venue = np.array([VENUE_CODE[o["venue"]] for o in objs], dtype=np.uint8)
         etype = np.array([TYPE_CODE[o["type"]] for o in objs], dtype=np.uint8)
         side = np.array([SIDE_CODE[o.get("side")] for o in objs], dtype=np.uint8)
-        aggr = np.array([_AGGR[o.get("aggressor")] for o in objs], dtype=np.uint8)
+        aggr_l = [o.get("aggressor") for o in objs]
+        if not set(map(type, aggr_l)) <= _AGGR_TYPES:  # 1 and 0 are keys of _AGGR too (1 == True)
+            raise _Slow
+        aggr = np.array([_AGGR[a] for a in aggr_l], dtype=np.uint8)
         account = _intern_checked([o.get("account") for o in objs], reg.accounts)
         symbol = _intern_checked([o.get("symbol") for o in objs], reg.symbols)
         owner = _intern_checked([o.get("owner") for o in objs], reg.owners)
@@ -287,7 +296,7 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         raise _Slow from None
     try:  # a list or an object where a number belongs: numpy cannot make the column (ValueError)
         ts = np.array(ts_l)
-        if (ts.dtype != np.int64 or ts.ndim != 1) and n:  # 2-D: every row held a list of the same length
+        if (ts.dtype != np.int64 or ts.ndim != 1 or _has_bool(ts_l)) and n:  # 2-D: a same-length list in every row
             raise _Slow
         if n == 0:
             ts = ts.astype(np.int64)
@@ -296,6 +305,8 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         seq, has_seq = _int_col([o.get("seq") for o in objs])
         oid_l = [o.get("order_id") for o in objs]
         if not set(map(type, oid_l)) <= _OID_TYPES:
+            raise _Slow
+        if any(type(v) is int and not 0 <= v < 2**63 for v in oid_l):  # the validating path rejects these
             raise _Slow
         order_id = np.empty(n, dtype=object)
         order_id[:] = oid_l

@@ -169,6 +169,24 @@ def test_anything_odd_is_left_to_the_orjson_path_which_decides(monkeypatch, old,
     _same_both_ways(payload, monkeypatch)
 
 
+@pytest.mark.parametrize("compiled", ["bytes", "objects", "reference"])
+@pytest.mark.parametrize("field, value, words", [
+    ("aggressor", 1, "true or false"), ("aggressor", 0, "true or false"), ("qty", True, "integer"),
+    ("ts", True, "not a timestamp"), ("price", False, "not a number"), ("seq", True, "64-bit integer"),
+    ("order_id", -5, "non-negative"), ("order_id", 2**63, "non-negative"), ("qty", 2**63, "out of range"),
+])
+def test_values_taken_for_others_are_rejects_on_every_path(monkeypatch, compiled, field, value, words):
+    if compiled == "objects":  # orjson, then json_columns
+        monkeypatch.setattr(jsonl, "_frame_columns_compiled", lambda p, r: None)
+    elif compiled == "reference":  # orjson, then the numpy reference
+        monkeypatch.setattr(jsonl, "_svev", None)
+    rejects = []
+    frame = [{**GOOD, "seq": i, "aggressor": True} for i in range(5)]
+    frame[2][field] = value
+    b = jsonl.decode_json_frame(orjson.dumps(frame), Registry(), "t", rejects)
+    assert len(b) == 4 and [(r.location, r.field) for r in rejects] == [(2, field)] and words in rejects[0].reason
+
+
 @pytest.mark.parametrize("payload", [
     b"", b"[", b"]", b"[]", b" [ ] ", b"[{}]", b"[1]", b"[[]]", b'["x"]', b"[null]", b"{}",
     orjson.dumps(GOOD),  # one event, not an array: the orjson path keeps its raw text

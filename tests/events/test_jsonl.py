@@ -52,6 +52,15 @@ def decode(objs):
     # an empty string, or a NUL (the separator of a binary frame's string table), is refused on every path
     ({**GOOD, "account": ""}, "account", "non-empty string"),
     ({**GOOD, "owner": "M\x001"}, "owner", "without NUL"),
+    # values numpy or a dict lookup took as others (1 == True, True == 1) and ids out of range
+    ({**GOOD, "aggressor": 1}, "aggressor", "true or false"),
+    ({**GOOD, "aggressor": 0}, "aggressor", "true or false"),
+    ({**GOOD, "qty": True}, "qty", "integer"),
+    ({**GOOD, "ts": True}, "ts", "not a timestamp"),
+    ({**GOOD, "price": True}, "price", "not a number"),
+    ({**GOOD, "seq": False}, "seq", "64-bit integer"),
+    ({**GOOD, "order_id": -5}, "order_id", "non-negative"),
+    ({**GOOD, "order_id": 2**63}, "order_id", "non-negative"),
 ])
 def test_bad_lines_are_rejected_with_field_and_value(bad, field, words):
     b, rej, _ = decode([GOOD, bad, GOOD])
