@@ -1332,15 +1332,33 @@ slow_path:;
     return 1;
 }
 
-/* the field a key names (its bytes against the fields' UTF-8 names, from the field after the previous one,
- * the usual order), or -1 */
-static inline int jfield(const unsigned char *p, Py_ssize_t n, const char *const *kname, const Py_ssize_t *klen,
-                         int prev) {
-    for (int q = 1; q <= JK_N; q++) {
-        int j = (prev + q) % JK_N;
-        if (klen[j] == n && jsame(kname[j], p, n)) return j;
+/* the field a key names, or -1: its length and first byte give the one field it can be (slot), whose bytes
+ * are then compared. The field names must allow it: 1 to 15 bytes, no two of one length that start alike
+ * modulo 32 (jsonl.FIELDS do). */
+typedef struct {
+    const char *name[JK_N];
+    Py_ssize_t len[JK_N];
+    signed char slot[16][32];
+} JKeys;
+
+static int jkeys_index(JKeys *k) {
+    memset(k->slot, -1, sizeof k->slot);
+    for (int j = 0; j < JK_N; j++) {
+        Py_ssize_t n = k->len[j];
+        if (n < 1 || n > 15 || k->slot[n][k->name[j][0] & 31] >= 0) {
+            PyErr_SetString(PyExc_ValueError, "json_frame_columns: field names of 1 to 15 bytes, no two of one "
+                                              "length with the same first letter");
+            return -1;
+        }
+        k->slot[n][k->name[j][0] & 31] = (signed char)j;
     }
-    return -1;
+    return 0;
+}
+
+static inline int jfield(const unsigned char *p, Py_ssize_t n, const JKeys *k) {
+    if (n < 1 || n > 15) return -1;
+    int j = k->slot[n][p[0] & 31];
+    return j >= 0 && jsame(k->name[j], p, n) ? j : -1;
 }
 
 /* a str of a string token (ASCII copied, else strictly decoded): new reference; NULL with
@@ -1377,16 +1395,16 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
             goto done;
         }
     }
-    const char *kname[JK_N];
-    Py_ssize_t klen[JK_N];
+    JKeys kk;
     for (int j = 0; j < JK_N; j++) {
         PyObject *kj = PyTuple_GET_ITEM(keys, j);
         if (!PyUnicode_CheckExact(kj)) {
             PyErr_SetString(PyExc_TypeError, "json_frame_columns: the field names must be str");
             goto done;
         }
-        if ((kname[j] = PyUnicode_AsUTF8AndSize(kj, &klen[j])) == NULL) goto done;
+        if ((kk.name[j] = PyUnicode_AsUTF8AndSize(kj, &kk.len[j])) == NULL) goto done;
     }
+    if (jkeys_index(&kk) < 0) goto done;
     JEnum e_venue, e_type, e_side;
     if (jenum_init(&e_venue, PyTuple_GET_ITEM(maps, 0)) < 0 || jenum_init(&e_type, PyTuple_GET_ITEM(maps, 1)) < 0 ||
         jenum_init(&e_side, PyTuple_GET_ITEM(maps, 2)) < 0)
@@ -1416,14 +1434,13 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         if (p >= e || *p != '{' || n == cap) goto slow;
         Py_ssize_t i = n;
         unsigned seen = 0;
-        int f = JK_N - 1;
         JTok tok[JK_N];
         p = jws(p + 1, e);
         if (p < e && *p == '}') goto slow; /* no ts */
         for (;;) { /* one key and value a turn */
             JTok kt;
             if (p >= e || *p != '"' || (p = jstring(p, e, &kt)) == NULL || kt.hi) goto slow;
-            f = jfield(kt.p, kt.n, kname, klen, f);
+            int f = jfield(kt.p, kt.n, &kk);
             if (f < 0 || (seen >> f) & 1) goto slow;
             seen |= 1u << f;
             p = jws(p, e);

@@ -253,6 +253,9 @@ def test_bad_arguments_are_errors():
     with pytest.raises(TypeError, match="StrTable"):
         jsonl._svev.json_frame_columns(b"[]", jsonl.FIELDS, jsonl._JSON_MAPS, (None,) * 4, ({},) * 4,
                                        np.empty(16, np.int64), 1)
+    clash = tuple("qeq" if f == "seq" else f for f in jsonl.FIELDS)  # "qeq" and "qty": one length, one letter
+    with pytest.raises(ValueError, match="same first letter"):
+        jsonl._svev.json_frame_columns(b"[]", clash, jsonl._JSON_MAPS, tables, ({},) * 4, np.empty(16, np.int64), 1)
     with pytest.raises(TypeError, match="field names must be str"):
         jsonl._svev.json_frame_columns(b"[]", (1,) * 13, jsonl._JSON_MAPS, tables, ({},) * 4,
                                        np.empty(16, np.int64), 1)
