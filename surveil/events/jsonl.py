@@ -161,7 +161,7 @@ def _float_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
     arr = np.array(vals)
     if arr.ndim != 1 or _has_bool(vals):
         raise _Slow
-    if arr.dtype.kind in "fi":
+    if arr.dtype.kind in "fiu":  # u: ints in [2**63, 2**64), which orjson gives as int and numpy as uint64
         arr = arr.astype(np.float64)
         return arr, np.ones(len(vals), dtype=bool)
     if arr.dtype == object:
@@ -559,8 +559,30 @@ def decode_objects(objs: list, locs: list[int], raws, reg: Registry, source: str
             keep_locs.append(loc)
             keep_raws.append(raw)
         objs, locs, raws = keep_objs, keep_locs, keep_raws
-        cols, code = _columns(objs, reg)
+        try:
+            cols, code = _columns(objs, reg)
+        except _Slow:  # a value the row check let through and the columns cannot hold: a decoder bug
+            objs, locs, raws = _undecodable(objs, locs, raws, reg, source, rejects)
+            cols, code = _columns(objs, reg)
     return _assemble(cols, code, locs, raws, objs, source, rejects)
+
+
+def _undecodable(objs: list, locs: list, raws: list, reg: Registry, source: str,
+                 rejects: list[Reject]) -> tuple[list, list, list]:
+    """The safety net of ``decode_objects``: each row that passed ``_check_row`` but cannot be made a column
+    on its own becomes a reject (kept, and counted, instead of an exception that would stop a worker);
+    the other rows are returned."""
+    keep = ([], [], [])
+    for o, loc, raw in zip(objs, locs, raws):
+        try:
+            _columns([o], reg)
+        except _Slow:
+            rejects.append(_reject(source, loc, "event", o, "has a value of a type or range the decoder cannot "
+                                   "hold (please report it)", raw))
+            continue
+        for k, v in zip(keep, (o, loc, raw)):
+            k.append(v)
+    return keep
 
 
 def _reject(source: str, loc: int, field: str, value: Any, reason: str, raw: bytes | str) -> Reject:
@@ -632,7 +654,7 @@ def _event_text(o: Any, payload: bytes) -> bytes:
 
 def decode_json_frame(payload: bytes, reg: Registry, source: str, rejects: list[Reject]) -> Batch:
     """A Kafka record: a JSON array of events, or one JSON event."""
-    if _svev is not None:  # the clean case, from the bytes straight into columns
+    if _svev is not None and type(payload) is bytes:  # the clean case, from the bytes straight into columns
         try:
             fast = _frame_columns_compiled(payload, reg)
         except _Slow:

@@ -61,6 +61,7 @@ def decode(objs):
     ({**GOOD, "seq": False}, "seq", "64-bit integer"),
     ({**GOOD, "order_id": -5}, "order_id", "non-negative"),
     ({**GOOD, "order_id": 2**63}, "order_id", "non-negative"),
+    ({**GOOD, "price": 2**64 - 1}, "price", "out of range"),  # numpy made a uint64 column: it raised
 ])
 def test_bad_lines_are_rejected_with_field_and_value(bad, field, words):
     b, rej, _ = decode([GOOD, bad, GOOD])
@@ -135,3 +136,12 @@ def test_blank_and_whitespace_lines_in_a_large_block_are_skipped_not_rejected(tm
     assert sum(len(b) for b in batches) == 300 and rej == []
     assert batches[0].src[:12].tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15]
 
+
+
+def test_a_row_the_columns_cannot_hold_is_a_reject_not_an_exception(monkeypatch):
+    """The safety net: a value the row check lets through (here, with the check switched off) and the columns
+    cannot hold is a reject naming the event, and the other rows are kept."""
+    monkeypatch.setattr(jsonl, "_check_row", lambda o: None)
+    b, rej, _ = decode([GOOD, {**GOOD, "qty": "many"}, GOOD])
+    assert len(b) == 2 and [(r.location, r.field) for r in rej] == [(2, "event")]
+    assert "cannot hold" in rej[0].reason and '"many"' in rej[0].raw
