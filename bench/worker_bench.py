@@ -2,8 +2,8 @@
 
     python bench/worker_bench.py [--events 2000000] [--long-events 6000000] [--accounts 20000] [--rounds 2]
                                  [--max-round-seconds 30]
-                                 [--skip-json] [--skip-latency] [--latency-days 3] [--latency-rate 100000]
-                                 [--skip-probe] [--profile] [--no-save]
+                                 [--skip-json] [--skip-binary] [--skip-latency] [--latency-days 3]
+                                 [--latency-rate 100000] [--skip-probe] [--profile] [--no-save]
 
 Prints a JSON summary on stdout (progress on stderr) and saves the full result with
 ``common.save("worker", ...)`` in ``bench/results/``. About 4.7 minutes with ``--rounds 5`` and the worker
@@ -781,11 +781,12 @@ async def amain(a, bootstrap: str) -> dict:
                               "owner_partitions": Settings().owner_partitions,
                               "checkpoint_interval_ms": Settings().checkpoint_interval_ms, "fetch": FETCH},
                     "replay_alerts": dict(want.by_rule), "targets": TARGETS}
-    result["binary"] = await throughput(bootstrap, svb, acc, "binary", a.rounds, want, a.profile, a.max_round_seconds,
-                                        a.frame_size)
-    print(json.dumps({k: v for k, v in result["binary"].items() if not k.endswith("rounds")}, indent=1),
-          file=sys.stderr, flush=True)
-    if a.long_events:  # the same measurement over a longer backlog (a worker's cold start weighs less)
+    if not a.skip_binary:
+        result["binary"] = await throughput(bootstrap, svb, acc, "binary", a.rounds, want, a.profile,
+                                            a.max_round_seconds, a.frame_size)
+        print(json.dumps({k: v for k, v in result["binary"].items() if not k.endswith("rounds")}, indent=1),
+              file=sys.stderr, flush=True)
+    if a.long_events and not a.skip_binary:  # the same over a longer backlog (a worker's cold start weighs less)
         lsvb, lacc = day_file(a.long_events, a.accounts)
         lwant = replay([lsvb], accounts=lacc)
         result["binary_long"] = await throughput(bootstrap, lsvb, lacc, "binary", a.rounds, lwant, False,
@@ -845,6 +846,7 @@ def main() -> None:
     ap.add_argument("--long-events", type=int, default=6_000_000,
                     help="binary throughput again over a day of this many events (0: not)")
     ap.add_argument("--skip-json", action="store_true")
+    ap.add_argument("--skip-binary", action="store_true", help="no binary measurement (nor the longer backlog)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-probe", action="store_true", help="no probe day with lowered thresholds")
     ap.add_argument("--latency-days", type=int, default=3, choices=range(0, len(LATENCY_DATES) + 1))

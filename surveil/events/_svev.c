@@ -353,7 +353,38 @@ done:
 
 static Py_ssize_t StrTable_len(StrTable *self) { return (Py_ssize_t)self->n; }
 
+/* add_strs(strs, ids): remember the UTF-8 of each str strs[i] -> ids[i] (an int32 buffer) */
+static PyObject *StrTable_add_strs(StrTable *self, PyObject *args) {
+    PyObject *strs;
+    Py_buffer ids;
+    if (!PyArg_ParseTuple(args, "O!y*", &PyList_Type, &strs, &ids)) return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t m = PyList_GET_SIZE(strs);
+    const int32_t *id = ids.buf;
+    if (ids.len / 4 != m) {
+        PyErr_SetString(PyExc_ValueError, "StrTable.add_strs: strs and ids (int32) differ in length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *u = PyList_GET_ITEM(strs, i);
+        Py_ssize_t len;
+        const char *b;
+        if (!PyUnicode_CheckExact(u)) {
+            PyErr_SetObject(PyExc_TypeError, u);
+            goto done;
+        }
+        if ((b = PyUnicode_AsUTF8AndSize(u, &len)) == NULL) goto done;
+        if (table_add(self, (const unsigned char *)b, len, id[i]) < 0) goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&ids);
+    return ret;
+}
+
 static PyMethodDef StrTable_methods[] = {
+    {"add_strs", (PyCFunction)StrTable_add_strs, METH_VARARGS,
+     "add_strs(strs, ids): remember the ids of interned strings (a list of str, an int32 array)"},
     {"intern", (PyCFunction)StrTable_intern, METH_VARARGS, "intern a frame's missed strings and remember them"},
     {"add", (PyCFunction)StrTable_add, METH_VARARGS, "add(utf8_bytes, id): remember an interned string's id"},
     {"join", (PyCFunction)StrTable_join, METH_VARARGS,
@@ -1095,25 +1126,27 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* json_frame_columns(payload, maps, tables, ids, out, cap) -> (n, oids, misses), or None ("slow")     */
-/*   The clean case of a JSON-array frame, read from its bytes straight into columns (no Python object */
-/*   per event): what orjson.loads followed by json_columns would give, for the frames where both would */
-/*   take every value as it is. maps: (venue, type, side, aggressor) dicts as for json_columns; tables: */
-/*   the interners' StrTable (UTF-8 bytes -> id caches), ids: their dicts (str -> id). out: 65 * cap    */
-/*   bytes, 8-byte aligned, columns of cap rows each (the first n used): ts qty seq oid (int64) price   */
-/*   (float64) | account symbol owner broker (int32; -1 absent, -2 not interned yet) | venue etype side  */
-/*   aggr has_price has_qty has_seq oid_int oid_has (uint8). oids: None when every order id is an       */
-/*   integer or absent (they are in the oid column), else the list of n order id values (str, int,      */
-/*   None). misses: 4 lists (or None), the str of each row that got -2, in row order, for the caller to */
-/*   intern (and add to the table).                                                                     */
-/*   Anything this pass does not read exactly as orjson would, or that json_columns would not take as  */
-/*   it is, returns None before any string is interned: an escape or a control character in a string, */
-/*   a key not a field, a field twice, a nested value, a number that is not strict JSON or not an exact */
-/*   int64 where one belongs (out of range, a fraction or an exponent), a negative integer order */
-/*   id, a bool where none belongs, an unknown venue, a missing ts, anything before or after the array. */
-/*   A string's bytes are valid UTF-8 when they are used: a table holds only the UTF-8 of str values,  */
-/*   and a string it does not know is decoded strictly. Such a miss is looked up in the interner's dict */
-/*   (and remembered in the table when it is there).                                                    */
+/* json_frame_columns(payload, keys, maps, tables, ids, consts, out, cap) -> (n, oids, misses), or None     */
+/*   The clean case of a JSON-array frame, read from its bytes straight into a batch's columns (no Python */
+/*   object per event): what orjson.loads, then json_columns (or jsonl._columns_py) and jsonl._finish     */
+/*   would give, for the frames where every value is taken as it is and no event is rejected. keys:     */
+/*   jsonl.FIELDS; maps: (venue, type, side, aggressor) dicts as for json_columns; tables: the interners' */
+/*   StrTable (UTF-8 bytes -> id caches), ids: their dicts (str -> id); consts: the JC_ numbers below.   */
+/*   out: 60 * cap bytes, 8-byte aligned, columns of cap rows each (the first n used): ts qty seq oid     */
+/*   price (int64; price in 1/10000) | account symbol owner broker (int32; -1 absent, -2 - k the k-th    */
+/*   distinct string of the column not interned yet) | venue etype side flags (uint8). oids: None when   */
+/*   every order id is an integer or absent (they are in the oid column), else the list of n order id    */
+/*   values (str, int, None). misses: per string column None or the list of its distinct strings not     */
+/*   interned yet, in order of first appearance, for the caller to intern (and add to the table).        */
+/*   Anything this pass does not read exactly as orjson would, that json_columns would not take as it   */
+/*   is, or that _finish would reject, returns None before any string is interned: an escape or a       */
+/*   control character in a string, a key not a field, a field twice, a nested value, a number that is   */
+/*   not strict JSON or not an exact int64 where one belongs (out of range, a fraction or an exponent), a */
+/*   negative integer order id, a bool where none belongs, an unknown venue, a missing ts, a ts, price or */
+/*   qty out of range, a missing field the event's type needs, anything before or after the array.      */
+/*   A string's bytes are valid UTF-8 when they are used: a table holds only the UTF-8 of str values,   */
+/*   and a string it does not know is decoded strictly. Such a miss is looked up in the interner's dict  */
+/*   (and remembered in the table when it is there).                                                     */
 
 #define JENUM_MAX 16
 typedef struct {
@@ -1372,21 +1405,31 @@ static inline PyObject *jstr(const JTok *t) {
     return PyUnicode_DecodeUTF8((const char *)t->p, t->n, "strict");
 }
 
+/* consts: the schema's numbers the checks and flags use, in this order */
+enum { JC_PRICE_SCALE, JC_PRICE_MAX, JC_QTY_MAX, JC_TS_MIN, JC_TS_MAX, JC_ORDER, JC_TRADE, JC_INDEX, JC_F_HAS_SEQ,
+       JC_F_ORDER_ID_INT, JC_F_HAS_PRICE, JC_F_HAS_QTY, JC_F_HAS_ORDER_ID, JC_N };
+
 static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
     Py_buffer pay, out;
-    PyObject *keys, *maps, *tables, *ids;
+    PyObject *keys, *maps, *tables, *ids, *consts;
     Py_ssize_t cap;
-    if (!PyArg_ParseTuple(args, "y*O!O!O!O!w*n", &pay, &PyTuple_Type, &keys, &PyTuple_Type, &maps, &PyTuple_Type,
-                          &tables, &PyTuple_Type, &ids, &out, &cap))
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!O!w*n", &pay, &PyTuple_Type, &keys, &PyTuple_Type, &maps, &PyTuple_Type,
+                          &tables, &PyTuple_Type, &ids, &PyTuple_Type, &consts, &out, &cap))
         return NULL;
-    PyObject *ret = NULL, *oids = NULL, *misses[4] = {NULL, NULL, NULL, NULL};
+    PyObject *ret = NULL, *oids = NULL, *misses[4] = {NULL, NULL, NULL, NULL}, *mseen[4] = {NULL, NULL, NULL, NULL};
     PyObject **ostr = NULL; /* the str order ids (row -> new reference), once one is met */
     Py_ssize_t n = 0;
     if (PyTuple_GET_SIZE(keys) != JK_N || PyTuple_GET_SIZE(maps) != 4 || PyTuple_GET_SIZE(tables) != 4 ||
-        PyTuple_GET_SIZE(ids) != 4 || cap < 0 || out.len / 65 < cap || ((uintptr_t)out.buf & 7) != 0) {
+        PyTuple_GET_SIZE(ids) != 4 || PyTuple_GET_SIZE(consts) != JC_N || cap < 0 || out.len / 60 < cap ||
+        ((uintptr_t)out.buf & 7) != 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "json_frame_columns: 13 keys, 4 maps, 4 tables, 4 id dicts and 65 bytes a row");
+                        "json_frame_columns: 13 keys, 4 maps, 4 tables, 4 id dicts, 13 constants and 60 bytes a row");
         goto done;
+    }
+    int64_t K[JC_N];
+    for (int j = 0; j < JC_N; j++) {
+        K[j] = PyLong_AsLongLong(PyTuple_GET_ITEM(consts, j));
+        if (K[j] == -1 && PyErr_Occurred()) goto done;
     }
     for (int c = 0; c < 4; c++) {
         if (!PyDict_Check(PyTuple_GET_ITEM(maps, c)) || !PyDict_Check(PyTuple_GET_ITEM(ids, c)) ||
@@ -1414,12 +1457,11 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         a_null = jmap_obj_code(m_aggr, Py_None);
     if (a_true == -2 || a_false == -2 || a_null == -2) goto done;
 
-    int64_t *ts = (int64_t *)out.buf, *qty = ts + cap, *seq = qty + cap, *oid = seq + cap;
-    double *price = (double *)(oid + cap);
+    int64_t *ts = (int64_t *)out.buf, *qty = ts + cap, *seq = qty + cap, *oid = seq + cap, *price = oid + cap;
     int32_t *sid = (int32_t *)(price + cap);
     unsigned char *venue = (unsigned char *)(sid + 4 * cap), *etype = venue + cap, *side = etype + cap,
-                  *aggr = side + cap, *has_price = aggr + cap, *has_qty = has_price + cap, *has_seq = has_qty + cap,
-                  *oid_int = has_seq + cap, *oid_has = oid_int + cap;
+                  *flags = side + cap;
+    const double price_scale = (double)K[JC_PRICE_SCALE], price_max = (double)K[JC_PRICE_MAX];
     static const int skey[4] = {JK_ACCOUNT, JK_SYMBOL, JK_OWNER, JK_BROKER};
 
     const unsigned char *p = pay.buf, *e = p + pay.len;
@@ -1481,7 +1523,7 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         else
             c = t->type == JT_TRUE ? a_true : t->type == JT_FALSE ? a_false : -1;
         if (c < 0) goto slow;
-        aggr[i] = (unsigned char)c;
+        int fl = c; /* the aggressor's flags, then the others */
         for (int s = 0; s < 4; s++) {
             int32_t id = -1;
             t = &tok[skey[s]];
@@ -1506,54 +1548,85 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
                         }
                         id = (int32_t)x;
                         if (table_add(tab, t->p, t->n, id) < 0) goto done;
-                    } else {
+                    } else { /* a miss: -2 - its place among this frame's distinct misses of the column */
                         if (PyErr_Occurred()) {
                             Py_DECREF(u);
                             goto done;
                         }
-                        if (misses[s] == NULL && (misses[s] = PyList_New(0)) == NULL) {
+                        if (misses[s] == NULL &&
+                            ((misses[s] = PyList_New(0)) == NULL || (mseen[s] = PyDict_New()) == NULL)) {
                             Py_DECREF(u);
                             goto done;
                         }
-                        int rc = PyList_Append(misses[s], u);
+                        PyObject *k = PyDict_GetItemWithError(mseen[s], u);
+                        Py_ssize_t m = PyList_GET_SIZE(misses[s]);
+                        if (k != NULL) {
+                            m = PyLong_AsSsize_t(k);
+                        } else if (PyErr_Occurred() || (k = PyLong_FromSsize_t(m)) == NULL) {
+                            Py_DECREF(u);
+                            goto done;
+                        } else {
+                            int rc = PyDict_SetItem(mseen[s], u, k);
+                            Py_DECREF(k);
+                            if (rc < 0 || PyList_Append(misses[s], u) < 0) {
+                                Py_DECREF(u);
+                                goto done;
+                            }
+                        }
                         Py_DECREF(u);
-                        if (rc < 0) goto done;
+                        if (m < 0 || m > INT32_MAX - 2) goto slow;
+                        id = (int32_t)(-2 - m);
                     }
                 }
             }
             sid[s * cap + i] = id;
         }
+        /* jsonl._finish's checks: an event it would reject leaves the frame to the orjson path (which keeps
+         * the rejects); its integer price and its flags */
+        int is_idx = etype[i] == K[JC_INDEX], is_trade = etype[i] == K[JC_TRADE],
+            needs = etype[i] == K[JC_ORDER] || is_trade;
+        if (ts[i] < K[JC_TS_MIN] || ts[i] >= K[JC_TS_MAX] || (!is_idx && sid[i] == -1) ||
+            (is_idx && sid[cap + i] == -1) || (needs && side[i] == 0))
+            goto slow;
         t = &tok[JK_PRICE];
-        if (!((seen >> JK_PRICE) & 1) || t->type == JT_NULL) {
-            has_price[i] = 0;
-            price[i] = Py_NAN;
-        } else {
+        price[i] = 0;
+        if ((seen >> JK_PRICE) & 1 && t->type != JT_NULL) {
             int64_t x;
+            double d;
             if (t->type != JT_NUM) goto slow;
             if (jint(t, &x)) {
-                price[i] = (double)x;
+                d = (double)x;
             } else {
-                double d;
                 int rc = t->is_int ? 0 : jdouble(t, &d); /* an integer beyond int64: the reference decides */
                 if (rc < 0) goto done;
                 if (rc == 0 || !isfinite(d)) goto slow;
-                price[i] = d;
             }
-            has_price[i] = 1;
+            if (d < 0 || fabs(d) > price_max || ((is_idx || is_trade) && d == 0)) goto slow;
+            double scaled = d * price_scale, units = rint(scaled), tol = fmax(1e-3, fabs(units) * 1e-15);
+            if (fabs(scaled - units) > tol) goto slow; /* more than 4 decimals */
+            price[i] = (int64_t)units;                 /* within +-2^53: price_max * price_scale is */
+            fl |= (int)K[JC_F_HAS_PRICE];
+        } else if (is_idx || is_trade) {
+            goto slow;
         }
         t = &tok[JK_QTY];
-        has_qty[i] = (seen >> JK_QTY) & 1 && t->type != JT_NULL;
         qty[i] = 0;
-        if (has_qty[i] && !jint(t, &qty[i])) goto slow;
+        if ((seen >> JK_QTY) & 1 && t->type != JT_NULL) {
+            if (!jint(t, &qty[i]) || qty[i] < 0 || qty[i] >= K[JC_QTY_MAX] || (is_trade && qty[i] == 0)) goto slow;
+            fl |= (int)K[JC_F_HAS_QTY];
+        } else if (needs) {
+            goto slow;
+        }
         t = &tok[JK_SEQ];
-        has_seq[i] = (seen >> JK_SEQ) & 1 && t->type != JT_NULL;
         seq[i] = 0;
-        if (has_seq[i] && !jint(t, &seq[i])) goto slow;
+        if ((seen >> JK_SEQ) & 1 && t->type != JT_NULL) {
+            if (!jint(t, &seq[i])) goto slow;
+            fl |= (int)K[JC_F_HAS_SEQ];
+        }
         t = &tok[JK_OID];
         oid[i] = 0;
-        oid_int[i] = 0;
-        oid_has[i] = (seen >> JK_OID) & 1 && t->type != JT_NULL;
-        if (oid_has[i]) {
+        if ((seen >> JK_OID) & 1 && t->type != JT_NULL) {
+            fl |= (int)K[JC_F_HAS_ORDER_ID];
             if (t->type == JT_STR) {
                 if (ostr == NULL && (ostr = PyMem_Calloc((size_t)(cap ? cap : 1), sizeof(PyObject *))) == NULL) {
                     PyErr_NoMemory();
@@ -1565,11 +1638,12 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
                     goto slow;
                 }
             } else if (jint(t, &oid[i]) && oid[i] >= 0) {
-                oid_int[i] = 1;
+                fl |= (int)K[JC_F_ORDER_ID_INT];
             } else {
                 goto slow;
             }
         }
+        flags[i] = (unsigned char)fl;
         n++;
         p = jws(p, e);
         if (p < e && *p == ',') {
@@ -1591,7 +1665,7 @@ end:
             if (ostr[i] != NULL) {
                 v = ostr[i];
                 ostr[i] = NULL;
-            } else if (oid_int[i]) {
+            } else if (flags[i] & K[JC_F_ORDER_ID_INT]) {
                 if ((v = PyLong_FromLongLong(oid[i])) == NULL) goto done;
             } else {
                 v = Py_NewRef(Py_None);
@@ -1611,13 +1685,36 @@ done:
         PyMem_Free(ostr);
     }
     Py_XDECREF(oids);
-    for (int s = 0; s < 4; s++) Py_XDECREF(misses[s]);
+    for (int s = 0; s < 4; s++) {
+        Py_XDECREF(misses[s]);
+        Py_XDECREF(mseen[s]);
+    }
     PyBuffer_Release(&pay);
     PyBuffer_Release(&out);
     return ret;
 }
 
+/* json_double(text) -> float, or None when text is not one strict JSON number (jdouble as the frame pass
+ * reads prices; for the tests, against Python's float()) */
+static PyObject *json_double(PyObject *mod, PyObject *args) {
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "y*", &b)) return NULL;
+    const unsigned char *p = b.buf, *e = p + b.len;
+    JTok t;
+    double d;
+    int rc = 0;
+    PyObject *ret = NULL;
+    if ((p = jscalar(p, e, &t)) != NULL && p == e && t.type == JT_NUM) rc = jdouble(&t, &d);
+    if (rc > 0)
+        ret = PyFloat_FromDouble(d);
+    else if (rc == 0)
+        ret = Py_NewRef(Py_None);
+    PyBuffer_Release(&b);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"json_double", json_double, METH_VARARGS, "a JSON number's text as the frame pass reads it (None: not one)"},
     {"count_day", count_day, METH_VARARGS, "daily_orders_20k: day counts per account, rows reaching the threshold"},
     {"second_counts", second_counts, METH_VARARGS, "order_rate_1s: messages per account and calendar second"},
     {"key_partitions", key_partitions, METH_VARARGS, "Kafka's default partition (murmur2) of str keys"},

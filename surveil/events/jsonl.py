@@ -189,6 +189,7 @@ _CHECKS = {
     11: ("qty", "negative qty"),
     12: ("qty", "must be positive for trade events"),
     13: ("price", "is not finite"),
+    14: ("qty", "is out of range"),
 }
 
 
@@ -237,42 +238,42 @@ def _columns_compiled(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray],
                    has_seq.view(bool), sid[0], sid[1], sid[2], sid[3], order_id, oid_flags)
 
 
+_FRAME_CONSTS = (PRICE_SCALE, PRICE_MAX, QTY_MAX, TS_MIN, TS_MAX, ORDER, TRADE, INDEX, F_HAS_SEQ, F_ORDER_ID_INT,
+                 F_HAS_PRICE, F_HAS_QTY, F_HAS_ORDER_ID)  # the order of the C pass's JC_ constants
+
+
 def _frame_columns_compiled(payload: bytes, reg: Registry) -> tuple[dict[str, np.ndarray], int] | None:
     """The columns of a JSON-array frame read from its bytes by ``_svev.json_frame_columns``, without a Python
-    object per event; None when the frame is not clean (see the C comment) or has an event to reject: the
-    orjson path (``decode_objects``) then decides, and keeps the rejects. Raises _Slow as ``_columns``."""
+    object per event, checked as ``_finish`` checks them; None when the frame is not clean (see the C comment)
+    or has an event to reject: the orjson path (``decode_objects``) then decides, and keeps the rejects.
+    Raises _Slow as ``_columns`` (a new string the registry refuses)."""
     # at least the number of events: a clean event that is not rejected has a ts of 18 or 19 digits, a venue
     # and a type, so more than 50 bytes (a frame of shorter events fills the block: the C pass gives up)
     cap = len(payload) // 40 + 1
     interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
-    block = np.empty(-(-65 * cap // 8), np.int64).view(np.uint8)  # 8-byte aligned, as the C pass requires
+    block = np.empty(-(-60 * cap // 8), np.int64).view(np.uint8)  # 8-byte aligned, as the C pass requires
     r = _svev.json_frame_columns(payload, FIELDS, _JSON_MAPS, tuple(i.bytes_ids for i in interners),
-                                 tuple(i.ids for i in interners), block, cap)
+                                 tuple(i.ids for i in interners), _FRAME_CONSTS, block, cap)
     if r is None:
         return None
     n, oids, misses = r
-    ts, qty, seq, oid = (block[k * 8 * cap:(k * 8 * cap) + 8 * n].view(np.int64) for k in range(4))
-    price_f = block[32 * cap:32 * cap + 8 * n].view(np.float64)
+    ts, qty, seq, oid, price = (block[k * 8 * cap:k * 8 * cap + 8 * n].view(np.int64) for k in range(5))
     sid = block[40 * cap:56 * cap].view(np.int32).reshape(4, cap)[:, :n]
-    venue, etype, side, aggr, has_price, has_qty, has_seq, oid_int, oid_has = (
-        block[(56 + k) * cap:(56 + k) * cap + n] for k in range(9))
+    venue, etype, side, flags = (block[(56 + k) * cap:(56 + k) * cap + n] for k in range(4))
     for c, interner in enumerate(interners):
-        if misses[c] is not None:
-            col = sid[c]
+        if misses[c] is not None:  # distinct strings, in order of first appearance; their rows hold -2 - k
             got = _intern_checked(misses[c], interner)
-            col[np.flatnonzero(col == -2)] = got
-            for s, i in zip(misses[c], got.tolist()):
-                interner.bytes_ids.add(s.encode("utf-8"), i)
+            interner.bytes_ids.add_strs(misses[c], got)
+            col = sid[c]
+            rows = np.flatnonzero(col <= -2)
+            col[rows] = got[-2 - col[rows]]
     if oids is None:
         order_id = oid
     else:
         order_id = np.empty(n, dtype=object)
         order_id[:] = oids
-    oid_flags = (np.where(oid_int, F_ORDER_ID_INT, 0) | np.where(oid_has, F_HAS_ORDER_ID, 0)).astype(np.uint8)
-    cols, code = _finish(ts, venue, etype, side, aggr, price_f, has_price.view(bool), qty, has_qty.view(bool), seq,
-                         has_seq.view(bool), sid[0], sid[1], sid[2], sid[3], order_id, oid_flags)
-    if code.any():
-        return None
+    cols = dict(ts=ts, venue=venue, etype=etype, side=side, flags=flags, price=price, qty=qty, seq=seq,
+                account=sid[0], symbol=sid[1], owner=sid[2], broker=sid[3], order_id=order_id)
     return cols, n
 
 
@@ -355,6 +356,7 @@ def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq,
     code = np.zeros(n, dtype=np.uint8)
     # later assignments take precedence, so apply checks in reverse order of importance
     checks = [
+        (has_qty & (qty >= QTY_MAX), 14),
         (has_qty & is_trade & (qty == 0), 12),
         (has_qty & (qty < 0), 11),
         (needs_side_qty & ~has_qty, 10),

@@ -155,8 +155,28 @@ ODD = [  # byte-level changes of a clean frame the pass must leave to the orjson
     (b'"order_id":7', b'"order_id":7,'),  # a trailing comma
     (b'"order_id":7', b'"order_id" 7'),
     (b',"seq":', b' "seq":'),
+    # events _finish rejects (every check), and their neighbours it does not
+    (b'"type":"order","account":"A1","side":"B","price":10.01,"qty":100',
+     b'"type":"trade","account":"A1","side":"B","price":10.01,"qty":0'),
+    (b'"qty":100', b'"qty":0'),  # on an order: clean
+    (b'"type":"order"', b'"type":"index"'),  # no symbol
+    (b'"type":"order","account":"A1"', b'"type":"index","symbol":"000001","account":"A1"'),  # clean
+    (b'"type":"order","account":"A1","side":"B","price":10.01',
+     b'"type":"index","symbol":"000001","account":"A1","side":"B","price":0'),
+    (b'"type":"order","account":"A1","side":"B","price":10.01', b'"type":"trade","account":"A1","side":"B"'),
+    (b'"type":"order","account":"A1","side":"B"', b'"type":"cancel","account":"A1"'),  # clean
+    (b',"side":"B"', b''),
+    (b'"account":"A1",', b''),
+    (b',"qty":100', b''),
+    (b'"price":10.01', b'"price":10.00001'),
+    (b'"price":10.01', b'"price":100000000001'),
+    (b'"price":10.01', b'"price":0'),  # on an order: clean
+    (b'"qty":100', b'"qty":1000000000000000'),  # 10**15: out of range on every path now
 ]
-CLEAN = {(b'"order_id":7', b'"order_id":7 '), (b'"order_id":7', b'"order_id" : 7\r\n\t')}  # whitespace only
+CLEAN = {(b'"order_id":7', b'"order_id":7 '), (b'"order_id":7', b'"order_id" : 7\r\n\t'),  # whitespace only
+         (b'"qty":100', b'"qty":0'), (b'"price":10.01', b'"price":0'),
+         (b'"type":"order","account":"A1"', b'"type":"index","symbol":"000001","account":"A1"'),
+         (b'"type":"order","account":"A1","side":"B"', b'"type":"cancel","account":"A1"')}
 
 
 @pytest.mark.parametrize("old, new", ODD)
@@ -175,6 +195,7 @@ def test_anything_odd_is_left_to_the_orjson_path_which_decides(monkeypatch, old,
     ("ts", True, "not a timestamp"), ("price", False, "not a number"), ("seq", True, "64-bit integer"),
     ("order_id", -5, "non-negative"), ("order_id", 2**63, "non-negative"), ("qty", 2**63, "out of range"),
     ("price", 2**64 - 1, "out of range"),  # a uint64 column in numpy: the reference raised _Slow out of it
+    ("qty", 10**15, "out of range"),  # the columns took it, the row check rejected it
 ])
 def test_values_taken_for_others_are_rejects_on_every_path(monkeypatch, compiled, field, value, words):
     if compiled == "objects":  # orjson, then json_columns
@@ -234,34 +255,32 @@ def test_numbers_are_read_as_python_reads_them():
         if rnd.random() < 0.3:
             t += rnd.choice(["e", "E"]) + rnd.choice(["", "+", "-"]) + str(rnd.randrange(0, 30))
         texts.append(("-" if rnd.random() < 0.2 else "") + t)
-    events = b",".join(b'{"ts":%d,"venue":"SSE","type":"order","price":%s}' % (TS, t.encode()) for t in texts)
-    payload = b"[" + events + b"]"
-    reg = Registry()
-    interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
-    cap = len(payload) // 40 + 1
-    block = np.empty(-(-65 * cap // 8), np.int64).view(np.uint8)
-    r = jsonl._svev.json_frame_columns(payload, jsonl.FIELDS, jsonl._JSON_MAPS,
-                                       tuple(i.bytes_ids for i in interners), tuple(i.ids for i in interners),
-                                       block, cap)
-    assert r is not None and r[0] == len(texts)
-    got = block[32 * cap:32 * cap + 8 * len(texts)].view(np.float64)
+    got = np.array([jsonl._svev.json_double(t.encode()) for t in texts])
     want = np.array([float(t) for t in texts])
     assert np.array_equal(got.view(np.int64), want.view(np.int64))  # bit for bit, -0.0 included
-    assert orjson.loads(payload)[1]["price"] == float(texts[1])
+    assert [jsonl._svev.json_double(t) for t in (b"1.", b"01", b"1e", b"-", b"1 ", b"NaN", b'"1"')] == [None] * 7
+    # and as prices of a frame: integer units of 1/10000
+    texts4 = ["10.01", "0.0001", "2886.59", "123456.7891", "1.5e1", "99999999999.9999", "0.3", "4.35"]
+    events = b",".join(b'{"ts":%d,"venue":"SSE","type":"order","account":"A","side":"B","qty":1,"price":%s}'
+                       % (TS, t.encode()) for t in texts4)
+    fast = jsonl._frame_columns_compiled(b"[" + events + b"]", Registry())
+    assert fast is not None and fast[0]["price"].tolist() == [round(float(t) * 10_000) for t in texts4]
 
 
 def test_bad_arguments_are_errors():
-    with pytest.raises(ValueError, match="65 bytes a row"):
-        jsonl._svev.json_frame_columns(b"[]", jsonl.FIELDS, jsonl._JSON_MAPS, (None,) * 4, ({},) * 4,
-                                       bytearray(64), 1)
     reg = Registry()
     tables = tuple(i.bytes_ids for i in (reg.accounts, reg.symbols, reg.owners, reg.brokers))
+    k, m, c, out = jsonl.FIELDS, jsonl._JSON_MAPS, jsonl._FRAME_CONSTS, np.empty(16, np.int64)
+    with pytest.raises(ValueError, match="60 bytes a row"):
+        jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c, bytearray(64), 2)
+    with pytest.raises(ValueError, match="13 constants"):
+        jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c[:-1], out, 1)
     with pytest.raises(TypeError, match="StrTable"):
-        jsonl._svev.json_frame_columns(b"[]", jsonl.FIELDS, jsonl._JSON_MAPS, (None,) * 4, ({},) * 4,
-                                       np.empty(16, np.int64), 1)
-    clash = tuple("qeq" if f == "seq" else f for f in jsonl.FIELDS)  # "qeq" and "qty": one length, one letter
+        jsonl._svev.json_frame_columns(b"[]", k, m, (None,) * 4, ({},) * 4, c, out, 1)
+    clash = tuple("qeq" if f == "seq" else f for f in k)  # "qeq" and "qty": one length, one letter
     with pytest.raises(ValueError, match="same first letter"):
-        jsonl._svev.json_frame_columns(b"[]", clash, jsonl._JSON_MAPS, tables, ({},) * 4, np.empty(16, np.int64), 1)
+        jsonl._svev.json_frame_columns(b"[]", clash, m, tables, ({},) * 4, c, out, 1)
     with pytest.raises(TypeError, match="field names must be str"):
-        jsonl._svev.json_frame_columns(b"[]", (1,) * 13, jsonl._JSON_MAPS, tables, ({},) * 4,
-                                       np.empty(16, np.int64), 1)
+        jsonl._svev.json_frame_columns(b"[]", (1,) * 13, m, tables, ({},) * 4, c, out, 1)
+    with pytest.raises(ValueError, match="differ in length"):
+        tables[0].add_strs(["a", "b"], np.zeros(1, np.int32))

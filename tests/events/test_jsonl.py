@@ -61,7 +61,8 @@ def decode(objs):
     ({**GOOD, "seq": False}, "seq", "64-bit integer"),
     ({**GOOD, "order_id": -5}, "order_id", "non-negative"),
     ({**GOOD, "order_id": 2**63}, "order_id", "non-negative"),
-    ({**GOOD, "price": 2**64 - 1}, "price", "out of range"),  # numpy made a uint64 column: it raised
+    ({**GOOD, "price": 2**64 - 1}, "price", "out of range"),
+    ({**GOOD, "qty": 10**15}, "qty", "out of range"),  # numpy made a uint64 column: it raised
 ])
 def test_bad_lines_are_rejected_with_field_and_value(bad, field, words):
     b, rej, _ = decode([GOOD, bad, GOOD])
