@@ -564,27 +564,28 @@ def decode_objects(objs: list, locs: list[int], raws, reg: Registry, source: str
         try:
             cols, code = _columns(objs, reg)
         except _Slow:  # a value the row check let through and the columns cannot hold: a decoder bug
-            objs, locs, raws = _undecodable(objs, locs, raws, reg, source, rejects)
-            cols, code = _columns(objs, reg)
+            return _by_row(objs, locs, raws, reg, source, rejects)
     return _assemble(cols, code, locs, raws, objs, source, rejects)
 
 
-def _undecodable(objs: list, locs: list, raws: list, reg: Registry, source: str,
-                 rejects: list[Reject]) -> tuple[list, list, list]:
-    """The safety net of ``decode_objects``: each row that passed ``_check_row`` but cannot be made a column
-    on its own becomes a reject (kept, and counted, instead of an exception that would stop a worker);
-    the other rows are returned."""
-    keep = ([], [], [])
+def _by_row(objs: list, locs: list, raws: list, reg: Registry, source: str, rejects: list[Reject]) -> Batch:
+    """The safety net of ``decode_objects``: the rows that passed ``_check_row``, made columns one by one. A
+    row that cannot be is a reject (kept, and counted, instead of an exception that would stop a worker)."""
+    parts, keep = [], ([], [], [])
     for o, loc, raw in zip(objs, locs, raws):
         try:
-            _columns([o], reg)
+            parts.append(_columns([o], reg))
         except _Slow:
             rejects.append(_reject(source, loc, "event", o, "has a value of a type or range the decoder cannot "
                                    "hold (please report it)", raw))
             continue
         for k, v in zip(keep, (o, loc, raw)):
             k.append(v)
-    return keep
+    if not parts:
+        return Batch.empty()
+    cols = {k: np.concatenate([c[k] for c, _ in parts]) for k in parts[0][0]}
+    code = np.concatenate([c for _, c in parts])
+    return _assemble(cols, code, keep[1], keep[2], keep[0], source, rejects)
 
 
 def _reject(source: str, loc: int, field: str, value: Any, reason: str, raw: bytes | str) -> Reject:

@@ -143,6 +143,13 @@ def test_a_row_the_columns_cannot_hold_is_a_reject_not_an_exception(monkeypatch)
     """The safety net: a value the row check lets through (here, with the check switched off) and the columns
     cannot hold is a reject naming the event, and the other rows are kept."""
     monkeypatch.setattr(jsonl, "_check_row", lambda o: None)
-    b, rej, _ = decode([GOOD, {**GOOD, "qty": "many"}, GOOD])
-    assert len(b) == 2 and [(r.location, r.field) for r in rej] == [(2, "event")]
-    assert "cannot hold" in rej[0].reason and '"many"' in rej[0].raw
+    b, rej, _ = decode([GOOD, {**GOOD, "qty": "many"}, {**GOOD, "qty": -3}, GOOD])
+    assert len(b) == 2 and [(r.location, r.field) for r in rej] == [(2, "event"), (3, "qty")]
+    assert "cannot hold" in rej[0].reason and '"many"' in rej[0].raw and b.qty.tolist() == [100, 100]
+    # rows that can each be a column but not together (here, only with the columns switched off for lists
+    # of more than one row) are made columns one by one
+    columns = jsonl._columns
+    monkeypatch.setattr(jsonl, "_columns", lambda objs, reg: (_ for _ in ()).throw(jsonl._Slow) if len(objs) > 1
+                        else columns(objs, reg))
+    b, rej, _ = decode([GOOD, {**GOOD, "qty": -3}, {**GOOD, "seq": 9}])
+    assert b.seq.tolist() == [3, 9] and [(r.location, r.field) for r in rej] == [(2, "qty")]
