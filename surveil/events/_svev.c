@@ -360,8 +360,7 @@ static PyObject *StrTable_add_strs(StrTable *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!y*", &PyList_Type, &strs, &ids)) return NULL;
     PyObject *ret = NULL;
     Py_ssize_t m = PyList_GET_SIZE(strs);
-    const int32_t *id = ids.buf;
-    if (ids.len / 4 != m) {
+    if (ids.len != 4 * m) {
         PyErr_SetString(PyExc_ValueError, "StrTable.add_strs: strs and ids (int32) differ in length");
         goto done;
     }
@@ -374,7 +373,9 @@ static PyObject *StrTable_add_strs(StrTable *self, PyObject *args) {
             goto done;
         }
         if ((b = PyUnicode_AsUTF8AndSize(u, &len)) == NULL) goto done;
-        if (table_add(self, (const unsigned char *)b, len, id[i]) < 0) goto done;
+        int32_t id;
+        memcpy(&id, (const char *)ids.buf + 4 * i, 4); /* the buffer may not be aligned */
+        if (table_add(self, (const unsigned char *)b, len, id) < 0) goto done;
     }
     ret = Py_NewRef(Py_None);
 done:
@@ -1430,6 +1431,15 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
     for (int j = 0; j < JC_N; j++) {
         K[j] = PyLong_AsLongLong(PyTuple_GET_ITEM(consts, j));
         if (K[j] == -1 && PyErr_Occurred()) goto done;
+        if (j >= JC_F_HAS_SEQ && (K[j] < 1 || K[j] > 255)) {
+            PyErr_SetString(PyExc_ValueError, "json_frame_columns: flags must be 1..255");
+            goto done;
+        }
+    }
+    if (K[JC_PRICE_SCALE] < 1 || K[JC_PRICE_MAX] < 0 || K[JC_PRICE_MAX] > (1LL << 53) / K[JC_PRICE_SCALE]) {
+        /* price_max * price_scale units must be exact in a double (then also in int64) */
+        PyErr_SetString(PyExc_ValueError, "json_frame_columns: price_max * price_scale must be at most 2^53");
+        goto done;
     }
     for (int c = 0; c < 4; c++) {
         if (!PyDict_Check(PyTuple_GET_ITEM(maps, c)) || !PyDict_Check(PyTuple_GET_ITEM(ids, c)) ||
@@ -1703,8 +1713,9 @@ done:
     return ret;
 }
 
-/* json_double(text) -> float, or None when text is not one strict JSON number (jdouble as the frame pass
- * reads prices; for the tests, against Python's float()) */
+/* json_double(text) -> float, or None when text is not one strict JSON number, or is one of 64 characters or
+ * more (jdouble as the frame pass reads prices, which leaves such numbers to orjson; for the tests, against
+ * Python's float()) */
 static PyObject *json_double(PyObject *mod, PyObject *args) {
     Py_buffer b;
     if (!PyArg_ParseTuple(args, "y*", &b)) return NULL;
@@ -1723,7 +1734,8 @@ static PyObject *json_double(PyObject *mod, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"json_double", json_double, METH_VARARGS, "a JSON number's text as the frame pass reads it (None: not one)"},
+    {"json_double", json_double, METH_VARARGS,
+     "a JSON number's text as the frame pass reads it (None: not one, or 64 characters or more)"},
     {"count_day", count_day, METH_VARARGS, "daily_orders_20k: day counts per account, rows reaching the threshold"},
     {"second_counts", second_counts, METH_VARARGS, "order_rate_1s: messages per account and calendar second"},
     {"key_partitions", key_partitions, METH_VARARGS, "Kafka's default partition (murmur2) of str keys"},

@@ -282,5 +282,15 @@ def test_bad_arguments_are_errors():
         jsonl._svev.json_frame_columns(b"[]", clash, m, tables, ({},) * 4, c, out, 1)
     with pytest.raises(TypeError, match="field names must be str"):
         jsonl._svev.json_frame_columns(b"[]", (1,) * 13, m, tables, ({},) * 4, c, out, 1)
-    with pytest.raises(ValueError, match="differ in length"):
-        tables[0].add_strs(["a", "b"], np.zeros(1, np.int32))
+    with pytest.raises(ValueError, match="at most 2"):
+        jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, (10**12,) + c[1:], out, 1)
+    with pytest.raises(ValueError, match="flags must be"):
+        jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c[:-1] + (256,), out, 1)
+    for ids in (np.zeros(1, np.int32), b"\0" * 9):
+        with pytest.raises(ValueError, match="differ in length"):
+            tables[0].add_strs(["a", "b"], ids)
+    buf = bytearray(9)
+    buf[1:] = np.array([5, 6], np.int32).tobytes()
+    tables[0].add_strs(["a", "b"], memoryview(buf)[1:])  # ids at an address that is not 4-byte aligned
+    assert tables[0].join(np.array([5, 6], np.int32)) == b"a\0b"
+    assert jsonl._svev.json_double(b"9" * 64) is None and jsonl._svev.json_double(b"9" * 63) == float("9" * 63)
