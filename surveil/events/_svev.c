@@ -13,8 +13,8 @@
  *   key_partitions()    Kafka's default partitioner (murmur2) for the owner topic.
  *   count_day(), second_counts()   the counting of daily_orders_20k and order_rate_1s.
  *   json_columns()      the clean case of jsonl._columns (the objects of a JSON-array frame -> columns).
- *   json_frame_columns()  the clean case of a whole JSON-array frame, from its bytes to the same columns
- *                       (orjson.loads and json_columns are its reference).
+ *   json_frame_columns()  the clean case of a whole JSON-array frame, from its bytes to a batch's columns
+ *                       (orjson.loads, json_columns and jsonl._finish are its reference).
  *
  * Every call holds the GIL while it touches a table, and nothing it does while a table is half-changed
  * can run Python code (StrTable.intern only creates ints and adds str keys to a dict and a list), so a
