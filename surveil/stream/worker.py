@@ -518,9 +518,15 @@ class Worker:
         """Steps 1-3 of a checkpoint whose states were taken (pickled) with ``pending`` outputs under way: False
         (and nothing written) when one of them was not delivered. The states are sealed (compressed) in a
         thread meanwhile: zlib releases the GIL, so the loop goes on with the next poll."""
-        blobs, _ = await asyncio.gather(
+        blobs, flushed = await asyncio.gather(
             asyncio.to_thread(lambda: {tp: (seal(raw), offset) for tp, (raw, offset) in pickled.items()}),
-            retry("flush", self.producer.flush))
+            retry("flush", self.producer.flush), return_exceptions=True)
+        errors = [e for e in (blobs, flushed) if isinstance(e, BaseException)]
+        if errors:  # both steps ran to their end; when both failed, the first error carries the second
+            for e in errors[1:]:
+                errors[0].add_note(f"and the checkpoint's other step failed too: {e!r}")
+                log.error("a checkpoint's sealing and its flush both failed: %r; %r", errors[0], e)
+            raise errors[0]
         failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
         if failed:
             log.warning("%d outputs were not delivered (%s)", len(failed), failed[0])

@@ -180,6 +180,29 @@ def test_rewind_takes_up_a_failed_job(w):
     assert not errors, errors
 
 
+def test_when_sealing_and_flushing_both_fail_the_error_carries_both(w, monkeypatch):
+    errors = []
+
+    def bad_seal(raw):
+        raise MemoryError("sealing")
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx["message"]))
+        monkeypatch.setattr(wm, "seal", bad_seal)
+        w.states[TP] = FakeState(10)
+        w.producer.flush_error = ValueError("flushing")
+        await w.checkpoint([TP], wait_commit=False, background=True)
+        await asyncio.wait([w._cp_job], timeout=5)
+        with pytest.raises(MemoryError, match="sealing") as e:
+            await w._checkpoint_outcome()
+        assert any("ValueError('flushing')" in n for n in e.value.__notes__)
+        assert checkpoints(w) == [] and w._saved[TP][1] == 5  # nothing written
+        gc.collect()
+        await asyncio.sleep(0)
+    asyncio.run(main())
+    assert not errors, errors  # no error left unretrieved
+
+
 def test_revoked_states_go_even_when_the_previous_job_failed(w):
     async def main():
         w.states[TP] = FakeState(10)
