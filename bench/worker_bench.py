@@ -33,6 +33,10 @@ not limit the figure), once with binary frames and once with JSON-array frames (
   *Sustained* (``worker_eps_sustained``, the §6 figure) is timed from the moment every partition is
   assigned (group joined, checkpoints read) to the feed's end, as the bare consumer is timed from its
   manual assignment; ``worker_eps`` also counts the group join (about 0.8 s on this machine).
+Each bare round and each worker round also records this process's CPU time (``time.process_time``; the
+worker's threads included, the broker's process not), and ``cpu_ratio_to_*`` is the bare consumer's CPU time
+over the worker's for the same events, round by round: how much CPU the worker spends per event compared
+with the bare consumer, which moves less with how busy the shared machine is than the rates do.
 The binary measurement runs a second time over a longer backlog (``--long-events``, 6,000,000 by default,
 the same accounts; 0 skips it), reported as ``binary_long``: on the default day the whole run lasts about
 a second, of which a fresh worker's cold start (every account and string met once) is a large part.
@@ -262,6 +266,7 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str, d
         events = records = 0
         left = {tp for tp in tps if end[tp] > 0}
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         t_first = None
         while left:
             data = await c.getmany(timeout_ms=100, max_records=BARE_MAX_RECORDS)  # the worker's call
@@ -281,10 +286,11 @@ async def bare(bootstrap: str, tps: list[TopicPartition], end: dict, fmt: str, d
                 if msgs and msgs[-1].offset >= end[tp] - 1:
                     left.discard(tp)
         secs = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
     finally:
         await c.stop()
     return {"events": events, "records": records, "seconds": secs, "eps": events / secs,
-            "seconds_to_first_record": (t_first or t0 + secs) - t0}
+            "seconds_to_first_record": (t_first or t0 + secs) - t0, "cpu_seconds": cpu}
 
 
 def _deserialise(v: bytes, reg: Registry) -> int:
@@ -313,7 +319,7 @@ async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_fina
         profile.enable()
     t0 = time.perf_counter()
     tps = [tp for tp in ends if ends[tp] > 0]
-    t_assigned = t_first = t_done = t_final = None
+    t_assigned = t_first = t_done = t_final = cpu_assigned = cpu_done = None
     try:
         while True:
             if task.done():
@@ -322,12 +328,12 @@ async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_fina
             now = time.perf_counter()
             states = w.states
             if t_assigned is None and all(tp in states for tp in ends):
-                t_assigned = now
+                t_assigned, cpu_assigned = now, time.process_time()
             if t_first is None and w.stats["records"]:
                 t_first = now
             if t_done is None and all((st := states.get(tp)) is not None and st.offset >= ends[tp] - 1
                                       for tp in tps):
-                t_done = now
+                t_done, cpu_done = now, time.process_time()
             if t_done is not None and w.stats["alerts_final"] >= expected_finals:
                 t_final = now
                 break
@@ -351,6 +357,8 @@ async def run_worker(s: Settings, ends: dict[TopicPartition, int], expected_fina
             # sustained: from the moment every partition is assigned (the group joined, checkpoints read),
             # like the bare consumer, which is timed from its manual assignment
             "eps_sustained": events / (t_done - (t_assigned or t0)),
+            # this process's CPU time over the same span (the worker's threads included, the broker not)
+            "cpu_seconds_sustained": cpu_done - (cpu_assigned if cpu_assigned is not None else cpu_done),
             "assignments": _assignments(w) / max(len(w.states), 1),
             "stats": {k: v for k, v in sorted(w.stats.items())}}
 
@@ -392,7 +400,8 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
                 raise AssertionError(f"{label} consumer counted {b['events']} events, the feed sent {st.events}")
             out[f"{key}_rounds"].append(b)
             print(f"[{fmt}] round {r + 1} {label}: {b['eps']:,.0f} events/s "
-                  f"(first records after {b['seconds_to_first_record']:.2f} s)", file=sys.stderr, flush=True)
+                  f"(first records after {b['seconds_to_first_record']:.2f} s; CPU {b['cpu_seconds']:.2f} s)",
+                  file=sys.stderr, flush=True)
         gc.collect()
         s = settings_for(bootstrap, prefix(), "", acc)
         s = Settings(**{**s.__dict__, "feed_topics": feed_s.feed_topics})
@@ -403,7 +412,7 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
         out["worker_rounds"].append(wr)
         print(f"[{fmt}] round {r + 1} worker: {wr['eps']:,.0f} events/s to the feed's end "
               f"({wr['seconds_to_feed_end']:.2f} s; assigned after {wr['seconds_to_assignment']:.2f} s, "
-              f"{wr['eps_sustained']:,.0f} events/s from there), "
+              f"{wr['eps_sustained']:,.0f} events/s from there, CPU {wr['cpu_seconds_sustained']:.2f} s), "
               f"last final after {wr['seconds_to_last_final']:.2f} s, "
               f"equals replay: {wr['equals_replay']}", file=sys.stderr, flush=True)
         if wr["seconds_to_last_final"] > max_round_s and r + 1 < rounds:
@@ -422,6 +431,12 @@ async def throughput(bootstrap: str, svb: Path, acc: Path, fmt: str, rounds: int
         paired = [w["eps_sustained"] / b["eps"] for b, w in zip(out[f"{key}_rounds"], out["worker_rounds"])]
         out[f"ratio_sustained_to_{key}_per_round"] = paired
         out[f"ratio_sustained_to_{key}_median_of_rounds"] = statistics.median(paired)
+        # CPU time of this process per event, the bare consumer's over the worker's, round by round: less
+        # exposed than the rates to how busy the shared machine is (the broker's CPU is not in it)
+        cpu = [b["cpu_seconds"] / w["cpu_seconds_sustained"] if w["cpu_seconds_sustained"] > 0 else float("nan")
+               for b, w in zip(out[f"{key}_rounds"], out["worker_rounds"])]
+        out[f"cpu_ratio_to_{key}_per_round"] = cpu
+        out[f"cpu_ratio_to_{key}_median_of_rounds"] = statistics.median(cpu)
     out["bare_deser_method"] = ("each frame decoded to columns (binary.decode_frame_at, every string interned)"
                                 if fmt == "binary" else "orjson.loads of each record")
     out["bare_max_records"] = BARE_MAX_RECORDS
@@ -814,6 +829,9 @@ def summary(r: dict) -> dict:
                       "ratio_sustained_to_bare_deser": round(x["ratio_sustained_to_bare_deser"], 3),
                       "ratio_sustained_to_bare_deser_median_of_rounds":
                           round(x["ratio_sustained_to_bare_deser_median_of_rounds"], 3),
+                      "cpu_ratio_to_bare_median_of_rounds": round(x["cpu_ratio_to_bare_median_of_rounds"], 3),
+                      "cpu_ratio_to_bare_deser_median_of_rounds":
+                          round(x["cpu_ratio_to_bare_deser_median_of_rounds"], 3),
                       "ratio_worker_to_bare": round(x["ratio_worker_to_bare"], 3),
                       "ratio_worker_incl_owner_finals_to_bare": round(x["ratio_worker_incl_owner_finals_to_bare"], 3),
                       "worker_rounds": len(x["worker_rounds"]),
