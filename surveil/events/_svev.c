@@ -1406,6 +1406,47 @@ static inline PyObject *jstr(const JTok *t) {
     return PyUnicode_DecodeUTF8((const char *)t->p, t->n, "strict");
 }
 
+/* the id of a string token of column table/ids: *id, and 1; the table knows it (a hit), or the interner's dict
+ * does (then the table learns it), or it is a miss: *id = -2 - k, k its place among the column's distinct
+ * misses of this frame (*misses, a list made on the first one, and *seen, str -> k). 0: not UTF-8 ("slow");
+ * -1: an error is set. */
+static int jstring_id(StrTable *table, PyObject *ids, const JTok *t, uint64_t h, PyObject **misses, PyObject **seen,
+                      int32_t *id) {
+    if ((*id = table_find(table, t->p, t->n, h)) != -2) return 1;
+    PyObject *u = jstr(t), *k;
+    if (u == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int rc = -1;
+    PyObject *r = PyDict_GetItemWithError(ids, u);
+    if (r != NULL) {
+        long x = PyLong_AsLong(r);
+        if ((x == -1 && PyErr_Occurred()) || x < 0 || x > INT32_MAX) {
+            PyErr_Clear();
+            rc = 0;
+        } else {
+            *id = (int32_t)x;
+            rc = table_add(table, t->p, t->n, *id) < 0 ? -1 : 1;
+        }
+    } else if (!PyErr_Occurred() &&
+               (*misses != NULL || ((*misses = PyList_New(0)) != NULL && (*seen = PyDict_New()) != NULL))) {
+        Py_ssize_t m = PyList_GET_SIZE(*misses);
+        if ((k = PyDict_GetItemWithError(*seen, u)) != NULL) {
+            m = PyLong_AsSsize_t(k);
+            rc = m == -1 && PyErr_Occurred() ? -1 : m < 0 || m > INT32_MAX - 2 ? 0 : 1;
+        } else if (!PyErr_Occurred() && (k = PyLong_FromSsize_t(m)) != NULL) {
+            int bad = PyDict_SetItem(*seen, u, k) < 0 || PyList_Append(*misses, u) < 0;
+            Py_DECREF(k);
+            rc = bad ? -1 : m > INT32_MAX - 2 ? 0 : 1;
+        }
+        if (rc == 1) *id = (int32_t)(-2 - m);
+    }
+    Py_DECREF(u);
+    return rc;
+}
+
 /* consts: the schema's numbers the checks and flags use, in this order */
 enum { JC_PRICE_SCALE, JC_PRICE_MAX, JC_QTY_MAX, JC_TS_MIN, JC_TS_MAX, JC_ORDER, JC_TRADE, JC_INDEX, JC_F_HAS_SEQ,
        JC_F_ORDER_ID_INT, JC_F_HAS_PRICE, JC_F_HAS_QTY, JC_F_HAS_ORDER_ID, JC_N };
@@ -1485,8 +1526,9 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
     for (;;) { /* one object a turn */
         if (p >= e || *p != '{' || n == cap) goto slow;
         Py_ssize_t i = n;
-        unsigned seen = 0;
+        unsigned seen = 0; /* the fields met (a field twice goes slow) */
         JTok tok[JK_N];
+        for (int j = 0; j < JK_N; j++) tok[j].type = JT_NULL; /* an absent field reads as null (o.get(f)) */
         p = jws(p + 1, e);
         if (p < e && *p == '}') goto slow; /* no ts */
         for (;;) { /* one key and value a turn */
@@ -1513,22 +1555,22 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         /* the object's values into row i */
         JTok *t;
         int c;
-        if (!((seen >> JK_TS) & 1) || !jint(&tok[JK_TS], &ts[i])) goto slow;
+        if (!jint(&tok[JK_TS], &ts[i])) goto slow;
         t = &tok[JK_VENUE];
-        if (!((seen >> JK_VENUE) & 1) || t->type != JT_STR || (c = jenum_code(&e_venue, t->p, t->n)) < 0) goto slow;
+        if (t->type != JT_STR || (c = jenum_code(&e_venue, t->p, t->n)) < 0) goto slow;
         venue[i] = (unsigned char)c;
         t = &tok[JK_TYPE];
-        if (!((seen >> JK_TYPE) & 1) || t->type != JT_STR || (c = jenum_code(&e_type, t->p, t->n)) < 0) goto slow;
+        if (t->type != JT_STR || (c = jenum_code(&e_type, t->p, t->n)) < 0) goto slow;
         etype[i] = (unsigned char)c;
         t = &tok[JK_SIDE];
-        if (!((seen >> JK_SIDE) & 1) || t->type == JT_NULL)
+        if (t->type == JT_NULL)
             c = e_side.null_code;
         else
             c = t->type == JT_STR ? jenum_code(&e_side, t->p, t->n) : -1;
         if (c < 0) goto slow;
         side[i] = (unsigned char)c;
         t = &tok[JK_AGGR];
-        if (!((seen >> JK_AGGR) & 1) || t->type == JT_NULL)
+        if (t->type == JT_NULL)
             c = a_null;
         else
             c = t->type == JT_TRUE ? a_true : t->type == JT_FALSE ? a_false : -1;
@@ -1537,7 +1579,7 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         uint64_t hs[4]; /* the four strings' hashes first, their slots fetched together (each a cache miss) */
         for (int s = 0; s < 4; s++) {
             t = &tok[skey[s]];
-            if ((seen >> skey[s]) & 1 && t->type == JT_STR) {
+            if (t->type == JT_STR) {
                 const StrTable *tab = (const StrTable *)PyTuple_GET_ITEM(tables, s);
                 hs[s] = hash_bytes(t->p, t->n);
                 if (tab->cap) __builtin_prefetch(&tab->slots[hs[s] & (tab->cap - 1)]);
@@ -1546,57 +1588,12 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         for (int s = 0; s < 4; s++) {
             int32_t id = -1;
             t = &tok[skey[s]];
-            if ((seen >> skey[s]) & 1 && t->type != JT_NULL) {
+            if (t->type != JT_NULL) {
                 if (t->type != JT_STR) goto slow;
-                StrTable *tab = (StrTable *)PyTuple_GET_ITEM(tables, s);
-                id = table_find(tab, t->p, t->n, hs[s]);
-                if (id == -2) { /* not in the cache: the interner's dict, or a miss */
-                    PyObject *u = jstr(t);
-                    if (u == NULL) {
-                        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) goto done;
-                        PyErr_Clear();
-                        goto slow;
-                    }
-                    PyObject *r = PyDict_GetItemWithError(PyTuple_GET_ITEM(ids, s), u);
-                    if (r != NULL) {
-                        long x = PyLong_AsLong(r);
-                        Py_DECREF(u);
-                        if ((x == -1 && PyErr_Occurred()) || x < 0 || x > INT32_MAX) {
-                            PyErr_Clear();
-                            goto slow;
-                        }
-                        id = (int32_t)x;
-                        if (table_add(tab, t->p, t->n, id) < 0) goto done;
-                    } else { /* a miss: -2 - its place among this frame's distinct misses of the column */
-                        if (PyErr_Occurred()) {
-                            Py_DECREF(u);
-                            goto done;
-                        }
-                        if (misses[s] == NULL &&
-                            ((misses[s] = PyList_New(0)) == NULL || (mseen[s] = PyDict_New()) == NULL)) {
-                            Py_DECREF(u);
-                            goto done;
-                        }
-                        PyObject *k = PyDict_GetItemWithError(mseen[s], u);
-                        Py_ssize_t m = PyList_GET_SIZE(misses[s]);
-                        if (k != NULL) {
-                            m = PyLong_AsSsize_t(k);
-                        } else if (PyErr_Occurred() || (k = PyLong_FromSsize_t(m)) == NULL) {
-                            Py_DECREF(u);
-                            goto done;
-                        } else {
-                            int rc = PyDict_SetItem(mseen[s], u, k);
-                            Py_DECREF(k);
-                            if (rc < 0 || PyList_Append(misses[s], u) < 0) {
-                                Py_DECREF(u);
-                                goto done;
-                            }
-                        }
-                        Py_DECREF(u);
-                        if (m < 0 || m > INT32_MAX - 2) goto slow;
-                        id = (int32_t)(-2 - m);
-                    }
-                }
+                int rc = jstring_id((StrTable *)PyTuple_GET_ITEM(tables, s), PyTuple_GET_ITEM(ids, s), t, hs[s],
+                                    &misses[s], &mseen[s], &id);
+                if (rc < 0) goto done;
+                if (rc == 0) goto slow;
             }
             sid[s * cap + i] = id;
         }
@@ -1609,7 +1606,7 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
             goto slow;
         t = &tok[JK_PRICE];
         price[i] = 0;
-        if ((seen >> JK_PRICE) & 1 && t->type != JT_NULL) {
+        if (t->type != JT_NULL) {
             int64_t x;
             double d;
             if (t->type != JT_NUM) goto slow;
@@ -1630,7 +1627,7 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         }
         t = &tok[JK_QTY];
         qty[i] = 0;
-        if ((seen >> JK_QTY) & 1 && t->type != JT_NULL) {
+        if (t->type != JT_NULL) {
             if (!jint(t, &qty[i]) || qty[i] < 0 || qty[i] >= K[JC_QTY_MAX] || (is_trade && qty[i] == 0)) goto slow;
             fl |= (int)K[JC_F_HAS_QTY];
         } else if (needs) {
@@ -1638,13 +1635,13 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         }
         t = &tok[JK_SEQ];
         seq[i] = 0;
-        if ((seen >> JK_SEQ) & 1 && t->type != JT_NULL) {
+        if (t->type != JT_NULL) {
             if (!jint(t, &seq[i])) goto slow;
             fl |= (int)K[JC_F_HAS_SEQ];
         }
         t = &tok[JK_OID];
         oid[i] = 0;
-        if ((seen >> JK_OID) & 1 && t->type != JT_NULL) {
+        if (t->type != JT_NULL) {
             fl |= (int)K[JC_F_HAS_ORDER_ID];
             if (t->type == JT_STR) {
                 if (ostr == NULL && (ostr = PyMem_Calloc((size_t)(cap ? cap : 1), sizeof(PyObject *))) == NULL) {
