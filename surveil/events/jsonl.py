@@ -48,6 +48,7 @@ FIELDS = ("ts", "venue", "type", "account", "broker", "owner", "symbol", "side",
           "order_id", "seq", "aggressor")
 _AGGR = {None: 0, True: F_HAS_AGGRESSOR | F_AGGRESSOR, False: F_HAS_AGGRESSOR}
 _OID_TYPES = {str, int, type(None)}
+_OID_INTS = range(2**63)  # integer order ids: non-negative 64-bit
 _AGGR_TYPES = {bool, type(None)}
 _ISO_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$"
@@ -129,7 +130,7 @@ def _check_row(o: Any) -> None:
     oid = o.get("order_id")
     if oid is not None and type(oid) not in (str, int):
         raise RowError("order_id", oid, "must be a string or an integer")
-    if type(oid) is int and not 0 <= oid < 2**63:
+    if type(oid) is int and oid not in _OID_INTS:
         raise RowError("order_id", oid, "integer order ids must be non-negative 64-bit")
 
 
@@ -307,7 +308,7 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         oid_l = [o.get("order_id") for o in objs]
         if not set(map(type, oid_l)) <= _OID_TYPES:
             raise _Slow
-        if any(type(v) is int and not 0 <= v < 2**63 for v in oid_l):  # the validating path rejects these
+        if any(type(v) is int and v not in _OID_INTS for v in oid_l):  # the validating path rejects these
             raise _Slow
         order_id = np.empty(n, dtype=object)
         order_id[:] = oid_l
