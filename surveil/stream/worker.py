@@ -35,7 +35,7 @@ from surveil.engine.refdata import RefData, RefDataError
 from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
-from surveil.stream import topics
+from surveil.stream import kafka_read, topics
 from surveil.stream.envelope import pack_bundle, seal
 from surveil.stream.owner import OwnerState
 from surveil.stream.partition import Output, PartitionState
@@ -202,6 +202,8 @@ class Worker:
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
                                          fetch_max_bytes=64 << 20)
+        if self.s.fetch_in_place:  # the feed's fetch responses received into their final bytes (kafka_read)
+            kafka_read.use_for(self.consumer)
         self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic], listener=_Rebalance(self))
         await self.consumer.start()
 
