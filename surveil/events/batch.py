@@ -152,6 +152,10 @@ class Batch:
         """Rows selected by a boolean mask, an index array or a slice."""
         return Batch(**{k: v[idx] for k, v in self.columns().items()})
 
+    def copy(self) -> Batch:
+        """The same rows in arrays of their own (not views of another batch's arrays)."""
+        return Batch(**{k: v.copy() for k, v in self.columns().items()})
+
     @staticmethod
     def concat(batches: Iterable[Batch]) -> Batch:
         bs = [b for b in batches if len(b)]

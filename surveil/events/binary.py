@@ -26,6 +26,8 @@ fields are present, so JSON -> binary -> JSON is lossless.
 from __future__ import annotations
 
 import struct
+import sys
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -158,7 +160,7 @@ class FrameBlock:
     writes each frame's rows in place, after the previous frame's, so that consecutive frames are one batch
     without a copy (:meth:`batch`). ``total`` bounds the rows; a frame that does not fit is decoded alone."""
 
-    __slots__ = ("total", "block", "oid", "src", "cols", "row")
+    __slots__ = ("total", "block", "oid", "src", "cols", "row", "_refs")
 
     def __init__(self, total: int):
         self.total = total
@@ -167,11 +169,31 @@ class FrameBlock:
         self.src = np.empty(total, np.int64)
         self.cols = _columns(self.block, total)
         self.row = 0  # rows written so far
+        self._refs = self._ref_counts()  # the block's own references to its arrays (``cols`` are views)
+
+    def _ref_counts(self) -> tuple[int, int, int]:
+        return sys.getrefcount(self.block), sys.getrefcount(self.oid), sys.getrefcount(self.src)
+
+    @classmethod
+    def reused(cls, total: int) -> FrameBlock:
+        """A block of at least ``total`` rows, empty: this thread's last one when nothing but the block refers
+        to its arrays any more (no batch, view or slice of its rows is left: a numpy view refers to the array
+        it is a view of), else a new one, which becomes the thread's. Reusing it spares the fresh pages of a
+        new block on every poll (≈ 77 bytes a row: 23 MB for a 300,000-event poll, ≈ 30 ns per event)."""
+        b = getattr(_reuse, "block", None)
+        if b is not None and b.total >= total and b._ref_counts() == b._refs:
+            b.row = 0
+            return b
+        b = _reuse.block = cls(total)
+        return b
 
     def batch(self, lo: int, hi: int) -> Batch:
         """Rows ``lo:hi`` as a batch (views, no copy)."""
         return Batch(src=self.src[lo:hi], order_id=self.oid[lo:hi],
                      **{k: v[lo:hi] for k, v in self.cols.items() if k != "bad"})
+
+
+_reuse = threading.local()  # FrameBlock.reused: each thread's last block
 
 
 def frame_rows(value) -> int:

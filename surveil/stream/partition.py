@@ -138,7 +138,7 @@ class PartitionState:
         run: list[Batch] = []
         # the frames of this call are decoded into one block: consecutive ones go to the engine without a copy
         rows = sum(binary.frame_rows(v) for _, v in records) if binary.FAST else 0
-        block = binary.FrameBlock(rows) if rows else None
+        block = binary.FrameBlock.reused(rows) if rows else None
         spans: list[tuple[int, int] | None] = []  # block rows of each batch of ``run`` (None: not in the block)
         values: dict[int, tuple[bytes, str]] = {}
         # A progress marker between two frames is applied only when the next frame has an event earlier

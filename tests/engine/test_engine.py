@@ -181,3 +181,16 @@ def test_reference_data_refuses_names_that_are_not_strings_or_hold_a_nul(tmp_pat
     rejects = []
     ref = RefData.load_csv(csv, rejects)
     assert list(ref.accounts) == [(0, "A2")] and [(r.field, r.location) for r in rejects] == [("owner", 2)]
+
+
+def test_held_events_are_copied_not_views_of_the_input():
+    """The events the engine holds back (within the reorder tolerance of the newest) are its own copy: a view
+    would keep the caller's whole batch alive (a stream worker reuses the block its polls are decoded into)."""
+    evs = [order(T0 + i * S // 10, "A", oid=i) for i in range(20)]
+    b, reg = _batch(evs)
+    eng = Engine(load_config(overrides={"engine": {"reorder_tolerance_ms": 500}}), registry=reg)
+    eng.process(b)
+    assert eng.held is not None and 0 < len(eng.held) < len(b)
+    for name, col in eng.held.columns().items():
+        assert not np.shares_memory(col, getattr(b, name)), name
+    assert eng.held.ts.tolist() == b.ts[len(b) - len(eng.held):].tolist()

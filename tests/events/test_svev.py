@@ -403,3 +403,34 @@ def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_
                 assert got == binary._index_symbols(rec, ns).tolist()
     with pytest.raises(ValueError, match="out of range"):
         _svev.index_symbols(frames[0], 0, len(frames[0]) // 76 + 1, 5, binary.INDEX)
+
+
+def test_a_frame_block_is_reused_only_when_nothing_refers_to_its_rows():
+    """FrameBlock.reused gives back the thread's last block once no batch, view or slice of its rows is
+    left, and a new one while any is (its rows would be overwritten under it)."""
+    if not binary.FAST:
+        pytest.skip("the compiled decoder is not built (test_the_compiled_decoder_is_built fails)")
+    reg = Registry()
+    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(400)], 1, reg, "x", [])
+    frames = [binary.encode_frame(b.take(slice(lo, lo + 100)), reg) for lo in range(0, 400, 100)]
+    rows = sum(binary.frame_rows(f) for f in frames)
+
+    def decode_all(block):
+        return [binary.decode_frame_at(f, 0, reg, f"t:0@{i}", 0, [], into=block)[0] for i, f in enumerate(frames)]
+
+    first = binary.FrameBlock.reused(rows)
+    kept = decode_all(first)
+    assert all(np.shares_memory(k.ts, first.block) for k in kept)  # views of the block
+    want = [{k: v.tolist() for k, v in x.columns().items()} for x in kept]
+    second = binary.FrameBlock.reused(rows)
+    assert second is not first  # ``kept`` still refers to the first block's rows
+    decode_all(second)  # (its batches are dropped at once)
+    assert [{k: v.tolist() for k, v in x.columns().items()} for x in kept] == want  # untouched
+    assert binary.FrameBlock.reused(rows) is second and second.row == 0  # nothing refers to it: reused
+    one_slice = decode_all(second)[2].ts[1:]  # a slice of a view of its rows
+    third = binary.FrameBlock.reused(rows)
+    assert third is not second
+    del one_slice
+    assert binary.FrameBlock.reused(rows) is third  # the thread's last block, free
+    assert binary.FrameBlock.reused(rows + 1) is not third  # too small: a new one...
+    assert binary.FrameBlock.reused(5).total == rows + 1  # ...which serves a smaller poll too

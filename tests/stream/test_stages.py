@@ -275,3 +275,31 @@ def test_stage_engines_drain_final_alerts_without_keeping_them(day):
     owner = OwnerState("owner:0", load_config(), ["f.sse:0"])
     part = PartitionState("f.sse:0", load_config(), ref, NO)
     assert not owner.engine.keep_finals and not part.engine.keep_finals
+
+
+def test_a_partition_stage_reuses_its_poll_block(day):
+    """Each poll's frames are decoded into a block (FrameBlock.reused): once a poll is handled nothing refers
+    to it any more (the engine copies the rows it holds back, the export takes copies), so the next poll
+    reuses it instead of a new block of fresh pages; and the outputs equal those of new blocks each time."""
+    if not binary.FAST:
+        pytest.skip("the compiled decoder is not built (test_the_compiled_decoder_is_built fails)")
+    recs = feed_records(day.events_path)
+    src = ("f.sse", 0)
+    chunks = [list(enumerate(recs[src]))[i:i + 8] for i in range(0, 48, 8)]
+    params, ref = load_config(), RefData.load_csv(day.accounts_path)
+
+    def run(reuse: bool):
+        st = PartitionState("f.sse:0", params, ref, NO)
+        blocks, outs = [], []
+        for c in chunks:
+            if not reuse:
+                binary._reuse.block = None  # noqa: SLF001 - every poll gets a new block
+            out = st.handle_many(c, *src)
+            blocks.append(binary._reuse.block)  # noqa: SLF001
+            outs.append((out.alerts, out.rejects, out.owner, out.counts.tolist()))
+        return blocks, outs
+
+    blocks, outs = run(True)
+    assert len({id(b) for b in blocks}) == 1 and blocks[0].total > 0
+    _, fresh = run(False)
+    assert outs == fresh
