@@ -221,3 +221,55 @@ def test_the_worker_feed_consumer_reads_with_it(kafka_bootstrap, in_place):
     consumer_kinds, producer_kinds = asyncio.run(main())
     assert (FrameConnection in consumer_kinds) is in_place  # SURVEIL_FETCH_IN_PLACE=off: aiokafka's reader
     assert consumer_kinds and FrameConnection not in producer_kinds
+
+
+def test_responses_over_tls_come_back_whole(tmp_path):
+    """asyncio's TLS transport drives a buffered protocol its own way (it decrypts into the buffer the
+    protocol gives): responses from a TLS server, read through FrameReader and _Protocol as
+    FrameConnection connects with SSL or SASL_SSL, come back whole."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    rnd = random.Random(9)
+    bodies = [rnd.randbytes(rnd.choice(SIZES + [1_000_000])) for _ in range(30)]
+
+    async def main():
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+
+        async def serve(reader, writer):
+            writer.write(_stream(bodies))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        loop = asyncio.get_running_loop()
+        reader = FrameReader()
+        gave = []  # every buffer the transport was given
+        real_get_buffer = reader.get_buffer
+
+        def get_buffer():
+            gave.append(real_get_buffer())
+            return gave[-1]
+
+        reader.get_buffer = get_buffer
+        protocol = kafka_read._Protocol(loop.create_future(), reader, loop=loop)
+        transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port, ssl=client_ctx,
+                                                    server_hostname="localhost")
+        try:
+            got = await asyncio.wait_for(_read_all(reader, len(bodies)), 30)
+        finally:
+            transport.close()
+            server.close()
+            await server.wait_closed()
+        return got, sum(b.obj is not reader._stage.obj for b in gave)
+
+    got, direct = asyncio.run(main())
+    assert got == bodies
+    assert direct > 0  # large bodies were decrypted straight into their bytes
