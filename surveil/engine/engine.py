@@ -215,9 +215,13 @@ class Engine:
         cut = int(np.searchsorted(combined.ts, bound, "left"))
         if cut:
             self._run(combined.take(slice(0, cut)) if cut < len(combined) else combined)
-        # a copy: the rows held back are few, and a view would keep the caller's whole batch alive (a stream
-        # worker decodes each poll into a block it reuses when nothing refers to it any more)
-        self.held = combined.take(slice(cut, None)).copy() if cut < len(combined) else None
+        if cut < len(combined):
+            held = combined.take(slice(cut, None))
+            # rows of the caller's batch are copied (few): a view would keep the whole batch alive (a stream
+            # worker decodes each poll into a block it reuses when nothing refers to it any more)
+            self.held = held.copy() if combined is batch else held
+        else:
+            self.held = None
 
     def advance(self, ts: int) -> None:
         """A progress marker: no later input event is earlier than ``ts``. Releases what waits for a later

@@ -178,10 +178,12 @@ class FrameBlock:
     def reused(cls, total: int) -> FrameBlock:
         """A block of at least ``total`` rows, empty: this thread's last one when nothing but the block refers
         to its arrays any more (no batch, view or slice of its rows is left: a numpy view refers to the array
-        it is a view of), else a new one, which becomes the thread's. Reusing it spares the fresh pages of a
-        new block on every poll (≈ 77 bytes a row: 23 MB for a 300,000-event poll, ≈ 30 ns per event)."""
+        it is a view of) and it is not much larger than needed, else a new one, which becomes the thread's.
+        Reusing it spares the fresh pages of a new block on every poll (≈ 77 bytes a row: 23 MB for a
+        300,000-event poll, ≈ 30 ns per event)."""
         b = getattr(_reuse, "block", None)
-        if b is not None and b.total >= total and b._ref_counts() == b._refs:
+        # not one much larger than needed either: a catch-up poll's block is not kept for a paced feed's polls
+        if b is not None and total <= b.total <= 4 * total + 65536 and b._ref_counts() == b._refs:
             b.row = 0
             return b
         b = _reuse.block = cls(total)

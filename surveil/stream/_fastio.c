@@ -3,11 +3,39 @@
    writable_bytes(n) -> (bytes, memoryview): a new bytes object of n bytes (not initialised) and a writable
    memoryview of its buffer, so that a socket can recv_into the final bytes object of a Kafka response
    instead of into a stream buffer that is then copied out (as socket.recv itself fills the bytes object it
-   returns). The memoryview does not keep the bytes object alive: the caller holds both, writes through the
-   view only, releases the view, and only then hands the bytes out (nothing may see them, hash them or
-   intern them while they are written). */
+   returns). The view (and every slice of it) holds a reference to the bytes object, through a small
+   exporter object, so the memory it writes to cannot be freed under it. The caller writes through the view
+   only, releases it, and only then hands the bytes out (nothing may see them, hash them or intern them
+   while they are written). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *bytes;
+} Writable;
+
+static int Writable_getbuffer(Writable *self, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)self, PyBytes_AS_STRING(self->bytes), PyBytes_GET_SIZE(self->bytes),
+                             0, flags);
+}
+
+static void Writable_dealloc(Writable *self) {
+    Py_XDECREF(self->bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyBufferProcs Writable_as_buffer = {(getbufferproc)Writable_getbuffer, NULL};
+
+static PyTypeObject WritableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "surveil.stream._fastio.Writable",
+    .tp_basicsize = sizeof(Writable),
+    .tp_dealloc = (destructor)Writable_dealloc,
+    .tp_as_buffer = &Writable_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "the writable buffer of a bytes object being received (see writable_bytes)",
+};
 
 static PyObject *writable_bytes(PyObject *mod, PyObject *arg) {
     Py_ssize_t n = PyLong_AsSsize_t(arg);
@@ -16,16 +44,17 @@ static PyObject *writable_bytes(PyObject *mod, PyObject *arg) {
         PyErr_Format(PyExc_ValueError, "writable_bytes: n=%zd is negative", n);
         return NULL;
     }
-    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
-    if (b == NULL) return NULL;
-    PyObject *mv = PyMemoryView_FromMemory(PyBytes_AS_STRING(b), n, PyBUF_WRITE);
-    if (mv == NULL) {
-        Py_DECREF(b);
+    Writable *w = PyObject_New(Writable, &WritableType);
+    if (w == NULL) return NULL;
+    w->bytes = PyBytes_FromStringAndSize(NULL, n);
+    if (w->bytes == NULL) {
+        Py_DECREF(w);
         return NULL;
     }
-    PyObject *ret = PyTuple_Pack(2, b, mv);
-    Py_DECREF(b);
-    Py_DECREF(mv);
+    PyObject *mv = PyMemoryView_FromObject((PyObject *)w);
+    PyObject *ret = mv == NULL ? NULL : PyTuple_Pack(2, w->bytes, mv);
+    Py_XDECREF(mv);
+    Py_DECREF(w);
     return ret;
 }
 
@@ -36,4 +65,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastio", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__fastio(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastio(void) {
+    if (PyType_Ready(&WritableType) < 0) return NULL;
+    return PyModule_Create(&module);
+}

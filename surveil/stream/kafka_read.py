@@ -7,10 +7,14 @@ every byte of the feed, and with fresh pages each time; measured in the worker (
 ``extend`` and ``readexactly`` took ≈ 1 s of 4, more than the decoder.
 
 Here the connection's protocol is an ``asyncio.BufferedProtocol``: the transport calls ``recv_into`` the
-buffer we give. A response's 4-byte size is read through a small staging buffer; its body goes into a new
-``bytes`` object of that size (``_fastio.writable_bytes``), directly while at least a staging buffer's worth
-of it is still to come, else through the staging buffer. aiokafka then gets the very same object
-(``_handle_frame`` wraps it in ``io.BytesIO``, which shares a ``bytes``).
+buffer we give. A response's 4-byte size and its first 64 KiB are read through a small staging buffer (a
+response that small is then copied into its ``bytes``); once they have come, a larger one gets a new
+``bytes`` object of its size (``_fastio.writable_bytes``: allocated only then, so a peer that is not Kafka
+cannot make it allocate what four stray bytes announce), and the rest goes into it directly while at least
+a staging buffer's worth is still to come, else through the staging buffer. aiokafka then gets the very
+same object (``_handle_frame`` wraps it in ``io.BytesIO``, which shares a ``bytes``). A size prefix beyond
+:data:`MAX_RESPONSE_BYTES` is an :class:`OutOfStep` error (a ``ConnectionError``: aiokafka closes the
+connection quietly, as after a lost one).
 
 :class:`FrameReader` stands in for the ``StreamReader`` (the methods aiokafka, ``StreamReaderProtocol`` and
 ``StreamWriter`` call), :class:`FrameConnection` is aiokafka's connection with it, and :func:`use_for`
@@ -46,6 +50,15 @@ log = logging.getLogger(__name__)
 AIOKAFKA_VERSIONS = ("0.14.",)
 #: staging buffer: the size prefixes, small responses and the last part of a large one go through it
 STAGE_BYTES = 64 << 10
+#: a larger size prefix is not a Kafka response (the worker asks for at most 64 MiB at a time; a record
+#: batch larger than that comes whole): the peer does not speak Kafka, and the connection is closed. The
+#: first bytes of a TLS record ("\x15\x03\x03", "\x16\x03\x03": a plaintext client on a TLS port) read as
+#: 352 and 369 MB, those of an HTTP reply as 1.2 GB
+MAX_RESPONSE_BYTES = 256 << 20
+
+
+class OutOfStep(ConnectionError):
+    """The bytes received are not a Kafka response (aiokafka closes the connection, as on a lost one)."""
 
 
 class FrameReader(asyncio.StreamReader):
@@ -63,9 +76,10 @@ class FrameReader(asyncio.StreamReader):
         self._transport: Any = None
         self._stage = memoryview(bytearray(STAGE_BYTES))
         self._head = bytearray()  # the size prefix read so far
-        self._body: bytes | None = None  # the response being received, and a writable view of it
+        self._size = -1  # the size of the response being received (-1: its size prefix is not whole yet)
+        self._start = bytearray()  # its first bytes, until STAGE_BYTES of it (or all) have come
+        self._body: bytes | None = None  # then the response itself, and a writable view of it
         self._view: memoryview | None = None
-        self._size = 0
         self._filled = 0
         self._direct = False  # the last buffer given was the body's (not the staging buffer)
 
@@ -118,7 +132,7 @@ class FrameReader(asyncio.StreamReader):
         if self._direct:
             self._filled += n
             if self._filled == self._size:
-                self._complete()
+                self._complete(self._body)
         else:
             self._take(self._stage[:n])
 
@@ -128,32 +142,45 @@ class FrameReader(asyncio.StreamReader):
             return
         pos, end = 0, len(data)
         while pos < end:
-            if self._view is None:
+            if self._size < 0:  # the size prefix
                 k = min(4 - len(self._head), end - pos)
                 self._head += data[pos:pos + k]
                 pos += k
                 if len(self._head) == 4:
                     size = int.from_bytes(self._head, "big", signed=True)
-                    if size < 0:
-                        self._fail(ValueError(f"a Kafka response of size={size}: the connection is out of step"))
+                    if not 0 <= size <= MAX_RESPONSE_BYTES:
+                        self._fail(OutOfStep(f"a response of size={size} (bytes {bytes(self._head)!r}): not Kafka "
+                                             f"(expected 0..{MAX_RESPONSE_BYTES}; a wrong port or protocol?)"))
                         return
-                    self._body, self._view = _fastio.writable_bytes(size)
-                    self._size, self._filled = size, 0
+                    self._size = size
                     if size == 0:
-                        self._complete()
+                        self._complete(b"")
+            elif self._view is None:  # the first bytes, kept aside: the size is only allocated once they came
+                k = min(self._size - len(self._start), STAGE_BYTES - len(self._start), end - pos)
+                self._start += data[pos:pos + k]
+                pos += k
+                if len(self._start) == self._size:
+                    self._complete(bytes(self._start))
+                elif len(self._start) == STAGE_BYTES:
+                    self._body, self._view = _fastio.writable_bytes(self._size)
+                    self._view[:STAGE_BYTES] = self._start
+                    self._filled = STAGE_BYTES
             else:
                 k = min(self._size - self._filled, end - pos)
                 self._view[self._filled:self._filled + k] = data[pos:pos + k]
                 self._filled += k
                 pos += k
                 if self._filled == self._size:
-                    self._complete()
+                    self._complete(self._body)
 
-    def _complete(self) -> None:
-        self._view.release()  # the body is whole: nothing writes to it any more
+    def _complete(self, body: bytes) -> None:
+        if self._view is not None:
+            self._view.release()  # the body is whole: nothing writes to it any more
         self._ready.append(bytes(self._head))
-        self._ready.append(self._body)
+        self._ready.append(body)
         self._head.clear()
+        self._start.clear()
+        self._size = -1
         self._body = self._view = None
         self._wake()
 

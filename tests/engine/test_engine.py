@@ -194,3 +194,7 @@ def test_held_events_are_copied_not_views_of_the_input():
     for name, col in eng.held.columns().items():
         assert not np.shares_memory(col, getattr(b, name)), name
     assert eng.held.ts.tolist() == b.ts[len(b) - len(eng.held):].tolist()
+    more, _ = _batch([order(T0 + 2 * S + i * S // 10, "A", oid=100 + i) for i in range(5)])
+    eng.process(more)  # held rows and new ones joined (a concatenation of the engine's own)
+    assert eng.held is not None and not any(np.shares_memory(col, getattr(more, name))
+                                            for name, col in eng.held.columns().items())

@@ -434,3 +434,6 @@ def test_a_frame_block_is_reused_only_when_nothing_refers_to_its_rows():
     assert binary.FrameBlock.reused(rows) is third  # the thread's last block, free
     assert binary.FrameBlock.reused(rows + 1) is not third  # too small: a new one...
     assert binary.FrameBlock.reused(5).total == rows + 1  # ...which serves a smaller poll too
+    big = binary.FrameBlock.reused(1_000_000)
+    assert binary.FrameBlock.reused(300_000) is big  # within 4x (and 64 Ki rows)
+    assert binary.FrameBlock.reused(rows).total == rows  # much smaller: the large block is not kept

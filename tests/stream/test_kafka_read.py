@@ -10,6 +10,7 @@ import os
 import random
 import struct
 
+import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,20 +27,30 @@ def _stream(bodies):
     return b"".join(struct.pack(">i", len(b)) + b for b in bodies)
 
 
+def _address(buf) -> int:
+    return np.frombuffer(buf, np.uint8).ctypes.data
+
+
 def _feed(r: FrameReader, data: bytes, rnd: random.Random, cuts=(1, 3, 4, 5, 1000, STAGE_BYTES, 1 << 20)):
     """Give ``data`` to the reader as a transport would: into the buffer it asks for, at most that long and
-    at most a random cut. Returns how many reads went straight into a response's body."""
-    pos = direct = 0
+    at most a random cut. Returns the addresses of the buffers given that were not the staging buffer."""
+    pos, direct = 0, []
     while pos < len(data):
         buf = r.get_buffer()
         assert len(buf) > 0
         if buf.obj is not r._stage.obj:
-            direct += 1
+            direct.append(_address(buf))
         n = min(len(buf), rnd.choice(cuts), len(data) - pos)
         buf[:n] = data[pos:pos + n]
         pos += n
         r.buffer_updated(n)
     return direct
+
+
+def _received_in_place(direct: list[int], bodies: list[bytes]) -> bool:
+    """Every buffer given for a direct read lies inside one of the bodies handed out, and there was one."""
+    spans = [(_address(b), _address(b) + len(b)) for b in bodies if b]
+    return bool(direct) and all(any(lo <= a < hi for lo, hi in spans) for a in direct)
 
 
 async def _read_all(r: FrameReader, n: int) -> list[bytes]:
@@ -62,8 +73,9 @@ def test_responses_cut_anywhere_come_back_whole(seed):
     r, direct, got = asyncio.run(main())
     assert got == bodies
     assert all(type(b) is bytes for b in got)
-    assert direct > 0  # the large bodies were (partly) received in place, not through the staging buffer
-    assert not r._ready and r._view is None and not r._head
+    # the large bodies were (partly) received in place: into the very bytes objects handed out
+    assert _received_in_place(direct, got)
+    assert not r._ready and r._view is None and not r._head and not r._start
 
 
 def test_a_waiting_reader_gets_the_response_when_it_arrives():
@@ -106,22 +118,47 @@ def test_end_of_stream_and_errors():
     asyncio.run(main())
 
 
-def test_a_negative_size_fails_the_connection():
-    closed = []
+@pytest.mark.parametrize("start, size", [(struct.pack(">i", -5), -5), (b"HTTP/1.1 400 Bad Request\r\n", 1213486160),
+                                         (bytes.fromhex("15030300020228"), 352518912)])
+def test_a_peer_that_is_not_kafka_fails_the_connection_without_allocating_what_it_announces(monkeypatch, start,
+                                                                                          size):
+    """A negative size, or bytes of another protocol read as a size (an HTTP reply: 1.2 GB; a TLS alert:
+    352 MB): a ConnectionError (aiokafka closes the connection quietly), and nothing of that size allocated."""
+    closed, allocated = [], []
 
     class Transport:
         def close(self):
             closed.append(True)
 
+    real = kafka_read._fastio.writable_bytes
+    monkeypatch.setattr(kafka_read._fastio, "writable_bytes", lambda n: allocated.append(n) or real(n))
+
     async def main():
         r = FrameReader()
         r.set_transport(Transport())
-        _feed(r, struct.pack(">i", -5) + b"rest", random.Random(4))
-        with pytest.raises(ValueError, match="size=-5"):
+        _feed(r, start + b"rest", random.Random(4))
+        with pytest.raises(ConnectionError, match=f"size={size} .*not Kafka"):
             await r.readexactly(4)
 
     asyncio.run(main())
-    assert closed == [True]
+    assert closed == [True] and allocated == []
+
+
+def test_a_large_response_is_allocated_only_once_its_first_64_kib_came(monkeypatch):
+    allocated = []
+    real = kafka_read._fastio.writable_bytes
+    monkeypatch.setattr(kafka_read._fastio, "writable_bytes", lambda n: allocated.append(n) or real(n))
+    body = os.urandom(STAGE_BYTES * 3)
+    data = _stream([body])
+
+    async def main():
+        r = FrameReader()
+        _feed(r, data[:4 + STAGE_BYTES - 1], random.Random(5))
+        assert allocated == []
+        _feed(r, data[4 + STAGE_BYTES - 1:], random.Random(6))
+        return await _read_all(r, 1)
+
+    assert asyncio.run(main()) == [body] and allocated == [len(body)]
 
 
 def test_a_read_of_the_wrong_length_is_an_error():
@@ -206,70 +243,125 @@ async def _records_equal(bootstrap):
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("in_place", [True, False])
-def test_the_worker_feed_consumer_reads_with_it(kafka_bootstrap, in_place):
+def test_the_worker_feed_consumer_reads_the_feed_through_it(kafka_bootstrap, tmp_path, in_place):
+    """A worker's feed consumer receives the feed's records through FrameReader (at least every byte the
+    feed sent), not with SURVEIL_FETCH_IN_PLACE=off; its producer keeps aiokafka's reader."""
+    from aiokafka import TopicPartition
+
+    from surveil.feed import feed
+    from surveil.sim import simulate
+
+    day = simulate(tmp_path / "day.svb", events=20_000, accounts=300, seed=3)
+    received = [0]
+    real = FrameReader.buffer_updated
+
+    def counting(self, n):
+        received[0] += n
+        real(self, n)
+
     async def main():
-        w = Worker(settings(kafka_bootstrap, fetch_in_place=in_place))
+        s = settings(kafka_bootstrap, fetch_in_place=in_place, accounts_csv=str(day.accounts_path))
+        w = Worker(s)
         task = asyncio.create_task(w.run())
         try:
             await asyncio.wait_for(w.ready.wait(), 60)
-            return {type(c) for c in w.consumer._client._conns.values()}, {
+            st = await feed([day.events_path], s, speed="max")
+            tps = [TopicPartition(t, p) for t in s.feed_topics for p in range(s.feed_partitions)]
+            ends = await w.consumer.end_offsets(tps)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not all(ends[tp] == 0 or (tp in w.states and w.states[tp].offset >= ends[tp] - 1) for tp in tps):
+                assert loop.time() < deadline, "the worker did not reach the feed's end"
+                await asyncio.sleep(0.1)
+            return st.bytes, {type(c) for c in w.consumer._client._conns.values()}, {
                 type(c) for c in w.producer.client._conns.values()}
         finally:
             w.stop.set()
             await asyncio.wait_for(task, 30)
 
-    consumer_kinds, producer_kinds = asyncio.run(main())
-    assert (FrameConnection in consumer_kinds) is in_place  # SURVEIL_FETCH_IN_PLACE=off: aiokafka's reader
-    assert consumer_kinds and FrameConnection not in producer_kinds
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FrameReader, "buffer_updated", counting)
+        sent, consumer_kinds, producer_kinds = asyncio.run(main())
+    assert sent > 500_000
+    if in_place:
+        assert FrameConnection in consumer_kinds and received[0] >= sent
+    else:
+        assert FrameConnection not in consumer_kinds and received[0] == 0
+    assert FrameConnection not in producer_kinds
 
 
-def test_responses_over_tls_come_back_whole(tmp_path):
-    """asyncio's TLS transport drives a buffered protocol its own way (it decrypts into the buffer the
-    protocol gives): responses from a TLS server, read through FrameReader and _Protocol as
-    FrameConnection connects with SSL or SASL_SSL, come back whole."""
-    import ssl
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and localhost, and its key (openssl, as on any Debian machine)."""
     import subprocess
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    rnd = random.Random(9)
-    bodies = [rnd.randbytes(rnd.choice(SIZES + [1_000_000])) for _ in range(30)]
+    return cert, key
+
+
+def test_a_frame_connection_over_tls_connects_and_reads_large_responses(tmp_path):
+    """FrameConnection.connect with security_protocol SSL (as SSL and SASL_SSL workers connect), against a
+    TLS server answering Kafka's ApiVersions request with a 900 KB response: the connection's version lookup
+    and a request after it parse the whole response; asyncio's TLS transport decrypts into the buffers a
+    buffered protocol gives, and the large bodies go straight into the bytes handed to aiokafka."""
+    import ssl
+
+    from aiokafka.protocol.admin import ApiVersionRequest
+
+    cert, key = _self_signed(tmp_path)
+    n = 150_000  # (api_key, min, max) entries: 900 KB
+
+    async def serve(reader, writer):
+        try:
+            while True:
+                (size,) = struct.unpack(">i", await reader.readexactly(4))
+                request = await reader.readexactly(size)
+                api_key, version, correlation_id = struct.unpack(">hhi", request[:8])
+                assert api_key == 18  # ApiVersions
+                body = struct.pack(">hi", 0, n) + struct.pack(">hhh", 18, 0, 2) * n
+                if version >= 1:
+                    body += struct.pack(">i", 0)  # throttle_time_ms
+                response = struct.pack(">i", correlation_id) + body
+                writer.write(struct.pack(">i", len(response)) + response)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
 
     async def main():
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ctx.load_cert_chain(cert, key)
-
-        async def serve(reader, writer):
-            writer.write(_stream(bodies))
-            await writer.drain()
-            writer.close()
-
         server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
         port = server.sockets[0].getsockname()[1]
-        client_ctx = ssl.create_default_context(cafile=str(cert))
-        loop = asyncio.get_running_loop()
-        reader = FrameReader()
-        gave = []  # every buffer the transport was given
-        real_get_buffer = reader.get_buffer
+        direct, bodies = [], []
+        real_get, real_complete = FrameReader.get_buffer, FrameReader._complete
 
-        def get_buffer():
-            gave.append(real_get_buffer())
-            return gave[-1]
+        def get_buffer(self):
+            buf = real_get(self)
+            if buf.obj is not self._stage.obj:
+                direct.append(_address(buf))
+            return buf
 
-        reader.get_buffer = get_buffer
-        protocol = kafka_read._Protocol(loop.create_future(), reader, loop=loop)
-        transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port, ssl=client_ctx,
-                                                    server_hostname="localhost")
-        try:
-            got = await asyncio.wait_for(_read_all(reader, len(bodies)), 30)
-        finally:
-            transport.close()
-            server.close()
-            await server.wait_closed()
-        return got, sum(b.obj is not reader._stage.obj for b in gave)
+        def complete(self, body):
+            bodies.append(body)
+            real_complete(self, body)
 
-    got, direct = asyncio.run(main())
-    assert got == bodies
-    assert direct > 0  # large bodies were decrypted straight into their bytes
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(FrameReader, "get_buffer", get_buffer)
+            mp.setattr(FrameReader, "_complete", complete)
+            conn = FrameConnection("127.0.0.1", port, ssl_context=ssl.create_default_context(cafile=str(cert)),
+                                   security_protocol="SSL")
+            try:
+                await asyncio.wait_for(conn.connect(), 30)
+                response = await asyncio.wait_for(conn.send(ApiVersionRequest()), 30)
+                kind = type(conn._reader)
+            finally:
+                conn.close()
+                server.close()
+                await server.wait_closed()
+        return kind, len(response.api_versions), conn._versions, direct, bodies
+
+    kind, got, versions, direct, bodies = asyncio.run(main())
+    assert kind is FrameReader and got == n and versions == {18: (0, 2)}
+    assert len(bodies) == 2 and _received_in_place(direct, bodies)
