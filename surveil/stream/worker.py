@@ -202,8 +202,8 @@ class Worker:
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
                                          fetch_max_bytes=64 << 20)
-        if self.s.fetch_in_place:  # the feed's fetch responses received into their final bytes (kafka_read)
-            kafka_read.use_for(self.consumer)
+        # the feed's fetch responses received into their final bytes (kafka_read; False: aiokafka's reader)
+        self.fetch_in_place = self.s.fetch_in_place and kafka_read.use_for(self.consumer)
         self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic], listener=_Rebalance(self))
         await self.consumer.start()
 
@@ -707,4 +707,5 @@ class Worker:
             else:
                 parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day,
                              "idle": tp in self._idle}
-        return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy", **self.stats}
+        return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy",
+                "fetch_in_place": getattr(self, "fetch_in_place", False), **self.stats}

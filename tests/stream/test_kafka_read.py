@@ -273,6 +273,7 @@ def test_the_worker_feed_consumer_reads_the_feed_through_it(kafka_bootstrap, tmp
             while not all(ends[tp] == 0 or (tp in w.states and w.states[tp].offset >= ends[tp] - 1) for tp in tps):
                 assert loop.time() < deadline, "the worker did not reach the feed's end"
                 await asyncio.sleep(0.1)
+            assert w.status()["fetch_in_place"] is in_place  # what /status tells an operator
             return st.bytes, {type(c) for c in w.consumer._client._conns.values()}, {
                 type(c) for c in w.producer.client._conns.values()}
         finally:
