@@ -57,6 +57,12 @@ STAGE_BYTES = 64 << 10
 MAX_RESPONSE_BYTES = 256 << 20
 
 
+#: reading is paused while more whole responses than this wait to be read, and resumed when half of them
+#: are left (asyncio's StreamReader pauses past 128 KiB; aiokafka keeps few requests in flight, so this is
+#: only a bound). ``_ready`` holds two pieces a response: its size prefix and its body
+MAX_WAITING = 16
+
+
 class OutOfStep(ConnectionError):
     """The bytes received are not a Kafka response (aiokafka closes the connection, as on a lost one)."""
 
@@ -116,6 +122,9 @@ class FrameReader(asyncio.StreamReader):
             finally:
                 self._waiter = None
         data = self._ready.popleft()
+        if self._paused and len(self._ready) <= MAX_WAITING and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
         if len(data) != n:  # aiokafka reads a size prefix, then exactly that many bytes
             raise RuntimeError(f"FrameReader: a read of {n} bytes, but the next piece has {len(data)}")
         return data
@@ -182,6 +191,9 @@ class FrameReader(asyncio.StreamReader):
         self._start.clear()
         self._size = -1
         self._body = self._view = None
+        if not self._paused and len(self._ready) > 2 * MAX_WAITING and self._transport is not None:
+            self._paused = True  # (pieces: a size prefix and a body per response)
+            self._transport.pause_reading()
         self._wake()
 
     def _fail(self, exc: BaseException) -> None:

@@ -161,6 +161,35 @@ def test_a_large_response_is_allocated_only_once_its_first_64_kib_came(monkeypat
     assert asyncio.run(main()) == [body] and allocated == [len(body)]
 
 
+def test_reading_pauses_while_many_responses_wait_and_resumes_when_they_are_read():
+    calls = []
+
+    class Transport:
+        def pause_reading(self):
+            calls.append("pause")
+
+        def resume_reading(self):
+            calls.append("resume")
+
+    bodies = [os.urandom(10) for _ in range(3 * kafka_read.MAX_WAITING)]
+
+    async def main():
+        r = FrameReader()
+        r.set_transport(Transport())
+        _feed(r, _stream(bodies[:kafka_read.MAX_WAITING]), random.Random(7))
+        assert calls == []  # that many waiting: reading goes on
+        _feed(r, _stream(bodies[kafka_read.MAX_WAITING:]), random.Random(8))  # (a transport stops at a pause)
+        assert calls == ["pause"]
+        half = kafka_read.MAX_WAITING // 2
+        got = [await _read_all(r, 1) for _ in range(len(bodies) - half - 1)]
+        assert calls == ["pause"]
+        got.append(await _read_all(r, 1))
+        assert calls == ["pause", "resume"]  # half of MAX_WAITING left
+        return [b for g in got for b in g] + await _read_all(r, half)
+
+    assert asyncio.run(main()) == bodies
+
+
 def test_a_read_of_the_wrong_length_is_an_error():
     async def main():
         r = FrameReader()
