@@ -161,6 +161,7 @@ class Worker:
         self._commit_task: asyncio.Future | None = None  # the offset commits under way (see checkpoint)
         self._cp_job: asyncio.Future | None = None  # a checkpoint being written in the background
         self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
+        self.fetch_in_place = False  # the feed consumer reads with kafka_read (set by start)
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -708,4 +709,4 @@ class Worker:
                 parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day,
                              "idle": tp in self._idle}
         return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy",
-                "fetch_in_place": getattr(self, "fetch_in_place", False), **self.stats}
+                "fetch_in_place": self.fetch_in_place, **self.stats}
