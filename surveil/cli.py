@@ -142,15 +142,20 @@ def convert(src, dst, rejects_path, frame_size) -> None:
 
 
 @main.command()
-def rules() -> None:
+@click.option("--markdown", is_flag=True, help="The catalogue as Markdown (docs/rules.md is this output).")
+def rules(markdown) -> None:
     """List the rules and every parameter, with its default and where the default comes from."""
     from surveil.actions import RECO_PARAMS
     from surveil.engine.engine import ENGINE_PARAMS
-    from surveil.rules import RULES
+    from surveil.rules import all_rules
+    from surveil.rules.catalogue import markdown as catalogue_markdown
 
-    for cls in RULES:
+    if markdown:
+        click.echo(catalogue_markdown(), nl=False)
+        return
+    for cls in all_rules():
         m = cls.meta
-        click.echo(f"[{m.id}]  v{m.version}  subject={m.subject}\n  {m.title}")
+        click.echo(f"[{m.id}]  v{m.version}  key={m.key}  severity={m.severity}  measure={m.measure}\n  {m.title}")
         for p in m.params:
             click.echo(f"  {p.name} = {p.default!r:<24} {'published' if p.published else 'chosen':9}  {p.source}")
     for name, params in (("engine", ENGINE_PARAMS), ("recommendations", RECO_PARAMS)):
@@ -167,8 +172,10 @@ def demo(out_dir, events, seed) -> None:
     """Simulate a day with every scenario, replay it in-process and print the alerts (no broker needed)."""
     import orjson
 
+    from surveil.events.schema import ns_to_iso
     from surveil.replay.run import replay as run
     from surveil.replay.run import write_records, write_rejects
+    from surveil.rules import rule_class
     from surveil.sim import simulate as sim
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,16 +192,15 @@ def demo(out_dir, events, seed) -> None:
     for a in res.alerts:
         subj = a["subject"].get("owner") or f"{a['subject']['venue']}:{a['subject']['account']}"
         ev = a["evidence"]
-        when = ev.get("burst_start_iso") or ev.get("first_second_iso") or ev.get("first_window_iso") \
-            or ev.get("threshold_reached_at_iso") or ""
+        when = ns_to_iso(ev.get("at", a["window_start"]))
         fen = a.get("unit") == "fen"  # amounts are integer fen: shown in yuan
         value = f"{a['value'] / 100:,.0f} yuan" if fen else f"{a['value']:,}"
         threshold = a["threshold"] // 100 if fen else a["threshold"]
         click.echo(f"{a['rule']:<17} {subj:<24} {value:>18} {threshold:>14,} {a['severity']:<9} {when[11:23]}")
-        if a["rule"] == "sell_burst_1m":
-            venues = ", ".join(f"{v} {x / 100:,.0f}" for v, x in ev["by_venue_fen"].items())
-            click.echo(f"{'':<17} by venue: {venues}; accounts: {len(ev['by_account'])}; "
-                       f"max index drop: {ev.get('max_index_drop_pct')}%")
+        cls = rule_class(a["rule"])
+        more = cls.describe(a) if cls is not None else None
+        if more:
+            click.echo(f"{'':<17} {more}")
     click.echo("")
     click.echo(f"{'measure':<18} {'subject':<24} {'days':>4}  rationale")
     for r in res.recommendations:

@@ -1,12 +1,11 @@
 """Recommendations: which measure from the exchanges' ladder (domain.md §3) an alert history supports.
 
-Defaults (chosen, following the published cases):
-- crossing 300/s or 20,000/day alone is the high-frequency *classification* →
-  ``watch`` (a reporting duty, not misconduct);
-- a sell burst over the threshold → ``written_warning``;
-- a burst of at least ``restrict_multiple`` × the threshold, or one during which a
-  main index fell ``restrict_index_drop_pct`` % or more → ``restrict_trading`` for
-  ``restrict_days`` trading days (the 2024-02-19 Lingjun measures: three days);
+Each rule says which step its alerts support (``Rule.suggest``; by default its
+``meta.measure``), for example: crossing 300/s or 20,000/day alone is the high-frequency
+*classification* → ``watch`` (a reporting duty, not misconduct); a sell burst →
+``written_warning``, or ``restrict_trading`` for ``restrict_days`` trading days when it is
+``restrict_multiple`` × its threshold or a main index fell ``restrict_index_drop_pct`` %
+(the 2024-02-19 Lingjun measures). The subject's measure is the highest of its alerts';
 - repeat offenders: with a history of earlier recommendations, a subject that had a
   measure above ``watch`` within ``escalation_window_days`` calendar days before is
   raised one step above the higher of its earlier and its current measure.
@@ -24,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from surveil.rules import rule_class
 from surveil.rules.base import Param, positive
 
 #: stable measure ids, mildest first (SSE's ladder; SZSE's uses the same steps)
@@ -87,22 +87,14 @@ def load_history(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _alert_measure(a: dict[str, Any], p: dict[str, Any]) -> tuple[str, str]:
-    rule = a["rule"]
-    if rule == "sell_burst_1m":
-        ratio = a["value"] / a["threshold"] if a["threshold"] else 0.0
-        drop = a["evidence"].get("max_index_drop_pct")
-        yuan = a["value"] / 100  # integer fen
-        why = f"sold {yuan:,.0f} yuan within {a['evidence'].get('window_seconds', 60)} s ({ratio:.2f}× threshold)"
-        if drop is not None:
-            why += f", main index max drop {drop:.2f}%"
-        if ratio >= p["restrict_multiple"] or (drop is not None and drop >= p["restrict_index_drop_pct"]):
-            return "restrict_trading", why
-        return "written_warning", why
-    if rule == "order_rate_1s":
-        return "watch", f"peak {a['value']} orders+cancels in one second (high-frequency classification)"
-    if rule == "daily_orders_20k":
-        return "watch", f"{a['value']} orders+cancels in the day (high-frequency classification)"
-    return "watch", f"{rule}: {a['value']}"
+    """The step the alert's rule suggests for it (``Rule.suggest``), and why."""
+    cls = rule_class(a["rule"])
+    if cls is None:  # an alert of a rule this version does not have (an old history, a site rule not loaded)
+        return "watch", f"{a['rule']}: {a['value']}"
+    step, why = cls.suggest(a, p)
+    if step not in _RANK:
+        raise ValueError(f"rule {a['rule']}: suggested measure {step!r} is not a step of the ladder")
+    return step, why
 
 
 def recommend(alerts: Iterable[dict[str, Any]], params: dict[str, Any],

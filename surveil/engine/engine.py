@@ -25,8 +25,8 @@ from surveil.engine.refdata import RefData
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
 from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
-from surveil.rules import RULES
-from surveil.rules.base import AlertDraft, Context, Param, Segment, grow
+from surveil.rules import all_rules
+from surveil.rules.base import AlertDraft, Context, Param, Segment, array_data, from_array_data, grow
 from surveil.rules.config import ConfigError, load_toml, resolve
 from surveil.rules.market import MarketContext
 
@@ -38,7 +38,7 @@ ENGINE_PARAMS = (
 
 
 def sections(extra: dict[str, tuple[Param, ...]] | None = None) -> dict[str, tuple[Param, ...]]:
-    s = {cls.meta.id: cls.meta.params for cls in RULES}
+    s = {cls.meta.id: cls.meta.params for cls in all_rules()}
     s["engine"] = ENGINE_PARAMS
     s.update(extra or {})
     return s
@@ -153,12 +153,14 @@ class Engine:
         self.ctx = _Ctx(self)
         self.market = MarketContext(from_events=market_from_events)
         self.on_segment = on_segment
-        unknown = set(rules or ()) - {cls.meta.id for cls in RULES}
+        classes = all_rules()
+        unknown = set(rules or ()) - {cls.meta.id for cls in classes}
         if unknown:
             raise ConfigError(f"unknown rule(s): {', '.join(sorted(unknown))}")
-        self.rules = [cls(self.params[cls.meta.id], self.ctx) for cls in RULES if rules is None or cls.meta.id in rules]
+        self.rules = [cls(self.params[cls.meta.id], self.ctx) for cls in classes
+                      if rules is None or cls.meta.id in rules]
         for r in self.rules:
-            if hasattr(r, "market"):
+            if r.meta.inputs.market:
                 r.market = self.market
         self.held: Batch | None = None
         self.max_seen: int | None = None
@@ -252,18 +254,61 @@ class Engine:
         if self.held is None or not len(self.held):
             drafts: list[AlertDraft] = []
             for r in self.rules:
-                drafts.extend(r.flush(upto - 1))
+                drafts.extend(r.close(upto - 1))
             self._emit(drafts)
             if self.day is not None and int(trading_day_index(upto)) > self.day:
                 self._end_day()
                 self.day = None
 
-    def restored_for_stream(self) -> None:
-        """A stream stage's engine loaded from a checkpoint, maybe of an earlier version: it keeps no final
-        alerts (earlier versions kept, and checkpointed, every one) and has every cache of this version."""
-        self.keep_finals = False
-        self.finals = {}
-        self.__dict__.setdefault("key_broker_ref", np.full(0, -2, np.int32))
+    # -- state (stream stages' checkpoints) ------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything this engine carries from one input to the next, as plain data: what it holds back,
+        its event time, the owners and brokers events named, the market context, and each rule's state
+        (``{rule id: [state version, data]}``) with the parameters it ran under. Alert states are drained by
+        the stages before they checkpoint (``records`` is then empty) and finals are not kept there."""
+        return {
+            "held": batch_data(self.held) if self.held is not None else None,
+            "max_seen": self.max_seen, "day": self.day,
+            "events_in": self.events_in, "events_processed": self.events_processed,
+            "records": self.records,
+            "key_owner_evt": array_data(self.key_owner_evt), "key_broker": array_data(self.key_broker),
+            "market": self.market.state(),
+            "rules": {r.meta.id: [r.meta.state_version, r.state()] for r in self.rules},
+            "params": {r.meta.id: self.params[r.meta.id] for r in self.rules},
+        }
+
+    def restore(self, data: dict[str, Any]) -> list[str]:
+        """Take back ``state()`` under this engine's (current) parameters. Returns what differed, one line
+        each, for the log: parameters that changed since the state was written, rules that are new (fresh
+        state), and rule states of a version this code does not know (reset)."""
+        notes: list[str] = []
+        self.held = batch_from_data(data["held"]) if data["held"] is not None else None
+        self.max_seen, self.day = data["max_seen"], data["day"]
+        self.events_in, self.events_processed = data["events_in"], data["events_processed"]
+        self.records = list(data["records"])
+        self.key_owner_evt = from_array_data(data["key_owner_evt"])
+        self.key_broker = from_array_data(data["key_broker"])
+        self.market.restore(data["market"])
+        saved, old_params = data["rules"], data.get("params", {})
+        for r in self.rules:
+            rid = r.meta.id
+            if rid not in saved:
+                notes.append(f"rule {rid} is new: it starts with a fresh state")
+                continue
+            version, state = saved[rid]
+            if version != r.meta.state_version:
+                notes.append(f"rule {rid}: state version {version} is not this code's ({r.meta.state_version}): "
+                             "its state is reset")
+                continue
+            r.restore(state)
+            for k, v in self.params[rid].items():
+                before = old_params.get(rid, {}).get(k, v)
+                if before != v:
+                    notes.append(f"rule {rid}: {k} changed from {before!r} to {v!r} (the current configuration "
+                                 "applies)")
+        for rid in sorted(set(saved) - {r.meta.id for r in self.rules}):
+            notes.append(f"rule {rid} is no longer configured: its state is dropped")
+        return notes
 
     def close(self) -> None:
         """End of input: release everything held back and finalise the open trading day."""
@@ -307,16 +352,16 @@ class Engine:
                 self.on_segment(seg, part)
             drafts: list[AlertDraft] = []
             for r in self.rules:
-                drafts.extend(r.process(seg))
+                drafts.extend(r.evaluate(seg))
             wm = int(seg.ts[-1])
             for r in self.rules:
-                drafts.extend(r.flush(wm))
+                drafts.extend(r.close(wm))
             self._emit(drafts)
 
     def _end_day(self) -> None:
         drafts: list[AlertDraft] = []
         for r in self.rules:
-            drafts.extend(r.end_day(self.day))
+            drafts.extend(r.close_day(self.day))
         self._emit(drafts)
 
     def _emit(self, drafts: list[AlertDraft]) -> None:
@@ -341,4 +386,32 @@ class Engine:
         return list(self.finals.values())
 
 
-__all__ = ["Engine", "load_config", "ConfigError"]
+def registry_data(reg: Registry) -> dict[str, list[str]]:
+    """The interned names of a registry (ids are positions), as plain data."""
+    return {k: list(getattr(reg, k).names) for k in ("accounts", "symbols", "owners", "brokers")}
+
+
+def registry_from_data(d: dict[str, list[str]]) -> Registry:
+    reg = Registry()
+    for k in ("accounts", "symbols", "owners", "brokers"):
+        names = d[k]
+        if any(type(n) is not str for n in names):
+            raise ValueError(f"registry {k}: names must be strings")
+        interner = getattr(reg, k)
+        interner.intern_list(list(names))
+        if interner.names != names:
+            raise ValueError(f"registry {k}: a name is repeated")
+    return reg
+
+
+def batch_data(b: Batch) -> dict[str, Any]:
+    """A batch as plain data (its columns, see ``array_data``)."""
+    return {k: array_data(v) for k, v in b.columns().items()}
+
+
+def batch_from_data(d: dict[str, Any]) -> Batch:
+    return Batch(**{k: from_array_data(v) for k, v in d.items()})
+
+
+__all__ = ["Engine", "load_config", "ConfigError", "batch_data", "batch_from_data", "registry_data",
+           "registry_from_data"]

@@ -1,10 +1,12 @@
 """Evidence charts, as SVG text: ONE implementation for the replay report and the live console.
 
-- ``order_rate_1s``: the account's orders+cancels per second in the 30 s around the peak second (final
+A rule names the kind of chart its evidence is drawn as (``RuleMeta.chart``):
+- ``series`` (any rule): the common evidence's time series against the threshold;
+- ``order_rate`` (``order_rate_1s``): the account's orders+cancels per second in the 30 s around the peak second (final
   alerts, calendar mode), and every second that reached the threshold in the day; the threshold line and
   the peak marked.
-- ``daily_orders_20k``: the day's orders and cancels (stacked) against the threshold.
-- ``sell_burst_1m``: the peak minute's sell value per second, stacked by account and coloured by venue
+- ``daily_count`` (``daily_orders_20k``): the day's orders and cancels (stacked) against the threshold.
+- ``sell_burst`` (``sell_burst_1m``): the peak minute's sell value per second, stacked by account and coloured by venue
   (SSE blues, SZSE oranges, BSE greens), against the main indexes' change from their level at the burst
   start (twin axis, the levels in the legend).
 
@@ -29,6 +31,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from surveil.rules import rule_class  # noqa: E402
 
 SHANGHAI = timezone(timedelta(hours=8))
 VENUE_COLOURS = {
@@ -62,11 +66,15 @@ def _svg(fig: Figure, labels: list[str]) -> str:
 
 
 def chart_svg(alert: dict[str, Any]) -> str:
-    """The evidence chart of an alert (raised or final) as an SVG document (text)."""
+    """The evidence chart of an alert (raised or final) as an SVG document (text): drawn as its rule's chart
+    kind (``RuleMeta.chart``), else from the common evidence's time series."""
     rule = alert.get("rule")
-    draw = _DRAW.get(rule)  # type: ignore[arg-type]
+    cls = rule_class(rule) if isinstance(rule, str) else None
+    if cls is None:
+        raise ChartError(f"rule={rule!r}: no such rule")
+    draw = _DRAW.get(cls.meta.chart)
     if draw is None:
-        raise ChartError(f"rule={rule!r}: no chart for this rule")
+        raise ChartError(f"rule={rule!r}: chart kind {cls.meta.chart!r} is not one of {', '.join(_DRAW)}")
     with _LOCK, plt.rc_context(_RC):
         return draw(alert)
 
@@ -217,5 +225,29 @@ def _sell_burst(alert: dict[str, Any]) -> str:
     return _svg(fig, labels)
 
 
-_DRAW = {"order_rate_1s": _order_rate, "daily_orders_20k": _daily, "sell_burst_1m": _sell_burst}
-RULES_WITH_CHARTS = tuple(_DRAW)
+def _series(alert: dict[str, Any]) -> str:
+    """Any rule's chart from the common evidence part: its ``series`` (value per interval) against the
+    threshold, when the series counts what the threshold does."""
+    ev = alert["evidence"]
+    ser = ev.get("series")
+    if not ser or not ser.get("points"):
+        raise ChartError(f"alert {alert.get('alert_id')}: no time series in its evidence")
+    fig, ax = plt.subplots(figsize=(9, 4))
+    pts = ser["points"]
+    step = int(ser.get("step_ns") or 1_000_000_000)
+    xs = [_hms(int(t)) for t, _ in pts]
+    ax.bar(range(len(pts)), [v for _, v in pts], color="#3a78c9", label=f"{alert['rule']} ({ser.get('unit')})")
+    if ser.get("unit") == alert.get("unit"):
+        ax.axhline(alert["threshold"], color="#c62828", linestyle="--", linewidth=1,
+                   label=f"threshold {alert['threshold']:,}")
+    ax.set_xticks(range(len(pts)), xs, rotation=90, fontsize=6)
+    ax.set_ylabel(f"{ser.get('unit')} per {step / 1e9:g} s")
+    ax.set_title(f"{alert['rule']}: {_subject(alert)}")
+    ax.legend(loc="upper right", fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _svg(fig, [f"subject {_subject(alert)}", f"rule {alert['rule']}", f"threshold {alert['threshold']}"])
+
+
+#: chart kinds (``RuleMeta.chart``): a rule names the kind its evidence is drawn as
+_DRAW = {"order_rate": _order_rate, "daily_count": _daily, "sell_burst": _sell_burst, "series": _series}
+CHART_KINDS = tuple(_DRAW)

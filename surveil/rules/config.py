@@ -10,10 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from surveil.exceptions import SurveilError
 from surveil.rules.base import Param
 
 
-class ConfigError(ValueError):
+class ConfigError(SurveilError, ValueError):
     pass
 
 

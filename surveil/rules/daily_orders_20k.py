@@ -18,18 +18,23 @@ from __future__ import annotations
 import numpy as np
 
 from surveil.events.batch import _svev  # the compiled counting (None without it: the numpy code below)
-from surveil.events.schema import CANCEL, ORDER, day_start_ns, ns_to_iso
+from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns_to_iso
 from surveil.rules.base import (
     HFT_REFERENCES,
     LARGE_SEGMENT,
     AlertDraft,
+    Inputs,
     Param,
     Rule,
     RuleMeta,
     Segment,
+    account_entry,
+    array_data,
+    from_array_data,
     grow,
     large_segment,
     positive,
+    series,
 )
 
 META = RuleMeta(
@@ -43,6 +48,11 @@ META = RuleMeta(
               "orders+cancels of one account in one trading day", positive),
     ),
     false_positives=("market makers", "reported high-frequency accounts (reporting duty, not misconduct)"),
+    key="account",
+    inputs=Inputs(types=("order", "cancel"), fields=("ts", "venue", "type", "account", "order_id")),
+    severity="medium",
+    measure="watch",
+    chart="daily_count",
 )
 
 
@@ -58,7 +68,30 @@ class DailyOrders20k(Rule):
         self.cancels = np.zeros(0, np.int64)
         self.raised: dict[int, dict] = {}
 
-    def process(self, seg: Segment) -> list[AlertDraft]:
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"orders": array_data(self.orders), "cancels": array_data(self.cancels),
+                "raised": list(self.raised.values())}
+
+    def restore(self, data: dict) -> None:
+        self.orders, self.cancels = from_array_data(data["orders"]), from_array_data(data["cancels"])
+        self.raised = {int(st["key"]): st for st in data["raised"]}
+
+    def open_alerts(self) -> int:
+        return len(self.raised)
+
+    def activity(self, key: int | None) -> dict[str, int]:
+        seen = key is not None and key < len(self.orders)
+        orders = int(self.orders[key]) if seen else 0
+        cancels = int(self.cancels[key]) if seen else 0
+        return {"orders": orders, "cancels": cancels, "messages": orders + cancels}
+
+    @classmethod
+    def suggest(cls, alert: dict, params: dict) -> tuple[str, str]:
+        return "watch", f"{alert['value']} orders+cancels in the day (high-frequency classification)"
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, seg: Segment) -> list[AlertDraft]:
         if _svev is not None:
             return self._process_compiled(seg)
         is_o = seg.etype == ORDER
@@ -114,7 +147,7 @@ class DailyOrders20k(Rule):
         self.raised[key] = st
         return self._draft(st, seg.day, "raised", self.thr)
 
-    def end_day(self, day: int) -> list[AlertDraft]:
+    def close_day(self, day: int) -> list[AlertDraft]:
         out = []
         for key in sorted(self.raised):
             st = self.raised[key]
@@ -134,7 +167,13 @@ class DailyOrders20k(Rule):
               "sample_order_ids": [st["order_id"]] if st["order_id"] is not None else []}
         if status == "final":
             ev.update({"orders": st["orders"], "cancels": st["cancels"], "day_count": value})
+        ev["accounts"] = [account_entry(info, value, 1.0)]
+        ev["at"] = st["at"]  # when the day's count reached the threshold (the alert's window is the whole day)
+        ev["series"] = series("messages", [[day_start_ns(day), value]], 86_400 * NS_PER_SECOND)
         return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st["key"]), trading_day=day,
                           window_start=day_start_ns(day), window_end=day_start_ns(day + 1), value=value,
                           threshold=self.thr,
                           severity="medium", status=status, evidence=ev)
+
+
+RULE = DailyOrders20k

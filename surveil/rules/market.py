@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from surveil.events.schema import INDEX, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, day_start_ns
-from surveil.rules.base import Segment
+from surveil.rules.base import Segment, array_data, from_array_data
 
 SECONDS_PER_DAY = 86_400
 
@@ -24,21 +24,20 @@ class _Day:
         self.sell_value = np.zeros(SECONDS_PER_DAY, np.int64)  # units of 1/10000 yuan
         self.index: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def __getstate__(self) -> dict:
-        # the seconds with a value only (a checkpoint of the owner stage compresses 86,400 seconds a day
-        # otherwise, most of them outside trading hours)
+    def to_data(self) -> dict:
+        # the seconds with a value only (most of a day's 86,400 seconds are outside trading hours)
         at = np.flatnonzero(self.sell_value)
-        return {"sell_at": at.astype(np.int32), "sell": self.sell_value[at], "index": self.index}
+        return {"sell_at": array_data(at.astype(np.int32)), "sell": array_data(self.sell_value[at]),
+                "index": [[v, s, [[array_data(t), array_data(x)] for t, x in chunks]]
+                          for (v, s), chunks in self.index.items()]}
 
-    def __setstate__(self, state) -> None:
-        if isinstance(state, tuple):  # written by an earlier version: (None, slots)
-            state = state[1]
-        if "sell_value" in state:
-            self.sell_value = state["sell_value"]
-        else:
-            self.sell_value = np.zeros(SECONDS_PER_DAY, np.int64)
-            self.sell_value[state["sell_at"]] = state["sell"]
-        self.index = state["index"]
+    @classmethod
+    def from_data(cls, d: dict) -> _Day:
+        day = cls()
+        day.sell_value[from_array_data(d["sell_at"])] = from_array_data(d["sell"])
+        day.index = {(v, s): [(from_array_data(t), from_array_data(x)) for t, x in chunks]
+                     for v, s, chunks in d["index"]}
+        return day
 
 
 class MarketContext:
@@ -54,6 +53,12 @@ class MarketContext:
     def __init__(self, from_events: bool = True) -> None:
         self.from_events = from_events
         self.days: dict[int, _Day] = {}
+
+    def state(self) -> dict:
+        return {"days": [[day, d.to_data()] for day, d in self.days.items()]}
+
+    def restore(self, data: dict) -> None:
+        self.days = {int(day): _Day.from_data(d) for day, d in data["days"]}
 
     def _day(self, day: int) -> _Day:
         d = self.days.get(day)

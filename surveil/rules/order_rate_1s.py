@@ -32,13 +32,18 @@ from surveil.events.schema import CANCEL, NS_PER_SECOND, ORDER, day_start_ns, ns
 from surveil.rules.base import (
     HFT_REFERENCES,
     AlertDraft,
+    Inputs,
     OidCarry,
     Param,
     Rule,
     RuleMeta,
     Segment,
+    account_entry,
+    array_data,
+    from_array_data,
     large_segment,
     positive,
+    series,
 )
 
 MAX_LISTED_SECONDS = 1000
@@ -61,6 +66,11 @@ META = RuleMeta(
               lambda v: None if v in ("calendar", "sliding") else 'must be "calendar" or "sliding"'),
     ),
     false_positives=("market makers", "reported high-frequency accounts (reporting duty, not misconduct)"),
+    key="account",
+    inputs=Inputs(types=("order", "cancel"), fields=("ts", "venue", "type", "account", "order_id")),
+    severity="medium",
+    measure="watch",
+    chart="order_rate",
 )
 
 
@@ -80,6 +90,18 @@ class _State:
     ring: deque | None = None
     context: list | None = None
 
+    def to_data(self) -> list:
+        return [self.key, self.first_sec, self.first_window_start, self.samples, self.peak, self.peak_at,
+                self.n_seconds, self.seconds, self.raised_value,
+                None if self.ring is None else [list(x) for x in self.ring], self.context]
+
+    @classmethod
+    def from_data(cls, d: list) -> _State:
+        st = cls(*d[:9])
+        st.ring = None if d[9] is None else deque(d[9])
+        st.context = d[10]
+        return st
+
 
 class OrderRate1s(Rule):
     meta = META
@@ -96,8 +118,26 @@ class OrderRate1s(Rule):
         self.p_ts = np.empty(0, np.int64)
         self.p_oid = OidCarry()
 
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"alerts": [st.to_data() for st in self.alerts.values()], "p_key": array_data(self.p_key),
+                "p_ts": array_data(self.p_ts), "p_oid": self.p_oid.to_data()}
+
+    def restore(self, data: dict) -> None:
+        self.alerts = {st.key: st for st in map(_State.from_data, data["alerts"])}
+        self.p_key, self.p_ts = from_array_data(data["p_key"]), from_array_data(data["p_ts"])
+        self.p_oid = OidCarry.from_data(data["p_oid"])
+        self._flags = None
+
+    def open_alerts(self) -> int:
+        return len(self.alerts)
+
+    @classmethod
+    def suggest(cls, alert: dict, params: dict) -> tuple[str, str]:
+        return "watch", f"peak {alert['value']} orders+cancels in one second (high-frequency classification)"
+
     # -- evaluation -------------------------------------------------------------------------------
-    def process(self, seg: Segment) -> list[AlertDraft]:
+    def evaluate(self, seg: Segment) -> list[AlertDraft]:
         m = (seg.etype == ORDER) | (seg.etype == CANCEL)
         if not m.any():
             return []
@@ -296,7 +336,7 @@ class OrderRate1s(Rule):
             st.seconds.append([at_ns, cnt])
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def end_day(self, day: int) -> list[AlertDraft]:
+    def close_day(self, day: int) -> list[AlertDraft]:
         if not self.sliding and len(self.p_key):
             # the last open second of the day is closed now
             base_sec = day_start_ns(day) // NS_PER_SECOND
@@ -336,8 +376,22 @@ class OrderRate1s(Rule):
                   f"per_{unit}_truncated": st.n_seconds > len(st.seconds)}
             if not self.sliding:
                 ev["peak_context"] = {"seconds": CONTEXT_SECONDS, "per_second": st.context or []}
+            # the common "peak message rate" the console shows on account pages
+            ev["peak_rate"] = {"count": st.peak, "at": st.peak_at, "at_iso": ns_to_iso(st.peak_at), "unit": unit}
+        # the chart's series: per calendar second, or per 1 s window (t - 1 s, t] (points start at t - 1 s)
+        if status == "raised":
+            points = [[st.first_sec - (NS_PER_SECOND if self.sliding else 0), st.raised_value]]
+        elif self.sliding:
+            points = [[t - NS_PER_SECOND, c] for t, c in st.seconds]
+        else:
+            points = st.context or st.seconds
         ev.update({"broker": info.get("broker"), "owner": info.get("owner"), "reported": info.get("reported"),
-                   "sample_order_ids": st.samples})
+                   "sample_order_ids": st.samples,
+                   "accounts": [account_entry(info, value, 1.0)],
+                   "series": series("messages", points)})
         return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st.key), trading_day=day,
                           window_start=st.first_window_start, window_end=window_end, value=value,
                           threshold=self.thr, severity="medium", status=status, evidence=ev)
+
+
+RULE = OrderRate1s

@@ -32,7 +32,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, VENUES, fen, ns_to_iso
-from surveil.rules.base import AlertDraft, OidCarry, Param, Rule, RuleMeta, Segment, positive
+from surveil.rules.base import (
+    AlertDraft,
+    Inputs,
+    OidCarry,
+    Param,
+    Reference,
+    Rule,
+    RuleMeta,
+    Segment,
+    account_entry,
+    array_data,
+    from_array_data,
+    positive,
+    series,
+)
 
 SAMPLES = 5
 #: the peak window's per-second sell value is listed for at most this many accounts (the largest)
@@ -45,14 +59,17 @@ META = RuleMeta(
     title="Large one-minute sell burst by one owner across accounts and venues",
     description=__doc__.split("\n\n")[0],
     references=(
-        "SSE/SZSE programmatic trading implementation rules, in force 2025-07-07: 短时间大额成交",
-        "SSE and SZSE measures against 宁波灵均, 2024-02-19 (domain.md §2)",
+        Reference("SSE/SZSE programmatic trading implementation rules",
+                  "abnormal programmatic trading: 短时间大额成交 (large trades in a short time)", "2025-07-07"),
+        Reference("SSE and SZSE measures against 宁波灵均 (the reference case, docs/domain.md)",
+                  "2.567 bn yuan sold in about one minute on 2024-02-19; trading restricted 2024-02-20 to 02-22",
+                  ""),
     ),
     params=(
         Param("threshold_yuan", 1_000_000_000, int, False,
               "chosen: not published; 10亿 yuan, below the 2024-02-19 reference case (25.67亿)",
               "executed sell value of one owner within the window, yuan", positive),
-        Param("window_seconds", 60, int, False, "rules: one-minute measures (the threshold is unpublished)",
+        Param("window_seconds", 60, int, False, "chosen: the rules measure one minute (the amount is unpublished)",
               "length of the sliding event-time window", positive),
         Param("aggressive_only", False, bool, False, "chosen", "count only trades with aggressor = true"),
         Param("critical_multiple", 2.0, (int, float), False, "chosen: the Lingjun measures",
@@ -66,7 +83,13 @@ META = RuleMeta(
               else 'each entry must be "VENUE:CODE" with VENUE one of SSE, SZSE, BSE'),
     ),
     false_positives=("index rebalancing / ETF creation flows of one manager", "block trades"),
-    subject="owner",
+    key="owner",
+    inputs=Inputs(types=("trade",), sides=("S",), market=True,
+                  fields=("ts", "venue", "type", "side", "aggressor", "price", "qty", "account", "owner", "broker",
+                          "order_id")),
+    severity="high",
+    measure="written_warning",
+    chart="sell_burst",
 )
 
 
@@ -88,6 +111,23 @@ class _Burst:
     # default so that checkpoints written before this field existed still load
     per_second: tuple | None = None
 
+    def to_data(self) -> list:
+        ps = None
+        if self.per_second is not None:
+            start, nsec, grid = self.per_second
+            ps = [start, nsec, [[k, array_data(v)] for k, v in grid.items()]]
+        return [self.owner, self.day, self.start, self.last_qual, self.raised_value, self.peak, self.peak_start,
+                self.peak_end, self.by_venue, [list(x) for x in self.by_account], self.trades, self.samples, ps]
+
+    @classmethod
+    def from_data(cls, d: list) -> _Burst:
+        b = cls(*d[:8])
+        b.by_venue, b.by_account, b.trades, b.samples = d[8], [tuple(x) for x in d[9]], d[10], d[11]
+        if d[12] is not None:
+            start, nsec, grid = d[12]
+            b.per_second = (start, nsec, {int(k): from_array_data(v) for k, v in grid})
+        return b
+
 
 class SellBurst1m(Rule):
     meta = META
@@ -105,7 +145,63 @@ class SellBurst1m(Rule):
         self.pend = {k: np.empty(0, np.int64) for k in ("ts", "owner", "key", "venue", "val")}
         self.p_oid = OidCarry()
 
-    def process(self, seg: Segment) -> list[AlertDraft]:
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"active": [b.to_data() for b in self.active.values()],
+                "pend": {k: array_data(v) for k, v in self.pend.items()}, "p_oid": self.p_oid.to_data()}
+
+    def restore(self, data: dict) -> None:
+        self.active = {b.owner: b for b in map(_Burst.from_data, data["active"])}
+        self.pend = {k: from_array_data(v) for k, v in data["pend"].items()}
+        self.p_oid = OidCarry.from_data(data["p_oid"])
+
+    def open_alerts(self) -> int:
+        return len(self.active)
+
+    # -- what consumers ask the rule ------------------------------------------------------------------
+    @classmethod
+    def suggest(cls, alert: dict, params: dict) -> tuple[str, str]:
+        """``written_warning``; ``restrict_trading`` for a burst of ``restrict_multiple`` × the threshold or one
+        during which a main index fell ``restrict_index_drop_pct`` % (the 2024-02-19 measures)."""
+        ratio = alert["value"] / alert["threshold"] if alert["threshold"] else 0.0
+        drop = alert["evidence"].get("max_index_drop_pct")
+        yuan = alert["value"] / 100  # integer fen
+        why = f"sold {yuan:,.0f} yuan within {alert['evidence'].get('window_seconds', 60)} s ({ratio:.2f}× threshold)"
+        if drop is not None:
+            why += f", main index max drop {drop:.2f}%"
+        if ratio >= params["restrict_multiple"] or (drop is not None and drop >= params["restrict_index_drop_pct"]):
+            return "restrict_trading", why
+        return "written_warning", why
+
+    @classmethod
+    def broker_view(cls, view: dict, broker: str) -> None:
+        """Only the broker's accounts in the breakdowns (venue totals and the per-second chart recomputed from
+        them)."""
+        ev = view["evidence"]
+        mine = [a for a in ev.get("by_account") or [] if a.get("broker") == broker]
+        ev["by_account"] = mine
+        pps = ev.get("peak_per_second")
+        if pps:  # the per-second chart data: this broker's accounts only
+            own = {(a["venue"], a["account"]) for a in mine}
+            kept = [x for x in pps.get("accounts", []) if (x["venue"], x["account"]) in own]
+            pps["accounts"] = kept
+            pps["accounts_omitted"] = len(mine) - len(kept)
+            totals = [sum(v) for v in zip(*(x["value_fen"] for x in kept))]
+            ev["series"] = series("fen", [[pps["start"] + i * NS_PER_SECOND, v] for i, v in enumerate(totals)])
+        by_venue: dict[str, int] = {}
+        for a in mine:
+            by_venue[a["venue"]] = by_venue.get(a["venue"], 0) + a["value_fen"]
+        ev["by_venue_fen"] = dict(sorted(by_venue.items()))
+
+    @classmethod
+    def describe(cls, alert: dict) -> str | None:
+        ev = alert["evidence"]
+        venues = ", ".join(f"{v} {x / 100:,.0f}" for v, x in ev["by_venue_fen"].items())
+        return (f"by venue: {venues}; accounts: {len(ev['by_account'])}; "
+                f"max index drop: {ev.get('max_index_drop_pct')}%")
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, seg: Segment) -> list[AlertDraft]:
         m = (seg.etype == TRADE) & (seg.side == SIDE_S)
         if self.aggr_only:
             m &= (seg.flags & F_AGGRESSOR) != 0
@@ -199,11 +295,11 @@ class SellBurst1m(Rule):
         first = win[np.lexsort((rank[inv], T["ts"][win]))[:SAMPLES]]
         st.samples = oids(first)
 
-    def flush(self, watermark_ts: int) -> list[AlertDraft]:
+    def close(self, watermark_ts: int) -> list[AlertDraft]:
         done = [o for o, st in self.active.items() if watermark_ts + 1 >= st.last_qual + self.W]
         return [self._final(self.active[o]) for o in sorted(done)]
 
-    def end_day(self, day: int) -> list[AlertDraft]:
+    def close_day(self, day: int) -> list[AlertDraft]:
         out = [self._final(self.active[o]) for o in sorted(self.active)]
         self._reset()
         return out
@@ -219,6 +315,7 @@ class SellBurst1m(Rule):
               "window_seconds": self.W // NS_PER_SECOND, "aggressive_only": self.aggr_only,
               "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
               "by_account": self._accounts(st)}
+        ev.update(self._common(st))
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
                           window_start=st.start, window_end=st.last_qual, value=fen(st.raised_value),
                           threshold=fen(self.thr), severity="high", status="raised", evidence=ev, unit="fen")
@@ -232,6 +329,21 @@ class SellBurst1m(Rule):
                          "value_fen": fen(val), "trades": n})
         rows.sort(key=lambda r: (-r["value_fen"], r["venue"], r["account"]))
         return rows
+
+    def _common(self, st: _Burst) -> dict:
+        """The common evidence part: the peak window's accounts with their shares, and its value per second."""
+        accounts = []
+        for key, val, _n in st.by_account:
+            accounts.append(account_entry(self.ctx.key_info(key), fen(val), val / st.peak if st.peak else 0.0))
+        accounts.sort(key=lambda r: (-r["value"], r["venue"], r["account"]))
+        points = []
+        if st.per_second is not None:
+            start, nsec, grid = st.per_second
+            total = np.zeros(nsec, np.int64)
+            for v in grid.values():
+                total += v
+            points = [[start + i * NS_PER_SECOND, fen(int(x))] for i, x in enumerate(total.tolist())]
+        return {"accounts": accounts, "series": series("fen", points)}
 
     def _per_second(self, st: _Burst, by_account: list[dict]) -> dict:
         """The peak window's sell value per second (fen) of its largest accounts, in ``by_account`` order."""
@@ -266,6 +378,7 @@ class SellBurst1m(Rule):
         }
         if st.per_second is not None:
             ev["peak_per_second"] = self._per_second(st, by_account)
+        ev.update(self._common(st))
         max_drop = None
         if self.market is not None:
             mv, a, b = self.market.market_value(st.day, st.peak_start, st.peak_end)
@@ -300,3 +413,6 @@ class SellBurst1m(Rule):
     @property
     def drop(self) -> float:
         return float(self.params["index_drop_pct"])
+
+
+RULE = SellBurst1m

@@ -21,29 +21,29 @@ seconds by their (day, second), which a source sends once each, in order.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import numpy as np
 import orjson
 
 from surveil.engine import Engine
+from surveil.engine.engine import batch_data, batch_from_data, registry_data, registry_from_data
+from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData
 from surveil.events import binary
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
+from surveil.stream import checkpoint
 from surveil.stream.envelope import (
     SECONDS_KEY,
     EnvelopeError,
-    seal,
     unpack,
     unpack_bundle,
     unpack_rows,
     unpack_seconds,
-    unseal,
 )
-from surveil.stream.partition import OWNER_RULES, Output
+from surveil.stream.partition import Output
 
 
 def _bad_record(topic: str, partition: int, offset: int, reason: str, value) -> dict[str, Any]:
@@ -51,11 +51,16 @@ def _bad_record(topic: str, partition: int, offset: int, reason: str, value) -> 
             "original": bytes(value[:4096]).hex()}
 
 
-class OwnerState:
-    def __init__(self, source: str, params: dict, sources: list[str], lateness_ms: int = 2000):
+class KeyedState:
+    """One partition of a downstream stage: ``owner`` (rows routed by owner) or ``security`` (by venue and
+    symbol). It runs the rules of that key (see :mod:`surveil.engine.plan`)."""
+
+    def __init__(self, source: str, params: dict, sources: list[str], lateness_ms: int = 2000,
+                 stage: str = "owner"):
         self.source = source
+        self.stage = stage
         self.reg = Registry()
-        self.engine = Engine(params, RefData(), self.reg, rules=OWNER_RULES, market_from_events=False,
+        self.engine = Engine(params, RefData(), self.reg, rules=plan().rules[stage], market_from_events=False,
                              keep_finals=False)
         self.progress: dict[str, int | None] = {s: None for s in sources}
         # per source: the last trade position, index position and market (day, second) key applied
@@ -74,28 +79,54 @@ class OwnerState:
         self.last_activity: int | None = None
         self.resume: int | None = None
         self.idle_at: dict[str, int] = {}  # each idle source's latest declaration (a lease of one lateness)
+        self.book = None  # the worker's RecommendationBook for this partition's alerts
+
+    # -- checkpoint ---------------------------------------------------------------------------------
+    _FIELDS = ("offset", "watermark", "released", "duplicates", "late", "now", "last_activity", "resume",
+               "progress", "applied", "seen_at", "idle_at")
+
+    def state(self) -> dict[str, Any]:
+        """This stage's state as plain data (see :mod:`surveil.stream.checkpoint`)."""
+        self._merge_pending()
+        return {"stage": self.stage, "source": self.source, "registry": registry_data(self.reg),
+                "engine": self.engine.state(), "pending": [batch_data(b) for b in self.pending],
+                "idle": sorted(self.idle), "book": self.book.state() if self.book is not None else None,
+                **{k: getattr(self, k) for k in self._FIELDS}}
+
+    def packed(self) -> bytes:
+        return checkpoint.pack(self.state())
 
     def dumps(self) -> bytes:
-        return seal(self.pickled())
-
-    def pickled(self) -> bytes:
-        """The checkpoint before ``seal`` (see PartitionState.pickled)."""
-        self._merge_pending()
-        return pickle.dumps(self, protocol=5)
+        return checkpoint.seal(self.packed())
 
     def _merge_pending(self) -> None:
         """One batch instead of thousands of small ones (cheaper to keep, to release and to checkpoint)."""
         if len(self.pending) > 1:
             self.pending = [Batch.concat(self.pending)]
 
-    @staticmethod
-    def loads(data: bytes) -> OwnerState:
-        st: OwnerState = pickle.loads(unseal(data))
-        for k, v in (("idle", set()), ("late", 0), ("lateness_ms", 2000), ("now", None), ("seen_at", {}),
-                     ("last_activity", None), ("resume", None), ("idle_at", {})):
-            st.__dict__.setdefault(k, v)  # checkpoints of earlier versions
-        st.__dict__.setdefault("released", st.watermark)
-        st.engine.restored_for_stream()
+    @classmethod
+    def loads(cls, data: bytes, params: dict | None = None, lateness_ms: int = 2000,
+              stage: str | None = None, notes: list[str] | None = None) -> KeyedState:
+        """A state from its checkpoint, under the current ``params`` (default: the defaults) and lateness."""
+        from surveil.engine import load_config
+        from surveil.stream.views import RecommendationBook
+
+        d = checkpoint.unseal(data, stage or ("owner", "security"))
+        st = cls(d["source"], params or load_config(), [], lateness_ms, d["stage"])
+        try:
+            st.reg = registry_from_data(d["registry"])
+            st.engine.reg = st.reg
+            got = st.engine.restore(d["engine"])
+            st.pending = [batch_from_data(b) for b in d["pending"]]
+            st.idle = set(d["idle"])
+            for k in cls._FIELDS:
+                setattr(st, k, d[k])
+            if d["book"] is not None:
+                st.book = RecommendationBook.from_state(d["book"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise checkpoint.CheckpointError(f"{d.get('stage')} checkpoint of {d.get('source')!r}: {e!r}") from e
+        if notes is not None:
+            notes.extend(got)
         return st
 
     def add_sources(self, sources: list[str]) -> None:
@@ -299,5 +330,5 @@ class OwnerState:
                 "sources": len(self.progress),
                 "waiting_for": [s for s, v in self.progress.items() if v is None and s not in skipped],
                 "slowest": sorted(s for s, v in self.progress.items() if v is not None and v == low),
-                "duplicates": self.duplicates, "active_bursts": len(self.engine.rules[0].active),
+                "duplicates": self.duplicates, "open_alerts": sum(r.open_alerts() for r in self.engine.rules),
                 "idle": sorted(self.idle), "not_waited_for": sorted(skipped), "late": self.late}

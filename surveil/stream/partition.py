@@ -1,14 +1,14 @@
-"""The partition stage: per-account rules on the feed partition that owns the account.
+"""The partition stage: account-keyed rules on the feed partition that owns the account.
 
-One :class:`PartitionState` per feed partition. It runs the per-account rules and forwards to the
-owner stage what owner-level rules need: the partition's sell trades (owner and broker filled in,
-routed by owner), its per-second market sell value, its index levels, and its progress. It is pure:
-records in, records out; the worker moves them to and from Kafka.
+One :class:`PartitionState` per feed partition. It runs the account rules and forwards to each downstream
+stage (owner, security; see :mod:`surveil.engine.plan`) what its rules declare: the rows of the event types
+and sides they need (owner and broker filled in; routed by owner, or by ``VENUE:symbol``), and, when they
+read the market context, the partition's per-second market sell value and index levels, plus its progress.
+It is pure: records in, records out; the worker moves them to and from Kafka.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,19 +19,20 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from surveil.engine import Engine
+from surveil.engine.engine import registry_data, registry_from_data
+from surveil.engine.plan import Plan, plan
 from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import INDEX, NS_PER_SECOND, SIDE_S, TRADE, day_start_ns, trading_day_index
+from surveil.events.schema import INDEX, NS_PER_SECOND, VENUES, day_start_ns, trading_day_index
 from surveil.rules.base import Segment
 from surveil.rules.market import MarketContext
-from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds, seal, unseal
+from surveil.stream import checkpoint
+from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
 
-ACCOUNT_RULES = ("order_rate_1s", "daily_orders_20k")
-#: a partition tells the owner stage its progress at most this often (wall time), and at a new trading day
+#: a partition tells the downstream stages its progress at most this often (wall time), and at a new trading day
 PROGRESS_EVERY_S = 0.05
-OWNER_RULES = ("sell_burst_1m",)
 
 
 def owner_partitions_of(owners: list[str], n: int) -> np.ndarray:
@@ -60,7 +61,7 @@ def _reject(r: Reject, topic: str, partition: int, offset: int, value: bytes, ki
 
 
 def _new_export() -> dict[str, Any]:
-    return {"trades": [], "market": [], "index": []}
+    return {"rows": {}, "market": [], "index": []}
 
 
 @dataclass
@@ -68,55 +69,82 @@ class Output:
     counts: Any = None  # events by venue * 4 + type (12 numbers), for metrics
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
-    owner: list[tuple[int | None, bytes]] = field(default_factory=list)  # (owner partition, None = all)
+    # records for the downstream stages: stage key ("owner", "security") -> [(partition, None = all; record)]
+    routed: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> list[tuple[int | None, bytes]]:
+        """The owner stage's records."""
+        return self.routed.get("owner", [])
 
 
 class PartitionState:
-    def __init__(self, source: str, params: dict, refdata: RefData, owner_partitions: int):
+    def __init__(self, source: str, params: dict, refdata: RefData, owner_partitions: int,
+                 security_partitions: int | None = None):
         self.source = source
-        self.owner_partitions = owner_partitions
+        self.partitions = {"owner": owner_partitions,
+                           "security": owner_partitions if security_partitions is None else security_partitions}
         self.reg = Registry()
-        # no market context here: the per-account rules do not use it, and the owner stage builds its own from
-        # what _export sends (kept here, it cost a pass per segment and two days of per-second arrays and the
-        # day's index levels in every checkpoint)
-        self.engine = Engine(params, refdata, self.reg, rules=ACCOUNT_RULES, market_from_events=False,
+        self.plan: Plan = plan()
+        # no market context here: the account rules do not use it, and the downstream stages build their own
+        # from what _export sends
+        self.engine = Engine(params, refdata, self.reg, rules=self.plan.rules["account"], market_from_events=False,
                              on_segment=self._export, keep_finals=False)
         self.offset = -1  # the last input offset this state reflects
         self.progress_sent: int | None = None
         self._progress_at = 0.0
-        self._owner_msgs: list[tuple[int | None, dict, bytes]] = []
+        self._msgs: list[tuple[str, int | None, dict, bytes]] = []  # (stage, partition, header, payload)
         self._ex = _new_export()
         self._released = 0  # rows the engine has released (the position of the next one)
         self._market = (np.empty(0, np.int64), np.empty(0, np.int64))  # seconds not complete yet: key, value
+        self._owner_part = np.empty(0, np.int32)  # the owner-stage partition of each owner id (a cache)
+        self._security_part: dict[int, int] = {}  # the security-stage partition of each venue << 32 | symbol id
+        self.book = None  # the worker's RecommendationBook for this partition's alerts
+
+    @property
+    def owner_partitions(self) -> int:
+        return self.partitions["owner"]
 
     # -- checkpoint ---------------------------------------------------------------------------------
-    def __getstate__(self) -> dict:
-        d = self.__dict__.copy()
-        d["_owner_msgs"] = []
-        d["_ex"] = _new_export()
-        return d
+    def state(self) -> dict[str, Any]:
+        """This stage's state as plain data, as of ``self.offset`` (engine and rules included). Reference
+        data is not part of it (it is shared by the worker and comes from its own topic)."""
+        return {"stage": "partition", "source": self.source, "offset": self.offset,
+                "registry": registry_data(self.reg), "engine": self.engine.state(),
+                "progress_sent": self.progress_sent, "released": self._released,
+                "market": [self._market[0].tolist(), self._market[1].tolist()],
+                "book": self.book.state() if self.book is not None else None}
+
+    def packed(self) -> bytes:
+        """The checkpoint before ``checkpoint.seal`` (taken now; the worker seals it later, in a thread)."""
+        return checkpoint.pack(self.state())
 
     def dumps(self) -> bytes:
-        """The checkpoint: this state (engine included) as of ``self.offset``; reference data is not part
-        of it (it is shared by the worker and comes from its own topic)."""
-        return seal(self.pickled())
+        """The checkpoint (see :mod:`surveil.stream.checkpoint`)."""
+        return checkpoint.seal(self.packed())
 
-    def pickled(self) -> bytes:
-        """The checkpoint before ``seal`` (the state as of now; the worker seals it later, in a thread)."""
-        ref = self.engine.ref
-        self.engine.ref = None
+    @classmethod
+    def loads(cls, data: bytes, refdata: RefData, params: dict | None = None, owner_partitions: int = 1,
+              security_partitions: int | None = None, notes: list[str] | None = None) -> PartitionState:
+        """A state from its checkpoint, under the current ``params`` (default: the defaults) and partition
+        counts. What differs from the checkpoint's configuration is appended to ``notes`` (for the log)."""
+        from surveil.engine import load_config
+        from surveil.stream.views import RecommendationBook
+
+        d = checkpoint.unseal(data, "partition")
+        st = cls(d["source"], params or load_config(), refdata, owner_partitions, security_partitions)
         try:
-            return pickle.dumps(self, protocol=5)
-        finally:
-            self.engine.ref = ref
-
-    @staticmethod
-    def loads(data: bytes, refdata: RefData) -> PartitionState:
-        st: PartitionState = pickle.loads(unseal(data))
-        if st.engine.market.from_events:  # a checkpoint of an earlier version: drop its unused market context
-            st.engine.market = MarketContext(from_events=False)
-        st.engine.restored_for_stream()
-        st.engine.ref = refdata
+            st.reg = registry_from_data(d["registry"])
+            st.engine.reg = st.reg
+            got = st.engine.restore(d["engine"])
+            st.offset, st.progress_sent, st._released = d["offset"], d["progress_sent"], d["released"]
+            st._market = (np.array(d["market"][0], np.int64), np.array(d["market"][1], np.int64))
+            if d["book"] is not None:
+                st.book = RecommendationBook.from_state(d["book"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise checkpoint.CheckpointError(f"partition checkpoint of {d.get('source')!r}: {e!r}") from e
+        if notes is not None:
+            notes.extend(got)
         st.engine._ref_version = -1  # reference data may have changed meanwhile: resolve owners again
         return st
 
@@ -132,7 +160,7 @@ class PartitionState:
         with the same positions (see ``_export``): a worker may group a partition's records as each poll
         happens to deliver them, and group them differently after a restart."""
         out = Output()
-        self._owner_msgs = []
+        self._msgs = []
         eng = self.engine
         counts = np.zeros(12, np.int64)
         run: list[Batch] = []
@@ -196,15 +224,23 @@ class PartitionState:
             self.offset = records[-1][0]
         self._flush_export()
         self._progress(force=False)
-        out.owner = self._take_owner_msgs()
+        out.routed = self._take_msgs()
         return out
 
-    def _take_owner_msgs(self, **extra) -> list[tuple[int | None, bytes]]:
-        """The owner-topic records collected so far, packed with this source, its offset and ``extra``."""
-        out = [(p, pack({**h, "source": self.source, "offset": self.offset, **extra}, payload))
-               for p, h, payload in self._owner_msgs]
-        self._owner_msgs = []
+    def _take_msgs(self, **extra) -> dict[str, list[tuple[int | None, bytes]]]:
+        """The downstream stages' records collected so far, packed with this source, its offset and ``extra``."""
+        out: dict[str, list[tuple[int | None, bytes]]] = {}
+        for stage, p, h, payload in self._msgs:
+            out.setdefault(stage, []).append(
+                (p, pack({**h, "source": self.source, "offset": self.offset, **extra}, payload)))
+        self._msgs = []
         return out
+
+    def _broadcast(self, header: dict, payload: bytes = b"", market: bool = False) -> None:
+        """A record for every partition of every downstream stage (``market``: of those reading the market)."""
+        for e in self.plan.exports:
+            if e.market or not market:
+                self._msgs.append((e.key, None, header, payload))
 
     def _run(self, run: list[Batch], spans: list, block, topic: str, partition: int) -> None:
         if run:
@@ -231,7 +267,7 @@ class PartitionState:
         if force or new_day or now - self._progress_at >= PROGRESS_EVERY_S:
             self.progress_sent = progress
             self._progress_at = now
-            self._owner_msgs.append((None, {"kind": "progress", "ts": progress}, b""))
+            self._broadcast({"kind": "progress", "ts": progress})
 
     def declare_idle(self) -> Output:
         """The worker found this partition caught up (nothing left to read) and silent for the allowed
@@ -242,7 +278,7 @@ class PartitionState:
         the owner stage that this source is idle, so that owner-level rules may stop waiting for it; they
         wait for it again at its next record. The worker checkpoints the state after a declaration that
         changed it."""
-        self._owner_msgs = []
+        self._msgs = []
         eng = self.engine
         out = Output()
         if eng.max_seen is not None:
@@ -254,47 +290,65 @@ class PartitionState:
                 self._flush_export()
                 self.progress_sent = upto
                 self._progress_at = time.monotonic()
-        self._owner_msgs.append((None, {"kind": "progress", "ts": self.progress_sent}, b""))
+        self._broadcast({"kind": "progress", "ts": self.progress_sent})
         # every record of the declaration says so: released rows are not new activity of the source
-        out.owner = self._take_owner_msgs(idle=True)
+        out.routed = self._take_msgs(idle=True)
         return out
 
-    def pending_progress(self) -> list[tuple[int | None, bytes]]:
+    def pending_progress(self) -> dict[str, list[tuple[int | None, bytes]]]:
         """Progress not sent yet (input paused): the worker calls this when it is idle."""
-        self._owner_msgs = []
+        self._msgs = []
         self._progress(force=True)
-        return self._take_owner_msgs()
+        return self._take_msgs()
 
-    def _owner_parts(self, owners: np.ndarray) -> np.ndarray:
-        """Owner partition of each owner id (murmur2 once per owner, then a table lookup)."""
-        names = self.reg.owners.names
-        table = getattr(self, "_opart", None)
-        if table is None or len(table) < len(names):
-            old = 0 if table is None else len(table)
-            new = owner_partitions_of(names[old:], self.owner_partitions)
-            table = self._opart = new if table is None else np.concatenate([table, new])
-        return table[owners]
+    def _route(self, stage: str, rows: Batch) -> np.ndarray:
+        """The partition of each exported row in ``stage``: Kafka's default partitioner on the owner's name, or
+        on ``VENUE:symbol`` (once per name, then a table lookup)."""
+        n = self.partitions[stage]
+        if stage == "owner":
+            names = self.reg.owners.names
+            table = self._owner_part
+            if len(table) < len(names):
+                table = self._owner_part = np.concatenate([table, owner_partitions_of(names[len(table):], n)])
+            return table[rows.owner]
+        # a security is (venue, symbol): one cached partition per venue and symbol id
+        cache = self._security_part
+        pairs = rows.venue.astype(np.int64) << 32 | (rows.symbol.astype(np.int64) & 0xFFFFFFFF)  # no symbol: -1
+        uniq, inv = np.unique(pairs, return_inverse=True)
+        missing = [u for u in uniq.tolist() if u not in cache]
+        if missing:
+            names = self.reg.symbols.names
+            keys = [f"{VENUES[u >> 32]}:{names[u & 0xFFFFFFFF] if (u & 0xFFFFFFFF) < len(names) else ''}"
+                    for u in missing]
+            cache.update(zip(missing, owner_partitions_of(keys, n).tolist()))
+        return np.array([cache[u] for u in uniq.tolist()], np.int32)[inv.reshape(-1)]
 
     def _export(self, seg: Segment, part: Batch) -> None:
-        """Collect what the owner stage needs from a released segment (sent by ``_flush_export``).
+        """Collect what the downstream stages need from a released segment (sent by ``_flush_export``).
 
         Every row the engine releases gets a position: the number of rows released before it. The engine
         releases rows in (event time, arrival) order whatever the grouping of its input, and rejects the
-        same late rows, so a row's position is the same in any run over the same records: the owner stage
-        skips rows at positions it has already applied (a source that restarted from a checkpoint)."""
+        same late rows, so a row's position is the same in any run over the same records: a downstream
+        stage skips rows at positions it has already applied (a source that restarted from a checkpoint)."""
         ex = self._ex
         base = self._released
         self._released = base + len(part)
-        # row numbers, not boolean masks: a take then touches the selected rows only (sells are ≈ 1 row in 10)
-        rows = np.flatnonzero((seg.etype == TRADE) & (seg.side == SIDE_S))
-        if len(rows):
-            sub = part.take(rows)
-            sub.symbol[:] = -1  # owner-level rules do not use it: fewer strings to send and to intern there
-            keys = seg.key[rows]
-            sub.owner = self.engine.ctx.owners_of_keys(keys).astype(np.int32)
-            sub.broker = self.engine.ctx.brokers_of_keys(keys).astype(np.int32)
-            ex["trades"].append((sub, base + rows))
-        secs, vals = MarketContext.seconds_of(seg, rows)
+        market = False
+        for e in self.plan.exports:
+            # row numbers, not boolean masks: a take then touches the selected rows only (sells ≈ 1 row in 10)
+            rows = e.rows(seg.etype, seg.side)
+            market |= e.market
+            if len(rows):
+                sub = part.take(rows)
+                if not e.symbol:
+                    sub.symbol[:] = -1  # no rule there reads it: fewer strings to send and to intern there
+                keys = seg.key[rows]
+                sub.owner = self.engine.ctx.owners_of_keys(keys).astype(np.int32)
+                sub.broker = self.engine.ctx.brokers_of_keys(keys).astype(np.int32)
+                ex["rows"].setdefault(e.key, []).append((sub, base + rows))
+        if not market:
+            return
+        secs, vals = MarketContext.seconds_of(seg)
         if len(secs):
             ex["market"].append((seg.day * SECONDS_KEY + secs, vals))
         ri = np.flatnonzero(seg.etype == INDEX)
@@ -303,22 +357,22 @@ class PartitionState:
 
     def _flush_export(self) -> None:
         ex = self._ex
-        msgs = self._owner_msgs
-        if ex["trades"]:
-            sub = Batch.concat([b for b, _ in ex["trades"]])
-            pos = np.concatenate([q for _, q in ex["trades"]])
-            parts = self._owner_parts(sub.owner)
-            # grouped by owner partition in one take (stable: each group keeps the rows' order), then sliced
+        msgs = self._msgs
+        for stage, chunks in ex["rows"].items():
+            sub = Batch.concat([b for b, _ in chunks])
+            pos = np.concatenate([q for _, q in chunks])
+            parts = self._route(stage, sub)
+            # grouped by partition in one take (stable: each group keeps the rows' order), then sliced
             order = np.argsort(parts, kind="stable")
             sub, pos, parts = sub.take(order), pos[order], parts[order]
             bounds = np.flatnonzero(parts[1:] != parts[:-1]) + 1
             for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(parts)]):
                 frame = binary.encode_frame_fast(sub.take(slice(lo, hi)), self.reg)
-                msgs.append((int(parts[lo]), {"kind": "trades"}, pack_rows(pos[lo:hi], frame)))
+                msgs.append((stage, int(parts[lo]), {"kind": "trades"}, pack_rows(pos[lo:hi], frame)))
         if ex["index"]:
             sub = Batch.concat([b for b, _ in ex["index"]])
             pos = np.concatenate([q for _, q in ex["index"]])
-            msgs.append((None, {"kind": "index"}, pack_rows(pos, binary.encode_frame_fast(sub, self.reg))))
+            self._broadcast({"kind": "index"}, pack_rows(pos, binary.encode_frame_fast(sub, self.reg)), market=True)
         # market sell value per second: a second is sent once it is complete (every later event of this
         # partition is at or after the engine's release bound), so each second is sent once, whole
         keys, vals = self._market
@@ -336,7 +390,7 @@ class PartitionState:
             end_ns = day_start_ns(day) + (keys % SECONDS_KEY + 1) * NS_PER_SECOND
             done = end_ns <= bound
             if done.any():
-                msgs.append((None, {"kind": "market"}, pack_seconds(keys[done], vals[done])))
+                self._broadcast({"kind": "market"}, pack_seconds(keys[done], vals[done]), market=True)
                 keys, vals = keys[~done], vals[~done]
         self._market = (keys, vals)
         self._ex = _new_export()

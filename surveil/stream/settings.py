@@ -35,6 +35,8 @@ class Settings:
     ref_topic: str = "surveil.ref.accounts"
     owner_topic: str = "surveil.owner"
     owner_partitions: int = 4
+    security_topic: str = "surveil.security"  # the security stage's input (rows routed by venue and symbol)
+    security_partitions: int = 4
     checkpoint_topic: str = "surveil.checkpoints"
     group_id: str = "surveil-workers"
     security_protocol: str = "PLAINTEXT"
@@ -95,7 +97,7 @@ class Settings:
         if not self.feed_topics:
             raise bad("feed_topics", ",".join(self.feed_topics), "at least one feed topic is needed")
         for name in ("alerts_topic", "recommendations_topic", "rejects_topic", "ref_topic", "owner_topic",
-                     "checkpoint_topic"):
+                     "security_topic", "checkpoint_topic"):
             v = getattr(self, name)
             if not _TOPIC.match(v):
                 raise bad(name, v, "not a valid Kafka topic name")
@@ -113,7 +115,7 @@ class Settings:
                 raise bad("sasl_username", self.sasl_username, "required with SASL")
         if self.ssl_cafile and not Path(self.ssl_cafile).is_file():
             raise bad("ssl_cafile", self.ssl_cafile, "file not found")
-        for name in ("feed_partitions", "owner_partitions"):
+        for name in ("feed_partitions", "owner_partitions", "security_partitions"):
             if not 1 <= getattr(self, name) <= 1024:
                 raise bad(name, getattr(self, name), "expected 1..1024")
         if not 0 <= self.allowed_lateness_ms <= 600_000:

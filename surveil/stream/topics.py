@@ -28,6 +28,8 @@ def specs(s: Settings) -> list[TopicSpec]:
         # the owner stage's clock for idle sources is its records' timestamps: the broker's, one clock
         TopicSpec(s.owner_topic, s.owner_partitions, {"max.message.bytes": str(OWNER_MAX_BYTES),
                                                       "message.timestamp.type": "LogAppendTime"}),
+        TopicSpec(s.security_topic, s.security_partitions, {"max.message.bytes": str(OWNER_MAX_BYTES),
+                                                            "message.timestamp.type": "LogAppendTime"}),
         TopicSpec(s.alerts_topic, 4, COMPACT),
         TopicSpec(s.recommendations_topic, 1, COMPACT),
         TopicSpec(s.rejects_topic, 1, {}),

@@ -7,33 +7,29 @@ from typing import Any
 import orjson
 
 from surveil.actions import recommend
+from surveil.rules import rule_class
 
 
 def broker_views(alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The alert as each broker may see it: only alerts about its accounts, and, for an owner-level
-    alert, only that broker's accounts in the evidence (venue totals recomputed from them)."""
+    """The alert as each broker may see it: only alerts about its accounts, and, for an alert about several
+    accounts (an owner-level one), only that broker's accounts in the common ``accounts`` evidence, without
+    sample order ids or the whole subject's time series; the rule trims its own evidence fields
+    (``Rule.broker_view``)."""
     ev = alert.get("evidence", {})
     if "venue" in alert["subject"]:
         b = ev.get("broker")
         return {b: alert} if b else {}
-    accounts = ev.get("by_account") or []
+    accounts = ev.get("accounts") or []
+    cls = rule_class(alert["rule"])
     out: dict[str, dict[str, Any]] = {}
     for b in sorted({a.get("broker") for a in accounts if a.get("broker")}):
-        mine = [a for a in accounts if a.get("broker") == b]
         view = orjson.loads(orjson.dumps(alert))  # a deep copy (JSON values only), far cheaper than deepcopy
         vev = view["evidence"]
-        vev["by_account"] = mine
-        pps = vev.get("peak_per_second")
-        if pps:  # the per-second chart data: this broker's accounts only
-            own = {(a["venue"], a["account"]) for a in mine}
-            kept = [x for x in pps.get("accounts", []) if (x["venue"], x["account"]) in own]
-            pps["accounts"] = kept
-            pps["accounts_omitted"] = len(mine) - len(kept)
-        by_venue: dict[str, int] = {}
-        for a in mine:
-            by_venue[a["venue"]] = by_venue.get(a["venue"], 0) + a["value_fen"]
-        vev["by_venue_fen"] = dict(sorted(by_venue.items()))
+        vev["accounts"] = [a for a in accounts if a.get("broker") == b]
         vev.pop("sample_order_ids", None)
+        vev.pop("series", None)
+        if cls is not None:
+            cls.broker_view(view, b)
         vev["broker_view"] = b
         out[b] = view
     return out
@@ -44,6 +40,17 @@ class RecommendationBook:
 
     def __init__(self) -> None:
         self.finals: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+
+    def state(self) -> list:
+        """As plain data, for the stage's checkpoint."""
+        return [[subject, day, list(alerts.values())] for (subject, day), alerts in self.finals.items()]
+
+    @classmethod
+    def from_state(cls, data: list) -> RecommendationBook:
+        book = cls()
+        for subject, day, alerts in data:
+            book.finals[(subject, day)] = {a["alert_id"]: a for a in alerts}
+        return book
 
     def add(self, alert: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
         if alert.get("status") != "final":

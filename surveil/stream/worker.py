@@ -1,7 +1,8 @@
 """The stream worker: feed partitions and owner partitions through the engine, on a real Kafka.
 
 One consumer group reads the feed topics and the owner topic; every assigned partition has its own
-state (:class:`~surveil.stream.partition.PartitionState` or :class:`~surveil.stream.owner.OwnerState`),
+state (:class:`~surveil.stream.partition.PartitionState`, or :class:`~surveil.stream.owner.KeyedState` for the
+owner and security stages),
 restored from its last checkpoint when the partition is assigned. Outputs are deterministic and keyed
 by id, so re-processing after a crash rewrites the same records.
 
@@ -36,8 +37,9 @@ from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import kafka_read, topics
-from surveil.stream.envelope import pack_bundle, seal
-from surveil.stream.owner import OwnerState
+from surveil.stream import checkpoint
+from surveil.stream.envelope import pack_bundle
+from surveil.stream.owner import KeyedState
 from surveil.stream.partition import Output, PartitionState
 from surveil.stream.settings import Settings
 from surveil.stream.views import RecommendationBook, broker_views
@@ -136,14 +138,15 @@ class Worker:
         self.name = name
         self.params = params or load_config(settings.rules_file or None, extra={"recommendations": RECO_PARAMS})
         self.ref = RefData()
-        self.states: dict[TopicPartition, PartitionState | OwnerState] = {}
+        self.states: dict[TopicPartition, PartitionState | KeyedState] = {}
         self.stats: Counter = Counter()
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._topics: set[str] = set()
         self.lock = asyncio.Lock()  # held while a record is handled and published, and by rebalances
         self.metrics = WorkerMetrics(enabled=settings.metrics)
-        self._bundles: dict[int, list[bytes]] = {}  # owner-topic records waiting for the end of the poll
+        # records for the owner and security topics waiting for the end of the poll: (topic, partition) -> records
+        self._bundles: dict[tuple[str, int], list[bytes]] = {}
         self._rewinds_in_a_row = 0
         self._fatal: RuntimeError | None = None  # the worker gave up (raised by the loop)
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
@@ -187,6 +190,10 @@ class Worker:
         counts = await topics.ensure(self.admin, topics.specs(self.s))
         self.sources = [f"{t}:{p}" for t in self.s.feed_topics for p in range(counts[t])]
         self.owner_partitions = counts[self.s.owner_topic]
+        self.security_partitions = counts[self.s.security_topic]
+        # the downstream stages: stage key -> (topic, partitions)
+        self.stage_topics = {"owner": (self.s.owner_topic, self.owner_partitions),
+                             "security": (self.s.security_topic, self.security_partitions)}
         self._topics = set(await self.admin.list_topics())
         self.producer = AIOKafkaProducer(**kw, enable_idempotence=True, acks="all", linger_ms=5,
                                          max_request_size=topics.CHECKPOINT_MAX_BYTES, max_batch_size=1 << 20)
@@ -205,7 +212,8 @@ class Worker:
                                          fetch_max_bytes=64 << 20)
         # the feed's fetch responses received into their final bytes (kafka_read; False: aiokafka's reader)
         self.fetch_in_place = self.s.fetch_in_place and kafka_read.use_for(self.consumer)
-        self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic], listener=_Rebalance(self))
+        self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic, self.s.security_topic],
+                                listener=_Rebalance(self))
         await self.consumer.start()
 
     async def close(self) -> None:
@@ -255,7 +263,7 @@ class Worker:
                             continue
                         # the partition's records of this poll in one pass (any grouping gives the same
                         # outputs: see PartitionState.handle_many)
-                        if isinstance(st, OwnerState):  # the owner stage's clock: record timestamps
+                        if isinstance(st, KeyedState):  # the owner stage's clock: record timestamps
                             recs = [(m.offset, m.value, m.timestamp) for m in msgs if m.offset > st.offset]
                         else:
                             recs = [(m.offset, m.value) for m in msgs if m.offset > st.offset]
@@ -275,7 +283,7 @@ class Worker:
                     if not data:  # input paused: tell the owner stage how far every partition got
                         for st in list(self.states.values()):
                             if isinstance(st, PartitionState):
-                                await self.publish(st, Output(owner=st.pending_progress()))
+                                await self.publish(st, Output(routed=st.pending_progress()))
                     await self.declare_idle(data)
                     await self.send_bundles()
                     if time.monotonic() - self._last_cp > interval and self.states and (
@@ -396,20 +404,13 @@ class Worker:
         fresh: list[TopicPartition] = []
         for tp in new:
             blob = cps.get(self._cp_key(tp))
-            source = f"{tp.topic}:{tp.partition}"
-            if tp.topic == self.s.owner_topic:
-                st = OwnerState.loads(blob) if blob else OwnerState(source, self.params, self.sources)
-                st.add_sources(self.sources)
-            else:
-                st = (PartitionState.loads(blob, self.ref) if blob
-                      else PartitionState(source, self.params, self.ref, self.owner_partitions))
-            if not hasattr(st, "book"):
-                st.book = RecommendationBook()
+            st = self._state_for(tp, blob)
+            if st is None:
+                blob = None
+                st = self._state_for(tp, None)
             self.states[tp] = st
             self._last_input[tp] = time.monotonic()
             self._idle.pop(tp, None)
-            if isinstance(st, OwnerState):  # new or restored: the setting of this worker
-                st.lateness_ms = self.s.allowed_lateness_ms
             if blob:
                 self._saved[tp] = (blob, st.offset)
             if st.offset >= 0:
@@ -420,6 +421,45 @@ class Worker:
         if fresh:  # one call: one at a time waits for a fetch each and can outlast the session timeout
             await self.consumer.seek_to_beginning(*fresh)
         log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in new))
+
+    def _stage_of(self, topic: str) -> str | None:
+        """``owner`` or ``security`` for those stages' topics, None for a feed topic."""
+        return next((k for k, (t, _) in self.stage_topics.items() if t == topic), None)
+
+    def _state_for(self, tp: TopicPartition, blob: bytes | None) -> PartitionState | KeyedState | None:
+        """The state of a partition: restored from its checkpoint ``blob`` under this worker's current
+        configuration (what changed since is logged), or new when ``blob`` is None. None when the checkpoint
+        cannot be used (logged and counted): the partition is then read again from its beginning."""
+        source = f"{tp.topic}:{tp.partition}"
+        stage = self._stage_of(tp.topic)
+        lateness = self.s.allowed_lateness_ms
+        notes: list[str] = []
+        try:
+            if stage is not None:
+                st = (KeyedState.loads(blob, self.params, lateness, stage, notes) if blob
+                      else KeyedState(source, self.params, self.sources, lateness, stage))
+                st.add_sources(self.sources)
+                st.lateness_ms = lateness  # new or restored: the setting of this worker
+            else:
+                st = (PartitionState.loads(blob, self.ref, self.params, self.owner_partitions,
+                                           self.security_partitions, notes) if blob
+                      else PartitionState(source, self.params, self.ref, self.owner_partitions,
+                                          self.security_partitions))
+        except checkpoint.CheckpointError as e:
+            log.error("%s: the checkpoint cannot be used (%s): the partition is read again from its beginning",
+                      source, e)
+            self.stats["checkpoints_unusable"] += 1
+            return None
+        if blob and st.source != source:
+            log.error("%s: the checkpoint is of %s: the partition is read again from its beginning", source,
+                      st.source)
+            self.stats["checkpoints_unusable"] += 1
+            return None
+        for n in notes:
+            log.warning("%s: restored from its checkpoint: %s", source, n)
+        if st.book is None:
+            st.book = RecommendationBook()
+        return st
 
     async def rewind(self) -> None:
         """Outputs since the last checkpoint may be lost: restore every state from its last checkpoint
@@ -432,20 +472,16 @@ class Worker:
         self._idle.clear()  # the restored states have not declared anything yet
         self._last_input = dict.fromkeys(self.states, time.monotonic())
         fresh: list[TopicPartition] = []
-        for tp, st in list(self.states.items()):
+        for tp in list(self.states):
             saved = self._saved.get(tp)
-            if saved is None:
-                lateness = self.s.allowed_lateness_ms
-                fresh_state = (OwnerState(st.source, self.params, self.sources, lateness) if isinstance(st, OwnerState)
-                               else PartitionState(st.source, self.params, self.ref, self.owner_partitions))
-                fresh_state.book = RecommendationBook()
-                self.states[tp] = fresh_state
+            st = self._state_for(tp, saved[0]) if saved is not None else None
+            if st is None:
+                self._saved.pop(tp, None)
+                self.states[tp] = self._state_for(tp, None)
                 fresh.append(tp)
             else:
-                blob, offset = saved
-                self.states[tp] = (OwnerState.loads(blob) if isinstance(st, OwnerState)
-                                   else PartitionState.loads(blob, self.ref))
-                self.consumer.seek(tp, offset + 1)
+                self.states[tp] = st
+                self.consumer.seek(tp, saved[1] + 1)
         if fresh:
             await retry("seek", lambda: self.consumer.seek_to_beginning(*fresh))
         self.stats["rewinds"] += 1
@@ -472,7 +508,7 @@ class Worker:
         for tp in tps:
             st = self.states.get(tp)
             if st is not None and st.offset >= 0:
-                taken[tp] = (st.pickled(), st.offset)  # sealed in a thread by the job below
+                taken[tp] = (st.packed(), st.offset)  # sealed in a thread by the job below
         self._last_cp = time.monotonic()
         self._cp_job = asyncio.ensure_future(self._write_checkpoint(pending, taken))
         if background:
@@ -517,12 +553,12 @@ class Worker:
         if isinstance(r, Exception):
             log.warning("a background checkpoint failed (%r), %s", r, why)
 
-    async def _write_checkpoint(self, pending: list[asyncio.Future], pickled: dict) -> bool:
-        """Steps 1-3 of a checkpoint whose states were taken (pickled) with ``pending`` outputs under way: False
+    async def _write_checkpoint(self, pending: list[asyncio.Future], packed: dict) -> bool:
+        """Steps 1-3 of a checkpoint whose states were taken (packed) with ``pending`` outputs under way: False
         (and nothing written) when one of them was not delivered. The states are sealed (compressed) in a
         thread meanwhile: zlib releases the GIL, so the loop goes on with the next poll."""
         blobs, flushed = await asyncio.gather(
-            asyncio.to_thread(lambda: {tp: (seal(raw), offset) for tp, (raw, offset) in pickled.items()}),
+            asyncio.to_thread(lambda: {tp: (checkpoint.seal(raw), offset) for tp, (raw, offset) in packed.items()}),
             retry("flush", self.producer.flush), return_exceptions=True)
         errors = [e for e in (blobs, flushed) if isinstance(e, BaseException)]
         if errors:  # both steps ran to their end; when both failed, the first error carries the second
@@ -607,26 +643,27 @@ class Worker:
             self.metrics.rejects.labels(str(r.get("field") or "record")[:32]).inc()
             await send(self.s.rejects_topic, orjson.dumps(r, default=str))
         bundles = self._bundles
-        for dest, msg in out.owner:
-            for p in (range(self.owner_partitions) if dest is None else (dest,)):
-                bundles.setdefault(p, []).append(msg)
+        for stage, msgs in out.routed.items():
+            topic, n = self.stage_topics[stage]
+            for dest, msg in msgs:
+                for p in (range(n) if dest is None else (dest,)):
+                    bundles.setdefault((topic, p), []).append(msg)
         if sum(len(v) for v in bundles.values()) > 2000:
             await self.send_bundles()
 
     async def send_bundles(self) -> None:
         bundles, self._bundles = self._bundles, {}
-        for p, items in sorted(bundles.items()):
+        for (topic, p), items in sorted(bundles.items()):
             chunk: list[bytes] = []
             size = 0
             for item in items:  # keep each record under BUNDLE_BYTES (brokers refuse large messages)
                 if chunk and size + len(item) > BUNDLE_BYTES:
-                    self._inflight.append(await self.producer.send(self.s.owner_topic, pack_bundle(chunk),
-                                                                   partition=p))
+                    self._inflight.append(await self.producer.send(topic, pack_bundle(chunk), partition=p))
                     chunk, size = [], 0
                 chunk.append(item)
                 size += len(item) + 4
             if chunk:
-                self._inflight.append(await self.producer.send(self.s.owner_topic, pack_bundle(chunk), partition=p))
+                self._inflight.append(await self.producer.send(topic, pack_bundle(chunk), partition=p))
 
     # -- reference data -----------------------------------------------------------------------------------
     async def seed_refdata(self, csv_path: str) -> int:
@@ -703,7 +740,7 @@ class Worker:
         parts = {}
         for tp, st in sorted(self.states.items(), key=lambda x: (x[0].topic, x[0].partition)):
             key = f"{tp.topic}:{tp.partition}"
-            if isinstance(st, OwnerState):
+            if isinstance(st, KeyedState):
                 parts[key] = {"offset": st.offset, **st.status()}
             else:
                 parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day,

@@ -27,8 +27,9 @@ def holding_partition(worker: Any, venue: str, account: str) -> TopicPartition:
 
 
 def account_activity(worker: Any, venue: str, account: str) -> dict[str, Any]:
-    """``held_here``, ``partition``, and when held here: ``day``, ``orders``, ``cancels`` (the messages the
-    engine has released so far; events still held back for ordering are not counted yet). Once event time
+    """``held_here``, ``partition``, and when held here: ``day`` and what the account rules count of it today
+    (``Rule.activity``: ``orders``, ``cancels``, ``messages``, the messages the engine has released so far;
+    events still held back for ordering are not counted yet). Once event time
     has passed midnight the day's counts are reset: ``day`` is then None and ``day_closed`` true."""
     from surveil.stream.partition import PartitionState
 
@@ -43,13 +44,8 @@ def account_activity(worker: Any, venue: str, account: str) -> dict[str, Any]:
         out.update(day=None, day_closed=True)
         return out
     out.update(day=day_str(eng.day), day_closed=False)
-    orders = cancels = 0
     aid = st.reg.accounts.ids.get(account)
-    if aid is not None and aid >= 0:
-        key = aid * 4 + VENUES.index(venue)
-        for r in eng.rules:
-            if r.meta.id == "daily_orders_20k":
-                orders = int(r.orders[key]) if key < len(r.orders) else 0
-                cancels = int(r.cancels[key]) if key < len(r.cancels) else 0
-    out.update(orders=orders, cancels=cancels, messages=orders + cancels)
+    key = aid * 4 + VENUES.index(venue) if aid is not None and aid >= 0 else None  # None: not seen
+    for r in eng.rules:  # what each account rule counts of it today (e.g. orders, cancels, messages)
+        out.update(r.activity(key))
     return out

@@ -147,15 +147,13 @@ class Console:
                       "recommendations": self.store.recommendations_for(account=(venue, account))})
 
     def _peak(self, alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The peak second of the latest ``order_rate_1s`` alert among an account's alerts (newest first)."""
+        """The peak message rate (``evidence.peak_rate``, given by the rules that measure one) of the latest
+        such alert among an account's alerts (newest first)."""
         for s in alerts:
-            if s["rule"] == "order_rate_1s":
-                ev = self.store.alerts[s["alert_id"]]["evidence"]
-                at = ev.get("peak_second") or ev.get("peak_window")
-                if at is not None:
-                    return {"count": ev.get("peak_count"), "at": at,
-                            "at_iso": ev.get("peak_second_iso") or ev.get("peak_window_iso"),
-                            "trading_day": s["trading_day"], "status": s["status"]}
+            peak = self.store.alerts[s["alert_id"]]["evidence"].get("peak_rate")
+            if peak is not None and "venue" in self.store.alerts[s["alert_id"]]["subject"]:
+                return {"count": peak["count"], "at": peak["at"], "at_iso": peak["at_iso"],
+                        "trading_day": s["trading_day"], "status": s["status"]}
         return None
 
     async def owner(self, request: web.Request) -> web.Response:
@@ -175,8 +173,7 @@ class Console:
             x = accounts[name]
             if self.worker is not None:
                 x = {**x, "activity": account_activity(self.worker, x["venue"], x["account"])}
-            x["peak_second"] = self._peak(self.store.list(Filters(account=name, rule=frozenset({"order_rate_1s"})),
-                                                          5_000)[0])
+            x["peak_second"] = self._peak(self.store.list(Filters(account=name), 5_000)[0])
             rows.append(x)
         return _json({"owner": owner, "accounts": rows, "alerts": alerts,
                       "recommendations": self.store.recommendations_for(owner=owner)})

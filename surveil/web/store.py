@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from surveil.events.schema import VENUES
-from surveil.rules import RULES
+from surveil.events.schema import VENUES, ns_to_iso
+from surveil.rules import all_rules
 
-RULE_IDS = tuple(cls.meta.id for cls in RULES)
+RULE_IDS = tuple(cls.meta.id for cls in all_rules())
 SEVERITIES = ("medium", "high", "critical")
 STATUSES = ("raised", "final")
 #: alerts kept in memory (the oldest go first); a trading day has a few hundred at most
@@ -104,22 +104,21 @@ def subject_text(subject: dict[str, Any]) -> str:
 
 
 def summary(a: dict[str, Any]) -> dict[str, Any]:
-    """What the alert list shows and filters on."""
+    """What the alert list shows and filters on: the common part of the evidence (``accounts``, ``at``), the
+    same for every rule."""
     ev = a.get("evidence") or {}
     subj = a["subject"]
+    rows = ev.get("accounts") or []
     if "venue" in subj:
         venues = [subj["venue"]]
         accounts = [f"{subj['venue']}:{subj['account']}"]
-        brokers = [ev["broker"]] if ev.get("broker") else []
-        owner = ev.get("owner") or f"{subj['venue']}:{subj['account']}"
+        owner = (rows[0].get("owner") if rows else None) or f"{subj['venue']}:{subj['account']}"
     else:
-        rows = ev.get("by_account") or []
-        venues = sorted(ev.get("by_venue_fen") or {x["venue"] for x in rows})
+        venues = sorted({x["venue"] for x in rows})
         accounts = sorted({f"{x['venue']}:{x['account']}" for x in rows})
-        brokers = sorted({x["broker"] for x in rows if x.get("broker")})
         owner = subj.get("owner")
-    start = (ev.get("burst_start_iso") or ev.get("first_second_iso") or ev.get("first_window_iso")
-             or ev.get("threshold_reached_at_iso") or ev.get("raised_at_iso") or "")
+    brokers = sorted({x["broker"] for x in rows if x.get("broker")})
+    start = ns_to_iso(ev.get("at", a["window_start"]))
     return {"alert_id": a["alert_id"], "rule": a["rule"], "subject": subj, "subject_text": subject_text(subj),
             "trading_day": a["trading_day"], "window_start": a["window_start"], "time": start[11:23],
             "value": a["value"], "threshold": a["threshold"], "unit": a.get("unit", "messages"),

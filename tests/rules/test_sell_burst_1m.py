@@ -86,24 +86,23 @@ def test_index_context_and_market_value_in_evidence():
     assert a["severity"] == "critical"
 
 
-def test_market_seconds_are_checkpointed_sparse_and_old_checkpoints_still_load():
-    """A day's market sell value per second is pickled as its non-zero seconds (86,400 a day otherwise, in
-    every owner-stage checkpoint); a day pickled by an earlier version (the slots state) still loads."""
-    import pickle
-
+def test_market_seconds_are_checkpointed_sparse():
+    """A day's market sell value per second is checkpointed as its non-zero seconds (86,400 a day otherwise, in
+    every owner-stage checkpoint), and comes back whole, index levels included."""
+    import msgpack
     import numpy as np
 
-    from surveil.rules.market import SECONDS_PER_DAY, MarketContext, _Day
+    from surveil.rules.market import SECONDS_PER_DAY, MarketContext
+    from surveil.stream import checkpoint
 
     m = MarketContext(from_events=False)
     m.add_seconds(19772, np.array([34_200, 34_201, 50_000]), np.array([5, 7, 11]))
     m.add_index(19772, np.array([0]), np.array([3]), np.array([10**18]), np.array([29_000_000]))
-    blob = pickle.dumps(m, protocol=5)
+    blob = checkpoint.pack(m.state())
     assert len(blob) < 8 * SECONDS_PER_DAY // 10
-    back = pickle.loads(blob)
+    back = MarketContext(from_events=False)
+    back.restore(msgpack.unpackb(blob, strict_map_key=False))
     assert (back.days[19772].sell_value == m.days[19772].sell_value).all()
     assert back.market_value(19772, 0, 2**62) == m.market_value(19772, 0, 2**62)
     assert back.market_value(19772, 0, 2**62)[0] == 23
-    old = _Day.__new__(_Day)
-    old.__setstate__((None, {"sell_value": m.days[19772].sell_value, "index": {}}))
-    assert (old.sell_value == m.days[19772].sell_value).all() and old.index == {}
+    assert back.index_path(19772, 0, 3, 10**18, 10**18 + 1) == m.index_path(19772, 0, 3, 10**18, 10**18 + 1)
