@@ -88,7 +88,7 @@ class WorkerMetrics:
         for tp, st in list(worker.states.items()):
             labels = (tp.topic, str(tp.partition))
             seen.add(labels)
-            if hasattr(st, "watermark"):  # an owner stage (surveil.stream.owner.OwnerState)
+            if hasattr(st, "watermark"):  # an owner stage (surveil.stream.owner.KeyedState)
                 owner += 1
                 owners += len(st.reg.owners)
             else:

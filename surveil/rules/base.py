@@ -19,7 +19,6 @@ from surveil.events.batch import concat_order_ids, order_id_values
 from surveil.events.schema import NS_PER_SECOND
 
 
-
 @dataclass(frozen=True)
 class Param:
     name: str

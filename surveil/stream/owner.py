@@ -1,6 +1,6 @@
 """The owner stage: owner-level rules behind a watermark.
 
-One :class:`OwnerState` per partition of the owner topic. It receives, from every feed partition
+One :class:`KeyedState` per partition of the owner topic. It receives, from every feed partition
 (a *source*), sell trades of the owners routed here, the market's per-second sell value, index
 levels and progress. It evaluates the owner-level rules on the trades that every source has passed:
 the watermark is the smallest progress over all sources it waits for, so the rules see exactly the

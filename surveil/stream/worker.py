@@ -32,12 +32,12 @@ from aiokafka.errors import KafkaError
 from surveil.actions import RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.alerts import dumps
+from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData, RefDataError
 from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
-from surveil.stream import kafka_read, topics
-from surveil.stream import checkpoint
+from surveil.stream import checkpoint, kafka_read, topics
 from surveil.stream.envelope import pack_bundle
 from surveil.stream.owner import KeyedState
 from surveil.stream.partition import Output, PartitionState
@@ -165,6 +165,11 @@ class Worker:
         self._cp_job: asyncio.Future | None = None  # a checkpoint being written in the background
         self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
         self.fetch_in_place = False  # the feed consumer reads with kafka_read (set by start)
+        # partition counts of the downstream stages' topics (as configured; start() reads the real ones), and
+        # the stages: stage key -> (topic, partitions)
+        self.owner_partitions, self.security_partitions = settings.owner_partitions, settings.security_partitions
+        self.stage_topics = {"owner": (settings.owner_topic, self.owner_partitions),
+                             "security": (settings.security_topic, self.security_partitions)}
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -212,8 +217,10 @@ class Worker:
                                          fetch_max_bytes=64 << 20)
         # the feed's fetch responses received into their final bytes (kafka_read; False: aiokafka's reader)
         self.fetch_in_place = self.s.fetch_in_place and kafka_read.use_for(self.consumer)
-        self.consumer.subscribe(list(self.s.feed_topics) + [self.s.owner_topic, self.s.security_topic],
-                                listener=_Rebalance(self))
+        # the downstream stages that have rules (see surveil.engine.plan): the owner stage always runs (its
+        # partitions report the owner watermark), the security stage only when some rule is keyed by security
+        stages = [self.s.owner_topic] + ([self.s.security_topic] if plan().export("security") else [])
+        self.consumer.subscribe(list(self.s.feed_topics) + stages, listener=_Rebalance(self))
         await self.consumer.start()
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from surveil.actions import RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.refdata import RefData
 from surveil.metrics import WorkerMetrics
-from surveil.stream.owner import OwnerState
+from surveil.stream.owner import KeyedState
 from surveil.stream.partition import PartitionState
 
 T0 = 1708306200_000_000_000  # 2024-02-19 09:30 Asia/Shanghai
@@ -43,7 +43,7 @@ def states():
               for i in range(10)]
     out = feed.handle(orjson.dumps(events), 0, "feed.sse", 0)
     feed.handle(orjson.dumps(events[:1]), 1, "feed.sse", 0)
-    owner = OwnerState("owner:0", params, ["feed.sse:0"])
+    owner = KeyedState("owner:0", params, ["feed.sse:0"])
     return feed, owner, out
 
 

@@ -22,7 +22,7 @@ from surveil.engine.refdata import RefData
 from surveil.feed import feed
 from surveil.replay import replay
 from surveil.stream.app import APP_ID, DEFAULT_WEB_BIND, create_app
-from surveil.stream.owner import OwnerState
+from surveil.stream.owner import KeyedState
 from surveil.stream.partition import PartitionState
 from surveil.stream.settings import Settings
 
@@ -149,7 +149,7 @@ async def _app(bootstrap, day, tmp_path):
     for k, end in ends.items():
         assert PartitionState.loads(cps[k], RefData()).offset == end - 1, k
     for k, off in owner_offsets.items():
-        assert OwnerState.loads(cps[k]).offset >= off, k
+        assert KeyedState.loads(cps[k]).offset >= off, k
 
     # Faust itself touched nothing on the broker: no topic (leader, changelogs), no consumer group
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -4,33 +4,38 @@ order; undelivered outputs rewind the states at the next checkpoint; a revocatio
 way. Several of these came from a review of the background checkpoints."""
 import asyncio
 import gc
-import pickle
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, ProducerClosed
 
 import surveil.stream.worker as wm
-from surveil.stream.envelope import seal, unseal
+from surveil.stream import checkpoint
 from surveil.stream.settings import Settings
 
 TP = TopicPartition("surveil.feed.sse", 0)
 
 
-class FakeState:
-    def __init__(self, offset):
-        self.offset = offset
-        self.source = "x"
+def blob(offset):
+    """A checkpoint record of a fake state at ``offset``."""
+    return checkpoint.seal(checkpoint.pack({"stage": "partition", "offset": offset}))
 
-    def pickled(self):  # what the worker takes; it seals it (envelope.seal) when it writes the checkpoint
-        return pickle.dumps(self.offset)
+
+class FakeState:
+    def __init__(self, offset, *args):
+        self.offset = offset
+        self.source = f"{TP.topic}:{TP.partition}"
+        self.book = None
+
+    def packed(self):  # what the worker takes; it seals it (checkpoint.seal) when it writes the checkpoint
+        return checkpoint.pack({"stage": "partition", "offset": self.offset})
 
     @staticmethod
-    def loads(blob, ref=None):
-        return FakeState(pickle.loads(unseal(blob)))
+    def loads(blob, *args):
+        return FakeState(checkpoint.unseal(blob)["offset"])
 
     def pending_progress(self):  # the loop asks an input partition for progress when a poll is empty
-        return []
+        return {}
 
 
 class FakeProducer:
@@ -87,12 +92,12 @@ def w(monkeypatch):
     w = wm.Worker(Settings(metrics=False))
     w.producer, w.consumer = FakeProducer(), FakeConsumer()
     w.owner_partitions, w.sources = 1, []
-    w._saved[TP] = (seal(pickle.dumps(5)), 5)  # the last checkpoint
+    w._saved[TP] = (blob(5), 5)  # the last checkpoint
     return w
 
 
 def checkpoints(w):
-    return [pickle.loads(unseal(v)) for t, _, v in w.producer.sent if t == w.s.checkpoint_topic]
+    return [checkpoint.unseal(v)["offset"] for t, _, v in w.producer.sent if t == w.s.checkpoint_topic]
 
 
 def test_a_background_checkpoint_waits_for_its_outputs_and_takes_the_states_at_once(w):
@@ -188,7 +193,7 @@ def test_when_sealing_and_flushing_both_fail_the_error_carries_both(w, monkeypat
 
     async def main():
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx["message"]))
-        monkeypatch.setattr(wm, "seal", bad_seal)
+        monkeypatch.setattr(wm.checkpoint, "seal", bad_seal)
         w.states[TP] = FakeState(10)
         w.producer.flush_error = ValueError("flushing")
         await w.checkpoint([TP], wait_commit=False, background=True)

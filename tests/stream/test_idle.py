@@ -8,7 +8,7 @@ from evtools import T0, S, sell
 
 from surveil.engine import load_config
 from surveil.engine.refdata import RefData
-from surveil.stream.owner import OwnerState
+from surveil.stream.owner import KeyedState
 from surveil.stream.partition import PartitionState
 
 SOURCES = ["f.sse:0", "f.szse:0", "f.bse:0"]
@@ -25,7 +25,7 @@ class Pipe:
         ref.set("BSE", "M3", "MGR", "B3", None)
         params = load_config()
         self.parts = {s: PartitionState(s, params, ref, 1) for s in SOURCES}
-        self.owner = OwnerState("owner:0", params, SOURCES, LATE_MS)
+        self.owner = KeyedState("owner:0", params, SOURCES, LATE_MS)
         self.log = []
         self.clock = 1_000_000  # ms
 
@@ -153,7 +153,7 @@ def test_owner_decisions_do_not_depend_on_how_records_are_grouped():
     p.data("f.szse:0", szse[3:], 1, t + 2700)
     results = []
     for size in (1, 2, 3, len(p.log)):
-        o = OwnerState("owner:0", load_config(), SOURCES, LATE_MS)
+        o = KeyedState("owner:0", load_config(), SOURCES, LATE_MS)
         outs = []
         recs = [(i, msg, ts) for i, (msg, ts) in enumerate(p.log)]
         for k in range(0, len(recs), size):

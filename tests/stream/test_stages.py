@@ -16,7 +16,7 @@ from surveil.events.batch import Registry
 from surveil.events.io import read_events
 from surveil.events.schema import day_start_ns, trading_day_index
 from surveil.replay import replay
-from surveil.stream.owner import OwnerState
+from surveil.stream.owner import KeyedState
 from surveil.stream.partition import PartitionState
 
 NP, NO = 3, 2  # feed partitions per topic, owner partitions
@@ -64,7 +64,7 @@ def run_topology(day, seed, restart_at=None, paths=None, group=False):
     ref = RefData.load_csv(day.accounts_path)
     sources = [f"{t}:{p}" for t in TOPICS for p in range(NP)]
     parts = {s: PartitionState(s, params, ref, NO) for s in sources}
-    owners = {p: OwnerState(f"owner:{p}", params, sources) for p in range(NO)}
+    owners = {p: KeyedState(f"owner:{p}", params, sources) for p in range(NO)}
     recs = feed_records(paths or day.events_path)
     queues = {f"{t}:{p}": list(enumerate(v)) for (t, p), v in recs.items()}
     owner_logs = {p: [] for p in range(NO)}
@@ -98,7 +98,7 @@ def run_topology(day, seed, restart_at=None, paths=None, group=False):
                 done_off = parts[s].offset
                 queues[s] = [(i, v) for i, v in enumerate(replayed) if i > done_off]
             # and owner stage 0 dies too: it restarts from its checkpoint and reads its log again from there
-            owners[0] = OwnerState.loads(owner_blob)
+            owners[0] = KeyedState.loads(owner_blob)
         # owner stages consume what has arrived, in order
         for q in range(NO):
             log = owner_logs[q]
@@ -233,14 +233,8 @@ def test_a_marker_inside_a_group_still_makes_earlier_events_late(day):
 
 
 def test_partition_checkpoints_carry_no_market_context(day):
-    """The partition stage's per-account rules need no market context (the owner stage builds its own from
-    the market seconds and index levels the partitions send), so its checkpoints do not carry one; a
-    checkpoint of an earlier version that did is loaded without it."""
-    import pickle
-    import zlib
-
-    from surveil.rules.market import MarketContext
-
+    """The partition stage's account rules need no market context (the downstream stages build their own
+    from the market seconds and index levels the partitions send), so its checkpoints do not carry one."""
     ref = RefData.load_csv(day.accounts_path)
     recs = feed_records(day.events_path, frame=500)
     idx = next(k for k, v in recs.items() if any(binary.decode_frame_at(r, 0, Registry(), "x", 0, [])[0].etype.max()
@@ -248,12 +242,32 @@ def test_partition_checkpoints_carry_no_market_context(day):
     st = PartitionState(f"{idx[0]}:{idx[1]}", load_config(), ref, NO)
     st.handle_many(list(enumerate(recs[idx][:-1])), *idx)
     assert st.engine.events_processed > 0 and st.engine.market.days == {}
-    old = pickle.loads(zlib.decompress(st.dumps()))  # as an earlier version wrote it: a filled market context
-    old.engine.market = MarketContext(from_events=True)
-    old.engine.market.add_seconds(int(st.engine.day), np.array([1]), np.array([5]))
-    back = PartitionState.loads(zlib.compress(pickle.dumps(old, protocol=5)), ref)
+    back = PartitionState.loads(st.dumps(), ref)
     assert not back.engine.market.from_events and back.engine.market.days == {}
     assert back.handle_many([(len(recs[idx]) - 1, recs[idx][-1])], *idx).rejects == []
+
+
+def test_a_pickled_checkpoint_is_refused_not_executed(tmp_path):
+    """A checkpoint is data: a pickle (what earlier versions wrote, or what anyone could write to the topic)
+    is refused with a clear error, and its code never runs."""
+    import pickle
+    import zlib
+
+    from surveil.stream.checkpoint import CheckpointError
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (marker.write_text, ("code ran",))
+
+    for blob in (zlib.compress(pickle.dumps(Evil())), pickle.dumps(Evil()), b"", b"SVCP\x01garbage",
+                 b"SVCP\x09" + zlib.compress(b"{}")):
+        with pytest.raises(CheckpointError):
+            PartitionState.loads(blob, RefData())
+        with pytest.raises(CheckpointError):
+            KeyedState.loads(blob)
+    assert not marker.exists()
 
 
 def test_stage_engines_drain_final_alerts_without_keeping_them(day):
@@ -272,7 +286,7 @@ def test_stage_engines_drain_final_alerts_without_keeping_them(day):
     finals = [r for r in got[False][0] if r["status"] == "final"]
     assert len(finals) >= 4 and got[False][1] == {}
     assert got[True][0] == got[False][0] and set(got[True][1]) == {r["alert_id"] for r in finals}
-    owner = OwnerState("owner:0", load_config(), ["f.sse:0"])
+    owner = KeyedState("owner:0", load_config(), ["f.sse:0"])
     part = PartitionState("f.sse:0", load_config(), ref, NO)
     assert not owner.engine.keep_finals and not part.engine.keep_finals
 

@@ -77,7 +77,7 @@ def test_filters(result):
 
 
 @pytest.mark.parametrize("query, message", [
-    ({"rule": "nope"}, "rule='nope': unknown rule; expected one of order_rate_1s"),
+    ({"rule": "nope"}, "rule='nope': unknown rule; expected one of daily_orders_20k, order_rate_1s"),
     ({"venue": "NYSE"}, "venue='NYSE': unknown venue; expected one of SSE, SZSE, BSE"),
     ({"severity": "low"}, "severity='low': unknown severity"),
     ({"colour": "red"}, "colour='red': unknown parameter"),
