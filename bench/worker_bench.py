@@ -24,7 +24,7 @@ not limit the figure), once with binary frames and once with JSON-array frames (
   ``value.count(b'"ts"')`` (no parsing);
 - *bare, deserialising* (``bare_deser_*``): the same consumer, but each record's value is deserialised as
   a generic consumer of the feed would: ``orjson.loads`` of each JSON record (the "bare aiokafka
-  ``getmany`` loop with ``orjson.loads`` per record" of architecture.md §2), and each binary frame
+  ``getmany`` loop with ``orjson.loads`` per record" of docs/architecture.md §2), and each binary frame
   decoded to columns with ``binary.decode_frame_at`` (every string interned, into a registry of its own);
 - *worker*: a fresh ``Worker`` (fresh group, default checkpoint interval, its feed consumer receiving fetch
   responses in place: ``SURVEIL_FETCH_IN_PLACE``, surveil/stream/kafka_read.py; the bare consumers read

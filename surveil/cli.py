@@ -7,13 +7,10 @@ from pathlib import Path
 
 import click
 
-from surveil.actions.recommend import HistoryError
-from surveil.engine.refdata import RefDataError
-from surveil.events.errors import EventFormatError
-from surveil.events.io import InputError
-from surveil.rules.config import ConfigError
+from surveil.exceptions import SurveilError
 
-USER_ERRORS = (InputError, ConfigError, RefDataError, HistoryError, EventFormatError)
+#: errors with a message for the user (bad input or configuration): printed, exit 1, no traceback
+USER_ERRORS = (SurveilError,)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -65,6 +65,7 @@ from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.io import InputError, check_inputs, read_events
 from surveil.events.schema import NS_PER_SECOND, VENUES, day_start_ns, trading_day_index
+from surveil.exceptions import SurveilError
 from surveil.stream.settings import Settings, SettingsError
 
 __all__ = [
@@ -105,7 +106,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 15.0
 _PROG_NONE = -(2**62)
 
 
-class FeedError(Exception):
+class FeedError(SurveilError):
     """The feed cannot run or could not deliver (broker unreachable, topic missing, delivery failed)."""
 
 

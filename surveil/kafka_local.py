@@ -55,6 +55,8 @@ from typing import Any
 
 import click
 
+from surveil.exceptions import SurveilError
+
 try:  # POSIX only; without it concurrent resolutions/starts are not serialised.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -112,7 +114,7 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 # errors
 
 
-class KafkaLocalError(Exception):
+class KafkaLocalError(SurveilError):
     """Anything that prevents the local broker from being resolved or run."""
 
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of a stream worker.
 
-Labels are bounded (architecture.md §9): venue, type, rule, severity, status, measure, topic, partition,
+Labels are bounded (docs/architecture.md §9): venue, type, rule, severity, status, measure, topic, partition,
 and for rejects the field at fault. Never an account or owner id. Each labelled child is bound once and
 reused, and counts are added per record (a frame of thousands of events), not per event.
 """

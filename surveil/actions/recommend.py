@@ -1,4 +1,4 @@
-"""Recommendations: which measure from the exchanges' ladder (domain.md §3) an alert history supports.
+"""Recommendations: which measure from the exchanges' ladder (docs/domain.md §3) an alert history supports.
 
 Each rule says which step its alerts support (``Rule.suggest``; by default its
 ``meta.measure``), for example: crossing 300/s or 20,000/day alone is the high-frequency
@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from surveil.actions.exceptions import HistoryError  # noqa: F401 - importable from here too
 from surveil.rules import rule_class
 from surveil.rules.base import Param, positive
 
@@ -50,10 +51,6 @@ RECO_PARAMS = (
     Param("escalation_window_days", 30, int, True, "domain: repeated events within a month escalate",
           "calendar days of history that count for escalation", positive),
 )
-
-
-class HistoryError(ValueError):
-    pass
 
 
 def _subject_key(subject: dict[str, str]) -> bytes:

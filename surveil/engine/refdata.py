@@ -6,17 +6,12 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from surveil.engine.exceptions import RefDataError  # noqa: F401 - importable from here too
 from surveil.events.errors import Reject
 from surveil.events.schema import VENUE_CODE
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
-
-
-class RefDataError(ValueError):
-    def __init__(self, message: str, field: str | None = None, value=None, reason: str | None = None):
-        super().__init__(message)
-        self.field, self.value, self.reason = field, value, reason
 
 
 @dataclass(frozen=True, slots=True)

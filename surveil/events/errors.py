@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from surveil.exceptions import SurveilError
 
-class EventFormatError(ValueError):
+
+class EventFormatError(SurveilError, ValueError):
     """A whole input is unusable (bad magic, unreadable file)."""
 
 
-class RowError(ValueError):
+class RowError(SurveilError, ValueError):
     """One event is invalid; carries the field and the offending value."""
 
     def __init__(self, field: str, value: Any, reason: str):

@@ -13,11 +13,12 @@ from typing import BinaryIO
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
+from surveil.exceptions import SurveilError
 
 DEFAULT_BATCH = 65_536
 
 
-class InputError(Exception):
+class InputError(SurveilError):
     """An input file is missing, unreadable or of an unknown format."""
 
 

@@ -26,14 +26,7 @@ from surveil.engine.refdata import RefData
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
 from surveil.events.io import DEFAULT_BATCH, check_inputs, read_events
-
-
-class StrictError(Exception):
-    """``--strict``: the first reject stops the run."""
-
-    def __init__(self, reject: Reject):
-        self.reject = reject
-        super().__init__(f"rejected input (--strict): {reject.message}")
+from surveil.replay.exceptions import StrictError  # noqa: F401 - importable from here too
 
 
 @dataclass

@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from surveil.report.exceptions import ChartError  # noqa: F401 - importable from here too
 from surveil.rules import rule_class  # noqa: E402
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -44,10 +45,6 @@ INDEX_COLOURS = ["#111111", "#7b1fa2", "#c62828", "#00838f", "#5d4037"]
 _RC = {"svg.hashsalt": "surveil", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10,
        "font.family": "DejaVu Sans"}
 _LOCK = threading.Lock()  # pyplot's rc state is global
-
-
-class ChartError(ValueError):
-    """The alert cannot be drawn (unknown rule, or evidence without the fields a chart needs)."""
 
 
 def _hms(ns: int) -> str:

@@ -17,10 +17,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from surveil.report.charts import ChartError, chart_svg
-
-
-class ReportError(OSError):
-    """The report folder cannot be created or written."""
+from surveil.report.exceptions import ReportError  # noqa: F401 - importable from here too
 
 
 def _env() -> Environment:

@@ -1,4 +1,4 @@
-"""Errors of the rules package."""
+"""Errors of this package: each a :class:`~surveil.exceptions.SurveilError` (the CLI prints it, exits 1)."""
 
 from __future__ import annotations
 

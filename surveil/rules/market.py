@@ -1,6 +1,6 @@
 """Market-wide context of one trading day: traded value per second and index levels.
 
-Small and broadcast (architecture.md §5): rules read it to put an alert in context
+Small and broadcast (docs/architecture.md §5): rules read it to put an alert in context
 (the whole market's traded value in a window, the index path during a burst).
 Market traded value counts each execution once, on its sell side (``trade`` events
 with side ``S``); it is kept per second of the day, so a window's market value covers

@@ -66,6 +66,7 @@ from surveil.events.schema import (
     VENUE_CODE,
     day_start_ns,
 )
+from surveil.sim.exceptions import BackgroundLimitError  # noqa: F401 - importable from here too
 
 NS = NS_PER_SECOND
 SSE, SZSE, BSE = VENUE_CODE["SSE"], VENUE_CODE["SZSE"], VENUE_CODE["BSE"]
@@ -109,10 +110,6 @@ SEGMENTS = (
     (hms(13, 0), hms(14, 57), CLS_CONTINUOUS),
     (hms(14, 57), hms(15, 0), CLS_CLOSE),
 )
-
-
-class BackgroundLimitError(RuntimeError):
-    """The background stream broke one of its guards (would create a false alert)."""
 
 
 class Calendar:

@@ -8,11 +8,11 @@ What Faust does here, and what it does not:
   JSON) and ``GET /health`` (``200 ok`` while the processing loop runs, ``503`` otherwise).
 - **The data path is ours**: :class:`~surveil.stream.worker.Worker`, a bare aiokafka consumer group
   with per-partition checkpoints, runs as a :class:`mode.Service` of the app. There are no Faust agents,
-  topics or tables. Measured on our 2-vCPU machines (architecture.md §2), a Faust agent handling one
+  topics or tables. Measured on our 2-vCPU machines (docs/architecture.md §2), a Faust agent handling one
   Kafka record per event does 8–9k events/s per worker, CPU-bound in Faust's per-record machinery
   (``stream.take()`` does not help), while a bare aiokafka ``getmany`` loop does 180–316k records/s;
   the checkpoint-and-seek design also avoids Faust's open issues with windowed tables across rebalances
-  and offset commits (architecture.md §7).
+  and offset commits (docs/architecture.md §7).
 - **Faust does not touch Kafka**: its own consumer, producer, leader assignor and table manager are
   not started (:class:`_BootStrategy`), so it joins no consumer group of its own, creates no topic
   (no ``surveil-__assignor-__leader``, no changelogs) and opens no broker connection. The broker and

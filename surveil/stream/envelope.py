@@ -34,12 +34,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from surveil.stream.exceptions import EnvelopeError  # noqa: F401 - importable from here too
+
 OWNER_MAGIC = b"SVO1"
 _LEN = struct.Struct("<I")
-
-
-class EnvelopeError(ValueError):
-    pass
 
 
 def pack(header: dict[str, Any], payload: bytes = b"") -> bytes:

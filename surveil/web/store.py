@@ -16,6 +16,7 @@ from typing import Any
 
 from surveil.events.schema import VENUES, ns_to_iso
 from surveil.rules import all_rules
+from surveil.web.exceptions import FilterError  # noqa: F401 - importable from here too
 
 RULE_IDS = tuple(cls.meta.id for cls in all_rules())
 SEVERITIES = ("medium", "high", "critical")
@@ -25,10 +26,6 @@ MAX_ALERTS = 50_000
 MAX_RECOMMENDATIONS = 50_000
 #: a live subscriber that falls this far behind is disconnected (it reconnects and reloads the list)
 QUEUE_SIZE = 1_000
-
-
-class FilterError(ValueError):
-    """A bad query parameter: the message names the parameter and the value."""
 
 
 @dataclass(frozen=True)

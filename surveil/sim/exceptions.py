@@ -1,0 +1,9 @@
+"""Errors of this package: each a :class:`~surveil.exceptions.SurveilError` (the CLI prints it, exits 1)."""
+
+from __future__ import annotations
+
+from surveil.exceptions import SurveilError
+
+
+class BackgroundLimitError(SurveilError, RuntimeError):
+    """The background stream broke one of its guards (would create a false alert)."""

@@ -1,0 +1,13 @@
+"""Errors of this package: each a :class:`~surveil.exceptions.SurveilError` (the CLI prints it, exits 1)."""
+
+from __future__ import annotations
+
+from surveil.exceptions import SurveilError
+
+
+class EnvelopeError(SurveilError, ValueError):
+    pass
+
+
+class SettingsError(SurveilError, ValueError):
+    pass

@@ -1,0 +1,9 @@
+"""Errors of this package: each a :class:`~surveil.exceptions.SurveilError` (the CLI prints it, exits 1)."""
+
+from __future__ import annotations
+
+from surveil.exceptions import SurveilError
+
+
+class FilterError(SurveilError, ValueError):
+    """A bad query parameter: the message names the parameter and the value."""
