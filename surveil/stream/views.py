@@ -52,7 +52,10 @@ class RecommendationBook:
             book.finals[(subject, day)] = {a["alert_id"]: a for a in alerts}
         return book
 
-    def add(self, alert: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    def add(self, alert: dict[str, Any], params: dict[str, Any],
+            history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """The subject's recommendation for the alert's day once a final alert came (``history``: the
+        subject's earlier recommendations, for escalation, as replay's ``--history``)."""
         if alert.get("status") != "final":
             return None
         import orjson
@@ -63,5 +66,5 @@ class RecommendationBook:
         for old in days[:-2]:  # keep the last two trading days
             for k in [k for k in self.finals if k[1] == old]:
                 del self.finals[k]
-        recs = recommend(list(self.finals[key].values()), params)
+        recs = recommend(list(self.finals[key].values()), params, history)
         return recs[0] if recs else None

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from surveil.actions import RECO_PARAMS
+from surveil.actions import LADDER, RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.alerts import dumps
 from surveil.engine.plan import plan
@@ -153,6 +153,8 @@ class Worker:
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         # alerts known to be final on the alerts topic: id -> trading-day index (pruned, see prune_final_ids)
         self.final_ids: dict[str, int] = {}
+        # earlier recommendations per subject (canonical JSON), by id: the escalation history (see history_of)
+        self.history: dict[bytes, dict[str, dict[str, Any]]] = {}
         self._state_days: dict[TopicPartition, int] = {}  # the last trading day each state was seen in
         self._last_cp = time.monotonic()
         self._last_status = time.monotonic()
@@ -212,6 +214,12 @@ class Worker:
         self._new_brokers = {r.broker for r in self.ref.accounts.values() if r.broker}
         await self._after_ref_updates()
         self._ref_task = asyncio.create_task(self._follow_refdata())
+        # the escalation history: every recommendation on the (compacted) recommendations topic, followed
+        self._history_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
+        await self._history_consumer.start()
+        await _read_to_end(self._history_consumer, self.s.recommendations_topic,
+                           lambda m: self._apply_history(m.value))
+        self._history_task = asyncio.create_task(self._follow_history())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
                                          fetch_max_bytes=64 << 20)
@@ -236,11 +244,11 @@ class Worker:
             await self.commits_done(timeout=10)  # before the consumer stops (a checkpoint may have ended early)
         except Exception:  # noqa: BLE001
             log.exception("waiting for the offset commits")
-        for name in ("_ref_task",):
+        for name in ("_ref_task", "_history_task"):
             t = getattr(self, name, None)
             if t:
                 t.cancel()
-        for name in ("consumer", "_ref_consumer", "producer", "admin"):
+        for name in ("consumer", "_ref_consumer", "_history_consumer", "producer", "admin"):
             c = getattr(self, name, None)
             if c is not None:
                 try:
@@ -641,8 +649,9 @@ class Worker:
                 t = self.s.broker_topic(broker)
                 await self._topics_exist([t])
                 await send(t, dumps(view), key=key)
-            rec = st.book.add(a, self.params["recommendations"])
+            rec = st.book.add(a, self.params["recommendations"], self.history_of(a["subject"]))
             if rec is not None:
+                self._apply_history(rec)
                 self.metrics.recommendations.labels(rec["measure"]).inc()
                 await send(self.s.recommendations_topic, dumps(rec), key=rec["recommendation_id"].encode())
         for r in out.rejects:
@@ -671,6 +680,32 @@ class Worker:
                 size += len(item) + 4
             if chunk:
                 self._inflight.append(await self.producer.send(topic, pack_bundle(chunk), partition=p))
+
+    # -- escalation history -------------------------------------------------------------------------------
+    def history_of(self, subject: dict) -> list[dict[str, Any]]:
+        """Earlier recommendations of a subject (the recommendations topic, as replay's ``--history``)."""
+        return list(self.history.get(orjson.dumps(subject, option=orjson.OPT_SORT_KEYS), {}).values())
+
+    def _apply_history(self, value) -> None:
+        """One recommendation (a record of the recommendations topic, or one this worker publishes) into the
+        history. Anything else on that topic is counted and ignored (it is not ours to reject)."""
+        try:
+            rec = orjson.loads(value) if isinstance(value, (bytes, bytearray, memoryview, str)) else value
+            key = orjson.dumps(rec["subject"], option=orjson.OPT_SORT_KEYS)
+            if rec.get("kind") != "recommendation" or type(rec["trading_day"]) is not str or \
+                    rec["measure"] not in LADDER:
+                raise ValueError("not a recommendation")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.stats["history_ignored"] += 1
+            return
+        self.history.setdefault(key, {})[rec["recommendation_id"]] = rec
+
+    async def _follow_history(self) -> None:
+        while True:
+            data = await self._history_consumer.getmany(timeout_ms=500)
+            for msgs in data.values():
+                for m in msgs:
+                    self._apply_history(m.value)
 
     # -- reference data -----------------------------------------------------------------------------------
     async def seed_refdata(self, csv_path: str) -> int:

@@ -269,3 +269,65 @@ async def _idle(bootstrap):
     finally:
         await p.stop()
         await stop_worker(w, task)
+
+
+def test_live_recommendations_escalate_with_the_topic_history(kafka_bootstrap, day, tmp_path):
+    """Live recommendations use the same escalation history as replay: the recommendations topic (compacted,
+    so it survives restarts) is read at start and followed. A worker started on a topic that already holds an
+    earlier day's measure for a subject escalates that day's recommendation exactly as ``replay --history``."""
+    asyncio.run(asyncio.wait_for(_escalation(kafka_bootstrap, day, tmp_path), 240))
+
+
+async def _escalation(kafka_bootstrap, day, tmp_path):
+    import datetime as dt
+
+    from aiokafka import AIOKafkaProducer
+
+    plain = replay([day.events_path], accounts=day.accounts_path)
+    today = plain.alerts[0]["trading_day"]
+    # a subject whose measure can go one step up (not "watch", which never escalates, nor the top step)
+    target = next(r for r in plain.recommendations if r["measure"] not in ("watch", "restrict_trading"))
+    earlier = {"kind": "recommendation", "recommendation_id": "earlier-case", "subject": target["subject"],
+               "trading_day": (dt.date.fromisoformat(today) - dt.timedelta(days=3)).isoformat(),
+               "measure": "restrict_trading", "duration_days": 3, "reasons": [], "rationale": "an earlier case"}
+    hist = tmp_path / "history.jsonl"
+    hist.write_bytes(dumps(earlier) + b"\n")
+    want = replay([day.events_path], accounts=day.accounts_path, history=hist)
+    again = next(r for r in want.recommendations if r["subject"] == target["subject"])
+    assert again.get("escalated_from"), again  # the history changes the answer (else the test proves nothing)
+    assert want.recommendations != plain.recommendations
+
+    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path))
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await p.start()
+    try:  # the topic as an earlier day left it (the worker creates it as compacted; here the test does first)
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from surveil.stream import topics
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await topics.ensure(admin, topics.specs(s))
+        finally:
+            await admin.close()
+        await p.send_and_wait(s.recommendations_topic, dumps(earlier), key=b"earlier-case")
+    finally:
+        await p.stop()
+    w, task = await run_worker(s)
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        await feed([day.events_path], s, speed="max")
+        await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        while True:
+            recs = {orjson.loads(m.value)["recommendation_id"]: orjson.loads(m.value)
+                    for m in await read_topic(kafka_bootstrap, s.recommendations_topic, settle=0.5, timeout=5)}
+            got = sorted((r for r in recs.values() if r["trading_day"] == today), key=sort_key)
+            if got == sorted(want.recommendations, key=sort_key) or loop.time() > end:
+                break
+            await asyncio.sleep(0.5)
+        assert got == sorted(want.recommendations, key=sort_key)
+    finally:
+        await stop_worker(w, task)
