@@ -28,7 +28,7 @@ from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
 from surveil.rules import all_rules
 from surveil.rules.base import AlertDraft, Context, Param, Segment, array_data, from_array_data, grow
 from surveil.rules.config import ConfigError, load_toml, resolve
-from surveil.rules.market import MarketContext
+from surveil.rules.market_context import MarketContext
 
 ENGINE_PARAMS = (
     Param("reorder_tolerance_ms", 0, int, False, "chosen",

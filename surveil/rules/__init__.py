@@ -19,7 +19,7 @@ from surveil.rules.base import KEYS, Rule, RuleMeta
 from surveil.rules.exceptions import RuleError
 
 #: modules of this package that are not rules
-_NOT_RULES = {"base", "config", "market", "exceptions"}
+_NOT_RULES = {"base", "config", "market_context", "exceptions", "catalogue"}
 #: environment variable: extra folders of rule modules
 RULES_PATH_ENV = "SURVEIL_RULES_PATH"
 #: keys the stream topology runs (``market`` is reserved)

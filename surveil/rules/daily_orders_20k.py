@@ -63,7 +63,7 @@ class DailyOrders20k(Rule):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.thr = int(params["threshold"])
+        self.threshold = int(params["threshold"])
         self.orders = np.zeros(0, np.int64)
         self.cancels = np.zeros(0, np.int64)
         self.raised: dict[int, dict] = {}
@@ -109,25 +109,25 @@ class DailyOrders20k(Rule):
             before = self.orders + self.cancels  # the day's count before this segment, per account
             self.orders += np.bincount(seg.key[is_o], minlength=size)
             self.cancels += np.bincount(seg.key[is_c], minlength=size)
-            crossed = np.flatnonzero((before < self.thr) & (self.orders + self.cancels >= self.thr))
+            crossed = np.flatnonzero((before < self.threshold) & (self.orders + self.cancels >= self.threshold))
         else:
             before = self.orders[k] + self.cancels[k]  # the day's count before this segment, per event
             np.add.at(self.orders, seg.key[is_o], 1)
             np.add.at(self.cancels, seg.key[is_c], 1)
-            may = before < self.thr
-            crossed = np.unique(k[may][self.orders[k[may]] + self.cancels[k[may]] >= self.thr])
+            may = before < self.threshold
+            crossed = np.unique(k[may][self.orders[k[may]] + self.cancels[k[may]] >= self.threshold])
         out = []
         if len(crossed):
             rows = np.flatnonzero(m)
             for key in crossed.tolist():
                 pos = np.flatnonzero(k == key)  # every message of the account in the segment
                 start = int(self.orders[key] + self.cancels[key]) - len(pos)  # its count before the segment
-                out.append(self._raise(seg, key, int(rows[pos[self.thr - start - 1]])))
+                out.append(self._raise(seg, key, int(rows[pos[self.threshold - start - 1]])))
         return out
 
     def _process_compiled(self, seg: Segment) -> list[AlertDraft]:
         """``process`` in one pass of compiled code (``_svev.count_day``): each order or cancel counted for its
-        account, the rows that make an account reach the threshold (its thr-th message of the day) noted."""
+        account, the rows that make an account reach the threshold (its threshold-th message of the day) noted."""
         n = len(seg.key)
         if not n:
             return []
@@ -135,7 +135,7 @@ class DailyOrders20k(Rule):
         self.orders = grow(self.orders, int(key.max()) + 1)
         self.cancels = grow(self.cancels, len(self.orders))
         crossed = np.empty(n, np.int64)
-        m = _svev.count_day(key, np.ascontiguousarray(seg.etype, np.uint8), self.orders, self.cancels, self.thr,
+        m = _svev.count_day(key, np.ascontiguousarray(seg.etype, np.uint8), self.orders, self.cancels, self.threshold,
                             ORDER, CANCEL, crossed)
         rows = crossed[:m]
         keys = key[rows]
@@ -145,7 +145,7 @@ class DailyOrders20k(Rule):
     def _raise(self, seg: Segment, key: int, row: int) -> AlertDraft:
         st = {"key": key, "at": int(seg.ts[row]), "order_id": seg.order_id_of(np.array([row]))[0]}
         self.raised[key] = st
-        return self._draft(st, seg.day, "raised", self.thr)
+        return self._draft(st, seg.day, "raised", self.threshold)
 
     def close_day(self, day: int) -> list[AlertDraft]:
         out = []
@@ -172,7 +172,7 @@ class DailyOrders20k(Rule):
         ev["series"] = series("messages", [[day_start_ns(day), value]], 86_400 * NS_PER_SECOND)
         return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st["key"]), trading_day=day,
                           window_start=day_start_ns(day), window_end=day_start_ns(day + 1), value=value,
-                          threshold=self.thr,
+                          threshold=self.threshold,
                           severity="medium", status=status, evidence=ev)
 
 

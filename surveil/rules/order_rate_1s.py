@@ -108,7 +108,7 @@ class OrderRate1s(Rule):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.thr = int(params["threshold"])
+        self.threshold = int(params["threshold"])
         self.sliding = params["mode"] == "sliding"
         self.alerts: dict[int, _State] = {}
         self._reset_pending()
@@ -176,23 +176,23 @@ class OrderRate1s(Rule):
             if not len(s):  # no account can matter in this segment (none near the threshold, none alerted in it)
                 return []
             starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-            gv, counts = s[starts], np.diff(np.r_[starts, len(s)])
+            group_values, counts = s[starts], np.diff(np.r_[starts, len(s)])
         else:
-            gv, counts = got
-        q = counts >= self.thr
+            group_values, counts = got
+        q = counts >= self.threshold
         if not q.any() and not self.alerts:
             return []
         if c is None and q.any():
             c = (k << 17) | sec
         open_sec = int(sec[-1])
         out = []
-        for val, cnt in zip(gv[q].tolist(), counts[q].tolist()):
+        for val, cnt in zip(group_values[q].tolist(), counts[q].tolist()):
             key, sday = val >> 17, val & 0x1FFFF
             start_ns = (base_sec + sday) * NS_PER_SECOND
             st = self.alerts.get(key)
             if st is None:
                 pos = np.flatnonzero(c == val)
-                raise_pos = pos[self.thr - 1]
+                raise_pos = pos[self.threshold - 1]
                 st = _State(key=key, first_sec=start_ns, first_window_start=start_ns,
                             samples=oids(pos[:SAMPLES]), raised_value=cnt)
                 self.alerts[key] = st
@@ -203,8 +203,8 @@ class OrderRate1s(Rule):
                 st.samples = oids(np.flatnonzero(c == val)[:SAMPLES])
         if self.alerts:
             # every closed second (counts are final) of an alerted account, in time order per account
-            m = self._alerted(gv >> 17) & ((gv & 0x1FFFF) != open_sec)
-            for val, cnt in zip(gv[m].tolist(), counts[m].tolist()):
+            m = self._alerted(group_values >> 17) & ((group_values & 0x1FFFF) != open_sec)
+            for val, cnt in zip(group_values[m].tolist(), counts[m].tolist()):
                 st = self.alerts[val >> 17]
                 start_ns = (base_sec + (val & 0x1FFFF)) * NS_PER_SECOND
                 if start_ns >= st.first_sec:
@@ -226,21 +226,21 @@ class OrderRate1s(Rule):
 
         def groups(flags):
             touched, rk, rs, rc = (np.empty(n, np.int64) for _ in range(4))
-            m = _svev.second_counts(k, sec, flags, self.thr, scratch, touched, rk, rs, rc)
+            m = _svev.second_counts(k, sec, flags, self.threshold, scratch, touched, rk, rs, rc)
             return None if m < 0 else (rk[:m], rs[:m], rc[:m])
 
         got = groups(flags)
         if got is None:
             return None
         rk, rs, rc = got
-        new = np.unique(rk[(rc >= self.thr) & (flags[rk] == 0)])
+        new = np.unique(rk[(rc >= self.threshold) & (flags[rk] == 0)])
         if len(new):  # accounts raised in this segment: every group of theirs (observed once alerted)
             flags = flags.copy()
             flags[new] = 1
             rk, rs, rc = groups(flags)
-        gv = (rk << 17) | rs
-        order = np.argsort(gv)
-        return gv[order], rc[order]
+        group_values = (rk << 17) | rs
+        order = np.argsort(group_values)
+        return group_values[order], rc[order]
 
     def _may_matter(self, c: np.ndarray, k: np.ndarray) -> np.ndarray:
         """The composite values of the rows whose account can matter in this segment: one with at least the
@@ -250,7 +250,7 @@ class OrderRate1s(Rule):
         top = int(k.max()) + 1
         if not large_segment(len(k), top):
             return c
-        keep = (np.bincount(k, minlength=top) >= self.thr)[k]
+        keep = (np.bincount(k, minlength=top) >= self.threshold)[k]
         if self.alerts:
             keep |= self._alerted(k)
         return c if keep.all() else c[keep]
@@ -285,7 +285,7 @@ class OrderRate1s(Rule):
             ring.popleft()
         ring.append([start_ns, cnt])
         before = st.peak
-        if cnt >= self.thr:
+        if cnt >= self.threshold:
             self._count(st, start_ns, cnt)
         if st.peak != before:  # a new peak: the seconds before it, then the ones after it
             st.context = [list(x) for x in ring]
@@ -295,7 +295,7 @@ class OrderRate1s(Rule):
     def _sliding(self, seg: Segment, k, ts, npend, oids) -> list[AlertDraft]:
         # candidate accounts: enough messages in this segment (+ carried events) to reach the threshold
         uk, inv, cnt = np.unique(k, return_inverse=True, return_counts=True)
-        cand = cnt >= self.thr
+        cand = cnt >= self.threshold
         if not cand.any():
             return []
         sel = np.flatnonzero(cand[inv])
@@ -311,7 +311,7 @@ class OrderRate1s(Rule):
             counts = right - left
             is_new = order[g0:g1] >= npend
             last_of_ts = np.r_[t[1:] != t[:-1], True]
-            ev = np.flatnonzero(is_new & last_of_ts & (counts >= self.thr))
+            ev = np.flatnonzero(is_new & last_of_ts & (counts >= self.threshold))
             if not len(ev):
                 continue
             key = int(ks[g0])
@@ -391,7 +391,7 @@ class OrderRate1s(Rule):
                    "series": series("messages", points)})
         return AlertDraft(rule=META.id, rule_version=META.version, subject=("account", st.key), trading_day=day,
                           window_start=st.first_window_start, window_end=window_end, value=value,
-                          threshold=self.thr, severity="medium", status=status, evidence=ev)
+                          threshold=self.threshold, severity="medium", status=status, evidence=ev)
 
 
 RULE = OrderRate1s

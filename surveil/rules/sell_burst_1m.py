@@ -134,11 +134,11 @@ class SellBurst1m(Rule):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.thr = int(params["threshold_yuan"]) * PRICE_SCALE
-        self.W = int(params["window_seconds"]) * NS_PER_SECOND
+        self.threshold = int(params["threshold_yuan"]) * PRICE_SCALE
+        self.window = int(params["window_seconds"]) * NS_PER_SECOND
         self.aggr_only = bool(params["aggressive_only"])
         self.active: dict[int, _Burst] = {}
-        self.market = None  # set by the engine: surveil.rules.market.MarketContext
+        self.market = None  # set by the engine: surveil.rules.market_context.MarketContext
         self._reset()
 
     def _reset(self) -> None:
@@ -212,66 +212,66 @@ class SellBurst1m(Rule):
                "val": seg.price[rows] * seg.qty[rows]}
         new["owner"] = self.ctx.owners_of_keys(new["key"]).astype(np.int64)
         npend = len(self.pend["ts"])
-        T = {k: np.concatenate([self.pend[k], new[k]]) if npend else new[k] for k in new}
+        trades = {k: np.concatenate([self.pend[k], new[k]]) if npend else new[k] for k in new}
 
         def oids(pos: np.ndarray) -> list:
             return self.p_oid.values(pos, seg, rows)
 
         out: list[AlertDraft] = []
-        uo, inv = np.unique(T["owner"], return_inverse=True)
-        tot = np.bincount(inv, weights=T["val"].astype(np.float64))
-        cand = tot >= self.thr * (1 - 1e-9)
+        uo, inv = np.unique(trades["owner"], return_inverse=True)
+        tot = np.bincount(inv, weights=trades["val"].astype(np.float64))
+        cand = tot >= self.threshold * (1 - 1e-9)
         if cand.any():
             sel = np.flatnonzero(cand[inv])
-            order = sel[np.lexsort((T["ts"][sel], T["owner"][sel]))]
-            own = T["owner"][order]
+            order = sel[np.lexsort((trades["ts"][sel], trades["owner"][sel]))]
+            own = trades["owner"][order]
             g_starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]]).tolist() + [len(order)]
             for g0, g1 in zip(g_starts[:-1], g_starts[1:]):
-                out.extend(self._owner(seg, T, order[g0:g1], npend, oids))
+                out.extend(self._owner(seg, trades, order[g0:g1], npend, oids))
         # carry the trades a later window may still include
-        keep = np.flatnonzero(T["ts"] > T["ts"][-1] - self.W)
-        self.pend = {k: v[keep] for k, v in T.items()}
+        keep = np.flatnonzero(trades["ts"] > trades["ts"][-1] - self.window)
+        self.pend = {k: v[keep] for k, v in trades.items()}
         self.p_oid.keep(keep, seg, rows)
         return out
 
-    def _owner(self, seg, T, idx, npend, oids) -> list[AlertDraft]:
-        t = T["ts"][idx]
-        cum = np.cumsum(T["val"][idx])
-        left = np.searchsorted(t, t - self.W, "right")
+    def _owner(self, seg, trades, idx, npend, oids) -> list[AlertDraft]:
+        t = trades["ts"][idx]
+        cum = np.cumsum(trades["val"][idx])
+        left = np.searchsorted(t, t - self.window, "right")
         wsum = cum - np.where(left > 0, cum[np.maximum(left - 1, 0)], 0)
         last_of_ts = np.r_[t[1:] != t[:-1], True]
-        q = np.flatnonzero((idx >= npend) & last_of_ts & (wsum >= self.thr))
+        q = np.flatnonzero((idx >= npend) & last_of_ts & (wsum >= self.threshold))
         if not len(q):
             return []
-        owner = int(T["owner"][idx[0]])
+        owner = int(trades["owner"][idx[0]])
         out: list[AlertDraft] = []
         st = self.active.get(owner)
         run_best = -1
         for i in q.tolist():
             ti = int(t[i])
-            if st is None or ti - self.W >= st.last_qual:
+            if st is None or ti - self.window >= st.last_qual:
                 if st is not None:
-                    self._peak(st, T, idx, run_best, left, wsum, t, oids)
+                    self._peak(st, trades, idx, run_best, left, wsum, t, oids)
                     out.append(self._final(st))
                 st = _Burst(owner=owner, day=seg.day, start=int(t[left[i]]), last_qual=ti, raised_value=int(wsum[i]))
                 self.active[owner] = st
-                self._peak(st, T, idx, i, left, wsum, t, oids)  # the breakdown as raised
+                self._peak(st, trades, idx, i, left, wsum, t, oids)  # the breakdown as raised
                 out.append(self._raised(st))
                 run_best = i
             st.last_qual = ti
             if run_best < 0 or wsum[i] > wsum[run_best]:
                 run_best = i
-        self._peak(st, T, idx, run_best, left, wsum, t, oids)
+        self._peak(st, trades, idx, run_best, left, wsum, t, oids)
         return out
 
-    def _peak(self, st: _Burst, T, idx, i, left, wsum, t, oids) -> None:
+    def _peak(self, st: _Burst, trades, idx, i, left, wsum, t, oids) -> None:
         if i < 0 or int(wsum[i]) <= st.peak:
             return
         st.peak = int(wsum[i])
         st.peak_end = int(t[i])
         st.peak_start = int(t[left[i]])
         win = idx[left[i]: i + 1]
-        keys, vals, vens = T["key"][win], T["val"][win], T["venue"][win]
+        keys, vals, vens = trades["key"][win], trades["val"][win], trades["venue"][win]
         st.by_venue = {VENUES[v]: int(vals[vens == v].sum()) for v in sorted(set(vens.tolist()))}
         uk, inv = np.unique(keys, return_inverse=True)
         inv = inv.reshape(-1)
@@ -282,7 +282,7 @@ class SellBurst1m(Rule):
         st.trades = len(win)
         # the peak window second by second, per account (for charts): at most 61 seconds
         first_sec = st.peak_start // NS_PER_SECOND
-        sec = T["ts"][win] // NS_PER_SECOND - first_sec
+        sec = trades["ts"][win] // NS_PER_SECOND - first_sec
         nsec = int(st.peak_end // NS_PER_SECOND - first_sec) + 1
         grid = np.zeros((len(uk), nsec), np.int64)
         np.add.at(grid, (inv, sec), vals)
@@ -292,11 +292,11 @@ class SellBurst1m(Rule):
         names = self.ctx.account_names(uk)
         rank = np.empty(len(uk), np.int64)
         rank[sorted(range(len(uk)), key=lambda j: (int(uk[j]) & 3, names[j]))] = np.arange(len(uk))
-        first = win[np.lexsort((rank[inv], T["ts"][win]))[:SAMPLES]]
+        first = win[np.lexsort((rank[inv], trades["ts"][win]))[:SAMPLES]]
         st.samples = oids(first)
 
     def close(self, watermark_ts: int) -> list[AlertDraft]:
-        done = [o for o, st in self.active.items() if watermark_ts + 1 >= st.last_qual + self.W]
+        done = [o for o, st in self.active.items() if watermark_ts + 1 >= st.last_qual + self.window]
         return [self._final(self.active[o]) for o in sorted(done)]
 
     def close_day(self, day: int) -> list[AlertDraft]:
@@ -312,13 +312,13 @@ class SellBurst1m(Rule):
         ev = {"burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
               "raised_at": st.last_qual, "raised_at_iso": ns_to_iso(st.last_qual),
               "value_when_raised_fen": fen(st.raised_value),
-              "window_seconds": self.W // NS_PER_SECOND, "aggressive_only": self.aggr_only,
+              "window_seconds": self.window // NS_PER_SECOND, "aggressive_only": self.aggr_only,
               "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
               "by_account": self._accounts(st)}
         ev.update(self._common(st))
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
                           window_start=st.start, window_end=st.last_qual, value=fen(st.raised_value),
-                          threshold=fen(self.thr), severity="high", status="raised", evidence=ev, unit="fen")
+                          threshold=fen(self.threshold), severity="high", status="raised", evidence=ev, unit="fen")
 
     def _accounts(self, st: _Burst) -> list[dict]:
         """The peak window by account, largest first; ties by venue and account (names, not internal ids)."""
@@ -369,7 +369,7 @@ class SellBurst1m(Rule):
             "peak_value_fen": fen(st.peak),
             "peak_window_start": st.peak_start, "peak_window_start_iso": ns_to_iso(st.peak_start),
             "peak_window_end": st.peak_end, "peak_window_end_iso": ns_to_iso(st.peak_end),
-            "window_seconds": self.W // NS_PER_SECOND,
+            "window_seconds": self.window // NS_PER_SECOND,
             "aggressive_only": self.aggr_only,
             "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
             "by_account": by_account,
@@ -396,10 +396,10 @@ class SellBurst1m(Rule):
                     max_drop = max(max_drop or 0.0, path["max_drop_pct"])
             ev["indexes"] = idx
         ev["max_index_drop_pct"] = max_drop
-        critical = st.peak >= self.crit * self.thr or (max_drop is not None and max_drop >= self.drop)
+        critical = st.peak >= self.crit * self.threshold or (max_drop is not None and max_drop >= self.drop)
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
                           window_start=st.start, window_end=st.last_qual, value=fen(st.peak),
-                          threshold=fen(self.thr), severity="critical" if critical else "high",
+                          threshold=fen(self.threshold), severity="critical" if critical else "high",
                           status="final", evidence=ev, unit="fen")
 
     @property

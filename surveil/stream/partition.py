@@ -27,7 +27,7 @@ from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import INDEX, NS_PER_SECOND, VENUES, day_start_ns, trading_day_index
 from surveil.rules.base import Segment
-from surveil.rules.market import MarketContext
+from surveil.rules.market_context import MarketContext
 from surveil.stream import checkpoint
 from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
 

@@ -92,7 +92,7 @@ def test_market_seconds_are_checkpointed_sparse():
     import msgpack
     import numpy as np
 
-    from surveil.rules.market import SECONDS_PER_DAY, MarketContext
+    from surveil.rules.market_context import SECONDS_PER_DAY, MarketContext
     from surveil.stream import checkpoint
 
     m = MarketContext(from_events=False)
