@@ -21,14 +21,16 @@ is ``b"SVO1" + u32 header length + JSON header + payload`` where the header has 
 - ``bundle``: payload = several of the above, each prefixed by its u32 length (what workers send: one
   record per owner partition per poll).
 
-Checkpoint topic (``surveil.checkpoints``, compacted, one key per group and input partition): the value is a
-pickled stage state with the input offset it reflects, ``seal``-ed (zlib).
+Owner and security topics carry the same records; the security stage's rows are routed by ``VENUE:symbol``
+instead of by owner (see :mod:`surveil.engine.plan`).
+
+Checkpoint topic (``surveil.checkpoints``, compacted, one key per group and input partition): see
+:mod:`surveil.stream.checkpoint` (versioned data, never pickle).
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
@@ -101,16 +103,6 @@ def unpack_rows(payload) -> tuple[np.ndarray, memoryview]:
     if len(mv) < 4 + 8 * n:
         raise EnvelopeError(f"truncated row positions ({n} announced)")
     return np.frombuffer(mv, dtype=np.int64, count=n, offset=4), mv[4 + 8 * n:]
-
-
-def seal(state: bytes) -> bytes:
-    """A checkpoint record's value: a pickled stage state, compressed. zlib releases the GIL while it works, so
-    a worker seals its checkpoints in a thread while its loop goes on."""
-    return zlib.compress(state, 1)
-
-
-def unseal(blob: bytes) -> bytes:
-    return zlib.decompress(blob)
 
 
 def feed_kind(value: bytes) -> str:
