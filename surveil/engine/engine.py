@@ -31,10 +31,25 @@ from surveil.rules.config import ConfigError, load_toml, resolve
 from surveil.rules.market_context import MarketContext
 
 ENGINE_PARAMS = (
-    Param("reorder_tolerance_ms", 0, int, False, "chosen",
-          "events up to this much earlier than one already seen are reordered; earlier ones are rejected as late",
-          lambda v: None if v >= 0 else "must be >= 0"),
+    Param("reorder_tolerance_ms", 500, int, False,
+          "chosen: a simulated day with every 50th line swapped with its neighbour gives the sorted day's alerts "
+          "(docs/events.md); per-account alerts wait at most this much event time",
+          "events up to this much earlier than one already seen are reordered; earlier ones are late (kept whole "
+          "in the rejects, still counted by whole-day rules)",
+          lambda v: None if 0 <= v <= 3_600_000 else "must be 0..3600000"),
+    Param("future_jump_ms", 1_800_000, int, False,
+          "chosen: longer than any gap inside a session (30 min), shorter than the lunch break (90 min), "
+          "so a real gap is followed once corroborated",
+          "an event more than this ahead of event time does not move it until later events corroborate it",
+          lambda v: None if 1_000 <= v <= 86_400_000 else "must be 1000..86400000"),
+    Param("corroboration_events", 2, int, False,
+          "chosen: one bad timestamp is never corroborated by itself; two more events are a feed, not a typo",
+          "later events within future_jump_ms of an event ahead of event time that accept it (as many events "
+          "that keep the current event time reject it)",
+          lambda v: None if 1 <= v <= 1000 else "must be 1..1000"),
 )
+#: events ahead of event time waiting for corroboration, at most (the oldest is rejected beyond)
+MAX_SUSPECTS = 10_000
 
 
 def sections(extra: dict[str, tuple[Param, ...]] | None = None) -> dict[str, tuple[Param, ...]]:
@@ -150,6 +165,12 @@ class Engine:
         self.reg = registry or Registry()
         self.ref = refdata or RefData()
         self.tol = int(self.params["engine"]["reorder_tolerance_ms"]) * 1_000_000
+        self.jump = int(self.params["engine"]["future_jump_ms"]) * 1_000_000
+        self.corroborate = int(self.params["engine"]["corroboration_events"])
+        # events ahead of event time, waiting: one-row batches, and per event [agreeing, contradicting, source]
+        self.suspects: list[Batch] = []
+        self.votes: list[list] = []
+        self.late_rows: list[Batch] = []  # late events the day's rules still count at the day's close
         self.ctx = _Ctx(self)
         self.market = MarketContext(from_events=market_from_events)
         self.on_segment = on_segment
@@ -179,10 +200,134 @@ class Engine:
 
     # -- input ------------------------------------------------------------------------------------
     def process(self, batch: Batch, source: str = "") -> None:
+        """Take a batch in input order. Event time is guarded: an event more than ``future_jump_ms`` ahead of
+        it (or any event before event time is known) waits as a *suspect* until ``corroboration_events`` later
+        events within ``future_jump_ms`` of it accept it (then event time jumps: the lunch break, the next
+        trading day, a quiet partition), or as many later events that keep the current event time reject it
+        (a reject with the event's content). Decided in input order only, so any cut of the input decides the
+        same."""
         n = len(batch)
         if not n:
             return
         self.events_in += n
+        if self.max_seen is not None and not self.suspects and int(batch.ts.max()) <= self.max_seen + self.jump:
+            self._accept(batch, source)  # the usual case: nothing ahead of event time
+            return
+        ts = batch.ts
+        i = 0
+        while i < n:
+            if self.max_seen is not None:
+                ahead = np.flatnonzero(ts[i:] > self.max_seen + self.jump)
+                j = i + int(ahead[0]) if len(ahead) else n
+                if j > i:
+                    self._keep_time(batch.take(slice(i, j)) if (i, j) != (0, n) else batch, source)
+                    i = j
+                    continue
+            self._suspect(batch.take(slice(i, i + 1)).copy(), source)
+            i += 1
+
+    def _keep_time(self, batch: Batch, source: str) -> None:
+        """Events at or below event time + future_jump_ms: processed; each contradicts every suspect."""
+        if self.suspects:
+            n = len(batch)
+            for v in self.votes:
+                v[1] += n
+            self._reject_suspects([k for k, v in enumerate(self.votes) if v[1] >= self.corroborate],
+                                  f"not corroborated: {self.corroborate} later event(s) kept event time")
+        self._accept(batch, source)
+
+    def _suspect(self, row: Batch, source: str) -> None:
+        """One event ahead of event time: it corroborates the suspects near it, and waits with their votes."""
+        t = int(row.ts[0])
+        near = [k for k, b in enumerate(self.suspects) if abs(int(b.ts[0]) - t) <= self.jump]
+        for k in near:
+            self.votes[k][0] += 1
+        self.suspects.append(row)
+        self.votes.append([len(near), 0, source])
+        if len(self.suspects) > MAX_SUSPECTS:
+            self._reject_suspects([0], f"more than {MAX_SUSPECTS} events ahead of event time wait for corroboration")
+        won = next((k for k, v in enumerate(self.votes) if v[0] >= self.corroborate), None)
+        if won is None:
+            return
+        # accepted: the suspects near the winner (in arrival order) are the new event time
+        centre = int(self.suspects[won].ts[0])
+        group = [k for k, b in enumerate(self.suspects) if abs(int(b.ts[0]) - centre) <= self.jump]
+        # suspects that came before the group and are not later than it are in order with it: the group
+        # corroborates that time moved past them (a quiet source's first events, before event time was known)
+        top = max(int(self.suspects[k].ts[0]) for k in group)
+        group = sorted(set(group) | {k for k in range(group[0]) if int(self.suspects[k].ts[0]) <= top})
+        rows = [self.suspects[k] for k in group]
+        keep = [k for k in range(len(self.suspects)) if k not in set(group)]
+        self.suspects = [self.suspects[k] for k in keep]
+        self.votes = [self.votes[k] for k in keep]
+        self._accept(Batch.concat(rows), source)
+        self._release_suspects_below(source)
+
+    def _release_suspects_below(self, source: str) -> None:
+        """Suspects no longer ahead (event time moved up to them): processed, in arrival order."""
+        if not self.suspects or self.max_seen is None:
+            return
+        limit = self.max_seen + self.jump
+        now = [k for k, b in enumerate(self.suspects) if int(b.ts[0]) <= limit]
+        if now:
+            rows = [self.suspects[k] for k in now]
+            self.suspects = [b for k, b in enumerate(self.suspects) if k not in set(now)]
+            self.votes = [v for k, v in enumerate(self.votes) if k not in set(now)]
+            self._accept(Batch.concat(rows), source)
+
+    def settle(self, final: bool) -> None:
+        """The input ended (``final``) or went quiet (a stream partition found idle): suspects that no later event
+        contradicted are accepted, in arrival order (nothing speaks against them: the first events of a small
+        file, a quiet partition's first events); at the end of the input the others are rejected."""
+        if not self.suspects:
+            return
+        ok = [k for k, v in enumerate(self.votes) if v[1] == 0]
+        rows = [self.suspects[k] for k in ok]
+        source = self.votes[ok[0]][2] if ok else ""
+        self.suspects = [b for k, b in enumerate(self.suspects) if k not in set(ok)]
+        self.votes = [v for k, v in enumerate(self.votes) if k not in set(ok)]
+        if rows:
+            self._accept(Batch.concat(rows), source)
+        if final:
+            self._reject_suspects(list(range(len(self.suspects))), "contradicted, and not corroborated before the "
+                                                                  "end of the input")
+
+    def _reject_suspects(self, which: list[int], why: str) -> None:
+        if not which:
+            return
+        drop = set(which)
+        for k in sorted(drop):
+            b, source = self.suspects[k], self.votes[k][2]
+            t = int(b.ts[0])
+            around = (f"event time {ns_to_iso(self.max_seen)}" if self.max_seen is not None
+                      else "no event time yet")
+            self.rejects.append(Reject(
+                source=source, location=int(b.src[0]), field="ts", value=t,
+                reason=(f"{ns_to_iso(t)} is more than {self.jump // 60_000_000_000} min ahead of {around} and "
+                        f"was {why}"),
+                raw=self.event_text(b, 0), extra={"kind": "binary" if b.order_id.dtype.kind == "S" else "jsonl"}))
+        self.suspects = [b for k, b in enumerate(self.suspects) if k not in drop]
+        self.votes = [v for k, v in enumerate(self.votes) if k not in drop]
+
+    def event_text(self, b: Batch, i: int) -> str:
+        """One event of a batch as a JSON line of the contract (what a reject keeps of it, whole)."""
+        import orjson
+
+        from surveil.events.schema import PRICE_SCALE, SIDES, TYPES
+
+        names = self.reg
+        def name(interner, k):
+            k = int(k)
+            return interner.names[k] if 0 <= k < len(interner.names) else None
+        d = {"ts": int(b.ts[i]), "venue": VENUES[int(b.venue[i])], "type": TYPES[int(b.etype[i])],
+             "account": name(names.accounts, b.account[i]), "symbol": name(names.symbols, b.symbol[i]),
+             "owner": name(names.owners, b.owner[i]), "broker": name(names.brokers, b.broker[i]),
+             "side": SIDES[int(b.side[i])], "price": int(b.price[i]) / PRICE_SCALE, "qty": int(b.qty[i]),
+             "order_id": b.order_id_at(i)}
+        return orjson.dumps({k: v for k, v in d.items() if v is not None}).decode()
+
+    def _accept(self, batch: Batch, source: str = "") -> None:
+        n = len(batch)
         ts = batch.ts
         prev = self.max_seen if self.max_seen is not None else int(ts[0])
         in_order = bool(ts[0] >= prev) and (n < 2 or bool((ts[1:] >= ts[:-1]).all()))
@@ -190,13 +335,26 @@ class Engine:
             before = np.maximum.accumulate(np.r_[np.int64(prev), ts[:-1]])
             late = ts < before - self.tol
             if late.any():
+                # a late event is still counted by the rules that count a whole day (counts_late), at the close of
+                # its trading day, when that day is the one of the newest event seen before it (so not closed yet:
+                # an input-order fact, the same for any cut of the input); it is kept whole in the rejects
+                counters = ", ".join(r.meta.id for r in self.rules if r.meta.counts_late)
+                countable = []
                 for i in np.flatnonzero(late).tolist():
+                    counted = bool(counters) and trading_day_index(int(ts[i])) == trading_day_index(int(before[i]))
+                    if counted:
+                        countable.append(i)
                     self.rejects.append(Reject(
                         source=source, location=int(batch.src[i]), field="ts", value=int(ts[i]),
                         reason=(f"late event: {ns_to_iso(int(ts[i]))} is earlier than an event already seen "
                                 f"({ns_to_iso(int(before[i]))}) by more than the reorder tolerance "
-                                f"({self.tol // 1_000_000} ms)"),
+                                f"({self.tol // 1_000_000} ms); "
+                                + (f"still counted by {counters} at the close of its trading day" if counted
+                                   else "not counted by any rule (its windows have closed)")),
+                        raw=self.event_text(batch, i),
                         extra={"kind": "binary" if batch.order_id.dtype.kind == "S" else "jsonl"}))
+                if countable:
+                    self.late_rows.append(batch.take(np.array(countable)).copy())
                 batch = batch.take(~late)
                 ts = batch.ts
                 if not len(ts):
@@ -227,9 +385,11 @@ class Engine:
 
     def advance(self, ts: int) -> None:
         """A progress marker: no later input event is earlier than ``ts``. Releases what waits for a later
-        event, lets rules finalise up to ``ts`` and, past midnight Asia/Shanghai, ends the trading day."""
+        event, lets rules finalise up to ``ts`` and, past midnight Asia/Shanghai, ends the trading day. The
+        source vouches for ``ts``: suspects within ``future_jump_ms`` of it are no longer ahead."""
         if self.max_seen is None or ts > self.max_seen:
             self.max_seen = ts
+        self._release_suspects_below("")
         self._release_before(ts - self.tol, ts)
 
     def release_until(self, upto: int) -> None:
@@ -268,6 +428,9 @@ class Engine:
         the stages before they checkpoint (``records`` is then empty) and finals are not kept there."""
         return {
             "held": batch_data(self.held) if self.held is not None else None,
+            "suspects": batch_data(Batch.concat(self.suspects)) if self.suspects else None,
+            "votes": self.votes,
+            "late_rows": batch_data(Batch.concat(self.late_rows)) if self.late_rows else None,
             "max_seen": self.max_seen, "day": self.day,
             "events_in": self.events_in, "events_processed": self.events_processed,
             "records": self.records,
@@ -283,6 +446,10 @@ class Engine:
         state), and rule states of a version this code does not know (reset)."""
         notes: list[str] = []
         self.held = batch_from_data(data["held"]) if data["held"] is not None else None
+        sus = batch_from_data(data["suspects"]) if data.get("suspects") is not None else None
+        self.suspects = [sus.take(slice(k, k + 1)) for k in range(len(sus))] if sus is not None else []
+        self.votes = [list(v) for v in data.get("votes", [])]
+        self.late_rows = [batch_from_data(data["late_rows"])] if data.get("late_rows") is not None else []
         self.max_seen, self.day = data["max_seen"], data["day"]
         self.events_in, self.events_processed = data["events_in"], data["events_processed"]
         self.records = list(data["records"])
@@ -311,7 +478,9 @@ class Engine:
         return notes
 
     def close(self) -> None:
-        """End of input: release everything held back and finalise the open trading day."""
+        """End of input: reject what no later event corroborated, release everything held back and finalise the
+        open trading day."""
+        self.settle(final=True)
         if self.held is not None and len(self.held):
             self._run(self.held)
         self.held = None
@@ -360,6 +529,20 @@ class Engine:
 
     def _end_day(self) -> None:
         drafts: list[AlertDraft] = []
+        if self.late_rows:  # the day's late events, in arrival order, to the rules that count a whole day
+            late = Batch.concat(self.late_rows)
+            self.late_rows = []
+            mine = trading_day_index(late.ts) == self.day
+            if mine.any():
+                part = late.take(mine)
+                seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
+                              price=part.price, qty=part.qty, key=part.account.astype(np.int64) * 4 + part.venue,
+                              symbol=part.symbol, day=self.day, order_id=part.order_id)
+                for r in self.rules:
+                    if r.meta.counts_late:
+                        drafts.extend(r.evaluate(seg))
+            if not mine.all():
+                self.late_rows = [late.take(~mine)]
         for r in self.rules:
             drafts.extend(r.close_day(self.day))
         self._emit(drafts)

@@ -98,6 +98,10 @@ class RuleMeta:
     false_positives: tuple[str, ...] = ()
     state_version: int = 1  # the version of the rule's checkpointed state (Rule.state / Rule.restore)
     chart: str = "series"  # the kind of evidence chart (surveil.report.charts): drawn from evidence fields
+    # whether a late event (later than the reorder tolerance) is still counted: rules whose measure is the whole
+    # trading day's count (their window is open until the day closes) get the day's late events through
+    # ``evaluate`` at the day's close, in arrival order; the others never see them
+    counts_late: bool = False
 
     @property
     def subject(self) -> str:

@@ -53,6 +53,7 @@ META = RuleMeta(
     severity="medium",
     measure="watch",
     chart="daily_count",
+    counts_late=True,
 )
 
 

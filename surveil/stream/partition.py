@@ -281,6 +281,7 @@ class PartitionState:
         self._msgs = []
         eng = self.engine
         out = Output()
+        eng.settle(final=False)  # events ahead of event time that nothing contradicts: the partition went quiet
         if eng.max_seen is not None:
             held = eng.held
             upto = int(held.ts[-1]) + 1 if held is not None and len(held) else eng.max_seen - eng.tol
