@@ -29,6 +29,7 @@ from aiokafka.partitioner import murmur2
 
 from surveil.engine import Engine, load_config
 from surveil.engine.alerts import dumps, sort_key
+from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
@@ -279,18 +280,18 @@ def splits_variant(case: Case, files: Files, seed: int) -> bytes:
     paths = []
     d = files.workdir / f"split-{seed}"
     d.mkdir(exist_ok=True)
+    n = len(case.events)
     for i, evs in enumerate(parts):
         if rnd.random() < 0.4 and evs:
             path = d / f"part{i}.svb"
             b, reg = batch_of(evs)
-            with EventWriter(path, reg, frame_size=rnd.choice([1, 7, 500, 65536])) as w:
+            with EventWriter(path, reg, frame_size=max(rnd.choice([1, 7, 500, 65536]), n // 50)) as w:
                 w.write(b)
         else:
             path = d / f"part{i}.jsonl"
             path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in evs))
         paths.append(path)
-    n = len(case.events)
-    batch_size = max(rnd.choice([1, 3, 50, 1000, 65536]), n // 400)
+    batch_size = max(rnd.choice([1, 3, 50, 1000, 65536]), n // 50)
     r = replay(paths, accounts=files.accounts, rules=files.rules, batch_size=batch_size)
     assert not r.rejects, [x.message for x in r.rejects]
     return canonical(r.alerts)
@@ -350,12 +351,14 @@ class Topology:
 def topology_variant(files: Files, case: Case, seed: int, npart: int = 2, nowner: int = 2,
                      nsecurity: int = 3, stats: Topology | None = None) -> bytes:
     """The in-process stream topology. Each step hands one source's next 1-4 records to its partition stage
-    and lets the downstream stages (``owner``, ``security``) read what has arrived, in order. At random
-    steps a stage checkpoints (``dumps``), and at random steps a stage that has a checkpoint dies: it is
-    restored from one of its checkpoints (``loads``, under the same configuration: no notes) and reads its
-    input again from the checkpoint's offset (a partition stage re-sends what it had sent; the downstream
-    stages recognise and skip it). Every final alert any stage publishes, each time it publishes it, must be
-    the same record: a stage that published something else before it died would show."""
+    (``handle_many``) and lets each downstream stage (``owner``, ``security``) read some of what has arrived,
+    in order. Every stage checkpoints (``dumps``) before its first record and at random steps after; at
+    random steps, and once per kind of stage (partition, and each downstream stage some rule uses) after the
+    input is done, a stage dies: it is restored from one of its checkpoints (``loads``, under the same
+    configuration: no notes) and reads its input again from the checkpoint's offset (a partition stage
+    sends again what it had sent; the downstream stages recognise it and skip it). Every final alert a
+    stage publishes, each time it publishes it, must be the same record: a stage that had published
+    something else before it died would show as an extra line."""
     stats = stats or Topology()
     rnd = random.Random(seed)
     params = load_config(files.rules)
@@ -368,9 +371,14 @@ def topology_variant(files: Files, case: Case, seed: int, npart: int = 2, nowner
              for stage, n in counts.items() for p in range(n)}
     logs: dict[tuple[str, int], list[bytes]] = {k: [] for k in keyed}
     queues = {s: list(enumerate(v)) for s, v in recs.items()}
+    by_kind: dict[str, list[Any]] = {"partition": sources}
+    for stage in counts:
+        if plan().export(stage) is not None:  # a downstream stage some rule uses
+            by_kind[stage] = [k for k in keyed if k[0] == stage]
+    kinds = sorted(by_kind)
     checkpoints: dict[Any, list[bytes]] = {}
     finals: set[bytes] = set()
-    restores_left = 6
+    restores_left = 4
 
     def publish(alerts):
         for a in alerts:
@@ -389,31 +397,32 @@ def topology_variant(files: Files, case: Case, seed: int, npart: int = 2, nowner
         st = parts[k] if k in parts else keyed[k]
         checkpoints.setdefault(k, []).append(st.dumps())
 
-    def restore(k):
+    def restore(kind):
+        k = rnd.choice(by_kind[kind])
         blob = rnd.choice(checkpoints[k])
         notes: list[str] = []
         if k in parts:
             st = parts[k] = PartitionState.loads(blob, ref, params, nowner, nsecurity, notes)
             queues[k] = [(i, v) for i, v in enumerate(recs[k]) if i > st.offset]
-            stats.restores["partition"] += 1
         else:
             keyed[k] = KeyedState.loads(blob, params, stage=k[0], notes=notes)
-            stats.restores[k[0]] += 1
+        stats.restores[kind] += 1
         assert notes == [], notes
 
+    for k in [*sources, *keyed]:
+        dump(k)
+    at_end = list(kinds)
     while True:
         live = [s for s, q in queues.items() if q]
-        pending_logs = any(len(logs[k]) > st.offset + 1 for k, st in keyed.items())
-        if not live and not pending_logs:
-            if restores_left and checkpoints:  # the end of the input is a random point too
-                restores_left -= 1
-                restore(rnd.choice(sorted(checkpoints, key=str)))
-                continue
-            break
+        if not live and not any(len(logs[k]) > st.offset + 1 for k, st in keyed.items()):
+            if not at_end:
+                break
+            restore(at_end.pop(rnd.randrange(len(at_end))))  # the end of the input is a random point too
+            continue
         if live:
             src = rnd.choice(live)
-            k = rnd.randint(1, 4)
-            chunk, queues[src] = queues[src][:k], queues[src][k:]
+            n = rnd.randint(1, 4)
+            chunk, queues[src] = queues[src][:n], queues[src][n:]
             t, p = src.split(":")
             out = parts[src].handle_many(chunk, t, int(p))
             publish(out.alerts)
@@ -424,12 +433,11 @@ def topology_variant(files: Files, case: Case, seed: int, npart: int = 2, nowner
                         logs[(stage, q)].append(msg)
         consume()
         r = rnd.random()
-        instances = sources + sorted(keyed, key=str)
         if r < 0.25:
-            dump(rnd.choice(instances))
-        elif r < 0.35 and checkpoints and restores_left:
+            dump(rnd.choice(by_kind[rnd.choice(kinds)]))
+        elif r < 0.35 and restores_left:
             restores_left -= 1
-            restore(rnd.choice(sorted(checkpoints, key=str)))
+            restore(rnd.choice(kinds))
     stats.duplicates += sum(st.duplicates for st in keyed.values())
     return b"".join(x + b"\n" for x in sorted(finals, key=lambda x: sort_key(orjson.loads(x))))
 
