@@ -398,3 +398,17 @@ def test_the_fourth_rule_s_alerts_name_the_security_and_its_accounts(site, tmp_p
     assert [(x["account"], x["owner"], x["broker"], x["value"]) for x in ev["accounts"]] == [
         ("T1", "Fund T", "BRK-A", 20), ("T2", "Fund T", "BRK-B", 20), ("T3", "SSE:T3", "BRK-A", 10)]
     assert sum(v for _, v in ev["series"]["points"]) == 50 and ev["series"]["unit"] == "trades"
+
+
+def test_each_broker_sees_its_own_accounts_of_a_security_alert(site, tmp_path):
+    """A security's alert is about several accounts, as an owner's: each broker's copy keeps its accounts."""
+    from surveil.stream.views import broker_views
+
+    case = load_case(case_files(site, RULE_ID)[0])
+    _, alerts = replay_variant(write_case(case, tmp_path / "one"))
+    (a,) = [x for x in alerts if x["rule"] == RULE_ID]
+    views = broker_views(a)
+    assert sorted(views) == ["BRK-A", "BRK-B"]
+    assert [x["account"] for x in views["BRK-A"]["evidence"]["accounts"]] == ["T1", "T3"]
+    assert [x["account"] for x in views["BRK-B"]["evidence"]["accounts"]] == ["T2"]
+    assert all("sample_order_ids" not in v["evidence"] and "series" not in v["evidence"] for v in views.values())
