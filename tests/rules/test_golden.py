@@ -90,3 +90,29 @@ def test_restored_partition_stages_did_send_rows_again():
     if not DUPLICATES:
         pytest.skip("run with the topology tests above")
     assert DUPLICATES.get("owner", 0) > 0
+
+
+def test_the_case_format_is_checked(tmp_path):
+    """A typo in a case is an error that names it, not a case that silently tests less."""
+    from golden import CaseError, duration_ns, time_ns
+
+    folder = tmp_path / "order_rate_1s"
+    folder.mkdir()
+    gen = '[[generate]]\naccount = "A"\ncount = 2\nstart = "09:30"\nstep = "1ms"\n'
+    for text, err in (
+        ('description = "x"\nalert = []\n' + gen, "unknown key(s) alert"),
+        ('description = "x"\n' + gen, "alerts is required"),
+        ('description = "x"\nalerts = []\n' + gen.replace("\ncount =", "\ncuont ="), "unknown key(s) cuont"),
+        ('description = "x"\nalerts = []\n' + gen + 'over = "1s"\n', "either step or over"),
+        ('description = "x"\nalerts = []\n' + gen.replace("1ms", "1 fortnight"), "is not a duration"),
+        ('description = "x"\nalerts = []\n' + gen + 'value_yuan = 15\nprice = 10.0\n', "not a whole number"),
+        ('description = "x"\nalerts = []\n', "no events"),
+        ('description = "x"\n' + gen + '[[alerts]]\nsubject = {venue = "SSE", account = "A"}\nwindow_start = "09:30"\n'
+         'valeu = 3\n', "unknown key(s) valeu"),
+    ):
+        (folder / "c.toml").write_text(text)
+        with pytest.raises(CaseError, match=err.replace("(", r"\(").replace(")", r"\)")):
+            load_case(folder / "c.toml")
+    assert duration_ns("2.5s", "x") == 2_500_000_000 and duration_ns("1min", "x") == 60 * 10**9
+    assert time_ns("09:30", "2024-02-19", "x") == time_ns("2024-02-19T01:30:00Z", "2024-02-19", "x")
+    assert time_ns("09:30:01.5", "2024-02-19", "x") - time_ns("09:30", "2024-02-19", "x") == 1_500_000_000
