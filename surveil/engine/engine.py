@@ -558,6 +558,8 @@ class Engine:
         kind, ident = subj
         if kind == "account":
             return {"venue": VENUES[ident & 3], "account": self.reg.accounts.names[ident >> 2]}
+        if kind == "security":
+            return {"venue": VENUES[ident & 3], "symbol": self.reg.symbols.names[ident >> 2]}
         return {"owner": self.reg.owners.names[ident]}
 
     def drain(self) -> list[dict[str, Any]]:

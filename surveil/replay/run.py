@@ -99,7 +99,9 @@ def replay(inputs: list[str | os.PathLike], accounts: str | os.PathLike | None =
     engine = Engine(cfg, refdata=ref, registry=reg)
     engine.rejects = rejects
     t0 = time.perf_counter()
-    streams = [read_events(p, reg, rejects, batch_size, symbols="index") for p in paths]
+    # the engine needs the symbols of index events (market context), and of the events of a rule that reads them
+    symbols = "all" if any("symbol" in r.meta.inputs.fields for r in engine.rules) else "index"
+    streams = [read_events(p, reg, rejects, batch_size, symbols=symbols) for p in paths]
     source = str(paths[0]) if len(paths) == 1 else "+".join(str(p) for p in paths)
     for batch in merged_batches(streams):
         if strict and rejects:

@@ -2,13 +2,13 @@
 
 A rule names the kind of chart its evidence is drawn as (``RuleMeta.chart``):
 - ``series`` (any rule): the common evidence's time series against the threshold;
-- ``order_rate`` (``order_rate_1s``): the account's orders+cancels per second in the 30 s around the peak second (final
-  alerts, calendar mode), and every second that reached the threshold in the day; the threshold line and
-  the peak marked.
-- ``daily_count`` (``daily_orders_20k``): the day's orders and cancels (stacked) against the threshold.
-- ``sell_burst`` (``sell_burst_1m``): the peak minute's sell value per second, stacked by account and coloured by venue
-  (SSE blues, SZSE oranges, BSE greens), against the main indexes' change from their level at the burst
-  start (twin axis, the levels in the legend).
+- ``order_rate`` (the peak order rate per second): the account's orders+cancels per second in the 30 s
+  around the peak second (final alerts, calendar mode), and every second that reached the threshold in the
+  day; the threshold line and the peak marked.
+- ``daily_count`` (the daily order count): the day's orders and cancels (stacked) against the threshold.
+- ``sell_burst`` (an owner's sell burst): the peak minute's sell value per second, stacked by account and
+  coloured by venue (SSE blues, SZSE oranges, BSE greens), against the main indexes' change from their level
+  at the burst start (twin axis, the levels in the legend).
 
 Deterministic: the Agg backend, ``svg.hashsalt`` fixed, no date in the metadata, and text drawn as paths
 (``svg.fonttype = "path"``: the SVG needs no font on the viewer's machine). Because drawn text is not

@@ -105,7 +105,7 @@ class RuleMeta:
 
     @property
     def subject(self) -> str:
-        """``account`` or ``owner`` (the subject of its alerts): the key, for the rules we have."""
+        """``account``, ``owner`` or ``security`` (the subject of its alerts): the key."""
         return self.key
 
 
@@ -115,7 +115,8 @@ class AlertDraft:
 
     rule: str
     rule_version: int
-    subject: tuple  # ("account", key) or ("owner", owner_id)
+    # ("account", account id * 4 + venue), ("owner", owner id) or ("security", symbol id * 4 + venue)
+    subject: tuple
     trading_day: int  # day index (Asia/Shanghai)
     window_start: int
     window_end: int

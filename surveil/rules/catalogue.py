@@ -3,6 +3,9 @@ rule complete (references, parameter sources, false positives, a measure, golden
 
 from __future__ import annotations
 
+import inspect
+import sys
+import tomllib
 from pathlib import Path
 
 from surveil.rules import all_rules
@@ -19,13 +22,18 @@ keeps this file current. Each rule is one module: what it detects, the regulator
 parameter with its default and whether that default is *published* (taken from a rule text) or *chosen*
 (ours, with the reasoning), its key (which stage runs it), its inputs, the measure its alerts suggest, and
 its golden cases (`tests/rules/<rule id>/`). Thresholds are changed in a rules file (`--rules FILE.toml`,
-one `[rule id]` table each); a rule of a site's own goes in a folder named by `SURVEIL_RULES_PATH`.
+one `[rule id]` table each); a rule of a site's own goes in a folder named by `SURVEIL_RULES_PATH`. Which
+measure the alerts support is in [recommendations.md](recommendations.md).
+
+All rules use **event time** (exchange timestamps). The trading day is the calendar day in Asia/Shanghai
+(UTC+08:00, with no daylight saving since 1991), and counts reset each day.
 
 ## The common part of every alert
 
-Every alert carries, whatever its rule: `rule`, `rule_version`, `subject` (`{venue, account}` or
-`{owner}`), `trading_day`, `window_start` and `window_end` (ns), `value` and `threshold` in `unit`
-(`messages`, or `fen` = 0.01 yuan), `severity`, `status` (`raised`, then `final`), and in `evidence`:
+Every alert carries, whatever its rule: `rule`, `rule_version`, `subject` (`{venue, account}`, `{owner}`
+or `{venue, symbol}`: the rule's key), `trading_day`, `window_start` and `window_end` (ns), `value` and
+`threshold` in `unit` (`messages`, or `fen` = 0.01 yuan), `severity`, `status` (`raised`, then `final`), and
+in `evidence`:
 - `accounts`: the accounts involved, each `{venue, account, broker, owner, value, share}` (`value` in the
   alert's unit, `share` of the alert's value);
 - `series`: `{unit, step_ns, points: [[start ns, value], ...]}`, the time series of the chart;
@@ -58,7 +66,19 @@ def markdown() -> str:
             src = ("published: " if p.published else "") + p.source
             out.append(f"| `{p.name}` | `{p.default!r}` | {src} | {p.description} |\n")
         out.append("\n")
+        details = _details(cls)
+        if details:
+            out.append(details + "\n\n")
     return "".join(out)
+
+
+def _details(cls: type[Rule]) -> str:
+    """The rule module's documentation after its first paragraph (the description): subject, lifecycle,
+    evidence, in the module's own words."""
+    mod = sys.modules.get(cls.__module__)
+    doc = inspect.cleandoc(mod.__doc__) if mod is not None and mod.__doc__ else ""
+    first = inspect.cleandoc(cls.meta.description).strip()
+    return "\n\n".join(p for p in (x.strip() for x in doc.split("\n\n")) if p and p != first)
 
 
 def lint(cls: type[Rule], cases_root: Path | None = None, docs: str | None = None) -> list[str]:
@@ -84,12 +104,21 @@ def lint(cls: type[Rule], cases_root: Path | None = None, docs: str | None = Non
             problems.append(f"parameter {p.name}: needs its source and a description")
         if p.published is False and not p.source.startswith("chosen") and "not published" not in p.source:
             problems.append(f"parameter {p.name}: a chosen default says why (source starts with 'chosen')")
-    if not (cls.__doc__ or type(cls).__doc__) and not m.description:
+    if not m.description.strip():
         problems.append("description: missing")
     if cases_root is not None:
         folder = cases_root / m.id
-        if not folder.is_dir() or not list(folder.glob("*.toml")):
+        cases = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        if not cases:
             problems.append(f"golden cases: none in {folder}")
+        negative = False
+        for f in cases:
+            try:
+                negative |= tomllib.loads(f.read_text(encoding="utf-8")).get("alerts") == []
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                problems.append(f"golden cases: {f.name} is not valid TOML: {e}")
+        if cases and not negative:
+            problems.append(f"golden cases: no negative case (alerts = []) in {folder}")
     if docs is not None and f"## `{m.id}`" not in docs:
         problems.append("documentation: not in docs/rules.md (run surveil rules --markdown > docs/rules.md)")
     return problems

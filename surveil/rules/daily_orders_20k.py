@@ -7,7 +7,11 @@ order and cancel messages reaching 20,000 or more in one trading day
 trading day is the calendar day in Asia/Shanghai; counts reset each day.
 
 Subject: (venue, account). Lifecycle: one alert per account per day, raised at the
-20,000th message; its final value (at the end of the day) is the day's count.
+20,000th message; its final value (at the end of the day) is the day's count. Its window
+is the trading day, 00:00-24:00 Asia/Shanghai.
+
+Evidence: when the threshold was reached and by which order id, and (final) the day's
+orders and cancels separately.
 
 Known false positives: market makers; reported high-frequency accounts (a
 classification with a reporting duty, not misconduct).

@@ -16,6 +16,16 @@ makes a second reach the threshold; its final state (at the end of the trading d
 gives the peak count per second, when it happened, how many seconds reached the
 threshold, and the per-second counts of those seconds.
 
+Evidence: the first qualifying second, the peak second, the number of seconds at or
+above the threshold and their counts (at most 1,000), the first five order ids of the
+first qualifying second, and the broker, owner and ``reported`` flag from reference
+data. Final alerts in calendar mode also carry ``peak_context`` (for the charts of the
+console and the replay report, docs/console.md): ``{"seconds": 30, "per_second":
+[[second start ns, count], ...]}``, every second with messages within 30 s before and
+after the peak second, but none before the first qualifying second (the rule does not
+keep earlier counts, and keeping them would make the evidence depend on how the input
+was cut into batches): at most 61 entries, the same whatever the batch sizes.
+
 Known false positives: market makers and reported high-frequency accounts — the rule
 implements a classification with a reporting duty, not a finding of misconduct.
 """

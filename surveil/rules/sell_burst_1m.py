@@ -9,17 +9,33 @@ amount threshold is **not published**. Our default, 1,000,000,000 yuan (10亿) i
 sold 2.567 billion yuan in about one minute through several accounts on SSE and
 SZSE, each exchange seeing only about half; one manager's products can be aggregated.
 
-Measure: per **owner** (manager / beneficial controller; an account without one is
-its own owner), across all its accounts and all venues, the executed sell value
-(``trade`` events with side ``S``, qty x price) within any 60-second window of event
-time, windows ``(t - 60 s, t]``. ``aggressive_only`` counts only trades that took
-liquidity (``aggressor: true``). Overlapping qualifying windows make one alert
-(a burst); a qualifying window that starts after the last one ended starts another.
+Measure: per **owner** (manager / beneficial controller, from reference data or the
+event's ``owner``; an account without one is its own owner, named ``VENUE:account``),
+across all its accounts and all venues, the executed sell value (``trade`` events with
+side ``S``, qty x price) within any 60-second window of event time, windows
+``(t - 60 s, t]``. ``aggressive_only`` counts only trades that took liquidity
+(``aggressor: true``). Overlapping qualifying windows make one alert (a burst); a
+qualifying window that starts after the last one ended starts another. The alert is
+raised at the first qualifying window and made final once event time has passed the
+last qualifying window by 60 s (or the day ends).
 
 Evidence: burst start and end, the peak 60-second value and its window, the
 breakdown of the peak window by venue and by account (with brokers), sample order
 ids, the main index levels over the burst and the whole market's sell-side traded
 value in the peak window when the input carries them.
+
+``peak_per_second`` (final alerts, for the charts of the console and the replay
+report): the peak window second by second, ``{"start", "start_iso", "seconds",
+"accounts": [{"venue", "account", "value_fen": [one value per second]}],
+"accounts_omitted"}``; seconds are calendar seconds from the one holding the window's
+first trade (at most 61), accounts in ``by_account`` order, at most 20.
+
+Money in the alert is integer fen (0.01 yuan, the unit exchanges publish traded values
+in, rounded half up from the exact sums in 1/10000 yuan): ``value`` and ``threshold``
+(``"unit": "fen"``), ``value_when_raised_fen``, ``peak_value_fen``, ``by_venue_fen``,
+``by_account[].value_fen``, ``peak_per_second.accounts[].value_fen`` and
+``market_sell_value_fen``. The threshold setting stays in whole yuan
+(``threshold_yuan``).
 
 Known false positives: index rebalancing and ETF creation flows executed by one
 manager; block trades reported as ordinary executions.

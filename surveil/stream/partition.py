@@ -86,6 +86,9 @@ class PartitionState:
                            "security": owner_partitions if security_partitions is None else security_partitions}
         self.reg = Registry()
         self.plan: Plan = plan()
+        # the symbols of every event are decoded only when a downstream stage's rules read them (the partition
+        # stage's own rules and the market context need those of index events only)
+        self._symbols = any(e.symbol for e in self.plan.exports)
         # no market context here: the account rules do not use it, and the downstream stages build their own
         # from what _export sends
         self.engine = Engine(params, refdata, self.reg, rules=self.plan.rules["account"], market_from_events=False,
@@ -183,7 +186,7 @@ class PartitionState:
                 if kind == "frame":
                     lo = block.row if block is not None else 0
                     batch, _ = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0,
-                                                      rejects, into=block, index_symbols_only=True)
+                                                      rejects, into=block, index_symbols_only=not self._symbols)
                     if block is not None and block.row - lo == len(batch):  # in the block, every row valid
                         span = (lo, block.row)
                 elif kind == "progress":

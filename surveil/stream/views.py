@@ -16,7 +16,7 @@ def broker_views(alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
     sample order ids or the whole subject's time series; the rule trims its own evidence fields
     (``Rule.broker_view``)."""
     ev = alert.get("evidence", {})
-    if "venue" in alert["subject"]:
+    if "account" in alert["subject"]:  # an account's alert (an owner's or a security's is about several)
         b = ev.get("broker")
         return {b: alert} if b else {}
     accounts = ev.get("accounts") or []

@@ -198,7 +198,7 @@ async function showAccount(venue, account) {
   const ref = x.reference || {};
   const peak = x.peak_second
     ? `${num(x.peak_second.count)} orders+cancels at ${esc(x.peak_second.at_iso)}`
-    : "below the threshold in every second (no order_rate_1s alert)";
+    : "below the threshold in every second (no peak order rate alert)";
   d.innerHTML = `<h2 id="account-title">Account ${esc(venue)}:${esc(account)}</h2>` +
     `<table><tr><th>owner</th><td>${ownerLink(ref.owner)}</td></tr><tr><th>broker</th><td>${esc(ref.broker)}</td></tr>` +
     `<tr><th>peak second</th><td>${peak}</td></tr></table>` +
