@@ -156,11 +156,14 @@ class Engine:
     def __init__(self, params: dict[str, dict[str, Any]] | None = None, refdata: RefData | None = None,
                  registry: Registry | None = None, rules: Sequence[str] | None = None,
                  market_from_events: bool = True,
-                 on_segment: Callable[[Segment, Batch], None] | None = None, keep_finals: bool = True):
+                 on_segment: Callable[[Segment, Batch], None] | None = None, keep_finals: bool = True,
+                 guard: bool = True):
         """``rules``: the rule ids to run (default all). ``market_from_events=False``: market context comes
         from ``self.market.add_*`` (stream workers). ``on_segment`` sees every released segment.
         ``keep_finals=False``: final alerts are only drained (stream stages publish them as they come; kept,
-        they would grow a stage's checkpoints day after day)."""
+        they would grow a stage's checkpoints day after day). ``guard=False``: no event-time guard (the owner and
+        security stages: their input comes from partition stages that guarded it, in watermark order)."""
+        self.guard = guard
         self.params = params or load_config()
         self.reg = registry or Registry()
         self.ref = refdata or RefData()
@@ -171,6 +174,7 @@ class Engine:
         self.suspects: list[Batch] = []
         self.votes: list[list] = []
         self.late_rows: list[Batch] = []  # late events the day's rules still count at the day's close
+        self.vouched: int | None = None  # the newest progress marker: no later input is earlier than it
         self.ctx = _Ctx(self)
         self.market = MarketContext(from_events=market_from_events)
         self.on_segment = on_segment
@@ -210,7 +214,8 @@ class Engine:
         if not n:
             return
         self.events_in += n
-        if self.max_seen is not None and not self.suspects and int(batch.ts.max()) <= self.max_seen + self.jump:
+        if not self.guard or (self.max_seen is not None and not self.suspects
+                              and int(batch.ts.max()) <= self.max_seen + self.jump):
             self._accept(batch, source)  # the usual case: nothing ahead of event time
             return
         ts = batch.ts
@@ -387,10 +392,19 @@ class Engine:
         """A progress marker: no later input event is earlier than ``ts``. Releases what waits for a later
         event, lets rules finalise up to ``ts`` and, past midnight Asia/Shanghai, ends the trading day. The
         source vouches for ``ts``: suspects within ``future_jump_ms`` of it are no longer ahead."""
+        if self.suspects:  # those up to ts came before the marker: in order, as the source says; first
+            ok = [k for k, b in enumerate(self.suspects) if int(b.ts[0]) <= ts]
+            if ok:
+                rows = [self.suspects[k] for k in ok]
+                source = self.votes[ok[0]][2]
+                self.suspects = [b for k, b in enumerate(self.suspects) if k not in set(ok)]
+                self.votes = [v for k, v in enumerate(self.votes) if k not in set(ok)]
+                self._accept(Batch.concat(rows), source)
         if self.max_seen is None or ts > self.max_seen:
             self.max_seen = ts
+        self.vouched = ts if self.vouched is None else max(self.vouched, ts)
         self._release_suspects_below("")
-        self._release_before(ts - self.tol, ts)
+        self._release_before(ts, ts)  # nothing later is earlier than ts: no reordering to wait for below it
 
     def release_until(self, upto: int) -> None:
         """Input before ``upto`` is complete (a stream partition found idle): release every held event
@@ -431,7 +445,7 @@ class Engine:
             "suspects": batch_data(Batch.concat(self.suspects)) if self.suspects else None,
             "votes": self.votes,
             "late_rows": batch_data(Batch.concat(self.late_rows)) if self.late_rows else None,
-            "max_seen": self.max_seen, "day": self.day,
+            "max_seen": self.max_seen, "day": self.day, "vouched": self.vouched,
             "events_in": self.events_in, "events_processed": self.events_processed,
             "records": self.records,
             "key_owner_evt": array_data(self.key_owner_evt), "key_broker": array_data(self.key_broker),
@@ -450,7 +464,7 @@ class Engine:
         self.suspects = [sus.take(slice(k, k + 1)) for k in range(len(sus))] if sus is not None else []
         self.votes = [list(v) for v in data.get("votes", [])]
         self.late_rows = [batch_from_data(data["late_rows"])] if data.get("late_rows") is not None else []
-        self.max_seen, self.day = data["max_seen"], data["day"]
+        self.max_seen, self.day, self.vouched = data["max_seen"], data["day"], data.get("vouched")
         self.events_in, self.events_processed = data["events_in"], data["events_processed"]
         self.records = list(data["records"])
         self.key_owner_evt = from_array_data(data["key_owner_evt"])

@@ -61,7 +61,7 @@ class KeyedState:
         self.stage = stage
         self.reg = Registry()
         self.engine = Engine(params, RefData(), self.reg, rules=plan().rules[stage], market_from_events=False,
-                             keep_finals=False)
+                             keep_finals=False, guard=False)  # the partition stages guarded event time
         self.progress: dict[str, int | None] = {s: None for s in sources}
         # per source: the last trade position, index position and market (day, second) key applied
         self.applied: dict[str, list[int]] = {}

@@ -262,6 +262,8 @@ class PartitionState:
         if eng.max_seen is None:
             return
         progress = eng.max_seen - eng.tol
+        if eng.vouched is not None and eng.vouched > progress:  # a progress marker: everything before it is out
+            progress = eng.vouched
         sent = self.progress_sent
         if sent is not None and progress <= sent:
             return

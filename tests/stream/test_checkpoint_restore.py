@@ -8,12 +8,18 @@ from __future__ import annotations
 import orjson
 from evtools import T0, S
 
-from surveil.engine import load_config
+from surveil.engine import load_config as _load_config
 from surveil.engine.refdata import RefData
 from surveil.events.schema import day_start_ns, trading_day_index
 from surveil.stream import checkpoint
 from surveil.stream.owner import KeyedState
 from surveil.stream.partition import PartitionState
+
+
+def load_config(overrides=None):
+    """The configuration with reorder tolerance 0: the counts below are written for an engine that holds back
+    only the events at the newest timestamp."""
+    return _load_config(overrides={"engine": {"reorder_tolerance_ms": 0}, **(overrides or {})})
 
 SRC, TOPIC = "f.sse:0", "f.sse"
 T = T0 + 30 * 60 * S  # 2024-02-19 10:00:00 Asia/Shanghai
@@ -103,7 +109,7 @@ def test_a_rule_state_of_an_unknown_version_is_reset_and_a_dropped_rule_s_state_
         d["engine"]["rules"]["retired_rule"] = [1, {"anything": 1}]
 
     notes: list[str] = []
-    back = PartitionState.loads(edited(st.dumps(), change), RefData(), None, 1, notes=notes)
+    back = PartitionState.loads(edited(st.dumps(), change), RefData(), load_config(), 1, notes=notes)
     assert notes == ["rule order_rate_1s: state version 99 is not this code's (1): its state is reset",
                      "rule retired_rule is no longer configured: its state is dropped"]
     got = feed(back, after, st.offset + 1)
@@ -124,5 +130,5 @@ def test_an_owner_stage_restored_under_changed_parameters_says_so():
         "applies)",
         "rule sell_burst_1m: window_seconds changed from 60 to 30 (the current configuration applies)"]
     (rule,) = back.engine.rules
-    assert rule.thr == 2_000_000_000 * 10_000 and rule.W == 30 * S
+    assert rule.threshold == 2_000_000_000 * 10_000 and rule.window == 30 * S
     assert KeyedState.loads(blob, load_config(), stage="owner", notes=(same := [])) is not None and same == []
