@@ -5,7 +5,8 @@ What Faust does here, and what it does not:
 - **Faust runs the process**: the app object, the worker life cycle (``faust.Worker``: logging set-up,
   SIGTERM/SIGINT handling, an orderly stop of every service, a non-zero exit when a service crashes) and
   its aiohttp web server, which serves ``GET /status`` (the worker's partitions, offsets and counters, as
-  JSON) and ``GET /health`` (``200 ok`` while the processing loop runs, ``503`` otherwise).
+  JSON), ``GET /health`` (liveness: ``200 ok`` while the processing loop runs, ``503`` otherwise) and
+  ``GET /ready`` (readiness: ``200`` while every assigned partition is processed, else ``503`` with the reasons).
 - **The data path is ours**: :class:`~surveil.stream.worker.Worker`, a bare aiokafka consumer group
   with per-partition checkpoints, runs as a :class:`mode.Service` of the app. There are no Faust agents,
   topics or tables. Measured on our 2-vCPU machines (docs/architecture.md §2), a Faust agent handling one
@@ -218,6 +219,13 @@ def create_app(settings: Settings | None = None, *, web_bind: str | None = None)
         if svc.running:
             return view.text("ok\n")
         return view.text("not running\n", status=503)
+
+    @app.page("/ready")
+    async def ready(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """200 while every assigned partition is being processed; 503 with the reasons otherwise."""
+        why = svc.worker.readiness() if svc.running else ["the processing loop is not running"]
+        body = orjson.dumps({"ready": not why, "reasons": why})
+        return view.bytes(body, content_type="application/json", status=200 if not why else 503)
 
     return app
 

@@ -48,7 +48,7 @@ from surveil.stream.partition import Output
 
 def _bad_record(topic: str, partition: int, offset: int, reason: str, value) -> dict[str, Any]:
     return {"topic": topic, "partition": partition, "offset": offset, "field": "record", "reason": reason,
-            "original": bytes(value[:4096]).hex()}
+            "original": bytes(value[:4096]).hex() if value is not None else None}
 
 
 class KeyedState:

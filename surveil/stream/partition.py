@@ -9,6 +9,7 @@ It is pure: records in, records out; the worker moves them to and from Kafka.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,11 +54,33 @@ _ROW_BITS = 24
 _ROW_MASK = (1 << _ROW_BITS) - 1
 
 
-def _reject(r: Reject, topic: str, partition: int, offset: int, value: bytes, kind: str) -> dict[str, Any]:
+#: a reject keeps at most this much of the bad item (its own bytes; hex for binary), with the record's length and
+#: hash: the whole record is found in the feed topic at its offset
+REJECT_KEEP = 64 * 1024
+
+
+def _record_text(value: bytes, kind: str) -> str:
+    part = value[:REJECT_KEEP]
+    return part.hex() if kind == "frame" else part.decode("utf-8", "replace")
+
+
+def _reject(r: Reject, topic: str, partition: int, offset: int, value: bytes, kind: str,
+            digest: str) -> dict[str, Any]:
+    """A reject for the rejects topic: the bad event's own bytes (or, for a bad record, the record's), bounded,
+    with where the record is and its length and hash, never a copy of the whole record per bad event."""
     d = r.to_dict()
-    d.update(topic=topic, partition=partition, offset=offset)
-    d["original"] = value.hex() if kind == "frame" else value.decode("utf-8", "replace")
+    own = d.pop("raw", "") or ""
+    if r.field == "record" or not own:
+        original, whole = _record_text(value, kind), len(value)
+    else:
+        original, whole = own[:REJECT_KEEP], len(own)
+    d.update(topic=topic, partition=partition, offset=offset, original=original,
+             original_truncated=whole > REJECT_KEEP, record_bytes=len(value), record_sha256=digest)
     return d
+
+
+def _digest(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
 
 
 def _new_export() -> dict[str, Any]:
@@ -168,7 +191,7 @@ class PartitionState:
         counts = np.zeros(12, np.int64)
         run: list[Batch] = []
         # the frames of this call are decoded into one block: consecutive ones go to the engine without a copy
-        rows = sum(binary.frame_rows(v) for _, v in records) if binary.FAST else 0
+        rows = sum(binary.frame_rows(v) for _, v in records if v is not None) if binary.FAST else 0
         block = binary.FrameBlock.reused(rows) if rows else None
         spans: list[tuple[int, int] | None] = []  # block rows of each batch of ``run`` (None: not in the block)
         values: dict[int, tuple[bytes, str]] = {}
@@ -179,6 +202,13 @@ class PartitionState:
         marker: int | None = None
         for offset, value in records:
             rejects: list[Reject] = []
+            if value is None:  # a tombstone: no events, and nothing to decode (a reject, never a crash)
+                out.rejects.append({"source": f"{topic}:{partition}", "topic": topic, "partition": partition,
+                                    "offset": offset, "field": "record", "value": None,
+                                    "reason": "null value (a tombstone): a feed record must carry events",
+                                    "original": "", "record_bytes": 0})
+                values[offset] = (b"", "json")
+                continue
             kind = feed_kind(value)
             try:
                 batch = None
@@ -210,16 +240,21 @@ class PartitionState:
                 rejects.append(Reject(source=f"{topic}:{partition}", location=offset, field="record", value=None,
                                       reason=str(e), raw=value[:4096].hex(), extra={"kind": "binary"}))
             values[offset] = (value, kind)
-            for r in rejects:
-                out.rejects.append(_reject(r, topic, partition, offset, value, kind))
+            if rejects:
+                digest = _digest(value)
+                for r in rejects:
+                    out.rejects.append(_reject(r, topic, partition, offset, value, kind, digest))
         self._run(run, spans, block, topic, partition)
         if marker is not None:
             eng.advance(marker)
+        digests: dict[int, str] = {}
         for r in eng.rejects:  # late events: location = (record offset << _ROW_BITS) + row in the record
             off, r.location = r.location >> _ROW_BITS, r.location & _ROW_MASK
             r.source = f"{topic}:{partition}@{off}"
             value, kind = values[off]
-            out.rejects.append(_reject(r, topic, partition, off, value, kind))
+            if off not in digests:
+                digests[off] = _digest(value)
+            out.rejects.append(_reject(r, topic, partition, off, value, kind, digests[off]))
         eng.rejects = []
         out.counts = counts
         out.alerts = eng.drain()

@@ -148,6 +148,7 @@ class Worker:
         # records for the owner and security topics waiting for the end of the poll: (topic, partition) -> records
         self._bundles: dict[tuple[str, int], list[bytes]] = {}
         self._rewinds_in_a_row = 0
+        self._last_failure = ""  # what the last rewind was for (readiness says it)
         self._fatal: RuntimeError | None = None  # the worker gave up (raised by the loop)
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
@@ -544,6 +545,7 @@ class Worker:
         return False
 
     def _give_up_after_rewinds(self, cause: str) -> None:
+        self._last_failure = cause
         """Raise instead of rewinding once more when MAX_REWINDS rewinds came in a row without a checkpoint
         in between (a persistent error: the worker stops with it, its partitions go to the other workers
         and a restart reads them again from the last checkpoint)."""
@@ -777,6 +779,31 @@ class Worker:
     async def update_gauges(self) -> None:
         """State size, partitions and lags (every few seconds and at each scrape, not per record)."""
         self.metrics.sample(self)
+
+    def readiness(self) -> list[str]:
+        """Why this worker is not ready (empty: ready): ready only while every assigned partition is being
+        processed. Liveness (``/health``) is only that the loop runs; an orchestrator routes work and waits
+        for rollouts on this (``/ready``)."""
+        why = []
+        if not self.ready.is_set():
+            why.append("starting")
+        if self.stop.is_set():
+            why.append("stopping")
+        if self._fatal is not None:
+            why.append(str(self._fatal))
+        if self._rewinds_in_a_row >= 2:
+            why.append(f"{self._rewinds_in_a_row} rewinds in a row without a checkpoint: outputs are not delivered "
+                       f"({self._last_failure or 'see the log'})")
+        consumer = getattr(self, "consumer", None)
+        if consumer is not None:
+            try:
+                assigned = consumer.assignment()
+            except Exception:  # noqa: BLE001 - not subscribed yet
+                assigned = set()
+            missing = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp not in self.states)
+            if missing:
+                why.append(f"assigned but not processing: {', '.join(missing[:10])}")
+        return why
 
     def status(self) -> dict[str, Any]:
         parts = {}
