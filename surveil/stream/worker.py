@@ -94,7 +94,7 @@ async def _read_to_end(c: AIOKafkaConsumer, admin: AIOKafkaAdminClient, topic: s
     """Assign every partition of ``topic`` to ``c`` from its beginning and call ``on_record`` for each record
     up to the end offsets of now. Always an assignment: a consumer stopped without one hangs in stop()."""
     parts = c.partitions_for_topic(topic)
-    if not parts:  # not in the metadata the consumer got at its start (just created): ask the cluster
+    if not parts:  # a consumer just started has no topic metadata yet: ask the cluster
         parts = (await topics.partitions(admin, [topic])).get(topic) or {0}
     tps = [TopicPartition(topic, p) for p in parts]
     c.assign(tps)
@@ -162,6 +162,7 @@ class Worker:
         self._commit_task: asyncio.Future | None = None  # the offset commits under way (see checkpoint)
         self._cp_job: asyncio.Future | None = None  # a checkpoint being written in the background
         self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
+        self.admin: AIOKafkaAdminClient | None = None  # set by start
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -350,13 +351,19 @@ class Worker:
             if m.key is not None:
                 out[m.key] = value(m.value)
 
-        c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
+        kw = self.s.kafka_kwargs()
+        c = AIOKafkaConsumer(**kw, enable_auto_commit=False)
+        admin = self.admin or AIOKafkaAdminClient(**kw)  # a worker not started has no admin client of its own
         await c.start()
         try:
-            await _read_to_end(c, self.admin, topic, keep)
+            if admin is not self.admin:
+                await admin.start()
+            await _read_to_end(c, admin, topic, keep)
             return out
         finally:
             await c.stop()
+            if admin is not self.admin:
+                await admin.close()
 
     async def read_checkpoints(self) -> dict[bytes, bytes]:
         return await self._latest_per_key(self.s.checkpoint_topic)

@@ -45,8 +45,8 @@ class AlertFeed:
                 delay = min(delay * 2, 10.0)
 
     async def _partitions(self) -> list[TopicPartition]:
-        """Every partition of both topics (waits until the worker has created them; asked of the cluster, as
-        they may come after the consumer started)."""
+        """Every partition of both topics (waits until a worker has created them), asked of the cluster: a
+        consumer has no topic's metadata right after its start, nor of a topic created since."""
         names = [self.s.alerts_topic, self.s.recommendations_topic]
         admin = AIOKafkaAdminClient(**self.s.kafka_kwargs())
         try:
