@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install system-packages demo test lint bench bench-memory clean
 
-$(STAMP): pyproject.toml setup.py surveil/events/_svev.c surveil/stream/_fastio.c
+$(STAMP): pyproject.toml setup.py surveil/events/_svev.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'

@@ -23,7 +23,6 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("surveil.events._svev", ["surveil/events/_svev.c"], extra_compile_args=["-O2"]),
-                 Extension("surveil.stream._fastio", ["surveil/stream/_fastio.c"], extra_compile_args=["-O2"])],
+    ext_modules=[Extension("surveil.events._svev", ["surveil/events/_svev.c"], extra_compile_args=["-O2"])],
     cmdclass={"build_ext": OptionalBuildExt},
 )

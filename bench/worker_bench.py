@@ -26,9 +26,10 @@ not limit the figure), once with binary frames and once with JSON-array frames (
   a generic consumer of the feed would: ``orjson.loads`` of each JSON record (the "bare aiokafka
   ``getmany`` loop with ``orjson.loads`` per record" of docs/architecture.md §2), and each binary frame
   decoded to columns with ``binary.decode_frame_at`` (every string interned, into a registry of its own);
-- *worker*: a fresh ``Worker`` (fresh group, default checkpoint interval, its feed consumer receiving fetch
-  responses in place: ``SURVEIL_FETCH_IN_PLACE``, surveil/stream/kafka_read.py; the bare consumers read
-  with aiokafka's own reader) on the same topics, timed from
+- *worker*: a fresh ``Worker`` (fresh group, default checkpoint interval; its feed consumer reads with
+  aiokafka's own reader, as the bare consumers do: the in-place fetch of 2026-12-02 to 2026-12-07,
+  surveil/stream/kafka_read.py, was removed because it replaced a private aiokafka function) on the same
+  topics, timed from
   ``w.ready`` until every feed partition's state offset reached the partition's end offset (polled
   every 10 ms), and separately until the owner stage has emitted every final alert (as many as
   ``replay`` of the same file gives; the alerts topic is then checked to equal replay's alerts).

@@ -49,9 +49,6 @@ class Settings:
     web_bind: str = "127.0.0.1"
     metrics: bool = True  # SURVEIL_METRICS=on|off: Prometheus metrics on /metrics (off: for benchmarks)
     console: bool = True  # SURVEIL_CONSOLE=on|off: the live console on the web server (docs/console.md)
-    # SURVEIL_FETCH_IN_PLACE=on|off: the feed consumer receives fetch responses into their final bytes
-    # (surveil.stream.kafka_read; off: aiokafka's own reader, which copies every byte twice more)
-    fetch_in_place: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -127,8 +124,6 @@ class Settings:
             raise bad("metrics", self.metrics, "expected on or off")
         if not isinstance(self.console, bool):
             raise bad("console", self.console, "expected on or off")
-        if not isinstance(self.fetch_in_place, bool):
-            raise bad("fetch_in_place", self.fetch_in_place, "expected on or off")
         if self.rules_file and not Path(self.rules_file).is_file():
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():

@@ -56,3 +56,12 @@ async def ensure(admin: AIOKafkaAdminClient, wanted: list[TopicSpec]) -> dict[st
             return counts
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topics not ready: {[t.name for t in wanted if not counts.get(t.name)]}")
+
+
+async def partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, set[int]]:
+    """The partition ids of those of ``names`` that exist now (the others are left out). Asks for the metadata
+    of every topic: naming the topics in the request would create missing ones on a broker that creates
+    topics on first use (``auto.create.topics.enable``), with its default partitions and settings."""
+    wanted = set(names)
+    return {d["topic"]: {p["partition"] for p in d["partitions"]} for d in await admin.describe_topics()
+            if d["topic"] in wanted and not d.get("error_code") and d["partitions"]}

@@ -37,7 +37,7 @@ from surveil.engine.refdata import RefData, RefDataError
 from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
-from surveil.stream import checkpoint, kafka_read, topics
+from surveil.stream import checkpoint, topics
 from surveil.stream.envelope import pack_bundle
 from surveil.stream.owner import KeyedState
 from surveil.stream.partition import Output, PartitionState
@@ -51,6 +51,8 @@ RETRY_DEADLINE_S = 300.0
 BUNDLE_BYTES = 900_000
 #: rewinds in a row without a checkpoint in between before the worker gives up (a persistent error)
 MAX_REWINDS = 5
+#: how long declare_idle waits for a feed consumer's position (known: at once; see _position_now)
+POSITION_WAIT_S = 0.01
 
 
 async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
@@ -68,13 +70,13 @@ async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
             delay = min(delay * 2, 5.0)
 
 
-def _position_now(c: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """The consumer's position without waiting (``position()`` waits up to the request timeout while an
-    offset reset is pending, e.g. with the broker down); -1 when there is none yet."""
+async def _position_now(c: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """The consumer's position if it is known now, else -1. ``position()`` returns a known position at once,
+    but waits up to the request timeout while an offset reset is pending (e.g. with the broker down), which
+    the loop must not: it is given one moment."""
     try:
-        state = c._subscription.subscription.assignment.state_value(tp)  # noqa: SLF001 - no public non-blocking call
-        return state.position if state is not None and state.has_valid_position else -1
-    except AttributeError:
+        return await asyncio.wait_for(c.position(tp), POSITION_WAIT_S)
+    except (TimeoutError, KafkaError):  # not known now; or not assigned any more (IllegalStateError)
         return -1
 
 
@@ -90,13 +92,12 @@ async def _behind(c: AIOKafkaConsumer, tps: list[TopicPartition], end: dict) -> 
     return False
 
 
-async def _read_to_end(c: AIOKafkaConsumer, topic: str, on_record) -> None:
+async def _read_to_end(c: AIOKafkaConsumer, admin: AIOKafkaAdminClient, topic: str, on_record) -> None:
     """Assign every partition of ``topic`` to ``c`` from its beginning and call ``on_record`` for each record
     up to the end offsets of now. Always an assignment: a consumer stopped without one hangs in stop()."""
     parts = c.partitions_for_topic(topic)
-    if not parts:
-        await c._client.force_metadata_update()  # noqa: SLF001 - not subscribed (or just created): no metadata
-        parts = c.partitions_for_topic(topic) or {0}
+    if not parts:  # a consumer just started has no topic metadata yet: ask the cluster
+        parts = (await topics.partitions(admin, [topic])).get(topic) or {0}
     tps = [TopicPartition(topic, p) for p in parts]
     c.assign(tps)
     await c.seek_to_beginning(*tps)
@@ -167,7 +168,7 @@ class Worker:
         self._commit_task: asyncio.Future | None = None  # the offset commits under way (see checkpoint)
         self._cp_job: asyncio.Future | None = None  # a checkpoint being written in the background
         self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
-        self.fetch_in_place = False  # the feed consumer reads with kafka_read (set by start)
+        self.admin: AIOKafkaAdminClient | None = None  # set by start
         # partition counts of the downstream stages' topics (as configured; start() reads the real ones), and
         # the stages: stage key -> (topic, partitions)
         self.owner_partitions, self.security_partitions = settings.owner_partitions, settings.security_partitions
@@ -224,8 +225,6 @@ class Worker:
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
                                          fetch_max_bytes=64 << 20)
-        # the feed's fetch responses received into their final bytes (kafka_read; False: aiokafka's reader)
-        self.fetch_in_place = self.s.fetch_in_place and kafka_read.use_for(self.consumer)
         # the downstream stages that have rules (see surveil.engine.plan): the owner stage always runs (its
         # partitions report the owner watermark), the security stage only when some rule is keyed by security
         stages = [self.s.owner_topic] + ([self.s.security_topic] if plan().export("security") else [])
@@ -345,11 +344,14 @@ class Worker:
             try:
                 hw = self.consumer.highwater(tp)
                 polled = self.consumer.last_poll_timestamp(tp)
-                pos = _position_now(self.consumer, tp)
             except Exception:  # noqa: BLE001 - revoked meanwhile: not ours to declare
                 continue
             fresh = polled is not None and polled / 1000 >= since + wall_offset + lateness
-            if hw is None or not fresh or max(pos, st.offset + 1) < hw:
+            if hw is None or not fresh:
+                continue
+            # caught up: the state took the partition's last record, or the consumer's position is at its end
+            # (past offsets that carry no record: transaction markers, records deleted before a fresh start)
+            if st.offset + 1 < hw and await _position_now(self.consumer, tp) < hw:
                 continue
             if tp not in self._idle:
                 self.stats["idle_declared"] += 1
@@ -373,13 +375,19 @@ class Worker:
             if m.key is not None:
                 out[m.key] = value(m.value)
 
-        c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
+        kw = self.s.kafka_kwargs()
+        c = AIOKafkaConsumer(**kw, enable_auto_commit=False)
+        admin = self.admin or AIOKafkaAdminClient(**kw)  # a worker not started has no admin client of its own
         await c.start()
         try:
-            await _read_to_end(c, topic, keep)
+            if admin is not self.admin:
+                await admin.start()
+            await _read_to_end(c, admin, topic, keep)
             return out
         finally:
             await c.stop()
+            if admin is not self.admin:
+                await admin.close()
 
     async def read_checkpoints(self) -> dict[bytes, bytes]:
         return await self._latest_per_key(self.s.checkpoint_topic)
@@ -746,7 +754,8 @@ class Worker:
                                       "original": (value or b"").decode("utf-8", "replace")})
 
     async def _read_refdata_to_end(self) -> None:
-        await _read_to_end(self._ref_consumer, self.s.ref_topic, lambda m: self._apply_ref(m.key, m.value))
+        await _read_to_end(self._ref_consumer, self.admin, self.s.ref_topic,
+                           lambda m: self._apply_ref(m.key, m.value))
 
     async def _follow_refdata(self) -> None:
         while True:
@@ -814,5 +823,4 @@ class Worker:
             else:
                 parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day,
                              "idle": tp in self._idle}
-        return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy",
-                "fetch_in_place": self.fetch_in_place, **self.stats}
+        return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy", **self.stats}

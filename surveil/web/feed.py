@@ -14,8 +14,10 @@ import logging
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from surveil.stream import topics
 from surveil.stream.settings import Settings
 from surveil.web.store import Store
 
@@ -42,23 +44,27 @@ class AlertFeed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _partitions(self, c: AIOKafkaConsumer) -> list[TopicPartition]:
-        """Every partition of both topics (waits until the worker has created them)."""
-        while True:
-            await c._client.force_metadata_update()  # noqa: SLF001 - topics created after the consumer started
-            tps = []
-            for t in (self.s.alerts_topic, self.s.recommendations_topic):
-                tps += [TopicPartition(t, p) for p in sorted(c.partitions_for_topic(t) or ())]
-            if {tp.topic for tp in tps} == {self.s.alerts_topic, self.s.recommendations_topic}:
-                return tps
-            await asyncio.sleep(0.5)
+    async def _partitions(self) -> list[TopicPartition]:
+        """Every partition of both topics (waits until a worker has created them), asked of the cluster: a
+        consumer has no topic's metadata right after its start, nor of a topic created since."""
+        names = [self.s.alerts_topic, self.s.recommendations_topic]
+        admin = AIOKafkaAdminClient(**self.s.kafka_kwargs())
+        try:
+            await admin.start()
+            while True:
+                found = await topics.partitions(admin, names)
+                if len(found) == len(names):
+                    return [TopicPartition(t, p) for t in names for p in sorted(found[t])]
+                await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
 
     async def _run(self) -> None:
         c = self.consumer = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False,
                                              auto_offset_reset="earliest")
         await c.start()
         try:
-            tps = await self._partitions(c)
+            tps = await self._partitions()
             c.assign(tps)
             await c.seek_to_beginning(*tps)
             end = await c.end_offsets(tps)
