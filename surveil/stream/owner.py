@@ -96,8 +96,8 @@ class KeyedState:
     def packed(self) -> bytes:
         return checkpoint.pack(self.state())
 
-    def dumps(self) -> bytes:
-        return checkpoint.seal(self.packed())
+    def dumps(self, key: bytes = checkpoint.UNKEYED, binding: bytes = b"") -> bytes:
+        return checkpoint.seal(self.packed(), key, binding)
 
     def _merge_pending(self) -> None:
         """One batch instead of thousands of small ones (cheaper to keep, to release and to checkpoint)."""
@@ -106,12 +106,13 @@ class KeyedState:
 
     @classmethod
     def loads(cls, data: bytes, params: dict | None = None, lateness_ms: int = 2000,
-              stage: str | None = None, notes: list[str] | None = None) -> KeyedState:
+              stage: str | None = None, notes: list[str] | None = None,
+              key: bytes = checkpoint.UNKEYED, binding: bytes = b"") -> KeyedState:
         """A state from its checkpoint, under the current ``params`` (default: the defaults) and lateness."""
         from surveil.engine import load_config
         from surveil.stream.views import RecommendationBook
 
-        d = checkpoint.unseal(data, stage or ("owner", "security"))
+        d = checkpoint.unseal(data, stage or ("owner", "security"), key, binding)
         st = cls(d["source"], params or load_config(), [], lateness_ms, d["stage"])
         try:
             st.reg = registry_from_data(d["registry"])

@@ -145,19 +145,20 @@ class PartitionState:
         """The checkpoint before ``checkpoint.seal`` (taken now; the worker seals it later, in a thread)."""
         return checkpoint.pack(self.state())
 
-    def dumps(self) -> bytes:
+    def dumps(self, key: bytes = checkpoint.UNKEYED, binding: bytes = b"") -> bytes:
         """The checkpoint (see :mod:`surveil.stream.checkpoint`)."""
-        return checkpoint.seal(self.packed())
+        return checkpoint.seal(self.packed(), key, binding)
 
     @classmethod
     def loads(cls, data: bytes, refdata: RefData, params: dict | None = None, owner_partitions: int = 1,
-              security_partitions: int | None = None, notes: list[str] | None = None) -> PartitionState:
+              security_partitions: int | None = None, notes: list[str] | None = None,
+              key: bytes = checkpoint.UNKEYED, binding: bytes = b"") -> PartitionState:
         """A state from its checkpoint, under the current ``params`` (default: the defaults) and partition
         counts. What differs from the checkpoint's configuration is appended to ``notes`` (for the log)."""
         from surveil.engine import load_config
         from surveil.stream.views import RecommendationBook
 
-        d = checkpoint.unseal(data, "partition")
+        d = checkpoint.unseal(data, "partition", key, binding)
         st = cls(d["source"], params or load_config(), refdata, owner_partitions, security_partitions)
         try:
             st.reg = registry_from_data(d["registry"])

@@ -35,6 +35,7 @@ class Settings:
     security_topic: str = "surveil.security"  # the security stage's input (rows routed by venue and symbol)
     security_partitions: int = 4
     checkpoint_topic: str = "surveil.checkpoints"
+    checkpoint_key: str = ""  # SURVEIL_CHECKPOINT_KEY: HMAC key of the checkpoints, shared by a group's workers
     group_id: str = "surveil-workers"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""

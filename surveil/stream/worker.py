@@ -169,6 +169,11 @@ class Worker:
         self._cp_job: asyncio.Future | None = None  # a checkpoint being written in the background
         self._to_commit: dict[TopicPartition, int] = {}  # offsets to commit next
         self.admin: AIOKafkaAdminClient | None = None  # set by start
+        # the checkpoints' HMAC key (SURVEIL_CHECKPOINT_KEY); without one they are only checked for damage and
+        # for the partition they belong to
+        self.cp_secret = settings.checkpoint_key.encode() if settings.checkpoint_key else checkpoint.UNKEYED
+        # partitions whose checkpoint could not be used, and why (shown in /status): their state is rebuilt
+        self.rebuilt: dict[str, str] = {}
         # partition counts of the downstream stages' topics (as configured; start() reads the real ones), and
         # the stages: stage key -> (topic, partitions)
         self.owner_partitions, self.security_partitions = settings.owner_partitions, settings.security_partitions
@@ -190,6 +195,10 @@ class Worker:
             await self.close()
 
     async def start(self) -> None:
+        if not self.s.checkpoint_key:
+            log.warning("SURVEIL_CHECKPOINT_KEY is not set: checkpoints are checked for damage and for the "
+                        "partition they belong to, but anyone who can write %s can forge one (set a key shared by "
+                        "the workers of the group)", self.s.checkpoint_topic)
         if not binary.FAST:
             log.warning("the compiled frame decoder (surveil.events._svev) is not built: binary frames are decoded "
                         "with numpy, about 3x slower (reinstall with a C compiler: pip install -e .)")
@@ -460,30 +469,35 @@ class Worker:
         notes: list[str] = []
         try:
             if stage is not None:
-                st = (KeyedState.loads(blob, self.params, lateness, stage, notes) if blob
+                st = (KeyedState.loads(blob, self.params, lateness, stage, notes, self.cp_secret, self._cp_key(tp))
+                      if blob
                       else KeyedState(source, self.params, self.sources, lateness, stage))
                 st.add_sources(self.sources)
                 st.lateness_ms = lateness  # new or restored: the setting of this worker
             else:
                 st = (PartitionState.loads(blob, self.ref, self.params, self.owner_partitions,
-                                           self.security_partitions, notes) if blob
+                                           self.security_partitions, notes, self.cp_secret, self._cp_key(tp))
+                      if blob
                       else PartitionState(source, self.params, self.ref, self.owner_partitions,
                                           self.security_partitions))
         except checkpoint.CheckpointError as e:
-            log.error("%s: the checkpoint cannot be used (%s): the partition is read again from its beginning",
-                      source, e)
-            self.stats["checkpoints_unusable"] += 1
-            return None
+            return self._unusable(source, str(e))
         if blob and st.source != source:
-            log.error("%s: the checkpoint is of %s: the partition is read again from its beginning", source,
-                      st.source)
-            self.stats["checkpoints_unusable"] += 1
-            return None
+            return self._unusable(source, f"the checkpoint is of {st.source}")
         for n in notes:
             log.warning("%s: restored from its checkpoint: %s", source, n)
         if st.book is None:
             st.book = RecommendationBook()
         return st
+
+    def _unusable(self, source: str, why: str) -> None:
+        """A checkpoint that cannot be used is never trusted, executed or skipped: the partition's state is
+        rebuilt by reading its input again from the beginning (logged, counted, and shown in /status)."""
+        log.error("%s: the checkpoint cannot be used (%s): its state is rebuilt from the beginning of the "
+                  "partition", source, why)
+        self.stats["checkpoints_unusable"] += 1
+        self.rebuilt[source] = why
+        return None
 
     async def rewind(self) -> None:
         """Outputs since the last checkpoint may be lost: restore every state from its last checkpoint
@@ -583,7 +597,8 @@ class Worker:
         (and nothing written) when one of them was not delivered. The states are sealed (compressed) in a
         thread meanwhile: zlib releases the GIL, so the loop goes on with the next poll."""
         blobs, flushed = await asyncio.gather(
-            asyncio.to_thread(lambda: {tp: (checkpoint.seal(raw), offset) for tp, (raw, offset) in packed.items()}),
+            asyncio.to_thread(lambda: {tp: (checkpoint.seal(raw, self.cp_secret, self._cp_key(tp)), offset)
+                                       for tp, (raw, offset) in packed.items()}),
             retry("flush", self.producer.flush), return_exceptions=True)
         errors = [e for e in (blobs, flushed) if isinstance(e, BaseException)]
         if errors:  # both steps ran to their end; when both failed, the first error carries the second
@@ -822,5 +837,7 @@ class Worker:
                 parts[key] = {"offset": st.offset, **st.status()}
             else:
                 parts[key] = {"offset": st.offset, "progress": st.progress_sent, "day": st.engine.day,
-                             "idle": tp in self._idle}
+                              "idle": tp in self._idle}
+            if key in self.rebuilt:
+                parts[key]["rebuilt"] = self.rebuilt[key]
         return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy", **self.stats}

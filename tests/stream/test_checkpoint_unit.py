@@ -16,9 +16,12 @@ from surveil.stream.settings import Settings
 TP = TopicPartition("surveil.feed.sse", 0)
 
 
+CP_KEY = b"surveil-workers|surveil.feed.sse:0"  # the checkpoint record's key of TP (Settings' default group)
+
+
 def blob(offset):
     """A checkpoint record of a fake state at ``offset``."""
-    return checkpoint.seal(checkpoint.pack({"stage": "partition", "offset": offset}))
+    return checkpoint.seal(checkpoint.pack({"stage": "partition", "offset": offset}), checkpoint.UNKEYED, CP_KEY)
 
 
 class FakeState:
@@ -31,8 +34,8 @@ class FakeState:
         return checkpoint.pack({"stage": "partition", "offset": self.offset})
 
     @staticmethod
-    def loads(blob, *args):
-        return FakeState(checkpoint.unseal(blob)["offset"])
+    def loads(blob, *args):  # (..., key, binding) as the worker passes them
+        return FakeState(checkpoint.unseal(blob, key=args[-2], binding=args[-1])["offset"])
 
     def pending_progress(self):  # the loop asks an input partition for progress when a poll is empty
         return {}
@@ -97,7 +100,7 @@ def w(monkeypatch):
 
 
 def checkpoints(w):
-    return [checkpoint.unseal(v)["offset"] for t, _, v in w.producer.sent if t == w.s.checkpoint_topic]
+    return [checkpoint.unseal(v, binding=k)["offset"] for t, k, v in w.producer.sent if t == w.s.checkpoint_topic]
 
 
 def test_a_background_checkpoint_waits_for_its_outputs_and_takes_the_states_at_once(w):
@@ -188,7 +191,7 @@ def test_rewind_takes_up_a_failed_job(w):
 def test_when_sealing_and_flushing_both_fail_the_error_carries_both(w, monkeypatch):
     errors = []
 
-    def bad_seal(raw):
+    def bad_seal(*raw):
         raise MemoryError("sealing")
 
     async def main():
