@@ -228,7 +228,7 @@ class Worker:
         # the escalation history: every recommendation on the (compacted) recommendations topic, followed
         self._history_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
         await self._history_consumer.start()
-        await _read_to_end(self._history_consumer, self.s.recommendations_topic,
+        await _read_to_end(self._history_consumer, self.admin, self.s.recommendations_topic,
                            lambda m: self._apply_history(m.value))
         self._history_task = asyncio.create_task(self._follow_history())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
