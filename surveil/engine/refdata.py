@@ -11,6 +11,8 @@ from surveil.events.errors import Reject
 from surveil.events.schema import VENUE_CODE
 
 _TRUE = {"true", "1", "yes", "y", "t"}
+#: a member firm's id names its alert topic (hex-escaped, up to 3 characters a byte, within Kafka's 249)
+BROKER_ID_MAX_BYTES = 64
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
 
@@ -34,6 +36,9 @@ class RefData:
             if v is not None and (type(v) is not str or "\x00" in v):  # ids travel in frames as NUL-joined text
                 reason = "must be a string without NUL characters"
                 raise RefDataError(f"{name}={v!r}: {reason}", name, v, reason)
+        if broker is not None and len(broker.encode("utf-8")) > BROKER_ID_MAX_BYTES:
+            reason = f"longer than {BROKER_ID_MAX_BYTES} bytes (a member firm's id names its alert topic)"
+            raise RefDataError(f"broker={broker[:80]!r}: {reason}", "broker", broker, reason)
         if reported is not None and type(reported) is not bool:
             reason = "must be true, false or absent"
             raise RefDataError(f"reported={reported!r}: {reason}", "reported", reported, reason)

@@ -154,5 +154,14 @@ class Settings:
         return kw
 
     def broker_topic(self, broker: str) -> str:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", broker)
-        return f"{self.broker_topic_prefix}{safe}"
+        """The alert topic of a member firm: its id with every byte other than ``A-Z a-z 0-9 -`` written as
+        ``_`` and two hex digits (so ``B/1``, ``B_1`` and ``B.1`` get three topics: the mapping is injective, and
+        no two names differ only by ``.`` and ``_``, which Kafka treats as colliding). A ValueError when the name
+        would exceed Kafka's 249 characters (reference data refuses such ids first: BROKER_ID_MAX_BYTES)."""
+        safe = "".join(chr(b) if chr(b).isascii() and (chr(b).isalnum() or b == 0x2D) else f"_{b:02x}"
+                       for b in broker.encode("utf-8"))
+        name = f"{self.broker_topic_prefix}{safe}"
+        if not broker or len(name) > 249:
+            raise ValueError(f"broker={broker[:80]!r}: its alert topic would be {len(name)} characters "
+                             "(Kafka allows 249)")
+        return name

@@ -671,7 +671,13 @@ class Worker:
             self.stats[f"alerts_{a['status']}"] += 1
             self.metrics.alerts.labels(a["rule"], a["severity"], a["status"]).inc()
             for broker, view in broker_views(a).items():
-                t = self.s.broker_topic(broker)
+                try:
+                    t = self.s.broker_topic(broker)
+                except ValueError as e:  # an id inline in events that cannot name a topic: kept, never fatal
+                    self.stats["rejects"] += 1
+                    await send(self.s.rejects_topic, orjson.dumps(
+                        {"field": "broker", "reason": str(e), "alert_id": a["alert_id"]}))
+                    continue
                 await self._topics_exist([t])
                 await send(t, dumps(view), key=key)
             rec = st.book.add(a, self.params["recommendations"], self.history_of(a["subject"]))
@@ -796,7 +802,13 @@ class Worker:
         broker can subscribe before anything has happened (and the first alert waits for no topic). A failure
         is logged, not fatal: the topic is then created at the broker's first alert (see publish)."""
         try:
-            await self._topics_exist(self.s.broker_topic(b) for b in brokers)
+            names = []
+            for b in brokers:
+                try:
+                    names.append(self.s.broker_topic(b))
+                except ValueError as e:
+                    log.warning("no alert topic for a broker: %s", e)
+            await self._topics_exist(names)
         except Exception:  # noqa: BLE001
             log.exception("creating the alert topics of %d brokers", len(brokers))
 
