@@ -191,8 +191,10 @@ class SellBurst1m(Rule):
 
     @classmethod
     def broker_view(cls, view: dict, broker: str) -> None:
-        """Only the broker's accounts in the breakdowns (venue totals and the per-second chart recomputed from
-        them)."""
+        """A member firm's copy: only its accounts in the breakdowns, and every amount (the alert's value, the
+        peak window's value and trades, venue totals, share of the market, the per-second chart) recomputed
+        from them; the owner-level facts stay (raised, rule, threshold, severity, the burst's windows), and
+        the market data (market value, index levels) is public."""
         ev = view["evidence"]
         mine = [a for a in ev.get("by_account") or [] if a.get("broker") == broker]
         ev["by_account"] = mine
@@ -208,6 +210,21 @@ class SellBurst1m(Rule):
         for a in mine:
             by_venue[a["venue"]] = by_venue.get(a["venue"], 0) + a["value_fen"]
         ev["by_venue_fen"] = dict(sorted(by_venue.items()))
+        # every amount from the firm's own accounts (and public market data): what the firm sold in the
+        # owner's peak window, its trades there, its share of the market; not the owner's totals
+        own = sum(a["value_fen"] for a in mine)
+        view["value"] = own
+        if "peak_value_fen" in ev:
+            ev["peak_value_fen"] = own
+        if "trades_in_peak_window" in ev:
+            ev["trades_in_peak_window"] = sum(a["trades"] for a in mine)
+        if "share_of_market" in ev:
+            mv = ev.get("market_sell_value_fen")
+            ev["share_of_market"] = round(own / mv, 6) if mv else None
+        if "value_when_raised_fen" in ev:
+            ev["value_when_raised_fen"] = own
+        for a in ev.get("accounts") or []:
+            a["share"] = round(a["value"] / own, 6) if own else 0.0
 
     @classmethod
     def describe(cls, alert: dict) -> str | None:
