@@ -157,11 +157,11 @@ def _check_id(rec: dict[str, Any], name: str, what: str) -> None:
 
 def _check_subject(rec: dict[str, Any], what: str) -> None:
     subj = _need(rec, "subject", dict, what)
-    if "owner" in subj:
-        if not isinstance(subj["owner"], str) or not subj["owner"]:
-            raise RecordError(f"{what}: subject.owner is not a string")
-    elif not (isinstance(subj.get("venue"), str) and isinstance(subj.get("account"), str)):
-        raise RecordError(f"{what}: subject is neither {{owner}} nor {{venue, account}} (strings)")
+    if "venue" in subj or "owner" not in subj:  # an account (summary() reads venue first)
+        if not (isinstance(subj.get("venue"), str) and isinstance(subj.get("account"), str)):
+            raise RecordError(f"{what}: subject is neither {{owner}} nor {{venue, account}} (strings)")
+    elif not isinstance(subj["owner"], str) or not subj["owner"]:
+        raise RecordError(f"{what}: subject.owner is not a string")
 
 
 def _check_day(rec: dict[str, Any], what: str) -> None:
@@ -286,14 +286,16 @@ class Store:
         self.counts["alerts_read"] += 1
         try:
             check_alert(a)
-        except RecordError as e:
+            s = summary(a)  # before any change: a record is indexed whole or not at all
+        except (RecordError, KeyError, TypeError, ValueError, AttributeError) as e:
+            why = str(e) if isinstance(e, RecordError) else f"alert: cannot be summarised ({type(e).__name__})"
             aid = a.get("alert_id") if isinstance(a, dict) else None
             if isinstance(aid, str) and 0 < len(aid) <= MAX_ID_CHARS and aid not in self.alerts:
-                self.refused_ids[aid] = str(e)
+                self.refused_ids[aid] = why
                 self.refused_ids.move_to_end(aid)
                 while len(self.refused_ids) > MAX_REFUSED_IDS:
                     self.refused_ids.popitem(last=False)
-            raise self.refuse(str(e)) from None
+            raise self.refuse(why) from None
         aid = a["alert_id"]
         self.refused_ids.pop(aid, None)
         old = self.alerts.get(aid)
@@ -302,7 +304,7 @@ class Store:
             return False
         self.alerts[aid] = a
         self.alerts.move_to_end(aid)
-        s = self.summaries[aid] = summary(a)
+        self.summaries[aid] = s
         while len(self.alerts) > self.max_alerts:
             gone, _ = self.alerts.popitem(last=False)
             self.summaries.pop(gone, None)

@@ -263,7 +263,8 @@ async def _malformed(result):
     broken = []
     for change in ({"window_start": None}, {"window_end": "soon"}, {"subject": "X"}, {"status": "done"},
                    {"trading_day": "2024-02-30"}, {"evidence": [1]}, {"value": True}, {"window_start": 2**62},
-                   {"evidence": {"accounts": [{"venue": "SSE"}]}}, {"evidence": {"peak_rate": {"count": 1}}}):
+                   {"evidence": {"accounts": [{"venue": "SSE"}]}}, {"evidence": {"peak_rate": {"count": 1}}},
+                   {"subject": {"owner": "X", "venue": "SSE"}}):
         bad = {**copy.deepcopy(good), "alert_id": f"{len(broken):032x}", **change}
         broken.append(bad["alert_id"])
         feed._apply(s.alerts_topic, orjson.dumps(bad))
