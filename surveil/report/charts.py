@@ -15,6 +15,14 @@ Deterministic: the Agg backend, ``svg.hashsalt`` fixed, no date in the metadata,
 searchable, every name the chart shows (accounts, venues, indexes, subject) is also listed in a ``<desc>``
 element, for tests and screen readers. The same alert gives byte-identical SVG. Amounts are in units of
 100M yuan (1 亿; the bundled DejaVu font has no CJK glyphs, so the charts say "100M").
+
+Bounded, whatever the evidence holds (a chart is drawn on request by the live console): at most
+:data:`MOST_BARS` bars of a series (longer series are drawn in groups, each bar the highest of its group),
+:data:`MOST_ACCOUNTS` accounts drawn one by one (the others as one bar), :data:`MOST_SECONDS` seconds of a
+per-second breakdown, :data:`MOST_INDEXES` indexes of :data:`MOST_LEVELS` levels each, names of at most
+:data:`NAME_CHARS` characters; the chart's title says when it shows less than the evidence has. Names from
+the data are never markup: matplotlib's mathtext is off (``$`` is a dollar sign) and ``<desc>`` is escaped.
+Evidence that cannot be drawn (missing or mistyped fields) is a :class:`ChartError`, never another error.
 """
 
 from __future__ import annotations
@@ -42,13 +50,44 @@ VENUE_COLOURS = {
     "BSE": ["#2e7d32", "#4caf50", "#81c784", "#a5d6a7", "#c8e6c9"],
 }
 INDEX_COLOURS = ["#111111", "#7b1fa2", "#c62828", "#00838f", "#5d4037"]
+# text.parse_math off: a "$" in an account or owner id is a dollar sign, not mathtext (which could fail)
 _RC = {"svg.hashsalt": "surveil", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10,
-       "font.family": "DejaVu Sans"}
+       "font.family": "DejaVu Sans", "text.parse_math": False}
+#: bars of a series or of the qualifying seconds drawn at most (more are grouped: the highest of each group)
+MOST_BARS = 600
+#: accounts of a sell burst drawn one by one (the others are one bar, "N other accounts")
+MOST_ACCOUNTS = 12
+#: seconds of a per-second breakdown (a sell burst's peak minute, an order rate's peak context) drawn
+MOST_SECONDS = 120
+#: indexes drawn, and levels drawn of each (more are thinned evenly)
+MOST_INDEXES = len(INDEX_COLOURS)
+MOST_LEVELS = 2_000
+#: characters of a name drawn or listed in <desc> (longer names end with "…")
+NAME_CHARS = 60
+#: accounts listed in <desc> (the others are counted)
+MOST_LISTED = 100
 _LOCK = threading.Lock()  # pyplot's rc state is global
 
 
 def _hms(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, SHANGHAI).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(int(ns) // 1_000_000_000, SHANGHAI).strftime("%H:%M:%S")
+
+
+def _name(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= NAME_CHARS else s[:NAME_CHARS - 1] + "…"
+
+
+def _grouped(rows: list, most: int = MOST_BARS) -> tuple[list[tuple[int, Any, int]], int]:
+    """``rows`` of ``[t, value]`` as at most ``most`` bars ``(t of the group's first row, the group's highest
+    value, t of that highest)`` of groups of consecutive rows, and the group size (1: every row is a bar)."""
+    k = max(1, -(-len(rows) // most))
+    out = []
+    for i in range(0, len(rows), k):
+        group = [(int(t), c if type(c) is int else float(c)) for t, c in rows[i:i + k]]
+        t_max, c_max = max(group, key=lambda x: x[1])
+        out.append((group[0][0], c_max, t_max))
+    return out, k
 
 
 def _svg(fig: Figure, labels: list[str]) -> str:
@@ -73,17 +112,24 @@ def chart_svg(alert: dict[str, Any]) -> str:
     if draw is None:
         raise ChartError(f"rule={rule!r}: chart kind {cls.meta.chart!r} is not one of {', '.join(_DRAW)}")
     with _LOCK, plt.rc_context(_RC):
-        return draw(alert)
+        try:
+            return draw(alert)
+        except ChartError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as e:
+            plt.close("all")
+            raise ChartError(f"alert {alert.get('alert_id')}: evidence of rule {rule} cannot be drawn "
+                             f"({type(e).__name__}: {_name(e)})") from None
 
 
 def _subject(alert: dict[str, Any]) -> str:
     s = alert["subject"]
-    return s.get("owner") or f"{s.get('venue')}:{s.get('account')}"
+    return _name(s.get("owner") or f"{s.get('venue')}:{s.get('account')}")
 
 
 def _order_rate(alert: dict[str, Any]) -> str:
     ev = alert["evidence"]
-    thr = alert["threshold"]
+    thr = int(alert["threshold"])
     unit = "window" if ev.get("mode") == "sliding" else "second"
     rows = ev.get(f"per_{unit}")
     if not rows:  # raised: only the first qualifying second is known yet
@@ -96,8 +142,12 @@ def _order_rate(alert: dict[str, Any]) -> str:
     context = (ev.get("peak_context") or {}).get("per_second")
     if context and peak_at is not None:
         fig, (top, ax) = plt.subplots(2, 1, figsize=(7.5, 6.2), gridspec_kw={"height_ratios": [3, 2]})
-        span = int(ev["peak_context"].get("seconds", 30))
-        by_offset = {(int(t) - peak_at) // 1_000_000_000: int(c) for t, c in context}
+        span = min(int(ev["peak_context"].get("seconds", 30)), MOST_SECONDS // 2)
+        by_offset = {}
+        for t, c in context:  # only the seconds drawn are kept, however many the evidence lists
+            off = (int(t) - peak_at) // 1_000_000_000
+            if -span <= off <= span:
+                by_offset[off] = int(c)
         xs = list(range(-span, span + 1))
         ys = [by_offset.get(x, 0) for x in xs]
         top.bar(xs, ys, width=0.8, color=["#c62828" if x == 0 else "#3a78c9" for x in xs],
@@ -113,22 +163,27 @@ def _order_rate(alert: dict[str, Any]) -> str:
         labels.append(f"peak context {len(context)} seconds")
     else:
         fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    xs = list(range(len(rows)))
-    counts = [int(c) for _, c in rows]
-    colours = ["#c62828" if t == peak_at else "#3a78c9" for t, _ in rows]
-    ax.bar(xs, counts, color=colours, width=0.7, label=f"orders+cancels per {unit}")
+    bars, k = _grouped(rows)
+    xs = list(range(len(bars)))
+    counts = [c for _, c, _ in bars]
+    peak_bar = [t_max == peak_at for _, _, t_max in bars]
+    ax.bar(xs, counts, color=["#c62828" if p else "#3a78c9" for p in peak_bar], width=0.7,
+           label=f"orders+cancels per {unit}")
     ax.axhline(thr, color="#333333", linestyle="--", linewidth=1, label=f"threshold {thr:,}")
-    for x, (t, c) in zip(xs, rows):
-        if t == peak_at:
+    for x, (_, c, t), p in zip(xs, bars, peak_bar):
+        if p:
             ax.annotate(f"peak {c:,} at {_hms(t)}", (x, c), xytext=(0, 4), textcoords="offset points",
                         ha="center", color="#c62828")
             labels.append(f"peak {c} at {_hms(t)}")
-    step = max(1, len(rows) // 12)
-    ax.set_xticks(xs[::step], [_hms(t) for t, _ in rows][::step], rotation=30, ha="right")
+    step = max(1, len(bars) // 12)
+    ax.set_xticks(xs[::step], [_hms(t) for t, _, _ in bars][::step], rotation=30, ha="right")
     ax.set_ylim(0, max(counts + [thr]) * 1.25)
     ax.set_ylabel(f"messages per {unit}")
     more = " (list truncated)" if ev.get(f"per_{unit}_truncated") else ""
-    ax.set_title(f"every {unit} at or above {thr:,} in the day: {len(rows)}{more} (Asia/Shanghai)")
+    drawn = f", drawn as {len(bars):,} bars (each the highest of {k:,})" if k > 1 else ""
+    ax.set_title(f"every {unit} at or above {thr:,} in the day: {len(rows):,}{more}{drawn} (Asia/Shanghai)")
+    if k > 1:
+        labels.append(f"{len(rows)} {unit}s drawn as {len(bars)} bars")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return _svg(fig, labels)
@@ -155,67 +210,109 @@ def _daily(alert: dict[str, Any]) -> str:
     return _svg(fig, [f"subject {_subject(alert)}", f"orders {orders}", f"cancels {cancels}", f"threshold {thr}"])
 
 
+def _colour(shade: dict[str, int], venue: str) -> str:
+    cols = VENUE_COLOURS.get(venue, ["#777777"])
+    colour = cols[shade.get(venue, 0) % len(cols)]
+    shade[venue] = shade.get(venue, 0) + 1
+    return colour
+
+
 def _sell_burst(alert: dict[str, Any]) -> str:
     ev = alert["evidence"]
     fig, ax = plt.subplots(figsize=(9, 5))
     labels = [f"owner {_subject(alert)}"]
     pps = ev.get("peak_per_second")
     shade = {v: 0 for v in VENUE_COLOURS}
+    listed = 0  # accounts named in <desc>
+    others_note = ""
     if pps:  # final: per second, stacked by account
-        start, n = int(pps["start"]), int(pps["seconds"])
+        start, seconds = int(pps["start"]), int(pps["seconds"])
+        n = max(0, min(seconds, MOST_SECONDS))
         xs = list(range(n))
         bottom = [0.0] * n
-        for a in pps["accounts"]:
-            cols = VENUE_COLOURS.get(a["venue"], ["#777777"])
-            colour = cols[shade.get(a["venue"], 0) % len(cols)]
-            shade[a["venue"]] = shade.get(a["venue"], 0) + 1
-            vals = [v / 1e10 for v in a["value_fen"]]
-            total = sum(a["value_fen"]) / 100
-            name = f"{a['venue']}:{a['account']}"
-            ax.bar(xs, vals, bottom=bottom, width=0.9, color=colour, label=f"{name}: {total / 1e8:,.2f}")
+        accounts = list(pps["accounts"])
+        if len(accounts) > MOST_ACCOUNTS:  # the largest one by one, the others as one bar
+            accounts.sort(key=lambda a: -sum(int(v) for v in a["value_fen"]))
+        rest = [0] * n
+        for i, a in enumerate(accounts):
+            per_second = [int(v) for v in a["value_fen"][:n]]
+            per_second += [0] * (n - len(per_second))
+            total = sum(int(v) for v in a["value_fen"]) / 100
+            name = f"{_name(a['venue'])}:{_name(a['account'])}"
+            if listed < MOST_LISTED:
+                labels.append(f"account {name} {total:,.0f} yuan")
+                listed += 1
+            if i >= MOST_ACCOUNTS:
+                rest = [r + v for r, v in zip(rest, per_second)]
+                continue
+            vals = [v / 1e10 for v in per_second]
+            ax.bar(xs, vals, bottom=bottom, width=0.9, color=_colour(shade, a["venue"]),
+                   label=f"{name}: {total / 1e8:,.2f}")
             bottom = [b + v for b, v in zip(bottom, vals)]
-            labels.append(f"account {name} {total:,.0f} yuan")
-        ax.set_xlim(-0.5, n - 0.5)
-        ax.set_xlabel(f"seconds from {_hms(start)} (Asia/Shanghai)")
+        if len(accounts) > MOST_ACCOUNTS:
+            others = len(accounts) - MOST_ACCOUNTS
+            ax.bar(xs, [v / 1e10 for v in rest], bottom=bottom, width=0.9, color="#bdbdbd",
+                   label=f"{others:,} other accounts: {sum(rest) / 1e10:,.2f}")
+            others_note = f"\nthe {MOST_ACCOUNTS} largest of {len(accounts):,} accounts drawn one by one"
+        if len(accounts) > MOST_LISTED:
+            labels.append(f"and {len(accounts) - MOST_LISTED} more accounts")
+        ax.set_xlim(-0.5, max(n, 1) - 0.5)
+        cut = f", the first {n} of {seconds} s drawn" if n < seconds else ""
+        ax.set_xlabel(f"seconds from {_hms(start)} (Asia/Shanghai){cut}")
         ax.set_ylabel("sell value per second, 100M yuan")
         t0 = start
     else:  # raised: the breakdown by account of the first qualifying window
         accounts = ev.get("by_account") or []
         if not accounts:
             raise ChartError(f"alert {alert.get('alert_id')}: evidence has no by_account")
-        xs = list(range(len(accounts)))
-        for i, a in enumerate(accounts):
-            cols = VENUE_COLOURS.get(a["venue"], ["#777777"])
-            colour = cols[shade.get(a["venue"], 0) % len(cols)]
-            shade[a["venue"]] = shade.get(a["venue"], 0) + 1
-            ax.bar([i], [a["value_fen"] / 1e10], color=colour, label=f"{a['venue']}:{a['account']}")
-            labels.append(f"account {a['venue']}:{a['account']} {a['value_fen'] / 100:,.0f} yuan")
-        ax.set_xticks(xs, [f"{a['venue']}:{a['account']}" for a in accounts], rotation=20, ha="right")
+        if len(accounts) > MOST_ACCOUNTS:  # the largest one by one, the others as one bar
+            accounts = sorted(accounts, key=lambda a: -int(a["value_fen"]))
+        drawn = accounts[:MOST_ACCOUNTS]
+        names = [f"{_name(a['venue'])}:{_name(a['account'])}" for a in drawn]
+        for i, (a, name) in enumerate(zip(drawn, names)):
+            ax.bar([i], [int(a["value_fen"]) / 1e10], color=_colour(shade, a["venue"]), label=name)
+        for a in accounts[:MOST_LISTED]:
+            labels.append(f"account {_name(a['venue'])}:{_name(a['account'])} {int(a['value_fen']) / 100:,.0f} yuan")
+        if len(accounts) > MOST_LISTED:
+            labels.append(f"and {len(accounts) - MOST_LISTED} more accounts")
+        if len(accounts) > MOST_ACCOUNTS:
+            rest = sum(int(a["value_fen"]) for a in accounts[MOST_ACCOUNTS:])
+            others = len(accounts) - MOST_ACCOUNTS
+            ax.bar([len(drawn)], [rest / 1e10], color="#bdbdbd", label=f"{others:,} other accounts")
+            names.append(f"{others:,} other accounts")
+            others_note = f"\nthe {MOST_ACCOUNTS} largest of {len(accounts):,} accounts drawn one by one"
+        ax.set_xticks(list(range(len(names))), names, rotation=20, ha="right")
         ax.set_ylabel("sell value in the window, 100M yuan")
         t0 = None
-    for v, x in (ev.get("by_venue_fen") or {}).items():
-        labels.append(f"venue {v} {x / 100:,.0f} yuan")
+    for v, x in list((ev.get("by_venue_fen") or {}).items())[:len(VENUE_COLOURS) + 2]:
+        labels.append(f"venue {_name(v)} {x / 100:,.0f} yuan")
     handles, names = ax.get_legend_handles_labels()
     idx = ev.get("indexes") or []
     if idx and t0 is not None:
         ax2 = ax.twinx()
-        for i, ix in enumerate(idx):
-            pts = [(int(t), float(x)) for t, x in ix.get("levels") or []]
+        for i, ix in enumerate(idx[:MOST_INDEXES]):
+            levels = ix.get("levels") or []
+            step = max(1, -(-len(levels) // MOST_LEVELS))  # thinned evenly, the last level kept
+            pts = [(int(t), float(x)) for t, x in levels[::step]]
+            if levels and (len(levels) - 1) % step:
+                pts.append((int(levels[-1][0]), float(levels[-1][1])))
             if not pts:
                 continue
             base = float(ix["level_at_start"])
             xs_i = [(t - t0) / 1e9 - 0.5 for t, _ in pts]
             ys_i = [(x - base) * 100 / base for _, x in pts]
             ax2.step(xs_i, ys_i, where="post", color=INDEX_COLOURS[i % len(INDEX_COLOURS)], linewidth=1.4,
-                     label=f"index {ix['index']} {base:,.2f} → {float(ix['level_at_end']):,.2f}")
-            labels.append(f"index {ix['index']} {base} to {ix['level_at_end']} (max drop {ix.get('max_drop_pct')}%)")
+                     label=f"index {_name(ix['index'])} {base:,.2f} → {float(ix['level_at_end']):,.2f}")
+            labels.append(f"index {_name(ix['index'])} {base} to {ix['level_at_end']} "
+                          f"(max drop {ix.get('max_drop_pct')}%)")
         ax2.set_ylabel("index change from burst start, %")
         ax2.axhline(0, color="#999999", linewidth=0.6)
         h2, n2 = ax2.get_legend_handles_labels()
         handles, names = handles + h2, names + n2
-    by_venue = ", ".join(f"{v} {x / 1e10:,.2f}" for v, x in (ev.get("by_venue_fen") or {}).items())
+    by_venue = ", ".join(f"{_name(v)} {x / 1e10:,.2f}"
+                         for v, x in list((ev.get("by_venue_fen") or {}).items())[:len(VENUE_COLOURS) + 2])
     ax.set_title(f"{_subject(alert)}: {alert['value'] / 1e10:,.2f} x100M yuan sold in {ev.get('window_seconds', 60)} s "
-                 f"(threshold {alert['threshold'] / 1e10:,.0f}); by venue: {by_venue}")
+                 f"(threshold {alert['threshold'] / 1e10:,.0f}); by venue: {by_venue}{others_note}")
     fig.legend(handles, names, loc="lower center", fontsize=7, ncol=3, frameon=False)
     rows = (len(names) + 2) // 3
     fig.subplots_adjust(left=0.08, right=0.9, top=0.92, bottom=0.16 + 0.045 * rows)
@@ -232,17 +329,23 @@ def _series(alert: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(9, 4))
     pts = ser["points"]
     step = int(ser.get("step_ns") or 1_000_000_000)
-    xs = [_hms(int(t)) for t, _ in pts]
-    ax.bar(range(len(pts)), [v for _, v in pts], color="#3a78c9", label=f"{alert['rule']} ({ser.get('unit')})")
+    bars, k = _grouped(pts)
+    rule = _name(alert["rule"])
+    ax.bar(range(len(bars)), [v for _, v, _ in bars], color="#3a78c9", label=f"{rule} ({_name(ser.get('unit'))})")
     if ser.get("unit") == alert.get("unit"):
         ax.axhline(alert["threshold"], color="#c62828", linestyle="--", linewidth=1,
                    label=f"threshold {alert['threshold']:,}")
-    ax.set_xticks(range(len(pts)), xs, rotation=90, fontsize=6)
-    ax.set_ylabel(f"{ser.get('unit')} per {step / 1e9:g} s")
-    ax.set_title(f"{alert['rule']}: {_subject(alert)}")
+    every = max(1, -(-len(bars) // 120))  # at most 120 tick labels
+    ax.set_xticks(range(0, len(bars), every), [_hms(t) for t, _, _ in bars[::every]], rotation=90, fontsize=6)
+    ax.set_ylabel(f"{_name(ser.get('unit'))} per {step * k / 1e9:g} s" + (" (the highest of each)" if k > 1 else ""))
+    drawn = f"\n{len(pts):,} points drawn as {len(bars):,} bars, each the highest of {k:,}" if k > 1 else ""
+    ax.set_title(f"{rule}: {_subject(alert)}{drawn}")
     ax.legend(loc="upper right", fontsize=7, frameon=False)
     fig.tight_layout()
-    return _svg(fig, [f"subject {_subject(alert)}", f"rule {alert['rule']}", f"threshold {alert['threshold']}"])
+    labels = [f"subject {_subject(alert)}", f"rule {rule}", f"threshold {alert['threshold']}"]
+    if k > 1:
+        labels.append(f"{len(pts)} points drawn as {len(bars)} bars")
+    return _svg(fig, labels)
 
 
 #: chart kinds (``RuleMeta.chart``): a rule names the kind its evidence is drawn as

@@ -8,26 +8,42 @@ Templates ship in the package (``surveil/report/templates``); the pages use no e
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from surveil.report.charts import ChartError, chart_svg
 from surveil.report.exceptions import ReportError  # noqa: F401 - importable from here too
+from surveil.report.text import evidence_text, ns_text
+
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("surveil.report", "templates"), autoescape=select_autoescape(),
+    # every template is autoescaped, whatever its name (select_autoescape() matched only *.html, not the
+    # *.html.j2 templates). Nothing is marked safe: no |safe, no Markup; the charts are separate files.
+    env = Environment(loader=PackageLoader("surveil.report", "templates"), autoescape=True,
                       keep_trailing_newline=True)
     env.filters["subject"] = subject_text
     env.filters["num"] = lambda v: f"{v:,.0f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else v
     # an alert's value or threshold in its unit: amounts are integer fen, shown in yuan
     env.filters["amount"] = lambda v, unit: f"{v / 100:,.2f} yuan" if unit == "fen" else env.filters["num"](v)
+    env.filters["page"] = page_name
+    env.filters["when"] = lambda ns: ns_text(ns) if type(ns) is int else ""
     return env
+
+
+def page_name(alert_id: str) -> str:
+    """The file name (without extension) of an alert's page and chart: the id when it is a plain name (the
+    engine's ids are hex digests), else a digest of it, so that no id can name a path outside the report."""
+    aid = str(alert_id)
+    return aid if _SAFE_NAME.fullmatch(aid) else "id-" + hashlib.sha256(aid.encode()).hexdigest()[:32]
 
 
 def subject_text(subject: dict[str, Any]) -> str:
@@ -35,20 +51,11 @@ def subject_text(subject: dict[str, Any]) -> str:
 
 
 def evidence_rows(ev: dict[str, Any]) -> tuple[list[tuple[str, str]], list[dict], list[dict]]:
-    """The evidence as (scalar rows, by_account rows, index rows); long series are summarised."""
-    rows = []
-    for k in sorted(ev):
-        v = ev[k]
-        if k in ("by_account", "indexes", "peak_per_second", "per_second", "per_window"):
-            continue
-        if isinstance(v, (dict, list)):
-            v = orjson.dumps(v).decode()
-        rows.append((k, "" if v is None else str(v)))
-    for k in ("per_second", "per_window"):
-        if ev.get(k):
-            rows.append((k, ", ".join(f"{c}" for _, c in ev[k][:50]) + (" …" if len(ev[k]) > 50 else "")))
-    indexes = [{k: v for k, v in ix.items() if k != "levels"} for ix in ev.get("indexes") or []]
-    return rows, list(ev.get("by_account") or []), indexes
+    """The evidence as (text rows, by_account rows, index rows): the rows are those of the console
+    (:func:`surveil.report.text.evidence_text`: times in Asia/Shanghai, long lists shortened)."""
+    indexes = [{k: v for k, v in ix.items() if k != "levels"} for ix in ev.get("indexes") or []
+               if isinstance(ix, dict)]
+    return evidence_text(ev), [x for x in ev.get("by_account") or [] if isinstance(x, dict)], indexes
 
 
 def check_dir(path: str | os.PathLike) -> Path:
@@ -81,18 +88,18 @@ def write_report(out_dir: str | os.PathLike, alerts: list[dict[str, Any]], recom
         (d / "charts").mkdir(exist_ok=True)
         page = env.get_template("alert.html.j2")
         for a in alerts:
-            aid = a["alert_id"]
+            name = page_name(a["alert_id"])
             try:
                 svg = chart_svg(a)
-                (d / "charts" / f"{aid}.svg").write_text(svg, encoding="utf-8")
+                (d / "charts" / f"{name}.svg").write_text(svg, encoding="utf-8")
                 chart_error = None
             except ChartError as e:
                 chart_error = str(e)
             rows, accounts, indexes = evidence_rows(a["evidence"])
-            (d / "alerts" / f"{aid}.html").write_text(page.render(
+            raw = orjson.dumps(a, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+            (d / "alerts" / f"{name}.html").write_text(page.render(
                 a=a, rows=rows, accounts=accounts, indexes=indexes, chart_error=chart_error,
-                recos=recos_of.get(aid, []), raw=orjson.dumps(a, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-                .decode()), encoding="utf-8")
+                recos=recos_of.get(a["alert_id"], []), raw=raw), encoding="utf-8")
         index = d / "index.html"
         index.write_text(env.get_template("index.html.j2").render(
             alerts=alerts, recommendations=recommendations, by_rule=sorted(by_rule.items()),

@@ -2,13 +2,21 @@
 
 Every endpoint is documented in ``docs/console.md``. A bad parameter is a ``400`` whose JSON body names the
 parameter and the value (``{"error": "venue='NYSE': unknown venue; expected one of SSE, SZSE, BSE"}``); an
-unknown id is a ``404``.
+unknown id is a ``404``; an alert that cannot be drawn a ``422``. Every input is bounded (ids, list
+parameters, ``limit``, an owner's accounts, what a chart draws) and the store indexes only records it can
+show, so no request fails on a record; an unexpected error is still a JSON body (``500``, logged).
+
+Nanosecond timestamps are int64, which a browser's JSON numbers cannot hold: each is also sent as text made
+here (``display`` of an alert, ``window_start_ns`` of a summary, ``at_text`` of a peak second), and the page
+shows only those (see :mod:`surveil.report.text`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -16,14 +24,31 @@ import orjson
 from aiohttp import web
 
 from surveil.events.schema import VENUES
+from surveil.report.text import evidence_text, ns_text
 from surveil.web.activity import account_activity
-from surveil.web.store import RULE_IDS, SEVERITIES, STATUSES, FilterError, Filters, Store, parse_limit
+from surveil.web.store import (
+    MAX_ID_CHARS,
+    MAX_VALUES,
+    RULE_IDS,
+    SEVERITIES,
+    STATUSES,
+    FilterError,
+    Filters,
+    Store,
+    parse_id,
+    parse_limit,
+)
 
 log = logging.getLogger("surveil.console")
 #: a comment line is sent on an idle event stream this often, so proxies keep it open
 KEEPALIVE_S = 15.0
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 _CHART_CACHE_SIZE = 256
+#: alerts of an account or owner page (newest first), and accounts of an owner page
+PAGE_ALERTS = 5_000
+OWNER_ACCOUNTS = 1_000
+#: limit of the lists: default and most
+LIMIT_DEFAULT, LIMIT_MOST = 500, 5_000
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -32,6 +57,27 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """A bad parameter (FilterError) is a 400; any other error a logged 500 with a JSON body (never HTML)."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except FilterError as e:
+            return _error(400, str(e))
+        except web.HTTPException:
+            raise
+        except Exception as e:  # noqa: BLE001 - the console must not take the worker's web server down
+            log.exception("console: %s %s failed", request.method, request.path_qs[:200])
+            return _error(500, f"internal error ({type(e).__name__}); see the worker's log")
+
+    return run
 
 
 class Console:
@@ -50,14 +96,14 @@ class Console:
             web.get("/console", self.page),
             web.get("/console/", self.page),
             web.get("/console/static/{name}", self.static),
-            web.get("/api/meta", self.meta),
-            web.get("/api/alerts", self.alerts),
-            web.get("/api/alerts/{alert_id}", self.alert),
-            web.get("/api/alerts/{alert_id}/chart.svg", self.chart),
-            web.get("/api/recommendations", self.recommendations),
-            web.get("/api/accounts/{venue}/{account}", self.account),
-            web.get("/api/owners/{owner}", self.owner),
-            web.get("/api/events", self.events),
+            web.get("/api/meta", _guarded(self.meta)),
+            web.get("/api/alerts", _guarded(self.alerts)),
+            web.get("/api/alerts/{alert_id}", _guarded(self.alert)),
+            web.get("/api/alerts/{alert_id}/chart.svg", _guarded(self.chart)),
+            web.get("/api/recommendations", _guarded(self.recommendations)),
+            web.get("/api/accounts/{venue}/{account}", _guarded(self.account)),
+            web.get("/api/owners/{owner}", _guarded(self.owner)),
+            web.get("/api/events", self.events),  # a stream: its errors cannot become a response once it started
         ]
 
     # -- pages ------------------------------------------------------------------------------------
@@ -78,32 +124,43 @@ class Console:
         s = self.store
         return _json({"rules": list(RULE_IDS), "venues": list(VENUES), "severities": list(SEVERITIES),
                       "statuses": list(STATUSES), "alerts": len(s.alerts), "recommendations": len(s.recos),
-                      "caught_up": s.caught_up, "seq": s.seq, "counts": s.counts,
-                      "live_subscribers": len(s.subscribers)})
+                      "caught_up": s.caught_up, "seq": s.seq, "counts": s.counts, "refused": dict(s.refused),
+                      "live_subscribers": len(s.subscribers),
+                      "limits": {"limit": LIMIT_MOST, "limit_default": LIMIT_DEFAULT, "id_chars": MAX_ID_CHARS,
+                                 "list_values": MAX_VALUES, "page_alerts": PAGE_ALERTS,
+                                 "owner_accounts": OWNER_ACCOUNTS}})
 
     async def alerts(self, request: web.Request) -> web.Response:
-        try:
-            f = Filters.parse(request.query)
-            limit = parse_limit(request.query)
-        except FilterError as e:
-            return _error(400, str(e))
+        f = Filters.parse(request.query)
+        limit = parse_limit(request.query, LIMIT_DEFAULT, LIMIT_MOST)
         rows, total = self.store.list(f, limit)
         return _json({"alerts": rows, "total": total, "seq": self.store.seq, "caught_up": self.store.caught_up})
 
-    def _get(self, request: web.Request) -> dict[str, Any] | None:
-        return self.store.alerts.get(request.match_info["alert_id"])
+    def _get(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The alert, else the error: 422 when its record was refused (with the reason), else 404."""
+        aid = parse_id("alert_id", request.match_info["alert_id"])
+        a = self.store.alerts.get(aid)
+        if a is not None:
+            return a
+        why = self.store.refused_ids.get(aid)
+        if why is not None:
+            return _error(422, f"alert_id={aid!r}: its record on the alerts topic was refused ({why})")
+        return _error(404, f"alert_id={aid!r}: no such alert")
 
     async def alert(self, request: web.Request) -> web.Response:
         a = self._get(request)
-        if a is None:
-            return _error(404, f"alert_id={request.match_info['alert_id']!r}: no such alert")
-        return _json({"alert": a, "summary": self.store.summaries[a["alert_id"]],
+        if isinstance(a, web.Response):
+            return a
+        # the ns timestamps as text (Asia/Shanghai): the page shows these, never the int64 as a JS number
+        display = {"window_start": ns_text(a["window_start"]), "window_end": ns_text(a["window_end"]),
+                   "evidence": evidence_text(a.get("evidence") or {})}
+        return _json({"alert": a, "summary": self.store.summaries[a["alert_id"]], "display": display,
                       "recommendations": self.store.recommendations_for(alert_id=a["alert_id"])})
 
     async def chart(self, request: web.Request) -> web.Response:
         a = self._get(request)
-        if a is None:
-            return _error(404, f"alert_id={request.match_info['alert_id']!r}: no such alert")
+        if isinstance(a, web.Response):
+            return a
         key = (a["alert_id"], a["status"])
         svg = self._charts.get(key)
         if svg is None:
@@ -121,20 +178,17 @@ class Console:
         return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
 
     async def recommendations(self, request: web.Request) -> web.Response:
-        try:
-            f = Filters.parse(request.query, ("venue", "owner", "account", "day", "limit"))
-            limit = parse_limit(request.query)
-        except FilterError as e:
-            return _error(400, str(e))
+        f = Filters.parse(request.query, ("venue", "owner", "account", "day", "limit"))
+        limit = parse_limit(request.query, LIMIT_DEFAULT, LIMIT_MOST)
         rows, total = self.store.recommendations(f, limit)
         return _json({"recommendations": rows, "total": total})
 
     async def account(self, request: web.Request) -> web.Response:
-        venue, account = request.match_info["venue"], request.match_info["account"]
+        venue, account = request.match_info["venue"], parse_id("account", request.match_info["account"])
         if venue not in VENUES:
             return _error(400, f"venue={venue!r}: unknown venue; expected one of {', '.join(VENUES)}")
         name = f"{venue}:{account}"
-        alerts, _ = self.store.list(Filters(account=name), 5_000)
+        alerts, _ = self.store.list(Filters(account=name), PAGE_ALERTS)
         activity = account_activity(self.worker, venue, account) if self.worker is not None else None
         peak = self._peak(alerts)
         ref = None
@@ -150,15 +204,16 @@ class Console:
         """The peak message rate (``evidence.peak_rate``, given by the rules that measure one) of the latest
         such alert among an account's alerts (newest first)."""
         for s in alerts:
-            peak = self.store.alerts[s["alert_id"]]["evidence"].get("peak_rate")
-            if peak is not None and "venue" in self.store.alerts[s["alert_id"]]["subject"]:
+            a = self.store.alerts[s["alert_id"]]
+            peak = (a.get("evidence") or {}).get("peak_rate")
+            if peak is not None and "venue" in a["subject"]:
                 return {"count": peak["count"], "at": peak["at"], "at_iso": peak["at_iso"],
-                        "trading_day": s["trading_day"], "status": s["status"]}
+                        "at_text": ns_text(peak["at"]), "trading_day": s["trading_day"], "status": s["status"]}
         return None
 
     async def owner(self, request: web.Request) -> web.Response:
-        owner = request.match_info["owner"]
-        alerts, _ = self.store.list(Filters(owner=owner), 5_000)
+        owner = parse_id("owner", request.match_info["owner"])
+        alerts, _ = self.store.list(Filters(owner=owner), PAGE_ALERTS)
         accounts: dict[str, dict[str, Any]] = {}
         if self.worker is not None:
             for (v, acct), r in list(self.worker.ref.accounts.items()):
@@ -168,14 +223,23 @@ class Console:
             for name in s["accounts"]:
                 v, acct = name.split(":", 1)
                 accounts.setdefault(name, {"venue": v, "account": acct, "broker": None})
+        names = sorted(accounts)[:OWNER_ACCOUNTS]
+        # each account's alerts in one pass over the store (not one pass per account), newest first
+        of_account: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for s in self.store.summaries.values():
+            for name in s["accounts"]:
+                if name in of_account:
+                    of_account[name].append(s)
         rows = []
-        for name in sorted(accounts):
+        for name in names:
             x = accounts[name]
             if self.worker is not None:
                 x = {**x, "activity": account_activity(self.worker, x["venue"], x["account"])}
-            x["peak_second"] = self._peak(self.store.list(Filters(account=name), 5_000)[0])
+            mine = sorted(of_account[name], key=lambda s: (s["window_start"], s["rule"], s["subject_text"]),
+                          reverse=True)
+            x["peak_second"] = self._peak(mine)
             rows.append(x)
-        return _json({"owner": owner, "accounts": rows, "alerts": alerts,
+        return _json({"owner": owner, "accounts": rows, "accounts_total": len(accounts), "alerts": alerts,
                       "recommendations": self.store.recommendations_for(owner=owner)})
 
     async def events(self, request: web.Request) -> web.StreamResponse:

@@ -4,19 +4,25 @@ Fed by :class:`~surveil.web.feed.AlertFeed` (the alert and recommendation topics
 beginning). An alert id's latest state replaces the earlier one, except that a ``raised`` state never
 replaces a ``final`` one (a worker re-processing from a checkpoint may publish ``raised`` again before the
 same ``final``). Pure: no I/O, so the API handlers and the filters are tested without a broker.
+
+A record is checked before it is indexed (:func:`check_alert`, :func:`check_recommendation`): one that lacks
+a field the console uses, or has it of the wrong type, is refused and counted by reason (``refused``, in
+``/api/meta``), so every stored record can be shown and no request fails on one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import datetime as _dt
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from surveil.events.schema import VENUES, ns_to_iso
+from surveil.events.schema import TS_MAX, TS_MIN, VENUES, ns_to_iso
 from surveil.rules import all_rules
-from surveil.web.exceptions import FilterError  # noqa: F401 - importable from here too
+from surveil.web.exceptions import FilterError, RecordError
 
 RULE_IDS = tuple(cls.meta.id for cls in all_rules())
 SEVERITIES = ("medium", "high", "critical")
@@ -26,6 +32,31 @@ MAX_ALERTS = 50_000
 MAX_RECOMMENDATIONS = 50_000
 #: a live subscriber that falls this far behind is disconnected (it reconnects and reloads the list)
 QUEUE_SIZE = 1_000
+#: characters of an id (alert, recommendation, account, owner, broker) in a path or a query parameter
+MAX_ID_CHARS = 256
+#: ids of refused alert records remembered (the API says why such an id has no alert)
+MAX_REFUSED_IDS = 1_000
+#: the most values of a list parameter (rule=a,b,c ...)
+MAX_VALUES = 100
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_day(name: str, raw: str) -> str:
+    """``raw`` if it is a real calendar date written YYYY-MM-DD, else a FilterError naming ``name``."""
+    if not _DAY.fullmatch(raw):
+        raise FilterError(f"{name}={raw!r}: expected YYYY-MM-DD")
+    try:
+        _dt.date.fromisoformat(raw)
+    except ValueError as e:
+        raise FilterError(f"{name}={raw!r}: not a calendar date ({e})") from None
+    return raw
+
+
+def parse_id(name: str, raw: str) -> str:
+    """An id from a path or a query: at most :data:`MAX_ID_CHARS` characters."""
+    if len(raw) > MAX_ID_CHARS:
+        raise FilterError(f"{name}={raw[:40]!r}…: {len(raw):,} characters; at most {MAX_ID_CHARS}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -51,18 +82,24 @@ class Filters:
         def many(name: str, choices: tuple[str, ...] | None) -> frozenset[str]:
             raw = query.get(name, "")
             vals = frozenset(v.strip() for v in raw.split(",") if v.strip())
-            if choices is not None:
-                for v in sorted(vals):
-                    if v not in choices:
-                        raise FilterError(f"{name}={v!r}: unknown {name}; expected one of {', '.join(choices)}")
+            if len(vals) > MAX_VALUES:
+                raise FilterError(f"{name}={raw[:40]!r}…: {len(vals)} values; at most {MAX_VALUES}")
+            for v in sorted(vals):
+                if choices is not None and v not in choices:
+                    raise FilterError(f"{name}={v!r}: unknown {name}; expected one of {', '.join(choices)}")
+                parse_id(name, v)
             return vals
 
+        def one(name: str) -> str | None:
+            raw = query.get(name) or None
+            return None if raw is None else parse_id(name, raw)
+
         day = query.get("day") or None
-        if day is not None and not (len(day) == 10 and day[4] == day[7] == "-" and day.replace("-", "").isdigit()):
-            raise FilterError(f"day={day!r}: expected YYYY-MM-DD")
+        if day is not None:
+            parse_day("day", day)
         return cls(rule=many("rule", RULE_IDS), venue=many("venue", VENUES), broker=many("broker", None),
                    severity=many("severity", SEVERITIES), status=many("status", STATUSES),
-                   owner=query.get("owner") or None, account=query.get("account") or None, day=day)
+                   owner=one("owner"), account=one("account"), day=day)
 
     def match(self, s: dict[str, Any]) -> bool:
         """``s`` is an alert summary (:func:`summary`)."""
@@ -100,6 +137,102 @@ def subject_text(subject: dict[str, Any]) -> str:
     return subject.get("owner") or f"{subject.get('venue')}:{subject.get('account')}"
 
 
+def _need(rec: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if name not in rec:
+        raise RecordError(f"{what}: no {name}")
+    v = rec[name]
+    if isinstance(v, bool) or not isinstance(v, kind):
+        raise RecordError(f"{what}: {name} is not {_TYPE_NAMES.get(kind, kind)}")
+    return v
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list", (int, float): "a number"}
+
+
+def _check_id(rec: dict[str, Any], name: str, what: str) -> None:
+    v = _need(rec, name, str, what)
+    if not v or len(v) > MAX_ID_CHARS:
+        raise RecordError(f"{what}: {name} is empty or longer than {MAX_ID_CHARS} characters")
+
+
+def _check_subject(rec: dict[str, Any], what: str) -> None:
+    subj = _need(rec, "subject", dict, what)
+    if "venue" in subj or "owner" not in subj:  # an account (summary() reads venue first)
+        if not (isinstance(subj.get("venue"), str) and isinstance(subj.get("account"), str)):
+            raise RecordError(f"{what}: subject is neither {{owner}} nor {{venue, account}} (strings)")
+    elif not isinstance(subj["owner"], str) or not subj["owner"]:
+        raise RecordError(f"{what}: subject.owner is not a string")
+
+
+def _check_day(rec: dict[str, Any], what: str) -> None:
+    try:
+        parse_day("trading_day", _need(rec, "trading_day", str, what))
+    except FilterError:
+        raise RecordError(f"{what}: trading_day is not a date (YYYY-MM-DD)") from None
+
+
+def _check_ts(v: Any, name: str, what: str) -> None:
+    if type(v) is not int or not TS_MIN <= v <= TS_MAX:
+        raise RecordError(f"{what}: {name} is not a timestamp (integer ns, 1990-12-19 .. 2100-01-01)")
+
+
+def check_alert(a: Any) -> None:
+    """Raise :class:`RecordError` (the reason names the field, never the value) unless ``a`` has every field
+    the console uses, of the right type (docs/console.md)."""
+    what = "alert"
+    if not isinstance(a, dict) or a.get("kind") != "alert":
+        raise RecordError("not an alert (kind is not 'alert')")
+    _check_id(a, "alert_id", what)
+    _check_id(a, "rule", what)
+    _check_subject(a, what)
+    _check_day(a, what)
+    for name in ("window_start", "window_end"):
+        _check_ts(_need(a, name, int, what), name, what)
+    for name in ("value", "threshold"):
+        _need(a, name, (int, float), what)
+    _check_id(a, "severity", what)
+    if _need(a, "status", str, what) not in STATUSES:
+        raise RecordError(f"{what}: status is not one of {', '.join(STATUSES)}")
+    if not isinstance(a.get("unit", ""), str):
+        raise RecordError(f"{what}: unit is not a string")
+    ev = a.get("evidence")
+    if ev is None:
+        return
+    if not isinstance(ev, dict):
+        raise RecordError(f"{what}: evidence is not an object")
+    if "at" in ev:
+        _check_ts(ev["at"], "evidence.at", what)
+    rows = ev.get("accounts") or []
+    if not isinstance(rows, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("venue"), str) and isinstance(x.get("account"), str)
+            and isinstance(x.get("broker"), (str, type(None))) and isinstance(x.get("owner"), (str, type(None)))
+            for x in rows):
+        raise RecordError(f"{what}: evidence.accounts is not a list of {{venue, account, broker, owner}}")
+    peak = ev.get("peak_rate")
+    if peak is not None:
+        if not (isinstance(peak, dict) and type(peak.get("count")) is int and isinstance(peak.get("at_iso"), str)):
+            raise RecordError(f"{what}: evidence.peak_rate is not {{count, at, at_iso}}")
+        _check_ts(peak.get("at"), "evidence.peak_rate.at", what)
+
+
+def check_recommendation(r: Any) -> None:
+    """Raise :class:`RecordError` unless ``r`` has every field the console uses, of the right type."""
+    what = "recommendation"
+    if not isinstance(r, dict) or r.get("kind") != "recommendation":
+        raise RecordError("not a recommendation (kind is not 'recommendation')")
+    _check_id(r, "recommendation_id", what)
+    _check_subject(r, what)
+    _check_day(r, what)
+    _check_id(r, "measure", what)
+    reasons = r.get("reasons") or []
+    if not isinstance(reasons, list) or not all(isinstance(x, str) for x in reasons):
+        raise RecordError(f"{what}: reasons is not a list of alert ids")
+    if r.get("duration_days") is not None and type(r["duration_days"]) is not int:
+        raise RecordError(f"{what}: duration_days is not an integer")
+    if not isinstance(r.get("rationale", ""), str):
+        raise RecordError(f"{what}: rationale is not a string")
+
+
 def summary(a: dict[str, Any]) -> dict[str, Any]:
     """What the alert list shows and filters on: the common part of the evidence (``accounts``, ``at``), the
     same for every rule."""
@@ -117,7 +250,8 @@ def summary(a: dict[str, Any]) -> dict[str, Any]:
     brokers = sorted({x["broker"] for x in rows if x.get("broker")})
     start = ns_to_iso(ev.get("at", a["window_start"]))
     return {"alert_id": a["alert_id"], "rule": a["rule"], "subject": subj, "subject_text": subject_text(subj),
-            "trading_day": a["trading_day"], "window_start": a["window_start"], "time": start[11:23],
+            "trading_day": a["trading_day"], "window_start": a["window_start"],
+            "window_start_ns": str(a["window_start"]), "time": start[11:23],
             "value": a["value"], "threshold": a["threshold"], "unit": a.get("unit", "messages"),
             "severity": a["severity"], "status": a["status"],
             "venues": venues, "brokers": brokers, "accounts": accounts, "owner": owner}
@@ -133,20 +267,44 @@ class Store:
         self.seq = 0  # number of changes applied
         self.counts = {"alerts_read": 0, "recommendations_read": 0, "bad_records": 0, "stale_raised": 0,
                        "dropped_subscribers": 0}
+        #: records refused, by reason (the reasons name fields, never values: a bounded set)
+        self.refused: Counter[str] = Counter()
+        #: alert id -> why its record was refused, for the latest MAX_REFUSED_IDS such ids
+        self.refused_ids: OrderedDict[str, str] = OrderedDict()
         self.caught_up = False  # the feed has read every partition to the end it found at start
 
     # -- updates ----------------------------------------------------------------------------------
+    def refuse(self, reason: str) -> RecordError:
+        """Count a record that is not indexed; returns the error, for the caller to raise or log."""
+        self.counts["bad_records"] += 1
+        self.refused[reason] += 1
+        return RecordError(reason)
+
     def put_alert(self, a: dict[str, Any]) -> bool:
-        """Apply an alert state; returns False when it changes nothing (a raised after its final)."""
+        """Apply an alert state; returns False when it changes nothing (a raised after its final). Raises
+        :class:`RecordError` (counted) for a record the console cannot show: the earlier state stays."""
         self.counts["alerts_read"] += 1
+        try:
+            check_alert(a)
+            s = summary(a)  # before any change: a record is indexed whole or not at all
+        except (RecordError, KeyError, TypeError, ValueError, AttributeError) as e:
+            why = str(e) if isinstance(e, RecordError) else f"alert: cannot be summarised ({type(e).__name__})"
+            aid = a.get("alert_id") if isinstance(a, dict) else None
+            if isinstance(aid, str) and 0 < len(aid) <= MAX_ID_CHARS and aid not in self.alerts:
+                self.refused_ids[aid] = why
+                self.refused_ids.move_to_end(aid)
+                while len(self.refused_ids) > MAX_REFUSED_IDS:
+                    self.refused_ids.popitem(last=False)
+            raise self.refuse(why) from None
         aid = a["alert_id"]
+        self.refused_ids.pop(aid, None)
         old = self.alerts.get(aid)
         if old is not None and old["status"] == "final" and a["status"] != "final":
             self.counts["stale_raised"] += 1
             return False
         self.alerts[aid] = a
         self.alerts.move_to_end(aid)
-        s = self.summaries[aid] = summary(a)
+        self.summaries[aid] = s
         while len(self.alerts) > self.max_alerts:
             gone, _ = self.alerts.popitem(last=False)
             self.summaries.pop(gone, None)
@@ -154,7 +312,12 @@ class Store:
         return True
 
     def put_recommendation(self, r: dict[str, Any]) -> None:
+        """Apply a recommendation; raises :class:`RecordError` (counted) for one the console cannot show."""
         self.counts["recommendations_read"] += 1
+        try:
+            check_recommendation(r)
+        except RecordError as e:
+            raise self.refuse(str(e)) from None
         rid = r["recommendation_id"]
         self.recos[rid] = r
         self.recos.move_to_end(rid)

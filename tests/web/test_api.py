@@ -82,6 +82,12 @@ def test_filters(result):
     ({"severity": "low"}, "severity='low': unknown severity"),
     ({"colour": "red"}, "colour='red': unknown parameter"),
     ({"day": "19/02/2024"}, "day='19/02/2024': expected YYYY-MM-DD"),
+    ({"day": "0000-00-00"}, "day='0000-00-00': not a calendar date"),
+    ({"day": "2024-02-30"}, "day='2024-02-30': not a calendar date (day is out of range for month)"),
+    ({"day": "2024-2-19"}, "day='2024-2-19': expected YYYY-MM-DD"),
+    ({"day": "２０２４-02-19"}, "expected YYYY-MM-DD"),  # digits, but not ASCII
+    ({"owner": "x" * 257}, "owner='xxxxxxxx"),
+    ({"broker": ",".join(f"B{i}" for i in range(101))}, "101 values; at most 100"),
 ])
 def test_bad_filters_are_named(query, message):
     with pytest.raises(FilterError) as e:
@@ -238,3 +244,116 @@ async def _owner_peak(result):
         row = next(x for x in body["accounts"] if x["account"] == hft["subject"]["account"])
         assert row["peak_second"]["count"] == hft["value"]
         assert row["peak_second"]["at"] == hft["evidence"]["peak_second"]
+
+
+def test_a_malformed_alert_is_refused_with_a_counted_reason_and_never_a_500(result, caplog):
+    asyncio.run(_malformed(result))
+    assert "evidence.accounts is not a list" in caplog.text
+
+
+async def _malformed(result):
+    from surveil.web.feed import AlertFeed
+    from surveil.web.store import RecordError
+
+    s = Settings()
+    store = Store()
+    feed = AlertFeed(s, store)
+    good = next(a for a in result.alerts if a["rule"] == "order_rate_1s")
+    feed._apply(s.alerts_topic, orjson.dumps(good))
+    broken = []
+    for change in ({"window_start": None}, {"window_end": "soon"}, {"subject": "X"}, {"status": "done"},
+                   {"trading_day": "2024-02-30"}, {"evidence": [1]}, {"value": True}, {"window_start": 2**62},
+                   {"evidence": {"accounts": [{"venue": "SSE"}]}}, {"evidence": {"peak_rate": {"count": 1}}},
+                   {"subject": {"owner": "X", "venue": "SSE"}}):
+        bad = {**copy.deepcopy(good), "alert_id": f"{len(broken):032x}", **change}
+        broken.append(bad["alert_id"])
+        feed._apply(s.alerts_topic, orjson.dumps(bad))
+    no_start = {k: v for k, v in good.items() if k != "window_start"}  # a later state of the good alert
+    feed._apply(s.alerts_topic, orjson.dumps(no_start))
+    assert list(store.alerts) == [good["alert_id"]] and store.alerts[good["alert_id"]] == good
+    assert store.counts["bad_records"] == len(broken) + 1
+    assert store.refused["alert: no window_start"] == 1
+    assert store.refused["alert: window_start is not an integer"] == 1
+    assert store.refused["alert: trading_day is not a date (YYYY-MM-DD)"] == 1
+    with pytest.raises(RecordError, match="alert: status is not one of raised, final"):
+        store.put_alert({**good, "status": "done"})
+    rec = next(r for r in result.recommendations if good["alert_id"] in r["reasons"])
+    for change in ({"measure": None}, {"reasons": "x"}, {"subject": {}}, {"duration_days": "3"}):
+        with pytest.raises(RecordError):
+            store.put_recommendation({**rec, **change})
+    async with console_client(store) as c:
+        for aid in broken:
+            for path in (f"/api/alerts/{aid}", f"/api/alerts/{aid}/chart.svg"):
+                r = await c.get(path)
+                assert r.status == 422, (path, await r.text())
+                assert f"alert_id='{aid}': its record on the alerts topic was refused (alert: " in (
+                    await r.json())["error"]
+        r = await c.get("/api/alerts/" + "0" * 32)
+        assert "(alert: window_start is not an integer)" in (await r.json())["error"]
+        r = await c.get("/api/alerts/never")
+        assert r.status == 404 and "alert_id='never': no such alert" in (await r.json())["error"]
+        r = await c.get(f"/api/alerts/{good['alert_id']}")
+        assert r.status == 200 and (await r.json())["alert"] == good
+        meta = await (await c.get("/api/meta")).json()
+        assert meta["counts"]["bad_records"] == store.counts["bad_records"]
+        assert meta["refused"]["alert: no window_start"] == 1 and meta["limits"]["limit"] == 5_000
+        # whatever an indexed alert's evidence holds, the chart is drawn or a 422 with the reason
+        odd = {**copy.deepcopy(good), "alert_id": "d" * 32}
+        odd["evidence"]["per_second"] = [["x", None]]
+        store.put_alert(odd)
+        r = await c.get(f"/api/alerts/{odd['alert_id']}/chart.svg")
+        assert r.status == 422 and "cannot be drawn" in (await r.json())["error"]
+        dollar = {**copy.deepcopy(good), "alert_id": "c" * 32, "subject": {"venue": "SSE", "account": "$\\frac{$"}}
+        store.put_alert(dollar)
+        assert (await c.get(f"/api/alerts/{dollar['alert_id']}/chart.svg")).status == 200
+        # an unexpected error is a JSON 500, logged
+        store.list = None
+        r = await c.get("/api/alerts")
+        assert r.status == 500 and "internal error (TypeError)" in (await r.json())["error"]
+
+
+def test_the_alert_gives_every_timestamp_as_exact_text(result):
+    asyncio.run(_display(result))
+
+
+async def _display(result):
+    store = filled(result)
+    a = copy.deepcopy(next(x for x in result.alerts if x["rule"] == "order_rate_1s"))
+    a["alert_id"] = "e" * 32
+    a["window_start"] = 1_708_306_200_815_287_000
+    a["evidence"]["raised_at"] = 1_708_306_200_815_287_123
+    store.put_alert(a)
+    async with console_client(store) as c:
+        body = await (await c.get(f"/api/alerts/{a['alert_id']}")).json()
+        assert body["alert"]["window_start"] == a["window_start"]  # the record as published, unchanged
+        assert body["display"]["window_start"] == "2024-02-19 09:30:00.815287 +08:00"
+        ev = dict(body["display"]["evidence"])
+        assert ev["raised_at"] == "2024-02-19 09:30:00.815287123 +08:00"
+        assert "by_account" not in ev and "per_second" in ev
+        assert body["summary"]["window_start_ns"] == "1708306200815287000"
+        r = await c.get("/api/alerts", params={"limit": "1"})
+        assert (await r.json())["alerts"][0]["window_start_ns"] == str(
+            max(x["window_start"] for x in store.alerts.values()))
+        acct = a["subject"]
+        body = await (await c.get(f"/api/accounts/{acct['venue']}/{acct['account']}")).json()
+        assert body["peak_second"]["at_text"].endswith(" +08:00")
+
+
+def test_an_owner_page_is_bounded(result):
+    asyncio.run(_owner_bounded(result))
+
+
+async def _owner_bounded(result):
+    from surveil.web.api import OWNER_ACCOUNTS
+
+    store = filled(result)
+    lj = copy.deepcopy(next(a for a in result.alerts if a["subject"] == {"owner": "LINGJUN"}))
+    lj["evidence"]["accounts"] = [{"venue": "SSE", "account": f"A{i:05d}", "broker": "B1", "owner": "LINGJUN",
+                                   "value": 1, "share": 0.0001} for i in range(10_000)]
+    store.put_alert(lj)
+    async with console_client(store) as c:
+        body = await (await c.get("/api/owners/LINGJUN")).json()
+        assert body["accounts_total"] == 10_000 and len(body["accounts"]) == OWNER_ACCOUNTS
+        assert body["accounts"][0]["account"] == "A00000"
+        r = await c.get("/api/owners/" + "x" * 300)
+        assert r.status == 400 and "owner='xxxx" in (await r.json())["error"]

@@ -1,5 +1,8 @@
 // surveil console: the alert list (live, server-sent events), the alert page with its chart, account and
 // owner pages. Plain JavaScript, no external asset. The JSON API is documented in docs/console.md.
+// Nanosecond timestamps (int64) are never shown from a JSON number (a double: 1708306200815287123 would read
+// 1708306200815287000): the page shows the text the server made (display, time, at_text, at_iso) and
+// orders by the decimal string (window_start_ns) as a BigInt.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -42,9 +45,15 @@ function rowHTML(s) {
     `<td class="status-${esc(s.status)}">${esc(s.status)}</td>`;
 }
 
+// newest first, exactly: by the ns as a BigInt (from its string; a number if an older server sent none)
+const startNs = (s) => BigInt(s.window_start_ns ?? Math.trunc(s.window_start));
+function newestFirst(a, b) {
+  const x = startNs(a), y = startNs(b);
+  return (y > x) - (y < x) || a.rule.localeCompare(b.rule) || a.subject_text.localeCompare(b.subject_text);
+}
+
 function render(newId) {
-  const sorted = [...rows.values()].sort((a, b) =>
-    b.window_start - a.window_start || a.rule.localeCompare(b.rule) || a.subject_text.localeCompare(b.subject_text));
+  const sorted = [...rows.values()].sort(newestFirst);
   const tbody = $("#alert-rows");
   tbody.innerHTML = "";
   for (const s of sorted) {
@@ -138,6 +147,7 @@ async function showAlert(id) {
   let html = `<h2 id="alert-title">${esc(a.rule)}: ${subjectLink(a.subject)}</h2>` +
     `<table class="meta"><tr><th>alert id</th><td id="alert-id">${esc(a.alert_id)}</td></tr>` +
     `<tr><th>trading day</th><td>${esc(a.trading_day)}</td></tr>` +
+    (data.display ? `<tr><th>window</th><td id="alert-window">${esc(data.display.window_start)} – ${esc(data.display.window_end)}</td></tr>` : "") +
     `<tr><th>value</th><td class="num">${amount(a.value, a.unit)}</td></tr>` +
     `<tr><th>threshold</th><td class="num">${amount(a.threshold, a.unit)}</td></tr>` +
     `<tr><th>severity</th><td class="sev-${esc(a.severity)}">${esc(a.severity)}</td></tr>` +
@@ -155,11 +165,9 @@ async function showAlert(id) {
       ev.indexes.map((x) => `<tr><td>${esc(x.index)}</td><td class="num">${num(x.level_at_start)}</td><td class="num">${num(x.level_at_end)}</td>` +
         `<td class="num">${num(x.min_level)}</td><td class="num">${num(x.max_drop_pct)}</td></tr>`).join("") + "</table>";
   }
-  const skip = new Set(["by_account", "indexes", "peak_per_second", "per_second", "per_window"]);
-  html += "<h3>Evidence</h3><table id=\"evidence\">" + Object.keys(ev).sort().filter((k) => !skip.has(k)).map((k) => {
-    const v = ev[k];
-    return `<tr><th>${esc(k)}</th><td>${typeof v === "object" && v !== null ? esc(JSON.stringify(v)) : num(v)}</td></tr>`;
-  }).join("") + "</table>";
+  // every other evidence field as the server's text (times in Asia/Shanghai to the nanosecond, exact integers)
+  html += "<h3>Evidence</h3><table id=\"evidence\">" + (data.display ? data.display.evidence : []).map(([k, text]) =>
+    `<tr><th>${esc(k)}</th><td>${esc(text)}</td></tr>`).join("") + "</table>";
   d.innerHTML = html;
   if (shownChart.key === chartKey(a)) return;  // a refresh (a recommendation, a repeat): keep the chart drawn
   try {
@@ -197,7 +205,7 @@ async function showAccount(venue, account) {
   }
   const ref = x.reference || {};
   const peak = x.peak_second
-    ? `${num(x.peak_second.count)} orders+cancels at ${esc(x.peak_second.at_iso)}`
+    ? `${num(x.peak_second.count)} orders+cancels at ${esc(x.peak_second.at_text ?? x.peak_second.at_iso)}`
     : "below the threshold in every second (no peak order rate alert)";
   d.innerHTML = `<h2 id="account-title">Account ${esc(venue)}:${esc(account)}</h2>` +
     `<table><tr><th>owner</th><td>${ownerLink(ref.owner)}</td></tr><tr><th>broker</th><td>${esc(ref.broker)}</td></tr>` +
