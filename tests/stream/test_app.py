@@ -142,14 +142,15 @@ async def _app(bootstrap, day, tmp_path):
             proc.wait(10)
 
     # the final checkpoint reflects everything the worker had read
-    cps = {}
+    cps, keys = {}, {}
     for m in await read_topic(bootstrap, s.checkpoint_topic, settle=1.0):
         cps[m.key.decode().split("|", 1)[1]] = m.value
+        keys[m.key.decode().split("|", 1)[1]] = m.key  # what each checkpoint's HMAC is bound to
     assert set(cps) == set(ends) | owner
     for k, end in ends.items():
-        assert PartitionState.loads(cps[k], RefData()).offset == end - 1, k
+        assert PartitionState.loads(cps[k], RefData(), binding=keys[k]).offset == end - 1, k
     for k, off in owner_offsets.items():
-        assert KeyedState.loads(cps[k]).offset >= off, k
+        assert KeyedState.loads(cps[k], binding=keys[k]).offset >= off, k
 
     # Faust itself touched nothing on the broker: no topic (leader, changelogs), no consumer group
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
