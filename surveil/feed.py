@@ -45,6 +45,7 @@ first event; idle stretches of input still advance the markers).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import re
@@ -624,6 +625,35 @@ class _Feeder:
 # Kafka set-up
 
 
+#: how long the feed keeps retrying a batch while the broker is unreachable (a restart), before it gives up
+RIDE_OUT_S = 120.0
+
+
+class RateLimitedLog(logging.Filter):
+    """Lets through the first record of each message template, then at most one every ``every_s`` seconds,
+    saying how many were held back (a client reconnecting to a restarting broker logs many a second)."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.seen: dict[str, list[float]] = {}  # template -> [last time let through, held back since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.CRITICAL:
+            return True
+        now = time.monotonic()
+        key = f"{record.name}:{record.msg}"
+        last = self.seen.get(key)
+        if last is None or now - last[0] >= self.every_s:
+            held = int(last[1]) if last else 0
+            self.seen[key] = [now, 0]
+            if held:
+                record.msg = f"{record.msg} ({held} more like this in the last {self.every_s:g} s)"
+            return True
+        last[1] += 1
+        return False
+
+
 async def _with_timeout(coro, timeout: float, what: str, settings: Settings):
     try:
         return await asyncio.wait_for(coro, timeout)
@@ -762,9 +792,14 @@ async def feed(paths: Iterable[str | os.PathLike], settings: Settings, speed: st
     offsets = [int(x) for x in np.cumsum([0] + nparts[:-1])]
     targets = [(t, p) for t in topics for p in range(counts[t])]
 
+    # idempotent, and patient: a batch is retried for up to RIDE_OUT_S (a broker restart of a minute costs
+    # nothing, and nothing twice); the client's reconnect messages are logged at a bounded rate meanwhile
     producer = AIOKafkaProducer(**settings.kafka_kwargs(), enable_idempotence=True, acks="all", linger_ms=5,
                                 max_request_size=8 << 20, max_batch_size=512 << 10, compression_type=None,
-                                request_timeout_ms=max(30_000, int(connect_timeout * 1000)))
+                                request_timeout_ms=int(max(RIDE_OUT_S, connect_timeout) * 1000))
+    quiet = RateLimitedLog(every_s=10.0)
+    for name in ("aiokafka", "kafka"):
+        logging.getLogger(name).addFilter(quiet)
     await _with_timeout(producer.start(), connect_timeout, "starting the producer", settings)
     reg = Registry()
     rejects: list[Reject] = []
@@ -785,6 +820,8 @@ async def feed(paths: Iterable[str | os.PathLike], settings: Settings, speed: st
         await feeder.finish()
         ok = True
     finally:
+        for name in ("aiokafka", "kafka"):
+            logging.getLogger(name).removeFilter(quiet)
         if bar is not None:
             bar.close()
         try:

@@ -42,3 +42,20 @@ def test_an_id_too_long_for_a_topic_is_refused_at_load(tmp_path):
     assert [(r.location, r.field) for r in rejects] == [(2, "broker")] and ref.get(0, "A2") is not None
     with pytest.raises(ValueError, match="249"):
         S.broker_topic("x" * 300)  # an id inline in events: the worker keeps it as a reject, never crashes
+
+
+def test_the_feeds_client_log_is_rate_limited():
+    """A client reconnecting to a restarting broker logs many lines a second: the feed lets the first through, then
+    one every few seconds that says how many were held back."""
+    import logging
+
+    from surveil.feed import RateLimitedLog
+
+    f = RateLimitedLog(every_s=3600)
+    recs = [logging.LogRecord("aiokafka.conn", logging.ERROR, "x", 1, "Unable to connect to %s", ("b:1",), None)
+            for _ in range(1000)]
+    passed = [r for r in recs if f.filter(r)]
+    assert len(passed) == 1
+    f.every_s = 0
+    last = logging.LogRecord("aiokafka.conn", logging.ERROR, "x", 1, "Unable to connect to %s", ("b:1",), None)
+    assert f.filter(last) and "999 more like this" in last.getMessage()
