@@ -127,6 +127,38 @@ class _Ctx(Context):
     def owner_name(self, owner: int) -> str:
         return self.e.reg.owners.names[owner]
 
+    def _ref_owners(self, keys: np.ndarray) -> np.ndarray:
+        e = self.e
+        self._ref_changed()
+        top = int(keys.max()) + 1 if len(keys) else 0
+        e.key_owner_ref = grow(e.key_owner_ref, top, -2)
+        self._from_ref(e.key_owner_ref, keys, e.reg.owners,
+                       lambda r, venue, acc: r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
+        return e.key_owner_ref[keys]
+
+    def owners_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:
+        keys = seg.key[rows]
+        own = seg.owner[rows] if seg.owner is not None else np.full(len(rows), -1, np.int32)
+        if (own >= 0).all():
+            return own.astype(np.int32)
+        return np.where(own >= 0, own, self._ref_owners(keys)).astype(np.int32)
+
+    def brokers_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:
+        """Each row's broker: the event's own when it names one, else reference data's, else -1."""
+        keys = seg.key[rows]
+        own = seg.broker[rows] if seg.broker is not None else np.full(len(rows), -1, np.int32)
+        missing = own < 0
+        if not missing.any():
+            return own.astype(np.int32)
+        e = self.e
+        self._ref_changed()
+        top = int(keys.max()) + 1 if len(keys) else 0
+        e.key_broker_ref = grow(e.key_broker_ref, top, -2)
+        self._from_ref(e.key_broker_ref, keys[missing], e.reg.brokers, lambda r, venue, acc: r.broker if r else None)
+        out = own.astype(np.int32).copy()
+        out[missing] = e.key_broker_ref[keys[missing]]
+        return out
+
     def account_names(self, keys: np.ndarray) -> list[str]:
         names = self.e.reg.accounts.names
         return [names[int(k) >> 2] for k in keys.tolist()]
@@ -529,7 +561,7 @@ class Engine:
             part = b if (a, z) == (0, n) else b.take(slice(a, z))
             seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
                           price=part.price, qty=part.qty, key=key[a:z], symbol=part.symbol, day=day,
-                          order_id=part.order_id)
+                          order_id=part.order_id, owner=part.owner, broker=part.broker)
             self.market.update(seg)
             if self.on_segment is not None:
                 self.on_segment(seg, part)
@@ -551,7 +583,8 @@ class Engine:
                 part = late.take(mine)
                 seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
                               price=part.price, qty=part.qty, key=part.account.astype(np.int64) * 4 + part.venue,
-                              symbol=part.symbol, day=self.day, order_id=part.order_id)
+                              symbol=part.symbol, day=self.day, order_id=part.order_id, owner=part.owner,
+                              broker=part.broker)
                 for r in self.rules:
                     if r.meta.counts_late:
                         drafts.extend(r.evaluate(seg))

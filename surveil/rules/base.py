@@ -147,6 +147,10 @@ class Segment:
     symbol: np.ndarray
     day: int
     order_id: np.ndarray  # raw order id column (object, or fixed-width bytes with flags)
+    # each event's own owner and broker ids when the event names them (-1: not named): an inline owner or
+    # broker applies to its own event only (Context.owners_of_rows), whatever the cut of the input
+    owner: np.ndarray | None = None
+    broker: np.ndarray | None = None
 
     def order_id_of(self, rows: np.ndarray) -> list:
         """Order ids (str, int or None) of row indexes."""
@@ -210,6 +214,11 @@ class Context:
         raise NotImplementedError
 
     def owner_name(self, owner: int) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def owners_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """The owner id of each of a segment's ``rows``: the event's own when it names one, else reference data's
+        (an account without an owner is its own owner)."""
         raise NotImplementedError
 
 

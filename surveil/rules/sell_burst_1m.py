@@ -243,7 +243,7 @@ class SellBurst1m(Rule):
             return []
         new = {"ts": seg.ts[rows], "key": seg.key[rows], "venue": seg.venue[rows].astype(np.int64),
                "val": seg.price[rows] * seg.qty[rows]}
-        new["owner"] = self.ctx.owners_of_keys(new["key"]).astype(np.int64)
+        new["owner"] = self.ctx.owners_of_rows(seg, rows).astype(np.int64)  # an inline owner: its own event only
         npend = len(self.pend["ts"])
         trades = {k: np.concatenate([self.pend[k], new[k]]) if npend else new[k] for k in new}
 

@@ -384,9 +384,8 @@ class PartitionState:
                 sub = part.take(rows)
                 if not e.symbol:
                     sub.symbol[:] = -1  # no rule there reads it: fewer strings to send and to intern there
-                keys = seg.key[rows]
-                sub.owner = self.engine.ctx.owners_of_keys(keys).astype(np.int32)
-                sub.broker = self.engine.ctx.brokers_of_keys(keys).astype(np.int32)
+                sub.owner = self.engine.ctx.owners_of_rows(seg, rows)
+                sub.broker = self.engine.ctx.brokers_of_rows(seg, rows)
                 ex["rows"].setdefault(e.key, []).append((sub, base + rows))
         if not market:
             return
