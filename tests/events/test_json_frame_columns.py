@@ -175,6 +175,7 @@ ODD = [  # byte-level changes of a clean frame the pass must leave to the orjson
 ]
 CLEAN = {(b'"order_id":7', b'"order_id":7 '), (b'"order_id":7', b'"order_id" : 7\r\n\t'),  # whitespace only
          (b'"qty":100', b'"qty":0'), (b'"price":10.01', b'"price":0'),
+         (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00+08:00"'),  # an ISO ts: read in C since v2
          (b'"type":"order","account":"A1"', b'"type":"index","symbol":"000001","account":"A1"'),
          (b'"type":"order","account":"A1","side":"B"', b'"type":"cancel","account":"A1"')}
 
@@ -271,9 +272,9 @@ def test_bad_arguments_are_errors():
     reg = Registry()
     tables = tuple(i.bytes_ids for i in (reg.accounts, reg.symbols, reg.owners, reg.brokers))
     k, m, c, out = jsonl.FIELDS, jsonl._JSON_MAPS, jsonl._FRAME_CONSTS, np.empty(16, np.int64)
-    with pytest.raises(ValueError, match="60 bytes a row"):
+    with pytest.raises(ValueError, match="69 bytes a row"):
         jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c, bytearray(64), 2)
-    with pytest.raises(ValueError, match="13 constants"):
+    with pytest.raises(ValueError, match="17 constants"):
         jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c[:-1], out, 1)
     with pytest.raises(TypeError, match="StrTable"):
         jsonl._svev.json_frame_columns(b"[]", k, m, (None,) * 4, ({},) * 4, c, out, 1)
@@ -281,7 +282,7 @@ def test_bad_arguments_are_errors():
     with pytest.raises(ValueError, match="same first letter"):
         jsonl._svev.json_frame_columns(b"[]", clash, m, tables, ({},) * 4, c, out, 1)
     with pytest.raises(TypeError, match="field names must be str"):
-        jsonl._svev.json_frame_columns(b"[]", (1,) * 13, m, tables, ({},) * 4, c, out, 1)
+        jsonl._svev.json_frame_columns(b"[]", (1,) * 14, m, tables, ({},) * 4, c, out, 1)
     with pytest.raises(ValueError, match="at most 2"):
         jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, (10**12,) + c[1:], out, 1)
     with pytest.raises(ValueError, match="flags must be"):
