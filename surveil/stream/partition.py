@@ -23,7 +23,7 @@ from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import INDEX, NS_PER_SECOND, SIDE_S, TRADE, day_start_ns, trading_day_index
+from surveil.events.schema import INDEX, NS_PER_SECOND, SIDE_S, TRADE, TYPES, VENUES, day_start_ns, trading_day_index
 from surveil.rules.base import Segment
 from surveil.rules.market import MarketContext
 from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds, seal, unseal
@@ -134,7 +134,7 @@ class PartitionState:
         out = Output()
         self._owner_msgs = []
         eng = self.engine
-        counts = np.zeros(12, np.int64)
+        counts = np.zeros(len(VENUES) * len(TYPES), np.int64)
         run: list[Batch] = []
         # the frames of this call are decoded into one block: consecutive ones go to the engine without a copy
         rows = sum(binary.frame_rows(v) for _, v in records) if binary.FAST else 0
@@ -171,7 +171,8 @@ class PartitionState:
                             self._run(run, spans, block, topic, partition)
                             eng.advance(marker)
                         marker = None
-                    counts += np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
+                    counts += np.bincount(batch.venue.astype(np.int64) * len(TYPES) + batch.etype,
+                                          minlength=len(VENUES) * len(TYPES))
                     batch.src += offset << _ROW_BITS  # the record of each row, for late rejects
                     run.append(batch)
                     spans.append(span)
