@@ -20,3 +20,22 @@ def test_fetch_in_place_is_on_or_off():
     assert Settings.from_env({"SURVEIL_FETCH_IN_PLACE": "off"}).fetch_in_place is False
     with pytest.raises(SettingsError, match="SURVEIL_FETCH_IN_PLACE='sometimes': expected on or off"):
         Settings.from_env({"SURVEIL_FETCH_IN_PLACE": "sometimes"})
+
+
+def test_the_securities_topic_and_csv_settings(tmp_path):
+    from surveil.stream import topics
+
+    s = Settings.from_env({})
+    assert s.securities_topic == "surveil.ref.securities" and s.securities_csv == ""
+    spec = {t.name: t for t in topics.specs(s)}["surveil.ref.securities"]
+    assert spec.partitions == 1 and spec.config == topics.COMPACT
+    csv = tmp_path / "sec.csv"
+    csv.write_text("venue,symbol,prev_close,risk_warning\n")
+    s = Settings.from_env({"SURVEIL_SECURITIES_TOPIC": "x.sec", "SURVEIL_SECURITIES_CSV": str(csv)})
+    assert (s.securities_topic, s.securities_csv) == ("x.sec", str(csv)) and Settings.from_env(s.to_env()) == s
+    with pytest.raises(SettingsError, match="SURVEIL_SECURITIES_TOPIC='a b': not a valid Kafka topic name"):
+        Settings.from_env({"SURVEIL_SECURITIES_TOPIC": "a b"})
+    with pytest.raises(SettingsError, match="SURVEIL_SECURITIES_CSV='nope.csv': file not found"):
+        Settings.from_env({"SURVEIL_SECURITIES_CSV": "nope.csv"})
+    with pytest.raises(SettingsError, match="file not found"):
+        Settings.from_env({}, securities_csv="nope.csv")  # surveil worker --securities
