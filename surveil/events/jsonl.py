@@ -486,6 +486,9 @@ def _polars():
 
 
 _AMBIGUOUS_RE = re.compile(_AMBIGUOUS)
+# an order id in the raw text that is not a JSON string or null (a number, a bool, an object...): with one, polars'
+# text of a decimal-string id could have been a number (without a backslash in the block, no key is escaped)
+_NON_STR_OID = re.compile(rb'"order_id"\s*:\s*[^"\sn]')
 _NULL_CODE = 2**32 - 1
 
 
@@ -556,7 +559,9 @@ def _polars_block(data: bytes, nrows: int, reg: Registry, symbols: str = "all"):
         return None  # (match ids: the other paths, which tell a string from a number)
     oid_is_str = df.schema["order_id"] == pl.Utf8
     if oid_is_str and df["order_id"].str.contains(_AMBIGUOUS + r"|^-?[0-9]+$").any():
-        return None  # could have been a JSON number: only the validating path can tell
+        # decimal-string ids ("123", from Java feeds) are strings when the text has no other kind of order id
+        if (df["order_id"].str.contains(_AMBIGUOUS).any() or b"\\" in data or _NON_STR_OID.search(data)):
+            return None  # could have been a JSON number: only the validating path can tell
 
 
 
