@@ -136,6 +136,9 @@ def convert(src, dst, rejects_path, frame_size) -> None:
                 w.write(b)
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
+    except ValueError as e:  # an id the binary format cannot hold (order_id longer than 24 bytes of UTF-8)
+        raise click.ClickException(f"cannot write {dst}: {e} (binary frames hold ids of at most 24 bytes; "
+                                   "docs/events.md)") from None
     rej = rejects_path or Path(f"{dst}.rejects.jsonl")
     if rejects:
         write_rejects(rejects, rej)

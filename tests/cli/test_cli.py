@@ -162,6 +162,31 @@ def test_replay_hands_the_securities_to_the_engine(tmp_path, monkeypatch):
     assert e.ctx.security(0, sym).prev_close == 105_000 and e.ctx.security(0, sym).risk_warning is True
 
 
+def test_convert_of_contract_v2_and_of_old_frames_via_cli(tmp_path):
+    """Match ids and indicative events round-trip both ways; files of frame versions 1 and 2 convert to the
+    same JSON Lines they were written from; an order id too long for a binary frame is a clear error."""
+    from pathlib import Path
+
+    data = Path(__file__).parent.parent / "events" / "data"
+    evs = [{"ts": T0, "venue": "SSE", "type": "indicative", "symbol": "600000", "price": 10.5, "qty": 300},
+           {**sell(T0 + 1, "X", "SSE", 1_000_000, order_id=7), "match_id": "E1"},
+           {**order(T0 + 2, "Y", venue="SZSE", type_="trade", side="B", oid="o9"), "match_id": 77}]
+    src = write(tmp_path / "v2.jsonl", evs)
+    for a, b in ((src, tmp_path / "v2.svb"), (tmp_path / "v2.svb", tmp_path / "back.jsonl"),
+                 (tmp_path / "back.jsonl", tmp_path / "again.svb"), (data / "contract-v1.svb", tmp_path / "v1.jsonl"),
+                 (data / "contract-v1-frames.svb", tmp_path / "v1f.jsonl")):
+        r = CliRunner().invoke(main, ["convert", str(a), str(b)])
+        assert r.exit_code == 0 and "0 rejects" in r.stderr, r.output
+    assert (tmp_path / "back.jsonl").read_bytes() == src.read_bytes()
+    assert (tmp_path / "again.svb").read_bytes() == (tmp_path / "v2.svb").read_bytes()
+    assert (tmp_path / "v2.svb").read_bytes()[4:8] == b"\x04\x00\x68\x00"  # version 4, records of 104 bytes
+    want = (data / "contract-v1.jsonl").read_bytes()
+    assert (tmp_path / "v1.jsonl").read_bytes() == want and (tmp_path / "v1f.jsonl").read_bytes() == want
+    long = write(tmp_path / "long.jsonl", [order(T0, "A", oid="x" * 25)])
+    r = CliRunner().invoke(main, ["convert", str(long), str(tmp_path / "long.svb")])
+    assert r.exit_code == 1 and "order_id='xxxxxxxxxxxxxxxxxxxxxxxxx': longer than 24 bytes" in r.output
+
+
 def test_console_script_is_installed():
     r = subprocess.run([sys.executable, "-m", "surveil.cli", "--help"], capture_output=True, text=True, check=True)
     assert "replay" in r.stdout and "simulate" in r.stdout and "demo" in r.stdout
