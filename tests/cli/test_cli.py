@@ -136,7 +136,8 @@ def test_replay_with_securities_keeps_the_alerts_and_rejects_bad_rows(tmp_path):
     rej = [orjson.loads(x) for x in (tmp_path / "sec.jsonl.rejects.jsonl").read_bytes().splitlines()]
     assert [(x["line"], x["field"], x["value"]) for x in rej] == [(4, "prev_close", "abc")]
     assert "1 rejects" in r.stderr
-    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--securities", str(sec), "--strict"])
+    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--securities", str(sec), "--strict",
+                                  "--rejects", str(tmp_path / "strict.rejects.jsonl")])
     assert r.exit_code == 1 and "sec.csv:line 4: prev_close='abc'" in r.output
 
 
