@@ -31,6 +31,8 @@ def _progress(enabled: bool, desc: str):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--accounts", type=click.Path(path_type=Path),
               help="Reference data CSV venue,account,owner,broker[,reported].")
+@click.option("--securities", type=click.Path(path_type=Path),
+              help="Securities reference CSV venue,symbol,prev_close,risk_warning[,limit_up,limit_down].")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rules file (TOML) overriding thresholds.")
 @click.option("--history", type=click.Path(path_type=Path), help="Earlier recommendations (JSONL) for escalation.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Output JSONL (default: stdout).")
@@ -41,7 +43,7 @@ def _progress(enabled: bool, desc: str):
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="Also write an HTML report with the evidence charts to this folder (DIR/index.html).")
-def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, batch_size, progress,
+def replay(inputs, accounts, securities, rules_file, history, out, rejects_path, strict, batch_size, progress,
            report_dir) -> None:
     """Run the engine over event files (JSONL, .jsonl.gz or binary .svb) and write final alerts and
     recommendations, one JSON object per line, sorted by (window_start, rule, subject)."""
@@ -61,7 +63,7 @@ def replay(inputs, accounts, rules_file, history, out, rejects_path, strict, bat
     rej_path = rejects_path or default_rej
     try:
         res = run(list(inputs), accounts=accounts, rules=rules_file, history=history, strict=strict,
-                  batch_size=batch_size, on_batch=bar.update if bar else None)
+                  batch_size=batch_size, on_batch=bar.update if bar else None, securities=securities)
     except StrictError as e:
         write_rejects([e.reject], rej_path)
         raise click.ClickException(f"{e} (kept in {rej_path})") from None
@@ -131,6 +133,9 @@ def convert(src, dst, rejects_path, frame_size) -> None:
                 w.write(b)
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
+    except ValueError as e:  # an id the binary format cannot hold (order_id longer than 24 bytes of UTF-8)
+        raise click.ClickException(f"cannot write {dst}: {e} (binary frames hold ids of at most 24 bytes; "
+                                   "docs/events.md)") from None
     rej = rejects_path or Path(f"{dst}.rejects.jsonl")
     if rejects:
         write_rejects(rejects, rej)
@@ -218,6 +223,7 @@ def demo(out_dir, events, seed) -> None:
 @main.command()
 @click.option("--bootstrap", help="Kafka bootstrap servers (or SURVEIL_BOOTSTRAP_SERVERS).")
 @click.option("--accounts", help="Seed the reference-data topic from this CSV at start (or SURVEIL_ACCOUNTS_CSV).")
+@click.option("--securities", help="Seed the securities topic from this CSV at start (or SURVEIL_SECURITIES_CSV).")
 @click.option("--rules", "rules_file", help="Rules file (TOML) (or SURVEIL_RULES_FILE).")
 @click.option("--group", "group_id", help="Consumer group (or SURVEIL_GROUP_ID).")
 @click.option("--web-port", type=click.IntRange(1, 65535),
@@ -225,7 +231,7 @@ def demo(out_dir, events, seed) -> None:
 @click.option("--web-bind", default=None, help="Address of the worker's web server (or SURVEIL_WEB_BIND; 127.0.0.1).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False))
-def worker(bootstrap, accounts, rules_file, group_id, web_port, web_bind, log_level) -> None:
+def worker(bootstrap, accounts, securities, rules_file, group_id, web_port, web_bind, log_level) -> None:
     """Run a stream worker: feed topics -> engine -> alert, recommendation, broker and reject topics.
 
     The worker runs inside a Faust app (signals, logging, web server with /status and /health).
@@ -235,7 +241,7 @@ def worker(bootstrap, accounts, rules_file, group_id, web_port, web_bind, log_le
 
     try:
         s = Settings.from_env(bootstrap_servers=bootstrap, accounts_csv=accounts, rules_file=rules_file,
-                              group_id=group_id, web_port=web_port, web_bind=web_bind)
+                              group_id=group_id, web_port=web_port, web_bind=web_bind, securities_csv=securities)
         app = create_app(s)
     except (SettingsError, *USER_ERRORS) as e:
         raise click.ClickException(str(e)) from None

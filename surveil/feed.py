@@ -65,7 +65,7 @@ from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
 from surveil.events.io import InputError, check_inputs, read_events
-from surveil.events.schema import NS_PER_SECOND, VENUES, day_start_ns, trading_day_index
+from surveil.events.schema import MF_HAS_MATCH_ID, NS_PER_SECOND, VENUES, day_start_ns, trading_day_index
 from surveil.exceptions import SurveilError
 from surveil.stream.settings import Settings, SettingsError
 
@@ -192,10 +192,17 @@ def encode_binary_frames(events: Batch, bounds: Sequence[int], reg: Registry) ->
     b = np.asarray(bounds, dtype=np.int64)
     sizes = np.diff(b)
     frame_of = np.repeat(np.arange(nf, dtype=np.int64), sizes)
-    rec = np.zeros(n, dtype=binary.RECORD)
+    # records with match ids (RECORD_MATCH) in the frames where an event has one, as encode_frame writes them
+    has_mid = (events.mflags & MF_HAS_MATCH_ID) != 0 if events.mflags is not None else np.zeros(n, bool)
+    cs = np.concatenate([[0], np.cumsum(has_mid)])
+    frame_mid = cs[b[1:]] > cs[b[:-1]]
+    rec = np.zeros(n, dtype=binary.RECORD_MATCH if frame_mid.any() else binary.RECORD)
     for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
         rec[f] = getattr(events, f)
     rec["order_id"] = events.order_ids_bytes()
+    if frame_mid.any():
+        rec["match_id"] = events.match_ids_bytes()
+        rec["mflags"] = events.mflags
     interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
     tables = []
     for col, interner in zip(_STR_COLS, interners):
@@ -211,7 +218,9 @@ def encode_binary_frames(events: Batch, bounds: Sequence[int], reg: Registry) ->
         names = interner.names
         tables.append((first.tolist(), [names[i] for i in (ukeys % width).tolist()]))
     raw = rec.tobytes()
-    size = binary.RECORD.itemsize
+    size = rec.itemsize
+    raw_short = rec[list(binary.RECORD.names)].astype(binary.RECORD).tobytes() if frame_mid.any() else raw
+    short = binary.RECORD.itemsize
     out = []
     pack = binary.HEADER.pack
     bl = b.tolist()
@@ -223,8 +232,9 @@ def encode_binary_frames(events: Batch, bounds: Sequence[int], reg: Registry) ->
             strs.extend(names[lo:hi])
             counts.append(hi - lo)
         blob = "\x00".join(strs).encode("utf-8")
-        head = pack(binary.MAGIC, binary.VERSION, size, bl[f + 1] - bl[f], *counts, len(blob))
-        out.append(head + blob + raw[bl[f] * size:bl[f + 1] * size])
+        sz, data = (size, raw) if frame_mid[f] else (short, raw_short)
+        head = pack(binary.MAGIC, binary.VERSION, sz, bl[f + 1] - bl[f], *counts, len(blob))
+        out.append(head + blob + data[bl[f] * sz:bl[f + 1] * sz])
     return out
 
 

@@ -51,12 +51,13 @@ class WorkerMetrics:
         self._last_sample = 0.0
 
     def add_events(self, counts) -> None:
-        """``counts``: 12 numbers, index venue * 4 + type."""
+        """``counts``: ``len(VENUES) * len(TYPES)`` numbers (15), index venue * len(TYPES) + type."""
         if not self.enabled:
             return
+        k = len(TYPES)
         for i, n in enumerate(counts):
             if n:
-                self._events[i // 4][i % 4].inc(int(n))
+                self._events[i // k][i % k].inc(int(n))
 
     def record(self, topic: str, seconds: float, n: int = 1) -> None:
         """``n`` records of ``topic`` handled in one pass that took ``seconds``."""

@@ -11,7 +11,7 @@ def settings(bootstrap: str, **kw) -> Settings:
     defaults = dict(bootstrap_servers=bootstrap, feed_topics=(p + "feed.sse", p + "feed.szse", p + "feed.bse"),
                     feed_partitions=3, owner_partitions=2, alerts_topic=p + "alerts",
                     recommendations_topic=p + "recommendations", broker_topic_prefix=p + "alerts.broker.",
-                    rejects_topic=p + "rejects", ref_topic=p + "ref", owner_topic=p + "owner",
-                    security_topic=p + "security", security_partitions=2,
+                    rejects_topic=p + "rejects", ref_topic=p + "ref", securities_topic=p + "securities",
+                    owner_topic=p + "owner", security_topic=p + "security", security_partitions=2,
                     checkpoint_topic=p + "checkpoints", group_id=p + "workers", checkpoint_interval_ms=500)
     return Settings(**{**defaults, **kw})

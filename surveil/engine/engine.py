@@ -22,6 +22,7 @@ import numpy as np
 
 from surveil.engine.alerts import alert_record
 from surveil.engine.refdata import RefData
+from surveil.engine.securities import Securities, Security
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
 from surveil.events.schema import VENUES, ns_to_iso, trading_day_index
@@ -181,6 +182,15 @@ class _Ctx(Context):
     def symbol_id(self, code: str) -> int:
         return self.e.reg.symbols.ids.get(code, -1)
 
+    def security(self, venue: int, symbol: int) -> Security | None:
+        """The securities reference record (prev_close, risk_warning, price limits) of a symbol id
+        (``reg.symbols``) on a venue code, or None (not in the securities data, or no symbol)."""
+        names = self.e.reg.symbols.names
+        securities = getattr(self.e, "securities", None)  # None: an engine of a checkpoint from before
+        if securities is None or not 0 <= symbol < len(names):
+            return None
+        return securities.get(venue, names[symbol])
+
 
 class Engine:
     """Feeds batches through the rules; collects alert records and rejects."""
@@ -189,7 +199,7 @@ class Engine:
                  registry: Registry | None = None, rules: Sequence[str] | None = None,
                  market_from_events: bool = True,
                  on_segment: Callable[[Segment, Batch], None] | None = None, keep_finals: bool = True,
-                 guard: bool = True):
+                 guard: bool = True, securities: Securities | None = None):
         """``rules``: the rule ids to run (default all). ``market_from_events=False``: market context comes
         from ``self.market.add_*`` (stream workers). ``on_segment`` sees every released segment.
         ``keep_finals=False``: final alerts are only drained (stream stages publish them as they come; kept,
@@ -199,6 +209,7 @@ class Engine:
         self.params = params or load_config()
         self.reg = registry or Registry()
         self.ref = refdata or RefData()
+        self.securities = securities if securities is not None else Securities()  # surveil/engine/securities.py
         self.tol = int(self.params["engine"]["reorder_tolerance_ms"]) * 1_000_000
         self.jump = int(self.params["engine"]["future_jump_ms"]) * 1_000_000
         self.corroborate = int(self.params["engine"]["corroboration_events"])

@@ -499,19 +499,25 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* decode_records(buf, rec_off, n, luts(4 int32 buffers), out, consts) -> number of invalid records  */
+/* decode_records(buf, rec_off, n, luts(4 int32 buffers), out, consts[, total, row0, oid, rec_size, mid, mfl])  */
+/*   -> number of invalid records                                                                      */
 /*   out: one uint8 buffer of 53 * n bytes, 8-byte aligned, columns in this order:                    */
 /*   ts price qty seq (int64) | account symbol owner broker (int32) | venue etype side flags bad (u8)  */
-/*   consts: (ORDER, TRADE, INDEX, F_HAS_QTY, TS_MIN, TS_MAX)                                          */
+/*   consts: (ORDER, TRADE, INDEX, INDICATIVE, MAX_TYPE, F_HAS_QTY, MF_HAS_MATCH_ID, TS_MIN, TS_MAX)    */
+/*   rec_size: R_SIZE (76, frame versions 1 to 4) or R_SIZE_MATCH (104, versions 3 and 4: the records   */
+/*   carry a match id and its flags after the first 76 bytes). mid (24 bytes a row) and mfl (1 byte a   */
+/*   row), when given, get each row's match id and match flags (zeros for records without them).        */
 
 enum { R_TS = 0, R_PRICE = 8, R_QTY = 16, R_SEQ = 24, R_OID = 32, R_OID_LEN = 24, R_ACCOUNT = 56, R_SYMBOL = 60, R_OWNER = 64,
-       R_BROKER = 68, R_VENUE = 72, R_ETYPE = 73, R_SIDE = 74, R_FLAGS = 75, R_SIZE = 76 };
+       R_BROKER = 68, R_VENUE = 72, R_ETYPE = 73, R_SIDE = 74, R_FLAGS = 75, R_SIZE = 76, R_MID = 76, R_MID_LEN = 24,
+       R_MFLAGS = 100, R_SIZE_MATCH = 104 };
 
 static PyObject *record_layout(PyObject *mod, PyObject *noargs) {
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "ts", R_TS, "order_id", R_OID, "price", R_PRICE,
-                         "qty", R_QTY, "seq", R_SEQ, "account", R_ACCOUNT, "symbol", R_SYMBOL, "owner", R_OWNER,
-                         "broker", R_BROKER, "venue", R_VENUE, "etype", R_ETYPE, "side", R_SIDE, "flags", R_FLAGS,
-                         "itemsize", R_SIZE);
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "ts", R_TS,
+                         "order_id", R_OID, "price", R_PRICE, "qty", R_QTY, "seq", R_SEQ, "account", R_ACCOUNT,
+                         "symbol", R_SYMBOL, "owner", R_OWNER, "broker", R_BROKER, "venue", R_VENUE, "etype",
+                         R_ETYPE, "side", R_SIDE, "flags", R_FLAGS, "match_id", R_MID, "mflags", R_MFLAGS,
+                         "itemsize", R_SIZE, "itemsize_match", R_SIZE_MATCH);
 }
 
 static inline int64_t rd64(const unsigned char *p) {
@@ -527,18 +533,27 @@ static inline uint32_t rd32(const unsigned char *p) {
 }
 
 static PyObject *decode_records(PyObject *mod, PyObject *args) {
-    Py_buffer buf, lut[4], out, oid = {0};
-    Py_ssize_t rec_off, n, total = -1, row0 = 0;
-    long long order, trade, index, f_has_qty, ts_min, ts_max;
-    if (!PyArg_ParseTuple(args, "y*nn(y*y*y*y*)w*(LLLLLL)|nnw*", &buf, &rec_off, &n, &lut[0], &lut[1], &lut[2],
-                          &lut[3], &out, &order, &trade, &index, &f_has_qty, &ts_min, &ts_max, &total, &row0,
-                          &oid))
+    Py_buffer buf, lut[4], out, oid = {0}, mid = {0}, mfl = {0};
+    Py_ssize_t rec_off, n, total = -1, row0 = 0, rsize = R_SIZE;
+    long long order, trade, index, indicative, max_type, f_has_qty, mf_has, ts_min, ts_max;
+    if (!PyArg_ParseTuple(args, "y*nn(y*y*y*y*)w*(LLLLLLLLL)|nnz*nz*z*", &buf, &rec_off, &n, &lut[0], &lut[1],
+                          &lut[2], &lut[3], &out, &order, &trade, &index, &indicative, &max_type, &f_has_qty, &mf_has,
+                          &ts_min, &ts_max, &total, &row0, &oid, &rsize, &mid, &mfl))
         return NULL;
     PyObject *ret = NULL;
     if (total < 0) total = n;
-    if (rec_off < 0 || n < 0 || rec_off > buf.len || n > (buf.len - rec_off) / R_SIZE || total > out.len / 53 ||
+    if ((oid.buf != NULL && oid.readonly) || (mid.buf != NULL && mid.readonly) || (mfl.buf != NULL && mfl.readonly)) {
+        PyErr_SetString(PyExc_TypeError, "decode_records: oid, mid and mfl must be writable buffers");
+        goto done;
+    }
+    if ((rsize != R_SIZE && rsize != R_SIZE_MATCH) || (mid.buf == NULL) != (mfl.buf == NULL)) {
+        PyErr_SetString(PyExc_ValueError, "decode_records: record size 76 or 104; mid and mfl together");
+        goto done;
+    }
+    if (rec_off < 0 || n < 0 || rec_off > buf.len || n > (buf.len - rec_off) / rsize || total > out.len / 53 ||
         row0 < 0 || row0 > total || n > total - row0 || ((uintptr_t)out.buf & 7) != 0 ||
-        (oid.buf != NULL && oid.len / R_OID_LEN < total)) {
+        (oid.buf != NULL && oid.len / R_OID_LEN < total) || (mid.buf != NULL && mid.len / R_MID_LEN < total) ||
+        (mfl.buf != NULL && mfl.len < total)) {
         PyErr_SetString(PyExc_ValueError, "decode_records: records or output buffer out of range");
         goto done;
     }
@@ -555,6 +570,9 @@ static PyObject *decode_records(PyObject *mod, PyObject *args) {
     for (int c = 0; c < 4; c++) scol[c] += row0;
     venue += row0, etype += row0, side += row0, flags += row0, bad += row0;
     unsigned char *oids = oid.buf != NULL ? (unsigned char *)oid.buf + row0 * R_OID_LEN : NULL;
+    unsigned char *mids = mid.buf != NULL ? (unsigned char *)mid.buf + row0 * R_MID_LEN : NULL;
+    unsigned char *mfls = mfl.buf != NULL ? (unsigned char *)mfl.buf + row0 : NULL;
+    const int with_match = rsize == R_SIZE_MATCH;
     const int32_t *tab[4];
     uint32_t cnt[4];
     for (int c = 0; c < 4; c++) {
@@ -565,7 +583,7 @@ static PyObject *decode_records(PyObject *mod, PyObject *args) {
     Py_ssize_t nbad = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
-        const unsigned char *r = rec + i * R_SIZE;
+        const unsigned char *r = rec + i * rsize;
         int64_t t = rd64(r + R_TS), pr = rd64(r + R_PRICE), q = rd64(r + R_QTY);
         unsigned v = r[R_VENUE], et = r[R_ETYPE], sd = r[R_SIDE], fl = r[R_FLAGS];
         ts[i] = t;
@@ -577,6 +595,14 @@ static PyObject *decode_records(PyObject *mod, PyObject *args) {
         side[i] = (unsigned char)sd;
         flags[i] = (unsigned char)fl;
         if (oids) memcpy(oids + i * R_OID_LEN, r + R_OID, R_OID_LEN);
+        unsigned mf = with_match ? r[R_MFLAGS] : 0;
+        if (mids) {
+            if (with_match)
+                memcpy(mids + i * R_MID_LEN, r + R_MID, R_MID_LEN);
+            else
+                memset(mids + i * R_MID_LEN, 0, R_MID_LEN);
+            mfls[i] = (unsigned char)mf;
+        }
         unsigned code = 0;
         int32_t sv[4];
         for (int c = 0; c < 4; c++) {
@@ -592,18 +618,19 @@ static PyObject *decode_records(PyObject *mod, PyObject *args) {
             scol[c][i] = sv[c];
         }
         if (code == 0) { /* binary._check_records: the last failing check of its list wins */
-            int needs = et == order || et == trade;
+            int needs = et == order || et == trade, mkt = et == index || et == indicative;
             int has_qty = (fl & f_has_qty) != 0;
             if (t < ts_min || t >= ts_max) code = 1;
             else if (v > 2) code = 2;
-            else if (et > 3) code = 3;
+            else if (et > max_type) code = 3;
             else if (sd > 2) code = 4;
             else if (has_qty && q < 0) code = 5;
-            else if (et != index && sv[0] < 0) code = 6;
+            else if (!mkt && sv[0] < 0) code = 6;
             else if (needs && sd == 0) code = 8;
-            else if (et == index && sv[1] < 0) code = 9;
+            else if (mkt && sv[1] < 0) code = 9;
             else if (needs && !has_qty) code = 10;
-            else if ((et == trade || et == index) && pr <= 0) code = 7;
+            else if ((et == trade || mkt) && pr <= 0) code = 7;
+            else if ((mf & mf_has) && et != trade) code = 11;
         }
         bad[i] = (unsigned char)code;
         nbad += code != 0;
@@ -615,6 +642,8 @@ done:
     for (int c = 0; c < 4; c++) PyBuffer_Release(&lut[c]);
     PyBuffer_Release(&out);
     if (oid.obj != NULL) PyBuffer_Release(&oid);
+    if (mid.obj != NULL) PyBuffer_Release(&mid);
+    if (mfl.obj != NULL) PyBuffer_Release(&mfl);
     return ret;
 }
 
@@ -717,24 +746,25 @@ static PyObject *count_strings(PyObject *mod, PyObject *args) {
     return PyLong_FromSsize_t(k);
 }
 
-/* index_symbols(buf, rec_off, n, n_symbols, index_code) -> list of int: the distinct symbol-table entries
- * (below n_symbols) that the records of type index_code use, in table order (the records are buf[rec_off:],
- * n of R_SIZE bytes) */
+/* index_symbols(buf, rec_off, n, n_symbols, index_code[, code2, rec_size]) -> list of int: the distinct
+ * symbol-table entries (below n_symbols) that the records of type index_code (or code2: market data, index and
+ * indicative) use, in table order (the records are buf[rec_off:], n of rec_size bytes, 76 by default) */
 static PyObject *index_symbols(PyObject *mod, PyObject *args) {
     Py_buffer buf;
-    Py_ssize_t off, n, ns;
-    int code;
-    if (!PyArg_ParseTuple(args, "y*nnni", &buf, &off, &n, &ns, &code)) return NULL;
+    Py_ssize_t off, n, ns, rsize = R_SIZE;
+    int code, code2 = -1;
+    if (!PyArg_ParseTuple(args, "y*nnni|in", &buf, &off, &n, &ns, &code, &code2, &rsize)) return NULL;
     PyObject *ret = NULL;
     unsigned char *seen = NULL;
-    if (off < 0 || n < 0 || ns < 0 || off > buf.len || n > (buf.len - off) / R_SIZE) {
+    if (off < 0 || n < 0 || ns < 0 || off > buf.len || (rsize != R_SIZE && rsize != R_SIZE_MATCH) ||
+        n > (buf.len - off) / rsize) {
         PyErr_SetString(PyExc_ValueError, "index_symbols: records out of range");
         goto done;
     }
     const unsigned char *r = (const unsigned char *)buf.buf + off;
     Py_ssize_t found = 0;
-    for (Py_ssize_t i = 0; i < n; i++, r += R_SIZE) {
-        if (r[R_ETYPE] != code) continue;
+    for (Py_ssize_t i = 0; i < n; i++, r += rsize) {
+        if (r[R_ETYPE] != code && r[R_ETYPE] != code2) continue;
         uint32_t sym;
         memcpy(&sym, r + R_SYMBOL, 4);
         if ((Py_ssize_t)sym >= ns) continue; /* absent or out of the table: the record's own error */
@@ -928,19 +958,22 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* json_columns(objs, keys, maps, ids, out) -> list of order ids, or None ("slow")                     */
-/*   The clean case of jsonl._columns in one pass over the objects parsed from a JSON-array frame.      */
-/*   objs: list of dicts; keys: the 13 field names (jsonl.FIELDS order); maps: (venue, type, side,      */
+/* json_columns(objs, keys, maps, ids, out) -> (list of order ids, list of match ids or None), or None  */
+/*   ("slow"). The clean case of jsonl._columns in one pass over the objects parsed from a JSON-array   */
+/*   frame. objs: list of dicts; keys: the 14 field names (jsonl.FIELDS order); maps: (venue, type, side,*/
 /*   aggressor) dicts value -> code, looked up as jsonl._columns does; ids: the interners' dicts of      */
-/*   account, symbol, owner, broker (str -> id). out: one uint8 buffer of 57 * n bytes, 8-byte aligned:  */
+/*   account, symbol, owner, broker (str -> id). out: one uint8 buffer of 59 * n bytes, 8-byte aligned:  */
 /*   ts qty seq (int64) price (float64) | account symbol owner broker (int32; -1 absent, -2 not interned */
-/*   yet) | venue etype side aggr has_price has_qty has_seq oid_int oid_has (uint8).                     */
+/*   yet) | venue etype side aggr has_price has_qty has_seq oid_int oid_has mid_int mid_has (uint8).     */
+/*   The match ids are None when no object has one. A match id the contract refuses (not ASCII is left   */
+/*   to the reference too) is "slow".                                                                    */
 /*   Any value of a type or range the fast path does not take as it is (a bool, a float where an        */
 /*   integer belongs, an int beyond int64, a negative order id, an unknown venue, a missing ts...)       */
 /*   returns None before anything else is done: the caller then runs jsonl._columns, the reference,     */
 /*   which decides.                                                                                       */
 enum { JK_TS, JK_VENUE, JK_TYPE, JK_ACCOUNT, JK_BROKER, JK_OWNER, JK_SYMBOL, JK_SIDE, JK_PRICE, JK_QTY, JK_OID,
-       JK_SEQ, JK_AGGR, JK_N };
+       JK_MID, JK_SEQ, JK_AGGR, JK_N };
+#define MATCH_ID_MAX 24 /* schema.MATCH_ID_MAX_BYTES (checked by jsonl.py at import) */
 
 /* code of v in map (a dict lookup as map[v] in Python): 0..255, or -1 (not there, unhashable: "slow") */
 static int map_code(PyObject *map, PyObject *v) {
@@ -986,11 +1019,11 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O!O!O!w*", &PyList_Type, &objs, &PyTuple_Type, &keys, &PyTuple_Type, &maps,
                           &PyTuple_Type, &ids, &out))
         return NULL;
-    PyObject *ret = NULL, *oids = NULL;
+    PyObject *ret = NULL, *oids = NULL, *mids = NULL;
     Py_ssize_t n = PyList_GET_SIZE(objs);
     if (PyTuple_GET_SIZE(keys) != JK_N || PyTuple_GET_SIZE(maps) != 4 || PyTuple_GET_SIZE(ids) != 4 ||
-        out.len / 57 < n || ((uintptr_t)out.buf & 7) != 0) {
-        PyErr_SetString(PyExc_ValueError, "json_columns: 13 keys, 4 maps, 4 id dicts and 57 bytes a row");
+        out.len / 59 < n || ((uintptr_t)out.buf & 7) != 0) {
+        PyErr_SetString(PyExc_ValueError, "json_columns: 14 keys, 4 maps, 4 id dicts and 59 bytes a row");
         goto done;
     }
     for (int c = 0; c < 4; c++) {
@@ -1010,7 +1043,7 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
     int32_t *sid = (int32_t *)(price + n); /* 4 columns: account symbol owner broker */
     unsigned char *venue = (unsigned char *)(sid + 4 * n), *etype = venue + n, *side = etype + n, *aggr = side + n,
                   *has_price = aggr + n, *has_qty = has_price + n, *has_seq = has_qty + n, *oid_int = has_seq + n,
-                  *oid_has = oid_int + n;
+                  *oid_has = oid_int + n, *mid_int = oid_has + n, *mid_has = mid_int + n;
     static const int skey[4] = {JK_ACCOUNT, JK_SYMBOL, JK_OWNER, JK_BROKER};
     PyObject *k[JK_N];
     for (int j = 0; j < JK_N; j++) k[j] = PyTuple_GET_ITEM(keys, j);
@@ -1114,31 +1147,63 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
         }
         Py_INCREF(v);
         PyList_SET_ITEM(oids, i, v);
+        if ((v = val[JK_MID]) == NULL || v == Py_None) {
+            mid_has[i] = 0;
+            mid_int[i] = 0;
+            v = Py_None;
+        } else if (PyUnicode_CheckExact(v)) { /* ASCII, 1 to 24 bytes, no NUL; anything else: the reference */
+            Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+            if (!PyUnicode_IS_ASCII(v) || len < 1 || len > MATCH_ID_MAX || memchr(PyUnicode_DATA(v), 0, (size_t)len))
+                goto slow;
+            mid_has[i] = 1;
+            mid_int[i] = 0;
+        } else if (PyLong_CheckExact(v)) {
+            int64_t x;
+            if (!exact_i64(v, &x) || x < 0) goto slow;
+            mid_has[i] = 1;
+            mid_int[i] = 1;
+        } else {
+            goto slow;
+        }
+        if (v != Py_None && mids == NULL) { /* the first match id: the list, Nones before it */
+            if ((mids = PyList_New(n)) == NULL) goto done;
+            for (Py_ssize_t j = 0; j < n; j++) PyList_SET_ITEM(mids, j, Py_NewRef(Py_None));
+        }
+        if (mids != NULL) {
+            Py_INCREF(v);
+            PyList_SetItem(mids, i, v); /* steals v, releases the None it replaces */
+        }
     }
-    ret = oids;
-    oids = NULL;
+    ret = Py_BuildValue("(OO)", oids, mids != NULL ? mids : Py_None);
     goto done;
 slow:
     ret = Py_NewRef(Py_None);
 done:
     Py_XDECREF(oids);
+    Py_XDECREF(mids);
     PyBuffer_Release(&out);
     return ret;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* json_frame_columns(payload, keys, maps, tables, ids, consts, out, cap) -> (n, oids, misses), or None     */
+/* json_frame_columns(payload, keys, maps, tables, ids, consts, out, cap[, lines])                         */
+/*   -> (n, oids, misses, mids, any_mid), or None                                                           */
 /*   The clean case of a JSON-array frame, read from its bytes straight into a batch's columns (no Python */
 /*   object per event): what orjson.loads, then json_columns (or jsonl._columns_py) and jsonl._finish     */
 /*   would give, for the frames where every value is taken as it is and no event is rejected. keys:     */
 /*   jsonl.FIELDS; maps: (venue, type, side, aggressor) dicts as for json_columns; tables: the interners' */
 /*   StrTable (UTF-8 bytes -> id caches), ids: their dicts (str -> id); consts: the JC_ numbers below.   */
-/*   out: 60 * cap bytes, 8-byte aligned, columns of cap rows each (the first n used): ts qty seq oid     */
+/*   out: 69 * cap bytes, 8-byte aligned, columns of cap rows each (the first n used): ts qty seq oid mid */
 /*   price (int64; price in 1/10000) | account symbol owner broker (int32; -1 absent, -2 - k the k-th    */
-/*   distinct string of the column not interned yet) | venue etype side flags (uint8). oids: None when   */
-/*   every order id is an integer or absent (they are in the oid column), else the list of n order id    */
-/*   values (str, int, None). misses: per string column None or the list of its distinct strings not     */
+/*   distinct string of the column not interned yet) | venue etype side flags mflags (uint8). oids: None  */
+/*   when every order id is an integer or absent (they are in the oid column), else the list of n order  */
+/*   id values (str, int, None); mids the same of the match ids (mid column, mflags), any_mid whether an  */
+/*   event has one. misses: per string column None or the list of its distinct strings not              */
 /*   interned yet, in order of first appearance, for the caller to intern (and add to the table).        */
+/*   lines (default 0): the payload is JSON Lines instead, one event per line (jsonl.decode_block): no    */
+/*   brackets, no commas, exactly one newline between two events (a blank line is "slow"; the caller     */
+/*   also checks that n is its number of lines). A ts may be an ISO-8601 string as jsonl.parse_ts reads  */
+/*   it (without surrounding spaces); any other form of one is "slow".                                    */
 /*   Anything this pass does not read exactly as orjson would, that json_columns would not take as it   */
 /*   is, or that _finish would reject, returns None before any string is interned: an escape or a       */
 /*   control character in a string, a key not a field, a field twice, a nested value, a number that is   */
@@ -1448,24 +1513,118 @@ static int jstring_id(StrTable *table, PyObject *ids, const JTok *t, uint64_t h,
 }
 
 /* consts: the schema's numbers the checks and flags use, in this order */
-enum { JC_PRICE_SCALE, JC_PRICE_MAX, JC_QTY_MAX, JC_TS_MIN, JC_TS_MAX, JC_ORDER, JC_TRADE, JC_INDEX, JC_F_HAS_SEQ,
-       JC_F_ORDER_ID_INT, JC_F_HAS_PRICE, JC_F_HAS_QTY, JC_F_HAS_ORDER_ID, JC_N };
+enum { JC_PRICE_SCALE, JC_PRICE_MAX, JC_QTY_MAX, JC_TS_MIN, JC_TS_MAX, JC_ORDER, JC_TRADE, JC_INDEX, JC_INDICATIVE,
+       JC_F_HAS_SEQ, JC_F_ORDER_ID_INT, JC_F_HAS_PRICE, JC_F_HAS_QTY, JC_F_HAS_ORDER_ID, JC_MF_HAS_MATCH_ID,
+       JC_MF_MATCH_ID_INT, JC_N };
+
+/* days since 1970-01-01 of a proleptic Gregorian date (the days_from_civil algorithm of H. Hinnant) */
+static inline int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static inline int jdigits(const unsigned char *p, int k, int *out) {
+    int v = 0;
+    for (int j = 0; j < k; j++) {
+        if (!jdigit(p[j])) return 0;
+        v = v * 10 + (p[j] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* an ISO-8601 timestamp string as jsonl.parse_ts reads it (YYYY-MM-DD[T ]HH:MM:SS[(.|,)1-9 digits] then Z or
+ * +-HH[:]MM; the date and time valid as Python's date and datetime take them, the offset's digits taken as
+ * they are): 1 and the nanoseconds, or 0 ("slow": anything else, surrounding spaces included) */
+static int jiso_ts(const JTok *t, int64_t *out) {
+    static const int mdays[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (t->type != JT_STR || t->hi || t->n < 20 || t->n > 35) return 0;
+    const unsigned char *p = t->p, *e = t->p + t->n;
+    int y, mo, d, hh, mi, ss, oh, om;
+    if (!jdigits(p, 4, &y) || p[4] != '-' || !jdigits(p + 5, 2, &mo) || p[7] != '-' || !jdigits(p + 8, 2, &d) ||
+        (p[10] != 'T' && p[10] != ' ') || !jdigits(p + 11, 2, &hh) || p[13] != ':' || !jdigits(p + 14, 2, &mi) ||
+        p[16] != ':' || !jdigits(p + 17, 2, &ss))
+        return 0;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || hh > 23 || mi > 59 || ss > 59) return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo] + (mo == 2 && leap)) return 0;
+    p += 19;
+    int64_t frac = 0;
+    if (p < e && (*p == '.' || *p == ',')) {
+        p++;
+        int k = 0;
+        while (p < e && jdigit(*p) && k < 10) {
+            frac = frac * 10 + (*p++ - '0');
+            k++;
+        }
+        if (k < 1 || k > 9) return 0;
+        for (; k < 9; k++) frac *= 10;
+    }
+    int64_t off = 0;
+    if (p < e && *p == 'Z') {
+        p++;
+    } else if (p < e && (*p == '+' || *p == '-')) {
+        int sign = *p++ == '-' ? -1 : 1;
+        if (e - p < 4 || !jdigits(p, 2, &oh)) return 0;
+        p += 2;
+        if (*p == ':') p++;
+        if (e - p < 2 || !jdigits(p, 2, &om)) return 0;
+        p += 2;
+        off = sign * (oh * 3600 + om * 60);
+    } else {
+        return 0;
+    }
+    if (p != e) return 0;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off;
+    if (secs < -9000000000LL || secs > 9000000000LL) return 0; /* outside the range of int64 nanoseconds */
+    *out = secs * 1000000000LL + frac;
+    return 1;
+}
+
+/* a match id token (absent: 0 and *has 0): 1, with its integer value in *mid for an integer, or 0 ("slow": one
+ * the contract refuses, which the reference rejects) */
+static inline int jmatch_id(const JTok *t, int64_t *mid, int *has, int *is_int) {
+    *mid = 0;
+    *has = t->type != JT_NULL;
+    *is_int = 0;
+    if (!*has) return 1;
+    if (t->type == JT_STR) return t->n >= 1 && t->n <= MATCH_ID_MAX; /* no escape, no control character */
+    if (jint(t, mid) && *mid >= 0) {
+        *is_int = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* spaces, tabs and carriage returns (not newlines) */
+static inline const unsigned char *jls(const unsigned char *p, const unsigned char *e) {
+    while (p < e && (*p == ' ' || *p == '\r' || *p == '\t')) p++;
+    return p;
+}
 
 static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
     Py_buffer pay, out;
     PyObject *keys, *maps, *tables, *ids, *consts;
     Py_ssize_t cap;
-    if (!PyArg_ParseTuple(args, "y*O!O!O!O!O!w*n", &pay, &PyTuple_Type, &keys, &PyTuple_Type, &maps, &PyTuple_Type,
-                          &tables, &PyTuple_Type, &ids, &PyTuple_Type, &consts, &out, &cap))
+    int lines = 0;
+    if (!PyArg_ParseTuple(args, "y*O!O!O!O!O!w*n|p", &pay, &PyTuple_Type, &keys, &PyTuple_Type, &maps, &PyTuple_Type,
+                          &tables, &PyTuple_Type, &ids, &PyTuple_Type, &consts, &out, &cap, &lines))
         return NULL;
-    PyObject *ret = NULL, *oids = NULL, *misses[4] = {NULL, NULL, NULL, NULL}, *mseen[4] = {NULL, NULL, NULL, NULL};
+    PyObject *ret = NULL, *oids = NULL, *mids = NULL, *misses[4] = {NULL, NULL, NULL, NULL},
+             *mseen[4] = {NULL, NULL, NULL, NULL};
     PyObject **ostr = NULL; /* the str order ids (row -> new reference), once one is met */
+    PyObject **mstr = NULL; /* the str match ids, likewise */
+    int any_mid = 0;
     Py_ssize_t n = 0;
     if (PyTuple_GET_SIZE(keys) != JK_N || PyTuple_GET_SIZE(maps) != 4 || PyTuple_GET_SIZE(tables) != 4 ||
-        PyTuple_GET_SIZE(ids) != 4 || PyTuple_GET_SIZE(consts) != JC_N || cap < 0 || out.len / 60 < cap ||
+        PyTuple_GET_SIZE(ids) != 4 || PyTuple_GET_SIZE(consts) != JC_N || cap < 0 || out.len / 69 < cap ||
         ((uintptr_t)out.buf & 7) != 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "json_frame_columns: 13 keys, 4 maps, 4 tables, 4 id dicts, 13 constants and 60 bytes a row");
+                        "json_frame_columns: 14 keys, 4 maps, 4 tables, 4 id dicts, 17 constants and 69 bytes a row");
         goto done;
     }
     int64_t K[JC_N];
@@ -1508,20 +1667,27 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         a_null = jmap_obj_code(m_aggr, Py_None);
     if (a_true == -2 || a_false == -2 || a_null == -2) goto done;
 
-    int64_t *ts = (int64_t *)out.buf, *qty = ts + cap, *seq = qty + cap, *oid = seq + cap, *price = oid + cap;
+    int64_t *ts = (int64_t *)out.buf, *qty = ts + cap, *seq = qty + cap, *oid = seq + cap, *mid = oid + cap,
+            *price = mid + cap;
     int32_t *sid = (int32_t *)(price + cap);
     unsigned char *venue = (unsigned char *)(sid + 4 * cap), *etype = venue + cap, *side = etype + cap,
-                  *flags = side + cap;
+                  *flags = side + cap, *mflags = flags + cap;
     const double price_scale = (double)K[JC_PRICE_SCALE], price_max = (double)K[JC_PRICE_MAX];
     static const int skey[4] = {JK_ACCOUNT, JK_SYMBOL, JK_OWNER, JK_BROKER};
 
     const unsigned char *p = pay.buf, *e = p + pay.len;
-    p = jws(p, e);
-    if (p >= e || *p != '[') goto slow;
-    p = jws(p + 1, e);
-    if (p < e && *p == ']') {
-        p++;
-        goto end;
+    if (lines) { /* JSON Lines: spaces before the first event, no blank line */
+        p = jls(p, e);
+        if (p >= e) goto end;
+        if (*p != '{') goto slow;
+    } else {
+        p = jws(p, e);
+        if (p >= e || *p != '[') goto slow;
+        p = jws(p + 1, e);
+        if (p < e && *p == ']') {
+            p++;
+            goto end;
+        }
     }
     for (;;) { /* one object a turn */
         if (p >= e || *p != '{' || n == cap) goto slow;
@@ -1555,7 +1721,7 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         /* the object's values into row i */
         JTok *t;
         int c;
-        if (!jint(&tok[JK_TS], &ts[i])) goto slow;
+        if (!jint(&tok[JK_TS], &ts[i]) && !jiso_ts(&tok[JK_TS], &ts[i])) goto slow;
         t = &tok[JK_VENUE];
         if (t->type != JT_STR || (c = jenum_code(&e_venue, t->p, t->n)) < 0) goto slow;
         venue[i] = (unsigned char)c;
@@ -1599,8 +1765,8 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         }
         /* jsonl._finish's checks: an event it would reject leaves the frame to the orjson path (which keeps
          * the rejects); its integer price and its flags */
-        int is_idx = etype[i] == K[JC_INDEX], is_trade = etype[i] == K[JC_TRADE],
-            needs = etype[i] == K[JC_ORDER] || is_trade;
+        int is_idx = etype[i] == K[JC_INDEX] || etype[i] == K[JC_INDICATIVE], /* market data */
+            is_trade = etype[i] == K[JC_TRADE], needs = etype[i] == K[JC_ORDER] || is_trade;
         if (ts[i] < K[JC_TS_MIN] || ts[i] >= K[JC_TS_MAX] || (!is_idx && sid[i] == -1) ||
             (is_idx && sid[cap + i] == -1) || (needs && side[i] == 0))
             goto slow;
@@ -1660,7 +1826,32 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
             }
         }
         flags[i] = (unsigned char)fl;
+        t = &tok[JK_MID];
+        int mhas, mint;
+        if (!jmatch_id(t, &mid[i], &mhas, &mint) || (mhas && !is_trade)) goto slow; /* on another type: a reject */
+        mflags[i] = (unsigned char)((mhas ? K[JC_MF_HAS_MATCH_ID] : 0) | (mint ? K[JC_MF_MATCH_ID_INT] : 0));
+        any_mid |= mhas;
+        if (mhas && !mint) {
+            if (mstr == NULL && (mstr = PyMem_Calloc((size_t)(cap ? cap : 1), sizeof(PyObject *))) == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            if ((mstr[i] = jstr(t)) == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) goto done;
+                PyErr_Clear();
+                goto slow;
+            }
+        }
         n++;
+        if (lines) { /* the end of the line, then the next event's, or the end */
+            p = jls(p, e);
+            if (p >= e) break;
+            if (*p != '\n') goto slow;
+            p = jls(p + 1, e);
+            if (p >= e) break;
+            if (*p != '{') goto slow; /* a blank line, or anything else */
+            continue;
+        }
         p = jws(p, e);
         if (p < e && *p == ',') {
             p = jws(p + 1, e);
@@ -1689,9 +1880,24 @@ end:
             PyList_SET_ITEM(oids, i, v);
         }
     }
-    ret = Py_BuildValue("(nO(OOOO))", n, oids ? oids : Py_None, misses[0] ? misses[0] : Py_None,
+    if (mstr != NULL) {
+        if ((mids = PyList_New(n)) == NULL) goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *v;
+            if (mstr[i] != NULL) {
+                v = mstr[i];
+                mstr[i] = NULL;
+            } else if (mflags[i] & K[JC_MF_MATCH_ID_INT]) {
+                if ((v = PyLong_FromLongLong(mid[i])) == NULL) goto done;
+            } else {
+                v = Py_NewRef(Py_None);
+            }
+            PyList_SET_ITEM(mids, i, v);
+        }
+    }
+    ret = Py_BuildValue("(nO(OOOO)OO)", n, oids ? oids : Py_None, misses[0] ? misses[0] : Py_None,
                         misses[1] ? misses[1] : Py_None, misses[2] ? misses[2] : Py_None,
-                        misses[3] ? misses[3] : Py_None);
+                        misses[3] ? misses[3] : Py_None, mids ? mids : Py_None, any_mid ? Py_True : Py_False);
     goto done;
 slow:
     ret = Py_NewRef(Py_None);
@@ -1700,7 +1906,12 @@ done:
         for (Py_ssize_t i = 0; i < n + 1 && i < cap; i++) Py_XDECREF(ostr[i]);
         PyMem_Free(ostr);
     }
+    if (mstr != NULL) {
+        for (Py_ssize_t i = 0; i < n + 1 && i < cap; i++) Py_XDECREF(mstr[i]);
+        PyMem_Free(mstr);
+    }
     Py_XDECREF(oids);
+    Py_XDECREF(mids);
     for (int s = 0; s < 4; s++) {
         Py_XDECREF(misses[s]);
         Py_XDECREF(mseen[s]);

@@ -14,7 +14,14 @@ try:  # the compiled frame decoder (setup.py); binary.py falls back to numpy wit
 except ImportError:  # pragma: no cover - exercised by the fallback test through binary.FAST = False
     _svev = None
 
-from surveil.events.schema import F_HAS_ORDER_ID, F_ORDER_ID_INT, ORDER_ID_MAX_BYTES
+from surveil.events.schema import (
+    F_HAS_ORDER_ID,
+    F_ORDER_ID_INT,
+    MATCH_ID_MAX_BYTES,
+    MF_HAS_MATCH_ID,
+    MF_MATCH_ID_INT,
+    ORDER_ID_MAX_BYTES,
+)
 
 
 class Interner:
@@ -115,6 +122,10 @@ class Batch:
     either an object array of the original JSON values (str/int/None) or a
     fixed-width bytes array (binary input); use :meth:`order_id_at`.
     ``src`` holds each event's location in its input (line or record number).
+
+    ``match_id`` (contract version 2) is optional: None when no event of the batch has one, else a raw
+    column like ``order_id`` (object, int64 or S24) with ``mflags`` (``MF_*`` bits: has one, is an integer);
+    use :meth:`match_id_at` / :func:`match_id_values`.
     """
 
     ts: np.ndarray  # int64 ns
@@ -131,9 +142,19 @@ class Batch:
     broker: np.ndarray  # int32
     order_id: np.ndarray  # object (JSON values), int64 (integer ids) or S24 (binary frames)
     src: np.ndarray  # int64
+    match_id: np.ndarray | None = None  # None, or object (JSON values), int64 or S24 (binary frames)
+    mflags: np.ndarray | None = None  # uint8 MF_* bits; None exactly when match_id is None
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def __setstate__(self, state) -> None:
+        """Unpickling (a stream stage's checkpoint holds the engine's held batch): a batch pickled before the
+        optional columns existed gets them as None."""
+        slots = state[1] if isinstance(state, tuple) else state
+        self.match_id = self.mflags = None
+        for k, v in (slots or {}).items():
+            object.__setattr__(self, k, v)
 
     @classmethod
     def empty(cls) -> Batch:
@@ -146,7 +167,11 @@ class Batch:
         )
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in _BATCH_FIELDS}
+        """The columns, without the optional ones the batch does not have (None)."""
+        cols = {name: getattr(self, name) for name in _BATCH_FIELDS}
+        if self.match_id is None:
+            del cols["match_id"], cols["mflags"]
+        return cols
 
     def take(self, idx) -> Batch:
         """Rows selected by a boolean mask, an index array or a slice."""
@@ -164,46 +189,91 @@ class Batch:
         if len(bs) == 1:
             return bs[0]
         cols = {}
-        for name in bs[0].columns():
-            arrs = [getattr(b, name) for b in bs]
-            if name == "order_id" and len({a.dtype for a in arrs}) > 1:
-                arrs = [a if a.dtype == object else _bytes_ids_to_object(a, b.flags) for a, b in zip(arrs, bs)]
+        with_mid = any(b.match_id is not None for b in bs)
+        for name in _BATCH_FIELDS:
+            if name in ("match_id", "mflags") and not with_mid:
+                continue
+            if name == "match_id":
+                arrs = [b.match_id if b.match_id is not None else _no_match_ids(len(b)) for b in bs]
+                flags = [b.mflags if b.mflags is not None else np.zeros(len(b), np.uint8) for b in bs]
+                if len({a.dtype for a in arrs}) > 1:
+                    arrs = [a if a.dtype == object else _bytes_ids_to_object(a, f, MF_HAS_MATCH_ID, MF_MATCH_ID_INT)
+                            for a, f in zip(arrs, flags)]
+            elif name == "mflags":
+                arrs = [b.mflags if b.mflags is not None else np.zeros(len(b), np.uint8) for b in bs]
+            else:
+                arrs = [getattr(b, name) for b in bs]
+                if name == "order_id" and len({a.dtype for a in arrs}) > 1:
+                    arrs = [a if a.dtype == object else _bytes_ids_to_object(a, b.flags) for a, b in zip(arrs, bs)]
             cols[name] = np.concatenate(arrs)
         return Batch(**cols)
 
     def order_id_at(self, i: int) -> str | int | None:
-        f = int(self.flags[i])
-        v = self.order_id[i]
-        if self.order_id.dtype == object:
-            return v
-        if not f & F_HAS_ORDER_ID:
+        return _raw_id_at(self.order_id, int(self.flags[i]), i, F_HAS_ORDER_ID, F_ORDER_ID_INT)
+
+    def match_id_at(self, i: int) -> str | int | None:
+        if self.match_id is None:
             return None
-        if self.order_id.dtype.kind == "i":
-            return int(v)
-        s = bytes(v).decode("utf-8")
-        return int(s) if f & F_ORDER_ID_INT else s
+        return _raw_id_at(self.match_id, int(self.mflags[i]), i, MF_HAS_MATCH_ID, MF_MATCH_ID_INT)
 
     def order_ids_bytes(self) -> np.ndarray:
         """The order ids as a fixed-width bytes array (for the binary format)."""
-        if self.order_id.dtype.kind == "S":
-            return self.order_id
-        if self.order_id.dtype.kind == "i":
-            out_i = self.order_id.astype(f"S{ORDER_ID_MAX_BYTES}")
-            out_i[(self.flags & F_HAS_ORDER_ID) == 0] = b""
-            return out_i
-        out = []
-        for v in self.order_id:
-            if v is None:
-                out.append(b"")
-            else:
-                b = str(v).encode("utf-8")
-                if len(b) > ORDER_ID_MAX_BYTES:
-                    raise ValueError(f"order_id={v!r}: longer than {ORDER_ID_MAX_BYTES} bytes")
-                out.append(b)
-        return np.array(out, dtype=f"S{ORDER_ID_MAX_BYTES}")
+        return _ids_bytes(self.order_id, self.flags, F_HAS_ORDER_ID, ORDER_ID_MAX_BYTES, "order_id")
+
+    def match_ids_bytes(self) -> np.ndarray:
+        """The match ids as a fixed-width bytes array (for the binary format; all empty without match ids)."""
+        if self.match_id is None:
+            return np.zeros(len(self), f"S{MATCH_ID_MAX_BYTES}")
+        return _ids_bytes(self.match_id, self.mflags, MF_HAS_MATCH_ID, MATCH_ID_MAX_BYTES, "match_id")
 
 
 _BATCH_FIELDS = tuple(f.name for f in fields(Batch))  # dataclasses.fields() costs ≈ 5 µs a call
+
+
+def _raw_id_at(raw: np.ndarray, f: int, i: int, has_bit: int, int_bit: int) -> str | int | None:
+    """Row ``i`` of a raw id column (order or match ids) as its JSON value; ``f``: the row's flags."""
+    v = raw[i]
+    if raw.dtype == object:
+        return v
+    if not f & has_bit:
+        return None
+    if raw.dtype.kind == "i":
+        return int(v)
+    s = bytes(v).decode("utf-8")
+    return int(s) if f & int_bit else s
+
+
+def _ids_bytes(raw: np.ndarray, flags: np.ndarray, has_bit: int, width: int, name: str) -> np.ndarray:
+    """A raw id column as fixed-width bytes (absent: empty); ValueError naming the field for one too long."""
+    if raw.dtype.kind == "S":
+        return raw
+    if raw.dtype.kind == "i":
+        out_i = raw.astype(f"S{width}")
+        out_i[(flags & has_bit) == 0] = b""
+        return out_i
+    out = []
+    for v in raw:
+        if v is None:
+            out.append(b"")
+        else:
+            b = str(v).encode("utf-8")
+            if len(b) > width:
+                raise ValueError(f"{name}={v!r}: longer than {width} bytes")
+            out.append(b)
+    return np.array(out, dtype=f"S{width}")
+
+
+def _no_match_ids(n: int) -> np.ndarray:
+    return np.zeros(n, np.int64)  # every row absent (mflags 0)
+
+
+def match_id_values(raw: np.ndarray | None, mflags: np.ndarray | None, n: int = 0) -> list:
+    """Match ids as Python values (str, int or None) from a raw column; ``n`` Nones without one."""
+    if raw is None:
+        return [None] * n
+    if raw.dtype == object:
+        return raw.tolist()
+    return _bytes_ids_to_object(raw, mflags, MF_HAS_MATCH_ID, MF_MATCH_ID_INT).tolist()
 
 
 def order_id_values(raw: np.ndarray, flags: np.ndarray) -> list:
@@ -224,17 +294,18 @@ def concat_order_ids(a: np.ndarray, fa: np.ndarray, b: np.ndarray, fb: np.ndarra
     return np.concatenate([a, b])
 
 
-def _bytes_ids_to_object(arr: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Order ids as an object array of Python values, from an int64 or fixed-width bytes column."""
+def _bytes_ids_to_object(arr: np.ndarray, flags: np.ndarray, has_bit: int = F_HAS_ORDER_ID,
+                         int_bit: int = F_ORDER_ID_INT) -> np.ndarray:
+    """Order (or match) ids as an object array of Python values, from an int64 or fixed-width bytes column."""
     out = np.empty(len(arr), dtype=object)
     if arr.dtype.kind == "i":
         out[:] = arr.tolist()
-        out[(flags & F_HAS_ORDER_ID) == 0] = None
+        out[(flags & has_bit) == 0] = None
         return out
     for i, (v, f) in enumerate(zip(arr, flags)):
-        if not f & F_HAS_ORDER_ID:
+        if not f & has_bit:
             out[i] = None
         else:
             s = bytes(v).decode("utf-8")
-            out[i] = int(s) if f & F_ORDER_ID_INT else s
+            out[i] = int(s) if f & int_bit else s
     return out

@@ -1,14 +1,16 @@
-"""Binary frame format ``SVEV``, versions 1 and 2.
+"""Binary frame format ``SVEV``, versions 1 to 4 (docs/events.md).
 
-Version 1 frames are self-contained (one Kafka record). Version 2 (*delta*) frames are for files: their
+Odd versions are self-contained (one Kafka record). Even versions (*delta*) are for files: their
 string tables hold only the strings new since the previous frames of the same file, and records index
 the file's growing dictionary, so a reader interns each account once per file instead of once per frame.
-Layout (both versions)::
+Versions 3 and 4 (contract version 2, written since) are versions 1 and 2 with the ``indicative`` event type
+and, in a frame where an event has a match id, records of 104 bytes that carry it (``RECORD_MATCH``); a frame
+without match ids keeps the records of 76 bytes. Versions 1 and 2 are still read. Layout::
 
     header  32 bytes, little-endian:
             magic      4s   b"SVEV"
-            version    u16  1
-            rec_size   u16  76
+            version    u16  3 (self-contained) or 4 (delta); 1 and 2: contract version 1
+            rec_size   u16  76, or 104 (versions 3 and 4 only: records with match ids)
             n_records  u32
             n_accounts u32  \
             n_symbols  u32   | sizes of the frame's four string tables
@@ -16,7 +18,7 @@ Layout (both versions)::
             n_brokers  u32  /
             str_len    u32  bytes of the string blob
     strings str_len bytes: the four tables' UTF-8 strings, in that order, joined by NUL
-    records n_records x 76 bytes, fixed width (``RECORD`` below)
+    records n_records x rec_size bytes, fixed width (``RECORD``, ``RECORD_MATCH`` below)
 
 String columns hold an index into their table, 0xFFFFFFFF when absent. Prices are
 integers in 1/10000 yuan, timestamps integer nanoseconds. Flags say which optional
@@ -37,16 +39,23 @@ from surveil.events.errors import EventFormatError, Reject
 from surveil.events.schema import (
     F_HAS_QTY,
     INDEX,
+    INDICATIVE,
+    MATCH_ID_MAX_BYTES,
+    MF_HAS_MATCH_ID,
     ORDER,
     ORDER_ID_MAX_BYTES,
     TRADE,
     TS_MAX,
     TS_MIN,
+    TYPES,
 )
 
 MAGIC = b"SVEV"
-VERSION = 1  # self-contained
-VERSION_DELTA = 2  # string tables extend the dictionary of the earlier frames of the same file
+VERSION = 3  # self-contained
+VERSION_DELTA = 4  # string tables extend the dictionary of the earlier frames of the same file
+VERSION_1 = 1  # contract version 1, read only: self-contained
+VERSION_1_DELTA = 2  # contract version 1, read only: delta
+_DELTA = {VERSION_DELTA, VERSION_1_DELTA}
 HEADER = struct.Struct("<4sHHIIIIII")
 ABSENT = 0xFFFFFFFF
 RECORD = np.dtype([
@@ -56,16 +65,40 @@ RECORD = np.dtype([
     ("venue", "u1"), ("etype", "u1"), ("side", "u1"), ("flags", "u1"),
 ])
 assert RECORD.itemsize == 76
+#: a record of a frame (versions 3 and 4) where an event has a match id: RECORD, then the match id and its flags
+#: (``MF_*``: has one, is an integer), then 3 bytes of zeros
+RECORD_MATCH = np.dtype({
+    "names": [*RECORD.names, "match_id", "mflags"],
+    "formats": [RECORD.fields[f][0] for f in RECORD.names] + [f"S{MATCH_ID_MAX_BYTES}", "u1"],
+    "offsets": [RECORD.fields[f][1] for f in RECORD.names] + [76, 100],
+    "itemsize": 104,
+})
+_RECORDS = {RECORD.itemsize: RECORD, RECORD_MATCH.itemsize: RECORD_MATCH}
+RECORD_SIZES = tuple(_RECORDS)
 _STR_COLS = ("account", "symbol", "owner", "broker")
+_MAX_TYPE = len(TYPES) - 1
 
 #: decode with the compiled ``_svev`` module (built by setup.py) when it is there; the numpy code below is
 #: the reference it is tested against, and the fallback without a C compiler
 FAST = _svev is not None
 if FAST:
     _layout = _svev.record_layout()
-    assert _layout.pop("itemsize") == RECORD.itemsize
-    assert _layout == {f: RECORD.fields[f][1] for f in _layout}, "_svev.c and RECORD disagree"
-    _CONSTS = (ORDER, TRADE, INDEX, F_HAS_QTY, TS_MIN, TS_MAX)
+    assert _layout.pop("itemsize") == RECORD.itemsize and _layout.pop("itemsize_match") == RECORD_MATCH.itemsize
+    assert _layout == {f: RECORD_MATCH.fields[f][1] for f in _layout}, "_svev.c and RECORD_MATCH disagree"
+    _CONSTS = (ORDER, TRADE, INDEX, INDICATIVE, _MAX_TYPE, F_HAS_QTY, MF_HAS_MATCH_ID, TS_MIN, TS_MAX)
+
+
+def record_dtype(version: int, rec_size: int) -> np.dtype | None:
+    """The record layout of a frame of ``version`` whose header says ``rec_size``; None when that is not one."""
+    if version in (VERSION, VERSION_DELTA):
+        return _RECORDS.get(rec_size)
+    if version in (VERSION_1, VERSION_1_DELTA):
+        return RECORD if rec_size == RECORD.itemsize else None
+    return None
+
+
+def _has_match_ids(batch: Batch) -> bool:
+    return batch.mflags is not None and bool((batch.mflags & MF_HAS_MATCH_ID).any())
 
 
 def _interners(reg: Registry):
@@ -109,16 +142,21 @@ def encode_frame(batch: Batch, reg: Registry, dictionary: FrameDict | None = Non
         rec[col] = local
     blob = "\x00".join(s for t in tables for s in t).encode("utf-8")
     version = VERSION if dictionary is None else VERSION_DELTA
-    head = HEADER.pack(MAGIC, version, RECORD.itemsize, n, *(len(t) for t in tables), len(blob))
+    head = HEADER.pack(MAGIC, version, rec.itemsize, n, *(len(t) for t in tables), len(blob))
     return head + blob + rec.tobytes()
 
 
 def _records(batch: Batch) -> np.ndarray:
-    """The record array of a batch, string columns not filled yet."""
-    rec = np.zeros(len(batch), dtype=RECORD)
+    """The record array of a batch (``RECORD_MATCH`` when an event has a match id), string columns not filled
+    yet."""
+    mids = _has_match_ids(batch)
+    rec = np.zeros(len(batch), dtype=RECORD_MATCH if mids else RECORD)
     for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
         rec[f] = getattr(batch, f)
     rec["order_id"] = batch.order_ids_bytes()
+    if mids:
+        rec["match_id"] = batch.match_ids_bytes()
+        rec["mflags"] = batch.mflags
     return rec
 
 
@@ -152,7 +190,7 @@ def encode_frame_fast(batch: Batch, reg: Registry) -> bytes:
         if m:
             blobs.append(blob)
     data = b"\x00".join(blobs)
-    return HEADER.pack(MAGIC, VERSION, RECORD.itemsize, n, *counts, len(data)) + data + rec.tobytes()
+    return HEADER.pack(MAGIC, VERSION, rec.itemsize, n, *counts, len(data)) + data + rec.tobytes()
 
 
 class FrameBlock:
@@ -160,7 +198,7 @@ class FrameBlock:
     writes each frame's rows in place, after the previous frame's, so that consecutive frames are one batch
     without a copy (:meth:`batch`). ``total`` bounds the rows; a frame that does not fit is decoded alone."""
 
-    __slots__ = ("total", "block", "oid", "src", "cols", "row", "_refs")
+    __slots__ = ("total", "block", "oid", "src", "cols", "row", "_refs", "mid", "mfl", "mid_rows")
 
     def __init__(self, total: int):
         self.total = total
@@ -169,10 +207,16 @@ class FrameBlock:
         self.src = np.empty(total, np.int64)
         self.cols = _columns(self.block, total)
         self.row = 0  # rows written so far
+        # match ids (and their flags) of the rows; mid_rows: the rows from the first frame with match ids on
+        # (from there on every frame's rows get theirs, zeros without), ``total`` while there is none
+        self.mid = np.empty(total, RECORD_MATCH.fields["match_id"][0])
+        self.mfl = np.empty(total, np.uint8)
+        self.mid_rows = total
         self._refs = self._ref_counts()  # the block's own references to its arrays (``cols`` are views)
 
-    def _ref_counts(self) -> tuple[int, int, int]:
-        return sys.getrefcount(self.block), sys.getrefcount(self.oid), sys.getrefcount(self.src)
+    def _ref_counts(self) -> tuple[int, ...]:
+        return (sys.getrefcount(self.block), sys.getrefcount(self.oid), sys.getrefcount(self.src),
+                sys.getrefcount(self.mid), sys.getrefcount(self.mfl))
 
     @classmethod
     def reused(cls, total: int) -> FrameBlock:
@@ -185,14 +229,21 @@ class FrameBlock:
         # not one much larger than needed either: a catch-up poll's block is not kept for a paced feed's polls
         if b is not None and total <= b.total <= 4 * total + 65536 and b._ref_counts() == b._refs:
             b.row = 0
+            b.mid_rows = b.total
             return b
         b = _reuse.block = cls(total)
         return b
 
     def batch(self, lo: int, hi: int) -> Batch:
         """Rows ``lo:hi`` as a batch (views, no copy)."""
-        return Batch(src=self.src[lo:hi], order_id=self.oid[lo:hi],
-                     **{k: v[lo:hi] for k, v in self.cols.items() if k != "bad"})
+        b = Batch(src=self.src[lo:hi], order_id=self.oid[lo:hi],
+                  **{k: v[lo:hi] for k, v in self.cols.items() if k != "bad"})
+        if hi > self.mid_rows:  # rows of frames with match ids (and maybe, before them, rows without)
+            if lo < self.mid_rows:
+                self.mfl[lo:self.mid_rows] = 0
+                self.mid[lo:self.mid_rows] = b""
+            b.match_id, b.mflags = self.mid[lo:hi], self.mfl[lo:hi]
+        return b
 
 
 _reuse = threading.local()  # FrameBlock.reused: each thread's last block
@@ -226,38 +277,50 @@ def decode_frame_at(buf, offset: int, reg: Registry, source: str, first_record: 
     magic, version, rec_size, n, na, ns, no, nb, slen = HEADER.unpack_from(buf, offset)
     if magic != MAGIC:
         raise EventFormatError(f"{source}: bad frame magic {magic!r} at byte {offset} (expected {MAGIC!r})")
-    if version not in (VERSION, VERSION_DELTA) or rec_size != RECORD.itemsize:
+    dtype = record_dtype(version, rec_size)
+    if dtype is None:
         raise EventFormatError(
             f"{source}: unsupported frame version {version} / record size {rec_size} at byte {offset}")
-    if version == VERSION_DELTA and dictionary is None:
-        raise EventFormatError(f"{source}: a delta frame (version 2) at byte {offset} can only be read with the "
-                               "frames before it (a file read from its start)")
+    if version in _DELTA and dictionary is None:
+        raise EventFormatError(f"{source}: a delta frame (version {version}) at byte {offset} can only be read with "
+                               "the frames before it (a file read from its start)")
     p = offset + HEADER.size
     end = p + slen + n * rec_size
     if end > len(buf):
         raise EventFormatError(f"{source}: truncated frame at byte {offset} ({n} records announced)")
     counts = (na, ns, no, nb)
-    rec = np.frombuffer(buf, dtype=RECORD, count=n, offset=p + slen)
-    delta = dictionary if version == VERSION_DELTA else None  # a version-1 frame is self-contained in any file
+    rec = np.frombuffer(buf, dtype=dtype, count=n, offset=p + slen)
+    delta = dictionary if version in _DELTA else None  # a self-contained frame is self-contained in any file
     skip = index_symbols_only and delta is None
+    with_mid = dtype is RECORD_MATCH
     if FAST and into is not None and delta is None and n <= into.total - into.row:
         lo = into.row
-        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, into, skip)
+        if with_mid and into.mid_rows == into.total:
+            into.mid_rows = lo  # the first frame with match ids: from here on every frame's rows get theirs
+        cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, into, skip, rec_size)
         into.row = lo + n
         cols["order_id"] = into.oid[lo:lo + n]
+        if with_mid:
+            cols["match_id"], cols["mflags"] = into.mid[lo:lo + n], into.mfl[lo:lo + n]
         src = into.src[lo:lo + n]
         src[:] = np.arange(first_record, first_record + n, dtype=np.int64)
     else:
         if FAST:
-            cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, skip_symbols=skip)
+            cols, bad = _decode_fast(buf, offset, p, slen, n, counts, reg, source, delta, skip_symbols=skip,
+                                     rec_size=rec_size)
         else:
             cols, bad = _decode_numpy(buf, offset, p, slen, rec, counts, reg, source, delta, skip)
         cols["order_id"] = rec["order_id"]
+        if with_mid:
+            cols["match_id"], cols["mflags"] = rec["match_id"], np.ascontiguousarray(rec["mflags"])
         src = np.arange(first_record, first_record + n, dtype=np.int64)
     if bad.any():
         for i in np.flatnonzero(bad):
             field, reason = _BIN_CHECKS[int(bad[i])]
-            value = cols[field][i].item() if field in cols else None
+            if field == "match_id":
+                value = Batch(**{**cols, "src": src}).match_id_at(int(i))
+            else:
+                value = cols[field][i].item() if field in cols else None
             rejects.append(Reject(source=source, location=first_record + int(i), field=field, value=value,
                                   reason=reason, raw=rec[i].tobytes().hex(),
                                   extra={"kind": "binary", "frame_offset": offset}))
@@ -283,9 +346,10 @@ def _table_text(buf, p: int, slen: int, source: str, offset: int) -> str:
 
 def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Registry, source: str,
                  dictionary: FrameDict | None, into: FrameBlock | None = None,
-                 skip_symbols: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 skip_symbols: bool = False, rec_size: int = 76) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The compiled decoder: the string tables through each interner's bytes cache, the records in C (into
-    ``into``'s free rows when given; the order ids too). ``skip_symbols``: see ``index_symbols_only``."""
+    ``into``'s free rows when given; the order and match ids too). ``skip_symbols``: see
+    ``index_symbols_only``."""
     total = sum(counts)
     found = _svev.count_strings(buf, p, slen) or min(total, 1)  # an empty blob: no string, or one empty one
     if found != total:
@@ -301,7 +365,7 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
         if _svev.lookup_strings(tables, buf, p, slen, counts, ids, starts):
             _intern_misses(buf, p, slen, counts, ids, starts, interners, tables, source, offset)
         if skip_symbols and counts[1]:
-            used = _svev.index_symbols(buf, p + slen, n, counts[1], INDEX)  # as _index_symbols, in C
+            used = _svev.index_symbols(buf, p + slen, n, counts[1], INDEX, INDICATIVE, rec_size)  # _index_symbols
             if used:
                 k = counts[0] + np.array(used, np.int64)
                 ids[k] = interners[1].intern_list(_svev.strings_at(buf, starts, k))
@@ -317,11 +381,13 @@ def _decode_fast(buf, offset: int, p: int, slen: int, n: int, counts, reg: Regis
         luts.append(lut)
     if into is not None:
         lo = into.row
-        _svev.decode_records(buf, p + slen, n, tuple(luts), into.block, _CONSTS, into.total, lo, into.oid)
+        mids = (into.mid, into.mfl) if into.mid_rows < into.total else (None, None)
+        _svev.decode_records(buf, p + slen, n, tuple(luts), into.block, _CONSTS, into.total, lo, into.oid, rec_size,
+                             *mids)
         cols = {k: v[lo:lo + n] for k, v in into.cols.items()}
         return cols, cols.pop("bad")
     block = np.empty(53 * n, np.uint8)
-    _svev.decode_records(buf, p + slen, n, tuple(luts), block, _CONSTS)
+    _svev.decode_records(buf, p + slen, n, tuple(luts), block, _CONSTS, -1, 0, None, rec_size)
     cols = _columns(block, n)
     return cols, cols.pop("bad")
 
@@ -366,9 +432,9 @@ def _columns(block: np.ndarray, rows: int) -> dict[str, np.ndarray]:
 
 
 def _index_symbols(rec: np.ndarray, n_symbols: int) -> np.ndarray:
-    """The symbol table entries the index events of a frame's records use (in table order; an index out of
-    the table is the record's error, not this one's)."""
-    ix = rec["symbol"][rec["etype"] == INDEX]
+    """The symbol table entries the market data (index and indicative events) of a frame's records use (in table
+    order; an index out of the table is the record's error, not this one's)."""
+    ix = rec["symbol"][(rec["etype"] == INDEX) | (rec["etype"] == INDICATIVE)]
     return np.unique(ix[ix < n_symbols]).astype(np.intp)
 
 
@@ -410,7 +476,7 @@ def _decode_numpy(buf, offset: int, p: int, slen: int, rec: np.ndarray, counts, 
         cols[col] = lut[safe]
     for f in ("ts", "price", "qty", "seq", "venue", "etype", "side", "flags"):
         cols[f] = np.ascontiguousarray(rec[f])
-    _check_records(cols, bad)
+    _check_records(cols, bad, rec["mflags"] if "mflags" in rec.dtype.names else None)
     return cols, bad
 
 
@@ -423,10 +489,11 @@ _BIN_CHECKS = {
     4: ("side", "unknown side code"),
     5: ("qty", "negative qty"),
     6: ("account", "missing field (required for order, cancel and trade events)"),
-    7: ("price", "must be positive for trade and index events"),
+    7: ("price", "must be positive for trade, index and indicative events"),
     8: ("side", "missing field (required for order and trade events)"),
-    9: ("symbol", "missing field (required for index events)"),
+    9: ("symbol", "missing field (required for index and indicative events)"),
     10: ("qty", "missing field (required for order and trade events)"),
+    11: ("match_id", "only trade events have a match id"),
     20: ("account", "string index out of the frame's table"),
     21: ("symbol", "string index out of the frame's table"),
     22: ("owner", "string index out of the frame's table"),
@@ -434,19 +501,21 @@ _BIN_CHECKS = {
 }
 
 
-def _check_records(c: dict[str, np.ndarray], bad: np.ndarray) -> None:
+def _check_records(c: dict[str, np.ndarray], bad: np.ndarray, mflags: np.ndarray | None = None) -> None:
     et = c["etype"]
     needs = (et == ORDER) | (et == TRADE)
+    mkt = (et == INDEX) | (et == INDICATIVE)
     has_qty = (c["flags"] & F_HAS_QTY) != 0
     checks = [
-        ((et == TRADE) | (et == INDEX)) & (c["price"] <= 0), 7,
+        ((mflags & MF_HAS_MATCH_ID) != 0) & (et != TRADE) if mflags is not None else np.zeros(len(et), bool), 11,
+        ((et == TRADE) | mkt) & (c["price"] <= 0), 7,
         needs & ~has_qty, 10,
-        (et == INDEX) & (c["symbol"] < 0), 9,
+        mkt & (c["symbol"] < 0), 9,
         needs & (c["side"] == 0), 8,
-        (et != INDEX) & (c["account"] < 0), 6,
+        ~mkt & (c["account"] < 0), 6,
         has_qty & (c["qty"] < 0), 5,
         c["side"] > 2, 4,
-        et > 3, 3,
+        et > _MAX_TYPE, 3,
         c["venue"] > 2, 2,
         (c["ts"] < TS_MIN) | (c["ts"] >= TS_MAX), 1,
     ]

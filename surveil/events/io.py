@@ -130,7 +130,7 @@ def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) 
                 return
             magic, _v, rec_size, n, *tables, slen = binary.HEADER.unpack(head)
             body_len = slen + n * rec_size
-            if magic != binary.MAGIC or rec_size != binary.RECORD.itemsize or body_len > (1 << 31):
+            if magic != binary.MAGIC or rec_size not in binary.RECORD_SIZES or body_len > (1 << 31):
                 rejects.append(_frame_reject(source, rec_no, offset, head,
                                              f"bad frame header (magic {magic!r}, record size {rec_size})"))
                 return

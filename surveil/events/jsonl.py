@@ -29,6 +29,10 @@ from surveil.events.schema import (
     F_HAS_SEQ,
     F_ORDER_ID_INT,
     INDEX,
+    INDICATIVE,
+    MATCH_ID_MAX_BYTES,
+    MF_HAS_MATCH_ID,
+    MF_MATCH_ID_INT,
     ORDER,
     PRICE_MAX,
     PRICE_SCALE,
@@ -45,7 +49,7 @@ from surveil.events.schema import (
 )
 
 FIELDS = ("ts", "venue", "type", "account", "broker", "owner", "symbol", "side", "price", "qty",
-          "order_id", "seq", "aggressor")
+          "order_id", "match_id", "seq", "aggressor")
 _AGGR = {None: 0, True: F_HAS_AGGRESSOR | F_AGGRESSOR, False: F_HAS_AGGRESSOR}
 _OID_TYPES = {str, int, type(None)}
 _OID_INTS = range(2**63)  # integer order ids: non-negative 64-bit
@@ -132,6 +136,20 @@ def _check_row(o: Any) -> None:
         raise RowError("order_id", oid, "must be a string or an integer")
     if type(oid) is int and oid not in _OID_INTS:
         raise RowError("order_id", oid, "integer order ids must be non-negative 64-bit")
+    mid = o.get("match_id")
+    if mid is not None and (type(mid) not in (str, int) or (type(mid) is int and mid not in _OID_INTS)
+                            or (type(mid) is str and _bad_match_id(mid))):
+        raise RowError("match_id", mid, _MATCH_ID_RULE)
+
+
+_MATCH_ID_RULE = (f"must be a non-empty string of at most {MATCH_ID_MAX_BYTES} bytes (UTF-8) without NUL "
+                  "characters, or a non-negative 64-bit integer")
+
+
+def _bad_match_id(s: str) -> bool:
+    """A match id string the contract refuses: empty, longer than its limit in UTF-8, or with a NUL."""
+    return (s == "" or "\x00" in s
+            or (len(s) > MATCH_ID_MAX_BYTES // 4 and len(s.encode("utf-8")) > MATCH_ID_MAX_BYTES))
 
 
 def _has_bool(vals: list) -> bool:
@@ -179,10 +197,10 @@ def _float_col(vals: list) -> tuple[np.ndarray, np.ndarray]:
 _CHECKS = {
     1: ("ts", "is out of range (1990-12-19 .. 2100-01-01)"),
     2: ("account", "missing field (required for order, cancel and trade events)"),
-    3: ("symbol", "missing field (required for index events)"),
+    3: ("symbol", "missing field (required for index and indicative events)"),
     4: ("side", "missing field (required for order and trade events)"),
-    5: ("price", "missing field (required for trade and index events)"),
-    6: ("price", "must be positive for trade and index events"),
+    5: ("price", "missing field (required for trade, index and indicative events)"),
+    6: ("price", "must be positive for trade, index and indicative events"),
     7: ("price", "is negative"),
     8: ("price", "is out of range"),
     9: ("price", "has more than 4 decimal places (money is kept in 1/10000 yuan)"),
@@ -191,6 +209,7 @@ _CHECKS = {
     12: ("qty", "must be positive for trade events"),
     13: ("price", "is not finite"),
     14: ("qty", "is out of range"),
+    15: ("match_id", "only trade events have a match id"),
 }
 
 
@@ -217,15 +236,16 @@ def _columns_compiled(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray],
     the same order, and the same refusals)."""
     n = len(objs)
     interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
-    block = np.empty(-(-57 * n // 8), np.int64).view(np.uint8)  # 8-byte aligned, as json_columns requires
-    oid_l = _svev.json_columns(objs, FIELDS, _JSON_MAPS, tuple(i.ids for i in interners), block)
-    if oid_l is None:
+    block = np.empty(-(-59 * n // 8), np.int64).view(np.uint8)  # 8-byte aligned, as json_columns requires
+    r = _svev.json_columns(objs, FIELDS, _JSON_MAPS, tuple(i.ids for i in interners), block)
+    if r is None:
         return None
+    oid_l, mid_l = r
     ts, qty, seq = (block[k * 8 * n:(k + 1) * 8 * n].view(np.int64) for k in range(3))
     price_f = block[24 * n:32 * n].view(np.float64)
     sid = block[32 * n:48 * n].view(np.int32).reshape(4, n)
-    venue, etype, side, aggr, has_price, has_qty, has_seq, oid_int, oid_has = (
-        block[(48 + k) * n:(49 + k) * n] for k in range(9))
+    venue, etype, side, aggr, has_price, has_qty, has_seq, oid_int, oid_has, mid_int, mid_has = (
+        block[(48 + k) * n:(49 + k) * n] for k in range(11))
     for c, interner in enumerate(interners):
         col = sid[c]
         miss = np.flatnonzero(col == -2)
@@ -235,32 +255,47 @@ def _columns_compiled(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray],
     order_id = np.empty(n, dtype=object)
     order_id[:] = oid_l
     oid_flags = (np.where(oid_int, F_ORDER_ID_INT, 0) | np.where(oid_has, F_HAS_ORDER_ID, 0)).astype(np.uint8)
+    match_id = mflags = None
+    if mid_l is not None:
+        match_id = np.empty(n, dtype=object)
+        match_id[:] = mid_l
+        mflags = (np.where(mid_int, MF_MATCH_ID_INT, 0) | np.where(mid_has, MF_HAS_MATCH_ID, 0)).astype(np.uint8)
     return _finish(ts, venue, etype, side, aggr, price_f, has_price.view(bool), qty, has_qty.view(bool), seq,
-                   has_seq.view(bool), sid[0], sid[1], sid[2], sid[3], order_id, oid_flags)
+                   has_seq.view(bool), sid[0], sid[1], sid[2], sid[3], order_id, oid_flags, match_id, mflags)
 
 
-_FRAME_CONSTS = (PRICE_SCALE, PRICE_MAX, QTY_MAX, TS_MIN, TS_MAX, ORDER, TRADE, INDEX, F_HAS_SEQ, F_ORDER_ID_INT,
-                 F_HAS_PRICE, F_HAS_QTY, F_HAS_ORDER_ID)  # the order of the C pass's JC_ constants
+_FRAME_CONSTS = (PRICE_SCALE, PRICE_MAX, QTY_MAX, TS_MIN, TS_MAX, ORDER, TRADE, INDEX, INDICATIVE, F_HAS_SEQ,
+                 F_ORDER_ID_INT, F_HAS_PRICE, F_HAS_QTY, F_HAS_ORDER_ID, MF_HAS_MATCH_ID,
+                 MF_MATCH_ID_INT)  # the order of the C pass's JC_ constants
+assert MATCH_ID_MAX_BYTES == 24, "_svev.c's MATCH_ID_MAX"
 
 
-def _frame_columns_compiled(payload: bytes, reg: Registry) -> tuple[dict[str, np.ndarray], int] | None:
+def _frame_columns_compiled(payload: bytes, reg: Registry, lines: int = 0) -> tuple[dict[str, np.ndarray], int] | None:
     """The columns of a JSON-array frame read from its bytes by ``_svev.json_frame_columns``, without a Python
     object per event, checked as ``_finish`` checks them; None when the frame is not clean (see the C comment)
     or has an event to reject: the orjson path (``decode_objects``) then decides, and keeps the rejects.
-    Raises _Slow as ``_columns`` (a new string the registry refuses)."""
-    # at least the number of events: a clean event that is not rejected has a ts of 18 or 19 digits, a venue
-    # and a type, so more than 50 bytes (a frame of shorter events fills the block: the C pass gives up)
-    cap = len(payload) // 40 + 1
+    Raises _Slow as ``_columns`` (a new string the registry refuses).
+
+    ``lines``: the payload is a block of that many JSON lines instead (``decode_block``); None unless the pass
+    finds exactly one event on each line."""
+    if lines:
+        cap = lines
+    else:
+        # at least the number of events: a clean event that is not rejected has a ts of 18 or 19 digits, a venue
+        # and a type, so more than 50 bytes (a frame of shorter events fills the block: the C pass gives up)
+        cap = len(payload) // 40 + 1
     interners = (reg.accounts, reg.symbols, reg.owners, reg.brokers)
-    block = np.empty(-(-60 * cap // 8), np.int64).view(np.uint8)  # 8-byte aligned, as the C pass requires
+    block = np.empty(-(-69 * cap // 8), np.int64).view(np.uint8)  # 8-byte aligned, as the C pass requires
     r = _svev.json_frame_columns(payload, FIELDS, _JSON_MAPS, tuple(i.bytes_ids for i in interners),
-                                 tuple(i.ids for i in interners), _FRAME_CONSTS, block, cap)
+                                 tuple(i.ids for i in interners), _FRAME_CONSTS, block, cap, bool(lines))
     if r is None:
         return None
-    n, oids, misses = r
-    ts, qty, seq, oid, price = (block[k * 8 * cap:k * 8 * cap + 8 * n].view(np.int64) for k in range(5))
-    sid = block[40 * cap:56 * cap].view(np.int32).reshape(4, cap)[:, :n]
-    venue, etype, side, flags = (block[(56 + k) * cap:(56 + k) * cap + n] for k in range(4))
+    n, oids, misses, mids, any_mid = r
+    if lines and n != lines:  # a line without an event, or an event over several lines: the other paths
+        return None
+    ts, qty, seq, oid, mid, price = (block[k * 8 * cap:k * 8 * cap + 8 * n].view(np.int64) for k in range(6))
+    sid = block[48 * cap:64 * cap].view(np.int32).reshape(4, cap)[:, :n]
+    venue, etype, side, flags, mflags = (block[(64 + k) * cap:(64 + k) * cap + n] for k in range(5))
     for c, interner in enumerate(interners):
         if misses[c] is not None:  # distinct strings, in order of first appearance; their rows hold -2 - k
             got = _intern_checked(misses[c], interner)
@@ -275,6 +310,13 @@ def _frame_columns_compiled(payload: bytes, reg: Registry) -> tuple[dict[str, np
         order_id[:] = oids
     cols = dict(ts=ts, venue=venue, etype=etype, side=side, flags=flags, price=price, qty=qty, seq=seq,
                 account=sid[0], symbol=sid[1], owner=sid[2], broker=sid[3], order_id=order_id)
+    if any_mid:
+        if mids is None:
+            cols["match_id"] = mid
+        else:
+            cols["match_id"] = np.empty(n, dtype=object)
+            cols["match_id"][:] = mids
+        cols["mflags"] = mflags
     return cols, n
 
 
@@ -314,11 +356,30 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         order_id[:] = oid_l
         oid_int = np.fromiter((type(v) is int for v in oid_l), dtype=bool, count=n)
         oid_has = np.fromiter((v is not None for v in oid_l), dtype=bool, count=n)
+        match_id, mflags = _match_id_col([o.get("match_id") for o in objs])
     except ValueError:
         raise _Slow from None
     oid_flags = (np.where(oid_int, F_ORDER_ID_INT, 0) | np.where(oid_has, F_HAS_ORDER_ID, 0)).astype(np.uint8)
     return _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,
-                   account, symbol, owner, broker, order_id, oid_flags)
+                   account, symbol, owner, broker, order_id, oid_flags, match_id, mflags)
+
+
+def _match_id_col(mid_l: list) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The match id column of a list of values (None, None when every one is absent); raises _Slow for a value
+    the validating path rejects."""
+    types = set(map(type, mid_l))
+    if types == {type(None)}:
+        return None, None
+    if not types <= _OID_TYPES:
+        raise _Slow
+    if any(type(v) is int and v not in _OID_INTS for v in mid_l) or any(type(v) is str and _bad_match_id(v)
+                                                                       for v in mid_l):
+        raise _Slow
+    match_id = np.empty(len(mid_l), dtype=object)
+    match_id[:] = mid_l
+    mflags = np.fromiter(((MF_HAS_MATCH_ID | MF_MATCH_ID_INT) if type(v) is int else MF_HAS_MATCH_ID if v is not None
+                          else 0 for v in mid_l), dtype=np.uint8, count=len(mid_l))
+    return match_id, mflags
 
 
 def _refused(x: str) -> bool:
@@ -337,8 +398,10 @@ def _intern_checked(values: list, interner) -> np.ndarray:
 
 
 def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq, has_seq,
-            account, symbol, owner, broker, order_id, oid_flags) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Flags, integer prices and the vectorised semantic checks shared by both decoders."""
+            account, symbol, owner, broker, order_id, oid_flags, match_id=None,
+            mflags=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Flags, integer prices and the vectorised semantic checks shared by both decoders. ``match_id`` and
+    ``mflags``: None when no event has a match id."""
     n = len(ts)
     with np.errstate(invalid="ignore", over="ignore"):
         finite = np.isfinite(price_f) | ~has_price
@@ -351,12 +414,14 @@ def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq,
     flags = (aggr | np.where(has_seq, F_HAS_SEQ, 0) | oid_flags | np.where(has_price, F_HAS_PRICE, 0)
              | np.where(has_qty, F_HAS_QTY, 0)).astype(np.uint8)
 
-    is_idx = etype == INDEX
     is_trade = etype == TRADE
+    is_mkt = (etype == INDEX) | (etype == INDICATIVE)  # market data: a symbol, no account needed
+    priced = is_mkt | is_trade
     needs_side_qty = (etype == ORDER) | is_trade
     code = np.zeros(n, dtype=np.uint8)
     # later assignments take precedence, so apply checks in reverse order of importance
     checks = [
+        (((mflags & MF_HAS_MATCH_ID) != 0) & ~is_trade if mflags is not None else None, 15),
         (has_qty & (qty >= QTY_MAX), 14),
         (has_qty & is_trade & (qty == 0), 12),
         (has_qty & (qty < 0), 11),
@@ -364,19 +429,22 @@ def _finish(ts, venue, etype, side, aggr, price_f, has_price, qty, has_qty, seq,
         (has_price & bad_dec, 9),
         (has_price & (np.abs(price_f) > PRICE_MAX), 8),
         (has_price & (price_f < 0), 7),
-        (has_price & (is_idx | is_trade) & (price_f == 0), 6),
-        ((is_idx | is_trade) & ~has_price, 5),
+        (has_price & priced & (price_f == 0), 6),
+        (priced & ~has_price, 5),
         (has_price & ~finite, 13),
         (needs_side_qty & (side == 0), 4),
-        (is_idx & (symbol < 0), 3),
-        (~is_idx & (account < 0), 2),
+        (is_mkt & (symbol < 0), 3),
+        (~is_mkt & (account < 0), 2),
         ((ts < TS_MIN) | (ts >= TS_MAX), 1),
     ]
     for mask, c in checks:
-        if mask.any():
+        if mask is not None and mask.any():
             code[mask] = c
     cols = dict(ts=ts, venue=venue, etype=etype, side=side, flags=flags, price=price, qty=qty,
                 seq=seq, account=account, symbol=symbol, owner=owner, broker=broker, order_id=order_id)
+    if match_id is not None:
+        cols["match_id"] = match_id
+        cols["mflags"] = mflags
     return cols, code
 
 
@@ -418,6 +486,9 @@ def _polars():
 
 
 _AMBIGUOUS_RE = re.compile(_AMBIGUOUS)
+# an order id in the raw text that is not a JSON string or null (a number, a bool, an object...): with one, polars'
+# text of a decimal-string id could have been a number (without a backslash in the block, no key is escaped)
+_NON_STR_OID = re.compile(rb'"order_id"\s*:\s*[^"\sn]')
 _NULL_CODE = 2**32 - 1
 
 
@@ -463,7 +534,7 @@ def _intern_col(col, interner) -> np.ndarray:
 def _polars_schema(pl, oid):
     return {"ts": pl.Int64, "venue": pl.Utf8, "type": pl.Utf8, "account": pl.Utf8, "broker": pl.Utf8,
             "owner": pl.Utf8, "symbol": pl.Utf8, "side": pl.Utf8, "price": pl.Float64, "qty": pl.Int64,
-            "order_id": oid, "seq": pl.Int64, "aggressor": pl.Boolean}
+            "order_id": oid, "match_id": pl.Utf8, "seq": pl.Int64, "aggressor": pl.Boolean}
 
 
 def _polars_columns(raws: list[bytes], reg: Registry):
@@ -484,11 +555,13 @@ def _polars_block(data: bytes, nrows: int, reg: Registry, symbols: str = "all"):
             break
         except Exception:  # noqa: BLE001 - any parse problem: let the validating path decide
             df = None
-    if df is None or df.height != nrows or df["ts"].null_count():
-        return None
+    if df is None or df.height != nrows or df["ts"].null_count() or df["match_id"].null_count() != nrows:
+        return None  # (match ids: the other paths, which tell a string from a number)
     oid_is_str = df.schema["order_id"] == pl.Utf8
     if oid_is_str and df["order_id"].str.contains(_AMBIGUOUS + r"|^-?[0-9]+$").any():
-        return None  # could have been a JSON number: only the validating path can tell
+        # decimal-string ids ("123", from Java feeds) are strings when the text has no other kind of order id
+        if (df["order_id"].str.contains(_AMBIGUOUS).any() or b"\\" in data or _NON_STR_OID.search(data)):
+            return None  # could have been a JSON number: only the validating path can tell
 
 
 
@@ -510,9 +583,9 @@ def _polars_block(data: bytes, nrows: int, reg: Registry, symbols: str = "all"):
 
     try:
         account = _intern_col(df["account"], reg.accounts)
-        if symbols == "index":  # the engine needs the symbols of index events only
+        if symbols == "index":  # the engine needs the symbols of market data (index, indicative) only
             symbol = np.full(len(etype), -1, np.int32)
-            is_idx = etype == INDEX
+            is_idx = (etype == INDEX) | (etype == INDICATIVE)
             if is_idx.any():
                 symbol[is_idx] = _intern_col(df["symbol"].filter(pl.Series(is_idx)), reg.symbols)
         else:
@@ -635,6 +708,14 @@ def decode_block(block: bytes, first_lineno: int, reg: Registry, source: str, re
         return Batch.empty()
     if nrows is None:
         nrows = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if _svev is not None and type(block) is bytes:  # the clean case, from the bytes straight into columns
+        try:
+            fast = _frame_columns_compiled(block, reg, lines=nrows)
+        except _Slow:
+            fast = None
+        if fast is not None:
+            cols, n = fast
+            return Batch(src=np.arange(first_lineno, first_lineno + n, dtype=np.int64), **cols)
     # a blank line makes polars return fewer rows than lines, which sends the block to the validating path
     if nrows >= _POLARS_MIN_ROWS and b"\r" not in block:
         fast = _polars_block(block, nrows, reg, symbols)
@@ -693,6 +774,7 @@ def event_dicts(batch: Batch, reg: Registry) -> Iterator[dict[str, Any]]:
     symbol = batch.symbol.tolist()
     owner = batch.owner.tolist()
     broker = batch.broker.tolist()
+    mflags = batch.mflags.tolist() if batch.mflags is not None else None
     for i in range(len(ts)):
         f = flags[i]
         d: dict[str, Any] = {"ts": ts[i], "venue": VENUES[venue[i]], "type": TYPES[etype[i]]}
@@ -712,6 +794,8 @@ def event_dicts(batch: Batch, reg: Registry) -> Iterator[dict[str, Any]]:
             d["qty"] = qty[i]
         if f & F_HAS_ORDER_ID:
             d["order_id"] = batch.order_id_at(i)
+        if mflags is not None and mflags[i] & MF_HAS_MATCH_ID:
+            d["match_id"] = batch.match_id_at(i)
         if f & F_HAS_SEQ:
             d["seq"] = seq[i]
         if f & F_HAS_AGGRESSOR:

@@ -23,6 +23,7 @@ from surveil.actions import RECO_PARAMS, load_history, recommend
 from surveil.engine import Engine, load_config
 from surveil.engine.alerts import dumps, sort_key
 from surveil.engine.refdata import RefData
+from surveil.engine.securities import Securities
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
 from surveil.events.io import DEFAULT_BATCH, check_inputs, read_events
@@ -86,21 +87,26 @@ def merged_batches(iters: list[Iterator[Batch]]) -> Iterator[Batch]:
 def replay(inputs: list[str | os.PathLike], accounts: str | os.PathLike | None = None,
            rules: str | os.PathLike | None = None, history: str | os.PathLike | None = None,
            strict: bool = False, batch_size: int = DEFAULT_BATCH,
-           on_batch: Callable[[int], None] | None = None, params: dict | None = None) -> ReplayResult:
-    """Run the engine over ``inputs``. Raises InputError/ConfigError/RefDataError/HistoryError up front."""
+           on_batch: Callable[[int], None] | None = None, params: dict | None = None,
+           securities: str | os.PathLike | None = None) -> ReplayResult:
+    """Run the engine over ``inputs``. Raises InputError/ConfigError/RefDataError/HistoryError up front.
+    ``securities``: the securities reference CSV (surveil/engine/securities.py), passed to the engine."""
     paths = check_inputs(inputs)
     cfg = params or load_config(rules, extra={"recommendations": RECO_PARAMS})
     hist = load_history(history) if history else None
     rejects: list[Reject] = []
     ref = RefData.load_csv(accounts, rejects) if accounts else RefData()
+    sec = Securities.load_csv(securities, rejects) if securities else Securities()
     if strict and rejects:
         raise StrictError(rejects[0])
     reg = Registry()
-    engine = Engine(cfg, refdata=ref, registry=reg)
+    engine = Engine(cfg, refdata=ref, registry=reg, securities=sec)
     engine.rejects = rejects
     t0 = time.perf_counter()
-    # the engine needs the symbols of index events (market context), and of the events of a rule that reads them
-    symbols = "all" if any("symbol" in r.meta.inputs.fields for r in engine.rules) else "index"
+    # the engine needs the symbols of market data (index, indicative), of the events of a rule that reads them,
+    # and, with securities data, every symbol (for the engine's ctx.security()); the readers may leave the others
+    # out (-1)
+    symbols = "all" if len(sec) or any("symbol" in r.meta.inputs.fields for r in engine.rules) else "index"
     streams = [read_events(p, reg, rejects, batch_size, symbols=symbols) for p in paths]
     source = str(paths[0]) if len(paths) == 1 else "+".join(str(p) for p in paths)
     for batch in merged_batches(streams):

@@ -30,6 +30,7 @@ from surveil.engine import Engine
 from surveil.engine.engine import batch_data, batch_from_data, registry_data, registry_from_data
 from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData
+from surveil.engine.securities import Securities
 from surveil.events import binary
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
@@ -56,12 +57,13 @@ class KeyedState:
     symbol). It runs the rules of that key (see :mod:`surveil.engine.plan`)."""
 
     def __init__(self, source: str, params: dict, sources: list[str], lateness_ms: int = 2000,
-                 stage: str = "owner"):
+                 stage: str = "owner", securities: Securities | None = None):
         self.source = source
         self.stage = stage
         self.reg = Registry()
         self.engine = Engine(params, RefData(), self.reg, rules=plan().rules[stage], market_from_events=False,
-                             keep_finals=False, guard=False)  # the partition stages guarded event time
+                             keep_finals=False, guard=False,  # the partition stages guarded event time
+                             securities=securities)
         self.progress: dict[str, int | None] = {s: None for s in sources}
         # per source: the last trade position, index position and market (day, second) key applied
         self.applied: dict[str, list[int]] = {}
@@ -107,13 +109,14 @@ class KeyedState:
     @classmethod
     def loads(cls, data: bytes, params: dict | None = None, lateness_ms: int = 2000,
               stage: str | None = None, notes: list[str] | None = None,
-              key: bytes = checkpoint.UNKEYED, binding: bytes = b"") -> KeyedState:
+              key: bytes = checkpoint.UNKEYED, binding: bytes = b"",
+              securities: Securities | None = None) -> KeyedState:
         """A state from its checkpoint, under the current ``params`` (default: the defaults) and lateness."""
         from surveil.engine import load_config
         from surveil.stream.views import RecommendationBook
 
         d = checkpoint.unseal(data, stage or ("owner", "security"), key, binding)
-        st = cls(d["source"], params or load_config(), [], lateness_ms, d["stage"])
+        st = cls(d["source"], params or load_config(), [], lateness_ms, d["stage"], securities)
         try:
             st.reg = registry_from_data(d["registry"])
             st.engine.reg = st.reg

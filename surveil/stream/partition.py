@@ -23,10 +23,12 @@ from surveil.engine import Engine
 from surveil.engine.engine import registry_data, registry_from_data
 from surveil.engine.plan import Plan, plan
 from surveil.engine.refdata import RefData
+from surveil.engine.securities import Securities
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import EventFormatError, Reject
-from surveil.events.schema import INDEX, NS_PER_SECOND, VENUES, day_start_ns, trading_day_index
+from surveil.events.schema import INDEX, NS_PER_SECOND, TYPES, VENUES, day_start_ns, trading_day_index
+from surveil.rules import all_rules
 from surveil.rules.base import Segment
 from surveil.rules.market_context import MarketContext
 from surveil.stream import checkpoint
@@ -103,7 +105,7 @@ class Output:
 
 class PartitionState:
     def __init__(self, source: str, params: dict, refdata: RefData, owner_partitions: int,
-                 security_partitions: int | None = None):
+                 security_partitions: int | None = None, securities: Securities | None = None):
         self.source = source
         self.partitions = {"owner": owner_partitions,
                            "security": owner_partitions if security_partitions is None else security_partitions}
@@ -111,11 +113,12 @@ class PartitionState:
         self.plan: Plan = plan()
         # the symbols of every event are decoded only when a downstream stage's rules read them (the partition
         # stage's own rules and the market context need those of index events only)
-        self._symbols = any(e.symbol for e in self.plan.exports)
+        self._symbols = any(e.symbol for e in self.plan.exports) or any(
+            "symbol" in c.meta.inputs.fields for c in all_rules() if c.meta.id in self.plan.rules["account"])
         # no market context here: the account rules do not use it, and the downstream stages build their own
         # from what _export sends
         self.engine = Engine(params, refdata, self.reg, rules=self.plan.rules["account"], market_from_events=False,
-                             on_segment=self._export, keep_finals=False)
+                             on_segment=self._export, keep_finals=False, securities=securities)
         self.offset = -1  # the last input offset this state reflects
         self.progress_sent: int | None = None
         self._progress_at = 0.0
@@ -152,14 +155,15 @@ class PartitionState:
     @classmethod
     def loads(cls, data: bytes, refdata: RefData, params: dict | None = None, owner_partitions: int = 1,
               security_partitions: int | None = None, notes: list[str] | None = None,
-              key: bytes = checkpoint.UNKEYED, binding: bytes = b"") -> PartitionState:
+              key: bytes = checkpoint.UNKEYED, binding: bytes = b"",
+              securities: Securities | None = None) -> PartitionState:
         """A state from its checkpoint, under the current ``params`` (default: the defaults) and partition
         counts. What differs from the checkpoint's configuration is appended to ``notes`` (for the log)."""
         from surveil.engine import load_config
         from surveil.stream.views import RecommendationBook
 
         d = checkpoint.unseal(data, "partition", key, binding)
-        st = cls(d["source"], params or load_config(), refdata, owner_partitions, security_partitions)
+        st = cls(d["source"], params or load_config(), refdata, owner_partitions, security_partitions, securities)
         try:
             st.reg = registry_from_data(d["registry"])
             st.engine.reg = st.reg
@@ -189,7 +193,7 @@ class PartitionState:
         out = Output()
         self._msgs = []
         eng = self.engine
-        counts = np.zeros(12, np.int64)
+        counts = np.zeros(len(VENUES) * len(TYPES), np.int64)
         run: list[Batch] = []
         # the frames of this call are decoded into one block: consecutive ones go to the engine without a copy
         rows = sum(binary.frame_rows(v) for _, v in records if v is not None) if binary.FAST else 0
@@ -233,7 +237,8 @@ class PartitionState:
                             self._run(run, spans, block, topic, partition)
                             eng.advance(marker)
                         marker = None
-                    counts += np.bincount(batch.venue.astype(np.int64) * 4 + batch.etype, minlength=12)
+                    counts += np.bincount(batch.venue.astype(np.int64) * len(TYPES) + batch.etype,
+                                          minlength=len(VENUES) * len(TYPES))
                     batch.src += offset << _ROW_BITS  # the record of each row, for late rejects
                     run.append(batch)
                     spans.append(span)

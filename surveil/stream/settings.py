@@ -30,6 +30,7 @@ class Settings:
     broker_topic_prefix: str = "surveil.alerts.broker."
     rejects_topic: str = "surveil.rejects"
     ref_topic: str = "surveil.ref.accounts"
+    securities_topic: str = "surveil.ref.securities"  # compacted: key VENUE:symbol (surveil/engine/securities.py)
     owner_topic: str = "surveil.owner"
     owner_partitions: int = 4
     security_topic: str = "surveil.security"  # the security stage's input (rows routed by venue and symbol)
@@ -46,6 +47,7 @@ class Settings:
     checkpoint_interval_ms: int = 2000
     rules_file: str = ""
     accounts_csv: str = ""
+    securities_csv: str = ""  # seeds the securities topic at start (surveil worker --securities)
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
     metrics: bool = True  # SURVEIL_METRICS=on|off: Prometheus metrics on /metrics (off: for benchmarks)
@@ -91,8 +93,8 @@ class Settings:
                 raise bad("bootstrap_servers", self.bootstrap_servers, "expected host:port[,host:port...]")
         if not self.feed_topics:
             raise bad("feed_topics", ",".join(self.feed_topics), "at least one feed topic is needed")
-        for name in ("alerts_topic", "recommendations_topic", "rejects_topic", "ref_topic", "owner_topic",
-                     "security_topic", "checkpoint_topic"):
+        for name in ("alerts_topic", "recommendations_topic", "rejects_topic", "ref_topic", "securities_topic",
+                     "owner_topic", "security_topic", "checkpoint_topic"):
             v = getattr(self, name)
             if not _TOPIC.match(v):
                 raise bad(name, v, "not a valid Kafka topic name")
@@ -129,6 +131,8 @@ class Settings:
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():
             raise bad("accounts_csv", self.accounts_csv, "file not found")
+        if self.securities_csv and not Path(self.securities_csv).is_file():
+            raise bad("securities_csv", self.securities_csv, "file not found")
 
     def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The ``SURVEIL_*`` variables that give these settings back through :meth:`from_env` (for a worker

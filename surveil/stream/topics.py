@@ -34,6 +34,7 @@ def specs(s: Settings) -> list[TopicSpec]:
         TopicSpec(s.recommendations_topic, 1, COMPACT),
         TopicSpec(s.rejects_topic, 1, {}),
         TopicSpec(s.ref_topic, 1, COMPACT),
+        TopicSpec(s.securities_topic, 1, COMPACT),
         TopicSpec(s.checkpoint_topic, 1, {**COMPACT, "max.message.bytes": str(CHECKPOINT_MAX_BYTES)}),
     ]
     return out

@@ -34,8 +34,9 @@ from surveil.engine import load_config
 from surveil.engine.alerts import dumps
 from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData, RefDataError
+from surveil.engine.securities import Securities
 from surveil.events import binary
-from surveil.events.schema import trading_day_index
+from surveil.events.schema import VENUES, trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import checkpoint, topics
 from surveil.stream.envelope import pack_bundle
@@ -139,6 +140,10 @@ class Worker:
         self.name = name
         self.params = params or load_config(settings.rules_file or None, extra={"recommendations": RECO_PARAMS})
         self.ref = RefData()
+        # securities reference data (prev_close, risk_warning, price limits), following the securities topic: the
+        # object to hand to the engines this worker creates (Engine(..., securities=worker.securities))
+        self.securities = Securities()
+        self._sec_rejects: list[dict[str, Any]] = []  # rejected securities records, to the rejects topic
         self.states: dict[TopicPartition, PartitionState | KeyedState] = {}
         self.stats: Counter = Counter()
         self.stop = asyncio.Event()
@@ -231,6 +236,13 @@ class Worker:
         await _read_to_end(self._history_consumer, self.admin, self.s.recommendations_topic,
                            lambda m: self._apply_history(m.value))
         self._history_task = asyncio.create_task(self._follow_history())
+        if self.s.securities_csv:
+            await self.seed_securities(self.s.securities_csv)
+        self._sec_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
+        await self._sec_consumer.start()
+        await self._read_securities_to_end()
+        await self._after_securities_updates()
+        self._sec_task = asyncio.create_task(self._follow_securities())
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
                                          fetch_max_bytes=64 << 20)
@@ -253,11 +265,11 @@ class Worker:
             await self.commits_done(timeout=10)  # before the consumer stops (a checkpoint may have ended early)
         except Exception:  # noqa: BLE001
             log.exception("waiting for the offset commits")
-        for name in ("_ref_task", "_history_task"):
+        for name in ("_ref_task", "_history_task", "_sec_task"):
             t = getattr(self, name, None)
             if t:
                 t.cancel()
-        for name in ("consumer", "_ref_consumer", "_history_consumer", "producer", "admin"):
+        for name in ("consumer", "_ref_consumer", "_history_consumer", "_sec_consumer", "producer", "admin"):
             c = getattr(self, name, None)
             if c is not None:
                 try:
@@ -469,17 +481,17 @@ class Worker:
         notes: list[str] = []
         try:
             if stage is not None:
-                st = (KeyedState.loads(blob, self.params, lateness, stage, notes, self.cp_secret, self._cp_key(tp))
-                      if blob
-                      else KeyedState(source, self.params, self.sources, lateness, stage))
+                st = (KeyedState.loads(blob, self.params, lateness, stage, notes, self.cp_secret, self._cp_key(tp),
+                                       self.securities) if blob
+                      else KeyedState(source, self.params, self.sources, lateness, stage, self.securities))
                 st.add_sources(self.sources)
                 st.lateness_ms = lateness  # new or restored: the setting of this worker
             else:
                 st = (PartitionState.loads(blob, self.ref, self.params, self.owner_partitions,
-                                           self.security_partitions, notes, self.cp_secret, self._cp_key(tp))
-                      if blob
+                                           self.security_partitions, notes, self.cp_secret, self._cp_key(tp),
+                                           self.securities) if blob
                       else PartitionState(source, self.params, self.ref, self.owner_partitions,
-                                          self.security_partitions))
+                                          self.security_partitions, self.securities))
         except checkpoint.CheckpointError as e:
             return self._unusable(source, str(e))
         if blob and st.source != source:
@@ -811,6 +823,52 @@ class Worker:
             await self._topics_exist(names)
         except Exception:  # noqa: BLE001
             log.exception("creating the alert topics of %d brokers", len(brokers))
+
+    # -- securities reference data (contract version 2; like the accounts above) ----------------------------------
+    async def seed_securities(self, csv_path: str) -> int:
+        """Send the securities of a CSV to the securities topic (key ``VENUE:symbol``), its rejects to the rejects
+        topic."""
+        rejects: list = []
+        sec = Securities.load_csv(csv_path, rejects)
+        for (venue, symbol), r in sec.items.items():
+            await self.producer.send(self.s.securities_topic, orjson.dumps(Securities.record_value(r)),
+                                     key=f"{VENUES[venue]}:{symbol}".encode())
+        for r in rejects:
+            await self.producer.send(self.s.rejects_topic, orjson.dumps(r.to_dict(), default=str))
+        await self.producer.flush()
+        return len(sec)
+
+    def _apply_security(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            self.securities.set_record(key, value)
+            self.stats["securities_updates"] += 1
+        except Exception as e:  # noqa: BLE001 - a bad securities record is counted and kept, never fatal
+            self.stats["securities_rejects"] += 1
+            log.warning("securities record %r rejected: %s", key, e)
+            self._sec_rejects.append({"source": self.s.securities_topic, "field": getattr(e, "field", None) or
+                                      "securities", "value": getattr(e, "value", None),
+                                      "reason": getattr(e, "reason", None) or str(e), "message": str(e),
+                                      "key": (key or b"").decode("utf-8", "replace"),
+                                      "original": (value or b"").decode("utf-8", "replace")})
+
+    async def _read_securities_to_end(self) -> None:
+        await _read_to_end(self._sec_consumer, self.s.securities_topic, lambda m: self._apply_security(m.key, m.value))
+
+    async def _follow_securities(self) -> None:
+        while True:
+            data = await self._sec_consumer.getmany(timeout_ms=500)
+            for msgs in data.values():
+                for m in msgs:
+                    self._apply_security(m.key, m.value)
+            if data:
+                await self._after_securities_updates()
+
+    async def _after_securities_updates(self) -> None:
+        """Keep the rejected securities records (on the rejects topic)."""
+        rejects, self._sec_rejects = self._sec_rejects, []
+        for r in rejects:
+            self.metrics.rejects.labels("securities").inc()
+            self._inflight.append(await self.producer.send(self.s.rejects_topic, orjson.dumps(r, default=str)))
 
     async def update_gauges(self) -> None:
         """State size, partitions and lags (every few seconds and at each scrape, not per record)."""

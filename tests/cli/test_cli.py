@@ -68,6 +68,8 @@ def test_rejects_are_kept_with_line_and_reason_and_strict_stops(tmp_path):
     (["replay", "{day}", "--rules", "{badrules}"], "unknown key [order_rate_1s] treshold"),
     (["replay", "{day}", "--accounts", "missing.csv"], "accounts file not found"),
     (["replay", "{day}", "--history", "missing.jsonl"], "history file not found"),
+    (["replay", "{day}", "--securities", "missing.csv"], "securities file not found"),
+    (["replay", "{day}", "--securities", "{badrules}"], "lacks column(s) venue, symbol, prev_close, risk_warning"),
 ])
 def test_bad_configuration_is_a_clear_error_and_non_zero_exit(tmp_path, args, words):
     bad = tmp_path / "bad.toml"
@@ -116,6 +118,81 @@ def test_convert_roundtrip_via_cli(tmp_path):
     assert (tmp_path / "back.jsonl").read_bytes() == src.read_bytes()
 
 
+def test_replay_with_securities_keeps_the_alerts_and_rejects_bad_rows(tmp_path):
+    """``--securities``: the engine gets the securities data (ctx.security); no rule uses it yet, so the alerts
+    stay the same; its bad rows are rejects with their line, field and value."""
+    sec = tmp_path / "sec.csv"
+    sec.write_text("venue,symbol,prev_close,risk_warning,limit_up,limit_down\nSSE,600000,10,false,11,9\n"
+                   "SZSE,000001,9.5,yes,,\nSSE,600001,abc,false,,\n")
+    base = tmp_path / "base.jsonl"
+    out = tmp_path / "sec.jsonl"
+    acc = str(accounts(tmp_path))
+    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--accounts", acc, "--out", str(base)])
+    assert r.exit_code == 0
+    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--accounts", acc, "--securities", str(sec),
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == base.read_bytes() and base.read_bytes()
+    rej = [orjson.loads(x) for x in (tmp_path / "sec.jsonl.rejects.jsonl").read_bytes().splitlines()]
+    assert [(x["line"], x["field"], x["value"]) for x in rej] == [(4, "prev_close", "abc")]
+    assert "1 rejects" in r.stderr
+    r = CliRunner().invoke(main, ["replay", str(day(tmp_path)), "--securities", str(sec), "--strict",
+                                  "--rejects", str(tmp_path / "strict.rejects.jsonl")])
+    assert r.exit_code == 1 and "sec.csv:line 4: prev_close='abc'" in r.output
+
+
+def test_replay_hands_the_securities_to_the_engine(tmp_path, monkeypatch):
+    from surveil.engine import engine as engine_mod
+    from surveil.replay import run as run_mod
+
+    seen = []
+    real = engine_mod.Engine
+
+    def spy(*a, **kw):
+        e = real(*a, **kw)
+        seen.append(e)
+        return e
+
+    monkeypatch.setattr(run_mod, "Engine", spy)
+    sec = tmp_path / "sec.csv"
+    sec.write_text("venue,symbol,prev_close,risk_warning\nSSE,600000,10.5,true\n")
+    evs = [{**order(T0 + i, "A"), "symbol": "600000"} for i in range(3)]
+    run_mod.replay([write(tmp_path / "d.jsonl", evs)], securities=sec)
+    e = seen[0]
+    sym = e.reg.symbols.ids["600000"]  # every symbol is read when there is securities data
+    assert e.ctx.security(0, sym).prev_close == 105_000 and e.ctx.security(0, sym).risk_warning is True
+
+
+def test_convert_of_contract_v2_and_of_old_frames_via_cli(tmp_path):
+    """Match ids and indicative events round-trip both ways; files of frame versions 1 and 2 convert to the
+    same JSON Lines they were written from; an order id too long for a binary frame is a clear error."""
+    from pathlib import Path
+
+    data = Path(__file__).parent.parent / "events" / "data"
+    evs = [{"ts": T0, "venue": "SSE", "type": "indicative", "symbol": "600000", "price": 10.5, "qty": 300},
+           {**sell(T0 + 1, "X", "SSE", 1_000_000, order_id=7), "match_id": "E1"},
+           {**order(T0 + 2, "Y", venue="SZSE", type_="trade", side="B", oid="o9"), "match_id": 77}]
+    src = write(tmp_path / "v2.jsonl", evs)
+    for a, b in ((src, tmp_path / "v2.svb"), (tmp_path / "v2.svb", tmp_path / "back.jsonl"),
+                 (tmp_path / "back.jsonl", tmp_path / "again.svb"), (data / "contract-v1.svb", tmp_path / "v1.jsonl"),
+                 (data / "contract-v1-frames.svb", tmp_path / "v1f.jsonl")):
+        r = CliRunner().invoke(main, ["convert", str(a), str(b)])
+        assert r.exit_code == 0 and "0 rejects" in r.stderr, r.output
+    assert (tmp_path / "back.jsonl").read_bytes() == src.read_bytes()
+    assert (tmp_path / "again.svb").read_bytes() == (tmp_path / "v2.svb").read_bytes()
+    assert (tmp_path / "v2.svb").read_bytes()[4:8] == b"\x04\x00\x68\x00"  # version 4, records of 104 bytes
+    want = (data / "contract-v1.jsonl").read_bytes()
+    assert (tmp_path / "v1.jsonl").read_bytes() == want and (tmp_path / "v1f.jsonl").read_bytes() == want
+    long = write(tmp_path / "long.jsonl", [order(T0, "A", oid="x" * 25)])
+    r = CliRunner().invoke(main, ["convert", str(long), str(tmp_path / "long.svb")])
+    assert r.exit_code == 1 and "order_id='xxxxxxxxxxxxxxxxxxxxxxxxx': longer than 24 bytes" in r.output
+
+
 def test_console_script_is_installed():
     r = subprocess.run([sys.executable, "-m", "surveil.cli", "--help"], capture_output=True, text=True, check=True)
     assert "replay" in r.stdout and "simulate" in r.stdout and "demo" in r.stdout
+
+
+def test_worker_securities_option_is_checked_before_start():
+    r = CliRunner().invoke(main, ["worker", "--securities", "missing.csv"])
+    assert r.exit_code == 1 and "SURVEIL_SECURITIES_CSV='missing.csv': file not found" in r.output

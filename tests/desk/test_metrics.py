@@ -87,9 +87,26 @@ def test_revoked_partitions_lose_their_series_and_min_interval_throttles():
     assert s[("surveil_assigned_partitions", (("stage", "partition"),))] == 0
 
 
+def test_events_are_counted_by_venue_and_type_indicative_events_too():
+    """The partition stage counts a poll's events by venue and type (5 types since contract version 2)."""
+    feed, _, _ = states()
+    events = [{"ts": T0 + 10**9 + i, "venue": v, "type": "indicative", "symbol": "600000", "price": 10.0}
+              for i, v in enumerate(["SSE", "SZSE", "BSE", "BSE"])]
+    events.append({"ts": T0 + 2 * 10**9, "venue": "BSE", "type": "cancel", "account": "A1"})
+    out = feed.handle(orjson.dumps(events), 2, "feed.sse", 0)
+    assert not out.rejects and len(out.counts) == 15
+    m = WorkerMetrics()
+    m.add_events(out.counts)
+    s = samples(m)
+    assert s[("surveil_events_total", (("type", "indicative"), ("venue", "BSE")))] == 2
+    assert s[("surveil_events_total", (("type", "indicative"), ("venue", "SZSE")))] == 1
+    assert s[("surveil_events_total", (("type", "cancel"), ("venue", "BSE")))] == 1
+    assert sum(v for (n, _), v in s.items() if n == "surveil_events_total") == 5
+
+
 def test_counters_and_histogram_names_and_bounded_labels():
     m = WorkerMetrics()
-    m.add_events([1] * 12)
+    m.add_events([1] * 15)
     m.record("feed.sse", 0.003)
     m.record("feed.sse", 0.2)
     m.record("feed.sse", 0.01, n=5)  # five records of one partition handled in one pass
@@ -97,8 +114,10 @@ def test_counters_and_histogram_names_and_bounded_labels():
     m.recommendations.labels("restrict_trading").inc()
     m.rejects.labels("venue").inc()
     s = samples(m)
-    assert sum(v for (n, _), v in s.items() if n == "surveil_events_total") == 12
+    assert sum(v for (n, _), v in s.items() if n == "surveil_events_total") == 15
     assert {dict(k)["venue"] for (n, k) in s if n == "surveil_events_total"} == {"SSE", "SZSE", "BSE"}
+    assert {dict(k)["type"] for (n, k) in s if n == "surveil_events_total"} == {"order", "cancel", "trade", "index",
+                                                                                 "indicative"}
     assert s[("surveil_records_total", (("topic", "feed.sse"),))] == 7
     assert s[("surveil_processing_seconds_count", ())] == 3
     assert s[("surveil_processing_seconds_bucket", (("le", "0.005"),))] == 1
@@ -126,7 +145,7 @@ def test_surveil_metrics_setting_turns_counting_off_and_a_bad_value_is_a_clear_e
     app = create_app(Settings(metrics=False))
     m = app.surveil_worker.worker.metrics
     assert not m.enabled
-    m.add_events([5] * 12)
+    m.add_events([5] * 15)
     m.record("feed.sse", 0.01)
     feed, _, _ = states()
     assert not m.sample(SimpleNamespace(states={TopicPartition("feed.sse", 0): feed}, consumer=None))

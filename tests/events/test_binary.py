@@ -6,13 +6,20 @@ from surveil.events.batch import Registry
 from surveil.events.io import EventWriter, read_events
 
 
-def sample_events(n=500):
+def sample_events(n=500, v2=True):
+    """Events of every type with every optional field; ``v2``: with the contract's version 2 (indicative events,
+    match ids on most trades: string or integer)."""
     out = []
+    types = ("order", "cancel", "trade", "index", "indicative") if v2 else ("order", "cancel", "trade", "index")
     for i in range(n):
-        t = ("order", "cancel", "trade", "index")[i % 4]
+        t = types[i % len(types)]
         d = {"ts": 1708306200000000000 + i, "venue": ("SSE", "SZSE", "BSE")[i % 3], "type": t}
         if t == "index":
             d.update(symbol="000001", price=round(2886.59 + i / 100, 2))
+        elif t == "indicative":
+            d.update(symbol=f"60{i % 3 * 3:04d}", price=round(10 + i / 100, 2))  # some of the orders' symbols
+            if i % 3:
+                d["qty"] = 100 * (i % 7)
         else:
             d.update(account=f"A{i % 17}", symbol=f"60{i % 9:04d}")
             if t != "cancel":
@@ -24,6 +31,8 @@ def sample_events(n=500):
                 d["broker"] = "B7"
             if t == "trade":
                 d["aggressor"] = bool(i % 3)
+                if v2 and i % 4 != 1:
+                    d["match_id"] = f"M{i // 2}" if i % 3 else i // 2
         if i % 11:
             d["seq"] = i
         out.append({k: d[k] for k in jsonl.FIELDS if k in d})  # the contract's field order
@@ -53,7 +62,7 @@ def test_jsonl_to_binary_to_jsonl_is_lossless(tmp_path):
 
 def test_bad_records_are_rejected_and_kept(tmp_path):
     reg, rej = Registry(), []
-    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(8)], 1, reg, "x", rej)
+    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(8, v2=False)], 1, reg, "x", rej)
     frame = bytearray(binary.encode_frame(b, reg))
     rec = np.frombuffer(frame, dtype=binary.RECORD, count=len(b), offset=len(frame) - len(b) * 76).copy()
     rec["venue"][2] = 9
@@ -87,7 +96,7 @@ def test_files_use_delta_frames_and_a_delta_frame_alone_is_a_clear_error(tmp_pat
     assert len(data) < len(v1)  # strings are written once per file, not once per frame
     got = list(read_events(tmp_path / "d.svb", Registry(), rej))
     assert sum(len(x) for x in got) == 200 and not rej
-    second = binary.HEADER.size + binary.HEADER.unpack_from(data, 0)[-1] + 50 * 76
+    second = binary.HEADER.size + binary.HEADER.unpack_from(data, 0)[-1] + 50 * binary.HEADER.unpack_from(data, 0)[2]
     import pytest
 
     with pytest.raises(EventFormatError, match="delta frame"):

@@ -135,4 +135,4 @@ def test_values_the_reference_alone_decides():
         ref, comp = _reference_and_compiled(objs)
         assert ref == comp
     with pytest.raises(TypeError, match="field names must be str"):
-        jsonl._svev.json_columns([GOOD], (1,) * 13, jsonl._JSON_MAPS, ({}, {}, {}, {}), bytearray(64))
+        jsonl._svev.json_columns([GOOD], (1,) * 14, jsonl._JSON_MAPS, ({}, {}, {}, {}), bytearray(64))

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from surveil.events import jsonl
-from surveil.events.batch import Registry, order_id_values
+from surveil.events.batch import Registry, match_id_values, order_id_values
 
 pytestmark = pytest.mark.skipif(jsonl._svev is None, reason="the compiled module is not built (setup.py)")
 
@@ -20,10 +20,17 @@ GOOD = {"ts": TS, "venue": "SSE", "type": "order", "account": "A1", "side": "B",
 def _events(rnd: random.Random, n: int) -> list[dict]:
     out = []
     for i in range(n):
-        t = rnd.choice(["order", "cancel", "trade", "index"])
+        t = rnd.choice(["order", "cancel", "trade", "index", "indicative"])
         e = {"ts": TS + i * 1000, "venue": rnd.choice(["SSE", "SZSE", "BSE"]), "type": t}
+        if rnd.random() < 0.1:  # an ISO-8601 timestamp, as parse_ts reads it
+            e["ts"] = rnd.choice(["2024-02-19T09:30:00.000001234+08:00", "2024-02-19 01:30:00Z",
+                                  "2024-02-29T09:30:00,5+0800", "2024-02-19T09:30:00-01:30"])
         if t == "index":
             e.update(symbol=rnd.choice(["000001", "399001"]), price=round(rnd.uniform(1000, 4000), 2))
+        elif t == "indicative":
+            e.update(symbol=rnd.choice(["600000", "000001"]), price=round(rnd.uniform(1, 200), 2))
+            if rnd.random() < 0.5:
+                e["qty"] = rnd.randrange(0, 10**6)
         else:
             e["account"] = rnd.choice(["A1", "A2", "0100000727", "账户九", "B\u00e9"])
             if rnd.random() < 0.7:
@@ -38,6 +45,7 @@ def _events(rnd: random.Random, n: int) -> list[dict]:
             e["qty"] = rnd.randrange(1, 10**6)
             if t == "trade":
                 e["aggressor"] = rnd.choice([True, False, None])
+                e["match_id"] = rnd.choice([None, rnd.randrange(10**12), f"E{i}", "成交" * 4, "x" * 24, 2**63 - 1])
             e["order_id"] = rnd.choice([rnd.randrange(10**12), 2**63 - 1, 0, f"S{i}", "订单1", None])
         if rnd.random() < 0.9:
             e["seq"] = rnd.choice([i, -(2**63), 2**63 - 1])
@@ -53,8 +61,9 @@ def _decode(payload: bytes, fast: bool, monkeypatch, reg: Registry | None = None
         if not fast:
             m.setattr(jsonl, "_frame_columns_compiled", lambda p, r: None)
         b = jsonl.decode_json_frame(payload, reg, "t", rejects)
-    cols = {k: getattr(b, k).tolist() for k in b.columns() if k != "order_id"}
+    cols = {k: getattr(b, k).tolist() for k in b.columns() if k not in ("order_id", "match_id")}
     cols["order_id"] = order_id_values(b.order_id, b.flags)
+    cols["match_id"] = match_id_values(b.match_id, b.mflags, len(b))
     rej = [(r.location, r.field, repr(r.value), r.reason, r.raw) for r in rejects]
     names = [list(i.names) for i in (reg.accounts, reg.symbols, reg.owners, reg.brokers)]
     return cols, rej, names
@@ -172,11 +181,52 @@ ODD = [  # byte-level changes of a clean frame the pass must leave to the orjson
     (b'"price":10.01', b'"price":100000000001'),
     (b'"price":10.01', b'"price":0'),  # on an order: clean
     (b'"qty":100', b'"qty":1000000000000000'),  # 10**15: out of range on every path now
+    # contract version 2: match ids (on trades only), indicative events, the forms of an ISO-8601 ts
+    (b'"type":"order"', b'"type":"trade","match_id":"E1"'),  # clean
+    (b'"type":"order"', b'"type":"trade","match_id":123'),  # clean
+    (b'"type":"order"', b'"type":"trade","match_id":null'),  # clean
+    (b'"order_id":7', b'"order_id":7,"match_id":"E1"'),  # on an order: a reject
+    (b'"type":"order"', b'"type":"trade","match_id":""'),
+    (b'"type":"order"', b'"type":"trade","match_id":"' + b"x" * 25 + b'"'),
+    (b'"type":"order"', b'"type":"trade","match_id":-1'),
+    (b'"type":"order"', b'"type":"trade","match_id":1.0'),
+    (b'"type":"order"', b'"type":"trade","match_id":true'),
+    (b'"type":"order"', b'"type":"trade","match_id":"E\\u0031"'),  # an escape
+    (b'"type":"order","account":"A1"', b'"type":"indicative","symbol":"600000","account":"A1"'),  # clean
+    (b'"type":"order","account":"A1","side":"B","price":10.01',
+     b'"type":"indicative","account":"A1","side":"B","price":10.01'),  # no symbol
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00.123456789+08:00"'),  # clean
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19 01:30:00Z"'),  # clean
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00,5+0800"'),  # clean
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00.1234567891+08:00"'),  # 10 digits: a reject
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-30T09:30:00+08:00"'),  # no such day: a reject
+    (b'"ts":1708306200000000000', b'"ts":"2023-02-29T09:30:00+08:00"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T24:00:00+08:00"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:60:00+08:00"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:60+08:00"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00"'),  # no offset: a reject
+    (b'"ts":1708306200000000000', b'"ts":" 2024-02-19T09:30:00Z"'),  # spaces: the reference strips them
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19t09:30:00Z"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00z"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00+8:00"'),
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00+99:99"'),  # the offset's digits as they are
+    (b'"ts":1708306200000000000', b'"ts":"0000-01-01T00:00:00Z"'),
+    (b'"ts":1708306200000000000', b'"ts":"1970-01-01T00:00:00Z"'),  # out of range: a reject
+    (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00.+08:00"'),
+    (b'"ts":1708306200000000000', b'"ts":"\xd9\xa2024-02-19T09:30:00Z"'),  # a digit that is not ASCII
 ]
 CLEAN = {(b'"order_id":7', b'"order_id":7 '), (b'"order_id":7', b'"order_id" : 7\r\n\t'),  # whitespace only
          (b'"qty":100', b'"qty":0'), (b'"price":10.01', b'"price":0'),
+         (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00+08:00"'),  # an ISO ts: read in C since v2
          (b'"type":"order","account":"A1"', b'"type":"index","symbol":"000001","account":"A1"'),
-         (b'"type":"order","account":"A1","side":"B"', b'"type":"cancel","account":"A1"')}
+         (b'"type":"order","account":"A1","side":"B"', b'"type":"cancel","account":"A1"'),
+         (b'"type":"order"', b'"type":"trade","match_id":"E1"'), (b'"type":"order"', b'"type":"trade","match_id":123'),
+         (b'"type":"order"', b'"type":"trade","match_id":null'),
+         (b'"type":"order","account":"A1"', b'"type":"indicative","symbol":"600000","account":"A1"'),
+         (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00.123456789+08:00"'),
+         (b'"ts":1708306200000000000', b'"ts":"2024-02-19 01:30:00Z"'),
+         (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00,5+0800"'),
+         (b'"ts":1708306200000000000', b'"ts":"2024-02-19T09:30:00+99:99"')}
 
 
 @pytest.mark.parametrize("old, new", ODD)
@@ -271,9 +321,9 @@ def test_bad_arguments_are_errors():
     reg = Registry()
     tables = tuple(i.bytes_ids for i in (reg.accounts, reg.symbols, reg.owners, reg.brokers))
     k, m, c, out = jsonl.FIELDS, jsonl._JSON_MAPS, jsonl._FRAME_CONSTS, np.empty(16, np.int64)
-    with pytest.raises(ValueError, match="60 bytes a row"):
+    with pytest.raises(ValueError, match="69 bytes a row"):
         jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c, bytearray(64), 2)
-    with pytest.raises(ValueError, match="13 constants"):
+    with pytest.raises(ValueError, match="17 constants"):
         jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, c[:-1], out, 1)
     with pytest.raises(TypeError, match="StrTable"):
         jsonl._svev.json_frame_columns(b"[]", k, m, (None,) * 4, ({},) * 4, c, out, 1)
@@ -281,7 +331,7 @@ def test_bad_arguments_are_errors():
     with pytest.raises(ValueError, match="same first letter"):
         jsonl._svev.json_frame_columns(b"[]", clash, m, tables, ({},) * 4, c, out, 1)
     with pytest.raises(TypeError, match="field names must be str"):
-        jsonl._svev.json_frame_columns(b"[]", (1,) * 13, m, tables, ({},) * 4, c, out, 1)
+        jsonl._svev.json_frame_columns(b"[]", (1,) * 14, m, tables, ({},) * 4, c, out, 1)
     with pytest.raises(ValueError, match="at most 2"):
         jsonl._svev.json_frame_columns(b"[]", k, m, tables, ({},) * 4, (10**12,) + c[1:], out, 1)
     with pytest.raises(ValueError, match="flags must be"):

@@ -50,16 +50,23 @@ def _frames(seed, n_frames=40):
     for _ in range(n_frames):
         lo = rng.randrange(0, len(b) - 1)
         frame = bytearray(binary.encode_frame(b.take(slice(lo, lo + rng.randrange(1, 80))), reg))
-        n = binary.HEADER.unpack_from(frame, 0)[3]
-        rec = np.frombuffer(frame, dtype=binary.RECORD, count=n, offset=len(frame) - n * 76).copy()
+        _, version, size, n, *_ = binary.HEADER.unpack_from(frame, 0)
+        if size == 76 and rng.random() < 0.2:  # a frame of contract version 1, as written before
+            frame[4:6] = (1).to_bytes(2, "little")
+            version = 1
+        dt = binary.record_dtype(version, size)
+        rec = np.frombuffer(frame, dtype=dt, count=n, offset=len(frame) - n * size).copy()
+        damage = [("venue", 7), ("etype", 9), ("etype", 5), ("side", 3), ("side", 0), ("qty", -5), ("price", 0),
+                  ("price", -1), ("ts", 5), ("ts", 2**62), ("account", 0xFFFFFFFF),
+                  ("account", 10**6), ("symbol", 0xFFFFFFFF), ("symbol", 10**5),
+                  ("owner", 4000), ("broker", 77), ("flags", 0), ("etype", 4)]
+        if size == 104:  # a match id on another type than trade, or none on a trade
+            damage += [("mflags", 1), ("mflags", 0), ("etype", 0)]
         for _ in range(rng.randrange(0, 4)):  # damage some records
             i = rng.randrange(n)
-            f, v = rng.choice([("venue", 7), ("etype", 9), ("side", 3), ("side", 0), ("qty", -5), ("price", 0),
-                               ("price", -1), ("ts", 5), ("ts", 2**62), ("account", 0xFFFFFFFF),
-                               ("account", 10**6), ("symbol", 0xFFFFFFFF), ("symbol", 10**5),
-                               ("owner", 4000), ("broker", 77), ("flags", 0)])
+            f, v = rng.choice(damage)
             rec[f][i] = v
-        frame[len(frame) - n * 76:] = rec.tobytes()
+        frame[len(frame) - n * size:] = rec.tobytes()
         kind = rng.random()
         if kind < 0.05:  # a string table that is not UTF-8
             p = binary.HEADER.size
@@ -154,7 +161,7 @@ def test_the_c_functions_refuse_out_of_range_arguments():
         _svev.lookup_strings(tables, b"a\x00b", 2, 3, (1, 0, 0, 0), ids, starts)
     luts = tuple(np.empty(0, np.int32) for _ in range(4))
     with pytest.raises(ValueError):
-        _svev.decode_records(b"x" * 76, 0, 2**63 // 53 + 1, luts, out, (0, 2, 3, 32, 0, 1))
+        _svev.decode_records(b"x" * 76, 0, 2**63 // 53 + 1, luts, out, (0, 2, 3, 4, 4, 32, 1, 0, 1))
     with pytest.raises(ValueError):
         tables[0].add_from(b"ab", np.array([0, 2**63 - 1], np.int64), np.array([0], np.int64), np.array([0], np.int32))
     tables[0].add(b"", 7)  # the empty string, with nothing else in the table yet
@@ -271,11 +278,14 @@ def test_frames_decoded_into_one_block_equal_frames_decoded_alone(seed, monkeypa
 def test_a_block_too_small_for_a_frame_decodes_it_alone():
     if not binary.FAST:
         pytest.fail("surveil.events._svev is not built")
-    frame = _frames(1, 3)[0]
+    reg = Registry()
+    b = jsonl.decode_lines([orjson.dumps(e) for e in sample_events(30)], 1, reg, "x", [])
+    frame = binary.encode_frame(b.take(slice(10, 30)), reg)
     block = binary.FrameBlock(1)
     b, _ = binary.decode_frame_at(frame, 0, Registry(), "t:0@0", 0, [], into=block)
-    assert block.row == 0 and len(b) == binary.frame_rows(frame) > 1
+    assert block.row == 0 and len(b) == binary.frame_rows(frame) == 20
     assert binary.frame_rows(b"SVEV") == 0 and binary.frame_rows(frame[:binary.HEADER.size + 76]) == 1
+    assert binary.HEADER.unpack_from(frame, 0)[2] == 104  # a bound: the records may be longer than 76 bytes
 
 
 def test_key_partitions_is_kafkas_default_partitioner():
@@ -369,12 +379,12 @@ def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_
         ca, cb = a[2], b[2]
         assert {k: v for k, v in ca.items() if k != "symbol"} == {k: v for k, v in cb.items() if k != "symbol"}
         for et, sa, sb in zip(ca["etype"], ca["symbol"], cb["symbol"]):
-            if et == binary.INDEX:
+            if et in (binary.INDEX, binary.INDICATIVE):  # market data
                 index_rows += sa >= 0
                 assert (full_names["symbols"][sa] if sa >= 0 else None) == (fast_names["symbols"][sb] if sb >= 0
                                                                              else None)
-            else:
-                assert sb == -1
+            else:  # none, or one a market data event of the frame has too (the table entry is looked up)
+                assert sb == -1 or full_names["symbols"][sa] == fast_names["symbols"][sb]
     assert index_rows > 0 and len(fast_names["symbols"]) < len(full_names["symbols"])
     assert sum(x[0] == "error" and "not UTF-8" in x[1] for x in fast) >= 2  # the damaged symbol tables
     # into a block (the partition stage's way): the same as alone
@@ -395,14 +405,17 @@ def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_
 
     for f in frames:  # the compiled and the numpy selection of the index events' symbols
         if f[:4] == binary.MAGIC and len(f) >= binary.HEADER.size:
-            _, _, _, n, _, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
-            n = min(n, (len(f) - binary.HEADER.size - slen) // 76)
+            _, version, size, n, _, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
+            n = min(n, (len(f) - binary.HEADER.size - slen) // size)
             if n > 0:
-                rec = np.frombuffer(f, dtype=binary.RECORD, count=n, offset=binary.HEADER.size + slen)
-                got = _svev.index_symbols(f, binary.HEADER.size + slen, n, ns, binary.INDEX)
+                rec = np.frombuffer(f, dtype=binary.record_dtype(version, size), count=n,
+                                    offset=binary.HEADER.size + slen)
+                got = _svev.index_symbols(f, binary.HEADER.size + slen, n, ns, binary.INDEX, binary.INDICATIVE, size)
                 assert got == binary._index_symbols(rec, ns).tolist()
     with pytest.raises(ValueError, match="out of range"):
         _svev.index_symbols(frames[0], 0, len(frames[0]) // 76 + 1, 5, binary.INDEX)
+    with pytest.raises(ValueError, match="out of range"):
+        _svev.index_symbols(frames[0], 0, 1, 5, binary.INDEX, binary.INDICATIVE, 100)  # not a record size
 
 
 def test_a_frame_block_is_reused_only_when_nothing_refers_to_its_rows():

@@ -92,6 +92,43 @@ def test_same_day_as_jsonl_other_batches_and_per_venue_files_is_byte_identical(d
         assert b"".join(dumps(r) + b"\n" for r in got.records) == ref
 
 
+def test_indicative_events_and_match_ids_change_no_alert(day, result, tmp_path):
+    """Contract version 2 on the same day: indicative prices every second of both call auctions for the busiest
+    symbols of each venue, and a match id on every trade. No rule counts them (orders and cancels are counted
+    by type): the same alerts, from binary frames and JSON Lines alike."""
+    import numpy as np
+
+    from surveil.events import jsonl
+    from surveil.events.batch import Batch
+    from surveil.events.schema import INDICATIVE, MF_HAS_MATCH_ID, TRADE, day_start_ns, trading_day_index
+    from surveil.events.schema import NS_PER_SECOND as S
+
+    reg, rej = Registry(), []
+    b = Batch.concat(list(read_events(day.events_path, reg, rej)))
+    trades = b.etype == TRADE
+    b.match_id = np.where(trades, np.arange(len(b)) // 2, 0).astype(np.int64)  # the two sides share one
+    b.mflags = np.where(trades, MF_HAS_MATCH_ID | 2, 0).astype(np.uint8)
+    d0 = day_start_ns(int(trading_day_index(int(b.ts[0]))))
+    ind = []
+    for venue, code in ((0, "SSE"), (1, "SZSE")):
+        syms = [reg.symbols.names[i] for i in np.unique(b.symbol[(b.venue == venue) & trades])[:20]]
+        for sec in [*range(9 * 3600 + 15 * 60, 9 * 3600 + 25 * 60), *range(14 * 3600 + 57 * 60, 15 * 3600)]:
+            for k, sym in enumerate(syms):
+                ind.append({"ts": d0 + sec * S + k, "venue": code, "type": "indicative", "symbol": sym,
+                            "price": 10 + k / 100, **({"qty": 100 * sec % 7} if k % 2 else {})})
+    extra = jsonl.decode_lines([orjson.dumps(e) for e in ind], 1, reg, "ind", rej)
+    both = Batch.concat([b, extra])
+    both = both.take(np.argsort(both.ts, kind="stable"))
+    assert not rej and int((both.etype == INDICATIVE).sum()) == len(ind) > 20_000
+    ref = b"".join(dumps(r) + b"\n" for r in result.records)
+    for name in ("v2.svb", "v2.jsonl"):
+        with EventWriter(tmp_path / name, reg) as w:
+            w.write(both)
+        got = replay([tmp_path / name], accounts=day.accounts_path)
+        assert got.events == result.events + len(ind) and not got.rejects
+        assert b"".join(dumps(r) + b"\n" for r in got.records) == ref
+
+
 def test_demo_command_runs_and_finds_every_expected_alert(tmp_path):
     r = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo"), "--events", "50000"])
     assert r.exit_code == 0, r.output

@@ -34,8 +34,8 @@ class FakeState:
         return checkpoint.pack({"stage": "partition", "offset": self.offset})
 
     @staticmethod
-    def loads(blob, *args):  # (..., key, binding) as the worker passes them
-        return FakeState(checkpoint.unseal(blob, key=args[-2], binding=args[-1])["offset"])
+    def loads(blob, *args):  # (ref, params, partitions x2, notes, key, binding, securities) as the worker passes
+        return FakeState(checkpoint.unseal(blob, key=args[5], binding=args[6])["offset"])
 
     def pending_progress(self):  # the loop asks an input partition for progress when a poll is empty
         return {}

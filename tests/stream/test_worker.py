@@ -224,6 +224,57 @@ async def _refdata(bootstrap, tmp_path):
         await stop_worker(w, task)
 
 
+def test_securities_are_seeded_from_a_csv_and_followed_without_restart(kafka_bootstrap, tmp_path):
+    asyncio.run(asyncio.wait_for(_securities(kafka_bootstrap, tmp_path), 240))
+
+
+async def _securities(bootstrap, tmp_path):
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from surveil.engine.securities import Security
+
+    csv = tmp_path / "sec.csv"
+    csv.write_text("venue,symbol,prev_close,risk_warning,limit_up,limit_down\nSSE,600000,10.01,false,11.01,9.01\n"
+                   "SZSE,000001,9.5,true,,\nBSE,830799,bad,false,,\n")
+    s = settings(bootstrap, securities_csv=str(csv))
+    w, task = await run_worker(s)
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        assert w.securities.get(0, "600000") == Security(100100, False, 110100, 90100)
+        assert w.securities.get(1, "000001") == Security(95000, True) and len(w.securities) == 2
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await p.start()
+        await p.send_and_wait(s.securities_topic, b'{"prev_close": 0, "risk_warning": false}', key=b"SSE:BAD1")
+        await p.send_and_wait(s.securities_topic, b"[1]", key=b"SSE:BAD2")
+        await p.send_and_wait(s.securities_topic, b'{"prev_close": 10.5, "risk_warning": true}', key=b"SSE:600000")
+        await p.send_and_wait(s.securities_topic, None, key=b"SZSE:000001")  # a tombstone: removed
+        await p.stop()
+        deadline = asyncio.get_running_loop().time() + 30
+        while w.stats["securities_rejects"] < 2 or w.securities.get(1, "000001") is not None:
+            assert asyncio.get_running_loop().time() < deadline, w.stats
+            await asyncio.sleep(0.1)
+        assert w.securities.get(0, "600000") == Security(105000, True) and len(w.securities) == 1
+        rejected = {}
+        while len(rejected) < 3 and asyncio.get_running_loop().time() < deadline:
+            rejected = {r.get("key") or r.get("source"): r for m in await read_topic(bootstrap, s.rejects_topic)
+                        if (r := orjson.loads(m.value))}
+        assert rejected["SSE:BAD1"]["field"] == "prev_close" and "positive" in rejected["SSE:BAD1"]["reason"]
+        assert rejected["SSE:BAD2"]["field"] == "value" and rejected["SSE:BAD2"]["original"] == "[1]"
+        assert rejected[str(csv)]["line"] == 4 and rejected[str(csv)]["field"] == "prev_close"  # the CSV's row
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:  # a compacted topic, as the accounts'
+            desc = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.securities_topic)])
+            conf = {c[0]: c[1] for c in desc[0].resources[0][4]}
+            assert conf["cleanup.policy"] == "compact"
+        finally:
+            await admin.close()
+    finally:
+        await stop_worker(w, task)
+
+
 def test_an_idle_feed_partition_does_not_hold_back_owner_alerts(kafka_bootstrap, tmp_path):
     """Bounded allowed lateness: a gateway that sends no progress markers, and partitions that never get a
     record. Without idle partitions the owner stage would wait for them forever."""
