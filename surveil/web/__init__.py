@@ -22,7 +22,7 @@ class ConsoleService(mode.Service):
     """Runs the console's topic reader for the life of the app, and ends live streams when stopping."""
 
     def __init__(self, settings: Any, store: Store, **kwargs: Any) -> None:
-        from surveil.web.feed import AlertFeed
+        from surveil.web.alert_feed import AlertFeed
 
         self.store = store
         self.feed = AlertFeed(settings, store)

@@ -1,6 +1,6 @@
 """The console's in-memory view of the cluster's alerts and recommendations, with filters and live updates.
 
-Fed by :class:`~surveil.web.feed.AlertFeed` (the alert and recommendation topics, every partition, from the
+Fed by :class:`~surveil.web.alert_feed.AlertFeed` (the alert and recommendation topics, every partition, from the
 beginning). An alert id's latest state replaces the earlier one, except that a ``raised`` state never
 replaces a ``final`` one (a worker re-processing from a checkpoint may publish ``raised`` again before the
 same ``final``). Pure: no I/O, so the API handlers and the filters are tested without a broker.

@@ -214,7 +214,7 @@ def test_account_activity_reads_the_partition_state_that_holds_the_account():
 
 
 def test_the_topic_reader_skips_and_counts_what_is_not_an_alert(result, caplog):
-    from surveil.web.feed import AlertFeed
+    from surveil.web.alert_feed import AlertFeed
 
     s = Settings()
     store = Store()
@@ -252,7 +252,7 @@ def test_a_malformed_alert_is_refused_with_a_counted_reason_and_never_a_500(resu
 
 
 async def _malformed(result):
-    from surveil.web.feed import AlertFeed
+    from surveil.web.alert_feed import AlertFeed
     from surveil.web.store import RecordError
 
     s = Settings()
