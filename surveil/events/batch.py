@@ -148,14 +148,6 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def __setstate__(self, state) -> None:
-        """Unpickling (a stream stage's checkpoint holds the engine's held batch): a batch pickled before the
-        optional columns existed gets them as None."""
-        slots = state[1] if isinstance(state, tuple) else state
-        self.match_id = self.mflags = None
-        for k, v in (slots or {}).items():
-            object.__setattr__(self, k, v)
-
     @classmethod
     def empty(cls) -> Batch:
         return cls(

@@ -312,17 +312,3 @@ def test_batches_with_and_without_match_ids_concatenate_and_take():
     mixed = Batch.concat([fb, b])  # bytes from a frame and values from JSON
     assert match_id_values(mixed.match_id, mixed.mflags) == ["E1", 7, None, None]
     assert mixed.copy().match_id_at(1) == 7
-
-
-def test_a_batch_pickled_before_match_ids_existed_unpickles_without_them():
-    """A stream stage's checkpoint of an earlier version holds batches without the optional columns."""
-    import pickle
-
-    a, _ = _batch([TRADE, {**TRADE, "match_id": 7}])
-    assert match_id_values(pickle.loads(pickle.dumps(a)).match_id, a.mflags) == ["E1", 7]
-    fn, args, (dict_state, slots), *_ = a.__reduce_ex__(5)
-    old = {k: v for k, v in slots.items() if k not in ("match_id", "mflags")}
-    b = fn(*args)
-    b.__setstate__((dict_state, old))
-    assert b.match_id is None and b.mflags is None and len(b) == 2
-    assert match_id_values(Batch.concat([b, a]).match_id, Batch.concat([b, a]).mflags) == [None, None, "E1", 7]
