@@ -852,7 +852,8 @@ class Worker:
                                       "original": (value or b"").decode("utf-8", "replace")})
 
     async def _read_securities_to_end(self) -> None:
-        await _read_to_end(self._sec_consumer, self.s.securities_topic, lambda m: self._apply_security(m.key, m.value))
+        await _read_to_end(self._sec_consumer, self.admin, self.s.securities_topic,
+                           lambda m: self._apply_security(m.key, m.value))
 
     async def _follow_securities(self) -> None:
         while True:
