@@ -257,6 +257,14 @@ class PartitionState:
         for r in eng.rejects:  # late events: location = (record offset << _ROW_BITS) + row in the record
             off, r.location = r.location >> _ROW_BITS, r.location & _ROW_MASK
             r.source = f"{topic}:{partition}@{off}"
+            if off not in values:  # decided after its record's call (an event ahead of event time, rejected once
+                # later records contradicted it): the event itself and where its record is
+                d = r.to_dict()
+                own = d.pop("raw", "") or ""
+                d.update(topic=topic, partition=partition, offset=off, original=own[:REJECT_KEEP],
+                         original_truncated=len(own) > REJECT_KEEP)
+                out.rejects.append(d)
+                continue
             value, kind = values[off]
             if off not in digests:
                 digests[off] = _digest(value)

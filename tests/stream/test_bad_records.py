@@ -72,3 +72,16 @@ def test_a_large_frame_with_one_bad_byte_gives_a_small_reject():
     r = damaged.rejects[0]
     assert len(orjson.dumps(r)) < 2 * REJECT_KEEP + 4096 < 1_000_000  # publishable on a default broker
     assert r["record_bytes"] == len(frame)
+
+
+def test_an_event_ahead_rejected_in_a_later_call_names_its_record():
+    """An event far ahead of event time is decided when later records contradict it, maybe polls later: its
+    reject still carries the event and the offset of its record (it was a KeyError that stopped the worker)."""
+    st = state()
+    st.handle_many([(0, good(5))], *SRC)
+    ahead = orjson.dumps([order(T0 + 86_400 * S * 400, "AHEAD", oid="x")])
+    assert st.handle_many([(1, ahead)], *SRC).rejects == []  # waits for corroboration
+    out = st.handle_many([(2, good(5, 5))], *SRC)  # two later events keep event time: rejected now
+    (r,) = out.rejects
+    assert (r["field"], r["offset"], r["topic"]) == ("ts", 1, "f.sse")
+    assert orjson.loads(r["original"])["account"] == "AHEAD"
