@@ -34,6 +34,8 @@ from surveil.rules.market_context import MarketContext
 from surveil.stream import checkpoint
 from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
 
+#: a released row's position is day * DAY_POSITIONS + its number in the day's release order
+DAY_POSITIONS = 1 << 40
 #: a partition tells the downstream stages its progress at most this often (wall time), and at a new trading day
 PROGRESS_EVERY_S = 0.05
 
@@ -124,11 +126,16 @@ class PartitionState:
         self._progress_at = 0.0
         self._msgs: list[tuple[str, int | None, dict, bytes]] = []  # (stage, partition, header, payload)
         self._ex = _new_export()
-        self._released = 0  # rows the engine has released (the position of the next one)
+        self._released = 0  # rows of the current trading day the engine has released (the next one's position)
+        self._released_day: int | None = None
         self._market = (np.empty(0, np.int64), np.empty(0, np.int64))  # seconds not complete yet: key, value
         self._owner_part = np.empty(0, np.int32)  # the owner-stage partition of each owner id (a cache)
         self._security_part: dict[int, int] = {}  # the security-stage partition of each venue << 32 | symbol id
         self.book = None  # the worker's RecommendationBook for this partition's alerts
+
+    def mark(self) -> tuple:
+        """What a declaration may change: how far the engine has released rows, and the progress sent."""
+        return (self._released_day, self._released, self.progress_sent)
 
     @property
     def owner_partitions(self) -> int:
@@ -141,6 +148,7 @@ class PartitionState:
         return {"stage": "partition", "source": self.source, "offset": self.offset,
                 "registry": registry_data(self.reg), "engine": self.engine.state(),
                 "progress_sent": self.progress_sent, "released": self._released,
+                "released_day": self._released_day,
                 "market": [self._market[0].tolist(), self._market[1].tolist()],
                 "book": self.book.state() if self.book is not None else None}
 
@@ -169,6 +177,7 @@ class PartitionState:
             st.engine.reg = st.reg
             got = st.engine.restore(d["engine"])
             st.offset, st.progress_sent, st._released = d["offset"], d["progress_sent"], d["released"]
+            st._released_day = d["released_day"]
             st._market = (np.array(d["market"][0], np.int64), np.array(d["market"][1], np.int64))
             if d["book"] is not None:
                 st.book = RecommendationBook.from_state(d["book"])
@@ -381,13 +390,16 @@ class PartitionState:
     def _export(self, seg: Segment, part: Batch) -> None:
         """Collect what the downstream stages need from a released segment (sent by ``_flush_export``).
 
-        Every row the engine releases gets a position: the number of rows released before it. The engine
-        releases rows in (event time, arrival) order whatever the grouping of its input, and rejects the
-        same late rows, so a row's position is the same in any run over the same records: a downstream
-        stage skips rows at positions it has already applied (a source that restarted from a checkpoint)."""
+        Every row the engine releases gets a position: its trading day (times 2**40) and the number of rows of
+        that day released before it. The engine releases rows in (event time, arrival) order whatever the
+        grouping of its input, and rejects the same late rows, so a row's position is the same in any run over
+        the same records, and in a run that started at the day's first record (a partition rebuilt from the
+        trading day's start): a downstream stage skips rows at positions it has already applied."""
         ex = self._ex
-        base = self._released
-        self._released = base + len(part)
+        if seg.day != self._released_day:
+            self._released_day, self._released = seg.day, 0
+        base = seg.day * DAY_POSITIONS + self._released
+        self._released += len(part)
         market = False
         for e in self.plan.exports:
             # row numbers, not boolean masks: a take then touches the selected rows only (sells ≈ 1 row in 10)

@@ -36,7 +36,7 @@ from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData, RefDataError
 from surveil.engine.securities import Securities
 from surveil.events import binary
-from surveil.events.schema import VENUES, trading_day_index
+from surveil.events.schema import VENUES, day_start_ns, trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import checkpoint, topics
 from surveil.stream.envelope import pack_bundle
@@ -377,9 +377,9 @@ class Worker:
             if tp not in self._idle:
                 self.stats["idle_declared"] += 1
             self._idle[tp] = now
-            before = (st._released, st.progress_sent)  # noqa: SLF001
+            before = st.mark()
             await self.publish(st, st.declare_idle())
-            if (st._released, st.progress_sent) != before:  # noqa: SLF001
+            if st.mark() != before:
                 changed.append(tp)
         if changed:
             await self.checkpoint(changed, wait_commit=False)
@@ -447,12 +447,14 @@ class Worker:
         if any(cps.get(self._cp_key(tp)) for tp in new):  # restored states will repeat some outputs
             self.final_ids.update(await retry("reading final alerts", self.read_final_ids))
         fresh: list[TopicPartition] = []
+        rebuild: list[TopicPartition] = []
         for tp in new:
             blob = cps.get(self._cp_key(tp))
             st = self._state_for(tp, blob)
-            if st is None:
+            if st is None:  # a checkpoint that cannot be used: rebuilt from the trading day's start
                 blob = None
                 st = self._state_for(tp, None)
+                rebuild.append(tp)
             self.states[tp] = st
             self._last_input[tp] = time.monotonic()
             self._idle.pop(tp, None)
@@ -460,12 +462,33 @@ class Worker:
                 self._saved[tp] = (blob, st.offset)
             if st.offset >= 0:
                 self.consumer.seek(tp, st.offset + 1)
-            else:
+            elif tp not in rebuild:
                 fresh.append(tp)
-            self.stats["restored" if blob else "fresh"] += 1
+            self.stats["restored" if blob else "rebuilt" if tp in rebuild else "fresh"] += 1
         if fresh:  # one call: one at a time waits for a fetch each and can outlast the session timeout
             await self.consumer.seek_to_beginning(*fresh)
+        if rebuild:
+            await self._seek_to_day_start(rebuild)
         log.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in new))
+
+    async def _seek_to_day_start(self, tps: list[TopicPartition]) -> None:
+        """Partitions whose checkpoint could not be used are read again from the first record of the current
+        trading day (Asia/Shanghai; Kafka's public ``offsets_for_times`` on the record timestamps): a day's
+        state needs that day's input only, and the stages' positions restart with each day (a row's position
+        is its day and its number in the day), so the owner and security stages recognise what they had."""
+        start_ms = day_start_ns(int(trading_day_index(time.time_ns()))) // 1_000_000
+        found = await retry("finding the trading day's start",
+                            lambda: self.consumer.offsets_for_times({tp: start_ms for tp in tps}))
+        for tp in tps:
+            at = found.get(tp)
+            key = f"{tp.topic}:{tp.partition}"
+            if at is None:  # nothing since the day started: from the end
+                await self.consumer.seek_to_end(tp)
+                self.rebuilt[key] = f"{self.rebuilt.get(key, '')}; nothing since the trading day's start"
+            else:
+                self.consumer.seek(tp, at.offset)
+                self.rebuilt[key] = (f"{self.rebuilt.get(key, '')}; read again from offset {at.offset}, the trading "
+                                     "day's start")
 
     def _stage_of(self, topic: str) -> str | None:
         """``owner`` or ``security`` for those stages' topics, None for a feed topic."""
@@ -504,9 +527,9 @@ class Worker:
 
     def _unusable(self, source: str, why: str) -> None:
         """A checkpoint that cannot be used is never trusted, executed or skipped: the partition's state is
-        rebuilt by reading its input again from the beginning (logged, counted, and shown in /status)."""
-        log.error("%s: the checkpoint cannot be used (%s): its state is rebuilt from the beginning of the "
-                  "partition", source, why)
+        rebuilt by reading its input again from the trading day's start (logged, counted, shown in /status)."""
+        log.error("%s: the checkpoint cannot be used (%s): its state is rebuilt from the trading day's start",
+                  source, why)
         self.stats["checkpoints_unusable"] += 1
         self.rebuilt[source] = why
         return None
@@ -522,18 +545,21 @@ class Worker:
         self._idle.clear()  # the restored states have not declared anything yet
         self._last_input = dict.fromkeys(self.states, time.monotonic())
         fresh: list[TopicPartition] = []
+        rebuild: list[TopicPartition] = []
         for tp in list(self.states):
             saved = self._saved.get(tp)
             st = self._state_for(tp, saved[0]) if saved is not None else None
             if st is None:
                 self._saved.pop(tp, None)
                 self.states[tp] = self._state_for(tp, None)
-                fresh.append(tp)
+                (fresh if saved is None else rebuild).append(tp)
             else:
                 self.states[tp] = st
                 self.consumer.seek(tp, saved[1] + 1)
         if fresh:
             await retry("seek", lambda: self.consumer.seek_to_beginning(*fresh))
+        if rebuild:
+            await self._seek_to_day_start(rebuild)
         self.stats["rewinds"] += 1
         self._rewinds_in_a_row += 1
         self.metrics.rewinds.inc()

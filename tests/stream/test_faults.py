@@ -1,8 +1,10 @@
 """The fault suite on a real broker: a tombstone, a future timestamp and a forged checkpoint at the head of a
 feed partition cost only themselves. The worker stays ready, rebuilds the partition whose checkpoint it cannot
-trust, keeps every bad record as a reject with the reason, and its final alerts equal replay's."""
+trust from the trading day's start (yesterday's records are not read again), keeps every bad record as a
+reject with the reason, and its final alerts equal replay's."""
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -46,6 +48,12 @@ async def _faults(kafka_bootstrap, day):
     p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await p.start()
     try:
+        # yesterday's records (their record time): a partition rebuilt from the trading day's start skips them
+        yesterday_ms = int(time.time() * 1000) - 36 * 3600 * 1000
+        old = {**future, "ts": "2024-02-18T10:00:00+08:00", "account": "YESTERDAY"}
+        for _ in range(3):
+            await p.send_and_wait(sse, orjson.dumps(old), key=b"SSE:YESTERDAY", partition=0,
+                                  timestamp_ms=yesterday_ms)
         await p.send_and_wait(sse, None, key=b"SSE:TOMB", partition=0)  # a tombstone
         await p.send_and_wait(sse, orjson.dumps(future), key=b"SSE:FROM_THE_FUTURE", partition=0)
         await p.send_and_wait(s.checkpoint_topic, forged, key=f"{s.group_id}|{sse}:0".encode())
@@ -58,15 +66,16 @@ async def _faults(kafka_bootstrap, day):
         finals = await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
         assert canonical(finals) == canonical(want.alerts)  # nothing else lost
         rejects = [orjson.loads(m.value) for m in await read_topic(kafka_bootstrap, s.rejects_topic)]
-        mine = [r for r in rejects if r.get("topic") == sse and r.get("partition") == 0 and r.get("offset") in (0, 1)]
-        assert sorted(r["offset"] for r in mine) == [0, 1], rejects[:5]
-        tomb = next(r for r in mine if r["offset"] == 0)
+        mine = [r for r in rejects if r.get("topic") == sse and r.get("partition") == 0 and r.get("offset") in (3, 4)]
+        assert sorted(r["offset"] for r in mine) == [3, 4], rejects[:5]
+        tomb = next(r for r in mine if r["offset"] == 3)
         assert "tombstone" in tomb["reason"]
-        ahead = next(r for r in mine if r["offset"] == 1)
+        ahead = next(r for r in mine if r["offset"] == 4)
         assert ahead["field"] == "ts" and "ahead of" in ahead["reason"]
         assert orjson.loads(ahead["original"])["account"] == "FROM_THE_FUTURE"  # kept whole
         status = w.status()
-        assert "authentication" in status["states"][f"{sse}:0"]["rebuilt"]
+        rebuilt = status["states"][f"{sse}:0"]["rebuilt"]
+        assert "authentication" in rebuilt and "from offset 3, the trading day's start" in rebuilt  # not yesterday's
         assert status["checkpoints_unusable"] == 1
         assert w.readiness() == []  # ready: every assigned partition is processing
     finally:

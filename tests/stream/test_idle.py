@@ -176,9 +176,9 @@ def test_a_declaration_releases_the_newest_events_and_nothing_more():
     ev = [sell(T0 + S + 100, "M1", "SSE", 1_000_000, order_id=1),
           sell(T0 + S + 200, "M1", "SSE", 2_000_000, order_id=2)]
     p.data("f.sse:0", ev, 0)
-    assert part.progress_sent == T0 + S + 200 and part._released == 3 + 1  # noqa: SLF001 - 3 warm-up rows; the last one is held
+    assert part.progress_sent == T0 + S + 200 and part.mark()[1] == 3 + 1  # 3 warm-up rows; the last one is held
     p.idle("f.sse:0")
-    assert part.progress_sent == T0 + S + 201 and part._released == 3 + 2  # noqa: SLF001
+    assert part.progress_sent == T0 + S + 201 and part.mark()[1] == 3 + 2
     assert len(part._market[0]) == 1  # noqa: SLF001 - its second is not complete: not sent yet
     out = part.handle(orjson.dumps([sell(T0 + S + 200, "M1", "SSE", 1_000, order_id=3),
                                     sell(T0 + S + 300, "M1", "SSE", 1_000, order_id=4)]), 1, "f.sse", 0)

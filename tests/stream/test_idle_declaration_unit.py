@@ -20,8 +20,10 @@ LATE_MS = 500
 class FakeState:
     def __init__(self, offset):
         self.offset = offset
-        self._released, self.progress_sent = None, None
         self.declared = 0
+
+    def mark(self):
+        return None
 
     def declare_idle(self):
         self.declared += 1
