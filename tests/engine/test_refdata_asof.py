@@ -142,7 +142,7 @@ def test_diff_names_the_accounts_that_changed_and_from_when(tmp_path):
     assert sorted(d) == ["ACC", "B1", "GONE"]
     assert d["ACC"]["from"] == "2024-02-19T10:00:00.000000000+08:00"
     assert d["ACC"]["changed"] == ["owner", "broker"]
-    assert d["B1"]["from"] is None and d["B1"]["old"] is None  # new: it had no row before
+    assert d["B1"]["from"] == "2024-01-02T00:00:00.000000000+08:00" and d["B1"]["old"] is None  # new
     assert d["GONE"]["new"] is None
     new.write_text(MOVE)  # ACC's first row now starts 2024-02-01: before it, the answers differ too
     d = {x["account"]: x for x in diff(RefData.load_csv(old), RefData.load_csv(new))}
