@@ -317,3 +317,14 @@ def first_difference(a: tuple[AccountRef, ...], b: tuple[AccountRef, ...]) -> in
         if answer(a, t) != answer(b, t):
             return t
     return False
+
+
+def ref_value(h: tuple[AccountRef, ...]) -> bytes:
+    """An account's history as a reference-topic value (key ``VENUE:account``; the topic is compacted, so each
+    value is the account's whole history): one row without validity as before (``{"owner", "broker",
+    "reported"}``), else ``{"rows": [{"valid_from", "owner", "broker", "reported"}, ...]}``."""
+    import orjson
+
+    if len(h) == 1 and h[0].valid_from is None:
+        return orjson.dumps(h[0].to_dict())
+    return orjson.dumps({"rows": [r.to_dict() for r in h]})
