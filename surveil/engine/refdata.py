@@ -287,34 +287,37 @@ class RefData:
 
 
 def diff(old: RefData, new: RefData) -> list[dict[str, Any]]:
-    """The accounts whose owner, broker or reporting status differ between two reference data at some time:
-    for each, from when (the earliest time the answers differ; None: since always) and the answers there."""
+    """Where two reference data answer differently (owner, broker or reporting status): for each account, one
+    entry per time from which the answers differ anew (``from``: None for since always), with the fields that
+    differ and both rows then (None: no row)."""
     out = []
     for key in sorted(set(old.histories) | set(new.histories)):
         a, b = old.histories.get(key, ()), new.histories.get(key, ())
-        at = first_difference(a, b)
-        if at is False:
+        if a == b:
             continue
-        ra = RefData.as_of(a, at) if a else None
-        rb = RefData.as_of(b, at) if b else None
-        fields = [f for f in ("owner", "broker", "reported")
-                  if (getattr(ra, f) if ra else None) != (getattr(rb, f) if rb else None)]
-        out.append({"venue": VENUES[key[0]], "account": key[1], "from": valid_from_text(at), "changed": fields,
-                    "old": ra.to_dict() if ra else None, "new": rb.to_dict() if rb else None})
+        prev = None
+        for t in sorted({r.since for r in a} | {r.since for r in b} | {SINCE_ALWAYS}):
+            ra = RefData.as_of(a, t) if a else None
+            rb = RefData.as_of(b, t) if b else None
+            pair = (_answer(ra), _answer(rb))
+            if pair[0] != pair[1] and pair != prev:
+                fields = [f for f, x, y in zip(("owner", "broker", "reported"), *pair) if x != y]
+                out.append({"venue": VENUES[key[0]], "account": key[1], "from": valid_from_text(t),
+                            "changed": fields, "old": ra.to_dict() if ra else None,
+                            "new": rb.to_dict() if rb else None})
+            prev = pair
     return out
+
+
+def _answer(r: AccountRef | None) -> tuple:
+    return (r.owner, r.broker, r.reported) if r else (None, None, None)
 
 
 def first_difference(a: tuple[AccountRef, ...], b: tuple[AccountRef, ...]) -> int | bool:
     """The earliest time at which two histories of one account answer differently (SINCE_ALWAYS: from the start),
     or False when they always agree."""
-    times = sorted({r.since for r in a} | {r.since for r in b} | {SINCE_ALWAYS})
-
-    def answer(h, t):
-        r = RefData.as_of(h, t) if h else None
-        return (r.owner, r.broker, r.reported) if r else (None, None, None)
-
-    for t in times:
-        if answer(a, t) != answer(b, t):
+    for t in sorted({r.since for r in a} | {r.since for r in b} | {SINCE_ALWAYS}):
+        if _answer(RefData.as_of(a, t) if a else None) != _answer(RefData.as_of(b, t) if b else None):
             return t
     return False
 

@@ -121,6 +121,29 @@ def test_conflicting_rows_are_an_error_naming_both(tmp_path):
         RefData.load_csv(f)
 
 
+def test_refdata_check_and_diff_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from surveil.cli import main
+
+    new, old, bad = tmp_path / "new.csv", tmp_path / "old.csv", tmp_path / "bad.csv"
+    new.write_text(MOVE)
+    old.write_text("venue,account,owner,broker\nSSE,ACC,O1,F1\nSSE,A1,O1,F1\n")
+    r = CliRunner().invoke(main, ["refdata", "check", str(new), "--history"])
+    assert r.exit_code == 0, r.output
+    assert "SSE:ACC\tsince 2024-02-19T10:00:00.000000000+08:00: owner O2, broker F2" in r.output
+    assert "SSE:A1\tsince always: owner O1, broker F1" in r.output
+    bad.write_text("venue,account,owner,broker,valid_from\nSSE,X,O1,F1,2024-02-05\nSSE,X,O2,F1,2024-02-01\n")
+    r = CliRunner().invoke(main, ["refdata", "check", str(bad)])
+    assert r.exit_code == 1 and "line 3" in r.output and "line 2" in r.output
+    bad.write_text("venue,account,owner,broker,valid_from\nSSE,X,O1,F1,someday\n")
+    r = CliRunner().invoke(main, ["refdata", "check", str(bad)])
+    assert r.exit_code == 1 and "line 2: valid_from='someday'" in r.output
+    r = CliRunner().invoke(main, ["refdata", "diff", str(old), str(new)])
+    assert r.exit_code == 0
+    assert "SSE:ACC from 2024-02-19T10:00:00.000000000+08:00: owner O1 -> O2, broker F1 -> F2" in r.output
+
+
 def test_replay_exits_1_on_a_conflict(tmp_path):
     from click.testing import CliRunner
 
@@ -145,5 +168,6 @@ def test_diff_names_the_accounts_that_changed_and_from_when(tmp_path):
     assert d["B1"]["from"] == "2024-01-02T00:00:00.000000000+08:00" and d["B1"]["old"] is None  # new
     assert d["GONE"]["new"] is None
     new.write_text(MOVE)  # ACC's first row now starts 2024-02-01: before it, the answers differ too
-    d = {x["account"]: x for x in diff(RefData.load_csv(old), RefData.load_csv(new))}
-    assert d["ACC"]["from"] is None and d["ACC"]["new"] is None
+    acc = [x for x in diff(RefData.load_csv(old), RefData.load_csv(new)) if x["account"] == "ACC"]
+    assert [(x["from"], x["new"] and x["new"]["owner"]) for x in acc] == [
+        (None, None), ("2024-02-19T10:00:00.000000000+08:00", "O2")]  # 02-01 .. 10:00 both say O1: no entry
