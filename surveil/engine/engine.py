@@ -171,15 +171,19 @@ class _Ctx(Context):
         miss = np.flatnonzero((ts < e.key_lo[keys]) | (ts >= e.key_hi[keys]))
         if not len(miss):
             return e.key_owner_ref[keys], e.key_broker_ref[keys], e.key_from[keys]
+        # the hits first: a miss of the same account below moves its cache to another row
+        owner, broker, frm = e.key_owner_ref[keys], e.key_broker_ref[keys], e.key_from[keys]
         mk, mt = keys[miss], ts[miss]
         order = np.lexsort((mt, mk))
         last = order[np.r_[mk[order][1:] != mk[order][:-1], True]]
         for k, t in zip(mk[last].tolist(), mt[last].tolist()):
             o, b, f, lo, hi = self._row_at(k, t)
             e.key_owner_ref[k], e.key_broker_ref[k], e.key_from[k], e.key_lo[k], e.key_hi[k] = o, b, f, lo, hi
-        owner, broker, frm = e.key_owner_ref[keys], e.key_broker_ref[keys], e.key_from[keys]
-        still = miss[(mt < e.key_lo[mk]) | (mt >= e.key_hi[mk])]
-        for i in still.tolist():
+        inside = (mt >= e.key_lo[mk]) & (mt < e.key_hi[mk])
+        owner[miss[inside]] = e.key_owner_ref[mk[inside]]
+        broker[miss[inside]] = e.key_broker_ref[mk[inside]]
+        frm[miss[inside]] = e.key_from[mk[inside]]
+        for i in miss[~inside].tolist():
             owner[i], broker[i], frm[i], _, _ = self._row_at(int(keys[i]), int(ts[i]))
         return owner, broker, frm
 
