@@ -20,13 +20,15 @@ raised at the first qualifying window and made final once event time has passed 
 last qualifying window by 60 s (or the day ends).
 
 Evidence: burst start and end, the peak 60-second value and its window, the
-breakdown of the peak window by venue and by account (with brokers), sample order
+breakdown of the peak window by venue and by account row (an account's owner, broker and
+the valid_from of its reference row as of each trade: an account whose row changed within
+the window is listed once per row), sample order
 ids, the main index levels over the burst and the whole market's sell-side traded
 value in the peak window when the input carries them.
 
 ``peak_per_second`` (final alerts, for the charts of the console and the replay
 report): the peak window second by second, ``{"start", "start_iso", "seconds",
-"accounts": [{"venue", "account", "value_fen": [one value per second]}],
+"accounts": [{"venue", "account", "broker", "valid_from", "value_fen": [one value per second]}],
 "accounts_omitted"}``; seconds are calendar seconds from the one holding the window's
 first trade (at most 61), accounts in ``by_account`` order, at most 20.
 
