@@ -30,7 +30,8 @@ def _progress(enabled: bool, desc: str):
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--accounts", type=click.Path(path_type=Path),
-              help="Reference data CSV venue,account,owner,broker[,reported].")
+              help="Reference data CSV venue,account,owner,broker[,reported][,valid_from] (lookups as of each "
+                   "event's time).")
 @click.option("--securities", type=click.Path(path_type=Path),
               help="Securities reference CSV venue,symbol,prev_close,risk_warning[,limit_up,limit_down].")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rules file (TOML) overriding thresholds.")
@@ -246,6 +247,76 @@ def worker(bootstrap, accounts, securities, rules_file, group_id, web_port, web_
     except (SettingsError, *USER_ERRORS) as e:
         raise click.ClickException(str(e)) from None
     run(app, loglevel=log_level)  # exits: 0 after SIGTERM/SIGINT, non-zero when the worker crashed
+
+
+@main.group()
+def refdata() -> None:
+    """Reference data (the accounts file): check a file, compare two."""
+
+
+def _load_ref(path: Path, rejects: list):
+    from surveil.engine.refdata import RefData
+
+    try:
+        return RefData.load_csv(path, rejects)
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _row_text(r) -> str:
+    from surveil.engine.refdata import valid_from_text
+
+    since = valid_from_text(r.valid_from) or "always"
+    rep = "-" if r.reported is None else str(r.reported).lower()
+    return f"since {since}: owner {r.owner or '-'}, broker {r.broker or '-'}, reported {rep}"
+
+
+@refdata.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--history", is_flag=True, help="Print every account's rows (its history), in validity order.")
+def refdata_check(file, history) -> None:
+    """Validate an accounts file (columns, ids, valid_from values, validity order, conflicts): exit 1 when a
+    row is rejected or two rows of an account conflict (both named)."""
+    rejects: list = []
+    ref = _load_ref(file, rejects)
+    rows = sum(len(h) for h in ref.histories.values())
+    if history:
+        for venue, account, r in ref.rows():
+            click.echo(f"{venue}:{account}\t{_row_text(r)}")
+    click.echo(f"{file}: {len(ref.histories)} accounts, {rows} rows, {len(ref.timed)} accounts with validity, "
+               f"{len(rejects)} rejected rows", err=history)
+    for r in rejects:
+        click.echo(f"{r.source} line {r.location}: {r.field}={r.value!r}: {r.reason}", err=True)
+    if rejects:
+        sys.exit(1)
+
+
+@refdata.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per account instead of text.")
+def refdata_diff(old, new, as_json) -> None:
+    """The accounts whose owner, broker or reporting status differ between two accounts files, and from when
+    (the earliest time the answers differ; "always": before any valid_from)."""
+    import orjson
+
+    from surveil.engine.refdata import diff
+
+    rejects: list = []
+    changes = diff(_load_ref(old, rejects), _load_ref(new, rejects))
+    for r in rejects:
+        click.echo(f"{r.source} line {r.location}: {r.field}={r.value!r}: {r.reason} (row ignored)", err=True)
+    for c in changes:
+        if as_json:
+            click.echo(orjson.dumps(c).decode())
+            continue
+        parts = []
+        for f in c["changed"]:
+            a = (c["old"] or {}).get(f)
+            b = (c["new"] or {}).get(f)
+            parts.append(f"{f} {a if a is not None else '-'} -> {b if b is not None else '-'}")
+        click.echo(f"{c['venue']}:{c['account']} from {c['from'] or 'always'}: {', '.join(parts)}")
+    click.echo(f"{len(changes)} accounts changed", err=True)
 
 
 def _register() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from surveil.engine.alerts import alert_record
-from surveil.engine.refdata import RefData
+from surveil.engine.refdata import SINCE_ALWAYS, RefData, valid_from_text
 from surveil.engine.securities import Securities, Security
 from surveil.events.batch import Batch, Registry
 from surveil.events.errors import Reject
@@ -49,6 +49,7 @@ ENGINE_PARAMS = (
           "that keep the current event time reject it)",
           lambda v: None if 1 <= v <= 1000 else "must be 1..1000"),
 )
+_NEVER = (1 << 63) - 1
 #: events ahead of event time waiting for corroboration, at most (the oldest is rejected beyond)
 MAX_SUSPECTS = 10_000
 
@@ -78,15 +79,25 @@ class _Ctx(Context):
     def __init__(self, eng: Engine):
         self.e = eng
 
-    def key_info(self, key: int) -> dict[str, Any]:
+    def key_info(self, key: int, ts: int | None = None) -> dict[str, Any]:
+        """An account's venue, account, owner, broker, ``reported`` and the ``valid_from`` of the reference row
+        that gave them, as of ``ts`` (None: its latest row). An owner or broker its events named (the latest)
+        comes first, as for evidence built from events."""
         e = self.e
         venue, acc = key & 3, e.reg.accounts.names[key >> 2]
-        ref = e.ref.get(venue, acc)
-        owner = self.owner_name(int(self.owners_of_keys(np.array([key]))[0]))
+        ref = e.ref.get(venue, acc, ts)
+        evt = int(e.key_owner_evt[key]) if key < len(e.key_owner_evt) else -1
+        if evt >= 0:
+            owner = self.owner_name(evt)
+        elif (venue, acc) in e.ref.timed:
+            owner = ref.owner if ref and ref.owner else f"{VENUES[venue]}:{acc}"
+        else:
+            owner = self.owner_name(int(self.owners_of_keys(np.array([key]))[0]))
         b = int(e.key_broker[key]) if key < len(e.key_broker) else -1
         broker = e.reg.brokers.names[b] if b >= 0 else (ref.broker if ref else None)
         return {"venue": VENUES[venue], "account": acc, "owner": owner, "broker": broker,
-                "reported": ref.reported if ref else None}
+                "reported": ref.reported if ref else None,
+                "valid_from": valid_from_text(ref.valid_from) if ref else None}
 
     def _ref_changed(self) -> None:
         """Reference data changed: owners and brokers resolved from it are looked up again."""
@@ -94,6 +105,9 @@ class _Ctx(Context):
         if e._ref_version != e.ref.version:
             e.key_owner_ref[:] = -2
             e.key_broker_ref[:] = -2
+            e.key_lo = np.full(0, _NEVER, np.int64)
+            e.key_hi = np.full(0, SINCE_ALWAYS, np.int64)
+            e.key_from = np.full(0, SINCE_ALWAYS, np.int64)
             e._ref_version = e.ref.version
 
     def _from_ref(self, cache: np.ndarray, keys: np.ndarray, interner, name_of) -> None:
@@ -128,37 +142,97 @@ class _Ctx(Context):
     def owner_name(self, owner: int) -> str:
         return self.e.reg.owners.names[owner]
 
-    def _ref_owners(self, keys: np.ndarray) -> np.ndarray:
+    def broker_name(self, broker: int) -> str | None:
+        return self.e.reg.brokers.names[broker] if broker >= 0 else None
+
+    # -- as of each event's time ---------------------------------------------------------------------------
+    def _refs_as_of(self, keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Reference data's owner id, broker id (-1: none) and row ``valid_from`` (None: every row holds since
+        always) of accounts ``keys`` at times ``ts``.
+
+        Reference data without validity (no ``valid_from``, one row per account: ``RefData.timed`` empty) is
+        looked up once per account. Otherwise each account's cache holds the interval [key_lo, key_hi) of the
+        row it last looked up (a row holds until the account's next row): a row in it is a hit; the others (an
+        account's first look-up, a new row's start) are looked up, per account at its latest time, then
+        per row for what still misses (an account whose row changes within the segment)."""
         e = self.e
         self._ref_changed()
         top = int(keys.max()) + 1 if len(keys) else 0
         e.key_owner_ref = grow(e.key_owner_ref, top, -2)
-        self._from_ref(e.key_owner_ref, keys, e.reg.owners,
-                       lambda r, venue, acc: r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
-        return e.key_owner_ref[keys]
+        e.key_broker_ref = grow(e.key_broker_ref, top, -2)
+        if not e.ref.timed:
+            self._from_ref(e.key_owner_ref, keys, e.reg.owners,
+                           lambda r, venue, acc: r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
+            self._from_ref(e.key_broker_ref, keys, e.reg.brokers, lambda r, venue, acc: r.broker if r else None)
+            return e.key_owner_ref[keys], e.key_broker_ref[keys], None
+        e.key_lo = grow(e.key_lo, top, _NEVER)
+        e.key_hi = grow(e.key_hi, top, SINCE_ALWAYS)
+        e.key_from = grow(e.key_from, top, SINCE_ALWAYS)
+        miss = np.flatnonzero((ts < e.key_lo[keys]) | (ts >= e.key_hi[keys]))
+        if not len(miss):
+            return e.key_owner_ref[keys], e.key_broker_ref[keys], e.key_from[keys]
+        # the hits first: a miss of the same account below moves its cache to another row
+        owner, broker, frm = e.key_owner_ref[keys], e.key_broker_ref[keys], e.key_from[keys]
+        mk, mt = keys[miss], ts[miss]
+        order = np.lexsort((mt, mk))
+        last = order[np.r_[mk[order][1:] != mk[order][:-1], True]]
+        for k, t in zip(mk[last].tolist(), mt[last].tolist()):
+            o, b, f, lo, hi = self._row_at(k, t)
+            e.key_owner_ref[k], e.key_broker_ref[k], e.key_from[k], e.key_lo[k], e.key_hi[k] = o, b, f, lo, hi
+        inside = (mt >= e.key_lo[mk]) & (mt < e.key_hi[mk])
+        owner[miss[inside]] = e.key_owner_ref[mk[inside]]
+        broker[miss[inside]] = e.key_broker_ref[mk[inside]]
+        frm[miss[inside]] = e.key_from[mk[inside]]
+        for i in miss[~inside].tolist():
+            owner[i], broker[i], frm[i], _, _ = self._row_at(int(keys[i]), int(ts[i]))
+        return owner, broker, frm
+
+    def _row_at(self, key: int, ts: int) -> tuple[int, int, int, int, int]:
+        """(owner id, broker id, valid_from, interval start, interval end) of an account's row at ``ts``."""
+        e = self.e
+        venue, acc = key & 3, e.reg.accounts.names[key >> 2]
+        h = e.ref.history(venue, acc)
+        if not h:
+            return e.reg.owners.intern(f"{VENUES[venue]}:{acc}"), -1, SINCE_ALWAYS, SINCE_ALWAYS, _NEVER
+        if len(h) == 1 and h[0].valid_from is None:
+            r, lo, hi = h[0], SINCE_ALWAYS, _NEVER
+        else:
+            r = RefData.as_of(h, ts)
+            lo, hi = RefData.until(h, ts)
+        owner = r.owner if r and r.owner else f"{VENUES[venue]}:{acc}"
+        broker = e.reg.brokers.intern(r.broker) if r and r.broker else -1
+        return e.reg.owners.intern(owner), broker, r.since if r else SINCE_ALWAYS, lo, hi
+
+    def refs_of_rows(self, seg: Segment, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Each row's owner id, broker id (-1: none) and the ``valid_from`` of the reference row as of its time
+        (None: every row holds since always): the event's own owner and broker when it names them (its own event
+        only, whatever the cut of the input), else reference data's as of the event's time (an account without
+        an owner is its own owner). A segment that carries ``ref_from`` (an owner stage's: resolved upstream)
+        gives it."""
+        keys = seg.key[rows]
+        own_o = seg.owner[rows] if seg.owner is not None else np.full(len(rows), -1, np.int32)
+        own_b = seg.broker[rows] if seg.broker is not None else np.full(len(rows), -1, np.int32)
+        frm = seg.ref_from[rows] if seg.ref_from is not None else None
+        if (own_o >= 0).all() and (own_b >= 0).all() and (frm is not None or not self.e.ref.timed):
+            return own_o.astype(np.int32), own_b.astype(np.int32), frm
+        ro, rb, rf = self._refs_as_of(keys, seg.ts[rows])
+        return (np.where(own_o >= 0, own_o, ro).astype(np.int32), np.where(own_b >= 0, own_b, rb).astype(np.int32),
+                frm if frm is not None else rf)
 
     def owners_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:
-        keys = seg.key[rows]
         own = seg.owner[rows] if seg.owner is not None else np.full(len(rows), -1, np.int32)
         if (own >= 0).all():
             return own.astype(np.int32)
-        return np.where(own >= 0, own, self._ref_owners(keys)).astype(np.int32)
+        ro, _, _ = self._refs_as_of(seg.key[rows], seg.ts[rows])
+        return np.where(own >= 0, own, ro).astype(np.int32)
 
     def brokers_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:
-        """Each row's broker: the event's own when it names one, else reference data's, else -1."""
-        keys = seg.key[rows]
+        """Each row's broker: the event's own when it names one, else reference data's as of its time, else -1."""
         own = seg.broker[rows] if seg.broker is not None else np.full(len(rows), -1, np.int32)
-        missing = own < 0
-        if not missing.any():
+        if not (own < 0).any():
             return own.astype(np.int32)
-        e = self.e
-        self._ref_changed()
-        top = int(keys.max()) + 1 if len(keys) else 0
-        e.key_broker_ref = grow(e.key_broker_ref, top, -2)
-        self._from_ref(e.key_broker_ref, keys[missing], e.reg.brokers, lambda r, venue, acc: r.broker if r else None)
-        out = own.astype(np.int32).copy()
-        out[missing] = e.key_broker_ref[keys[missing]]
-        return out
+        _, rb, _ = self._refs_as_of(seg.key[rows], seg.ts[rows])
+        return np.where(own >= 0, own, rb).astype(np.int32)
 
     def account_names(self, keys: np.ndarray) -> list[str]:
         names = self.e.reg.accounts.names
@@ -243,6 +317,10 @@ class Engine:
         self.key_owner_ref = np.full(0, -2, np.int32)
         self.key_broker = np.full(0, -1, np.int32)
         self.key_broker_ref = np.full(0, -2, np.int32)  # brokers from reference data (-2: not looked up yet)
+        # reference data with validity: the interval [lo, hi) of the row cached above, and its valid_from
+        self.key_lo = np.full(0, _NEVER, np.int64)
+        self.key_hi = np.full(0, SINCE_ALWAYS, np.int64)
+        self.key_from = np.full(0, SINCE_ALWAYS, np.int64)
         self._ref_version = self.ref.version
 
     # -- input ------------------------------------------------------------------------------------
@@ -572,7 +650,7 @@ class Engine:
             part = b if (a, z) == (0, n) else b.take(slice(a, z))
             seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
                           price=part.price, qty=part.qty, key=key[a:z], symbol=part.symbol, day=day,
-                          order_id=part.order_id, owner=part.owner, broker=part.broker)
+                          order_id=part.order_id, owner=part.owner, broker=part.broker, ref_from=part.ref_from)
             self.market.update(seg)
             if self.on_segment is not None:
                 self.on_segment(seg, part)
@@ -595,7 +673,7 @@ class Engine:
                 seg = Segment(ts=part.ts, venue=part.venue, etype=part.etype, side=part.side, flags=part.flags,
                               price=part.price, qty=part.qty, key=part.account.astype(np.int64) * 4 + part.venue,
                               symbol=part.symbol, day=self.day, order_id=part.order_id, owner=part.owner,
-                              broker=part.broker)
+                              broker=part.broker, ref_from=part.ref_from)
                 for r in self.rules:
                     if r.meta.counts_late:
                         drafts.extend(r.evaluate(seg))

@@ -144,6 +144,9 @@ class Batch:
     src: np.ndarray  # int64
     match_id: np.ndarray | None = None  # None, or object (JSON values), int64 or S24 (binary frames)
     mflags: np.ndarray | None = None  # uint8 MF_* bits; None exactly when match_id is None
+    # int64 ns: the valid_from of the reference row that gave each event's owner and broker (a partition stage's
+    # rows to the owner stage; refdata.SINCE_ALWAYS: a row without one, or none); None: not resolved
+    ref_from: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -163,6 +166,8 @@ class Batch:
         cols = {name: getattr(self, name) for name in _BATCH_FIELDS}
         if self.match_id is None:
             del cols["match_id"], cols["mflags"]
+        if self.ref_from is None:
+            del cols["ref_from"]
         return cols
 
     def take(self, idx) -> Batch:
@@ -193,6 +198,10 @@ class Batch:
                             for a, f in zip(arrs, flags)]
             elif name == "mflags":
                 arrs = [b.mflags if b.mflags is not None else np.zeros(len(b), np.uint8) for b in bs]
+            elif name == "ref_from":
+                if all(b.ref_from is None for b in bs):
+                    continue
+                arrs = [b.ref_from if b.ref_from is not None else np.full(len(b), -(1 << 63), np.int64) for b in bs]
             else:
                 arrs = [getattr(b, name) for b in bs]
                 if name == "order_id" and len({a.dtype for a in arrs}) > 1:

@@ -151,6 +151,9 @@ class Segment:
     # broker applies to its own event only (Context.owners_of_rows), whatever the cut of the input
     owner: np.ndarray | None = None
     broker: np.ndarray | None = None
+    # the valid_from (ns) of the reference row that gave each event's owner and broker, when resolved upstream
+    # (an owner stage's rows); None: the engine looks it up (Context.refs_of_rows)
+    ref_from: np.ndarray | None = None
 
     def order_id_of(self, rows: np.ndarray) -> list:
         """Order ids (str, int or None) of row indexes."""
@@ -207,7 +210,8 @@ class OidCarry:
 class Context:
     """What a rule may ask the engine about: names, reference data and market context."""
 
-    def key_info(self, key: int) -> dict[str, Any]:  # pragma: no cover - interface
+    def key_info(self, key: int, ts: int | None = None) -> dict[str, Any]:  # pragma: no cover - interface
+        """An account's venue, account, owner, broker, reported and valid_from, as of ``ts`` (None: now)."""
         raise NotImplementedError
 
     def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
@@ -216,10 +220,19 @@ class Context:
     def owner_name(self, owner: int) -> str:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def broker_name(self, broker: int) -> str | None:  # pragma: no cover - interface
+        """The name of a broker id (None for -1)."""
+        raise NotImplementedError
+
     def owners_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         """The owner id of each of a segment's ``rows``: the event's own when it names one, else reference data's
         (an account without an owner is its own owner)."""
         raise NotImplementedError
+
+    def refs_of_rows(self, seg: Segment, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Each row's owner id, broker id and the valid_from of the reference row as of its time (None: every
+        row holds since always), see the engine's ``_Ctx``."""
+        raise NotImplementedError  # pragma: no cover - interface
 
 
 class Rule:
@@ -290,10 +303,12 @@ class Rule:
 
 
 def account_entry(info: dict[str, Any], value: int, share: float) -> dict[str, Any]:
-    """One account of the common evidence part: who it is (venue, account, broker, owner), its part of the
-    alert's value and its share of it."""
+    """One account of the common evidence part: who it is (venue, account, broker, owner, and the
+    ``valid_from`` of the reference row that gave them: None when that row holds since always, or there is
+    none), its part of the alert's value and its share of it."""
     return {"venue": info["venue"], "account": info["account"], "broker": info.get("broker"),
-            "owner": info.get("owner"), "value": int(value), "share": round(float(share), 6)}
+            "owner": info.get("owner"), "valid_from": info.get("valid_from"), "value": int(value),
+            "share": round(float(share), 6)}
 
 
 def series(unit: str, points: list, step_ns: int = NS_PER_SECOND) -> dict[str, Any]:

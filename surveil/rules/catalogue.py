@@ -34,7 +34,8 @@ Every alert carries, whatever its rule: `rule`, `rule_version`, `subject` (`{ven
 or `{venue, symbol}`: the rule's key), `trading_day`, `window_start` and `window_end` (ns), `value` and
 `threshold` in `unit` (`messages`, or `fen` = 0.01 yuan), `severity`, `status` (`raised`, then `final`), and
 in `evidence`:
-- `accounts`: the accounts involved, each `{venue, account, broker, owner, value, share}` (`value` in the
+- `accounts`: the accounts involved, each `{venue, account, broker, owner, valid_from, value, share}` (owner and
+  broker as of the events, `valid_from` of the reference row that gave them, docs/events.md) (`value` in the
   alert's unit, `share` of the alert's value);
 - `series`: `{unit, step_ns, points: [[start ns, value], ...]}`, the time series of the chart;
 - optionally `at` (ns: when the measure was reached, when it is not `window_start`) and `peak_rate`

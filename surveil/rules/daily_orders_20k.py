@@ -165,7 +165,7 @@ class DailyOrders20k(Rule):
         return out
 
     def _draft(self, st: dict, day: int, status: str, value: int) -> AlertDraft:
-        info = self.ctx.key_info(st["key"])
+        info = self.ctx.key_info(st["key"], st["at"])  # as of the event that reached the threshold
         ev = {"threshold_reached_at": st["at"], "threshold_reached_at_iso": ns_to_iso(st["at"]),
               "threshold_message_order_id": st["order_id"],
               "broker": info.get("broker"), "owner": info.get("owner"), "reported": info.get("reported"),

@@ -365,7 +365,7 @@ class OrderRate1s(Rule):
         return out
 
     def _draft(self, st: _State, day: int, status: str, raised_at: int | None = None) -> AlertDraft:
-        info = self.ctx.key_info(st.key)
+        info = self.ctx.key_info(st.key, st.first_window_start)  # as of the first qualifying window
         unit = "window" if self.sliding else "second"
         if status == "raised":
             value = st.raised_value

@@ -20,13 +20,15 @@ raised at the first qualifying window and made final once event time has passed 
 last qualifying window by 60 s (or the day ends).
 
 Evidence: burst start and end, the peak 60-second value and its window, the
-breakdown of the peak window by venue and by account (with brokers), sample order
+breakdown of the peak window by venue and by account row (an account's owner, broker and
+the valid_from of its reference row as of each trade: an account whose row changed within
+the window is listed once per row), sample order
 ids, the main index levels over the burst and the whole market's sell-side traded
 value in the peak window when the input carries them.
 
 ``peak_per_second`` (final alerts, for the charts of the console and the replay
 report): the peak window second by second, ``{"start", "start_iso", "seconds",
-"accounts": [{"venue", "account", "value_fen": [one value per second]}],
+"accounts": [{"venue", "account", "broker", "valid_from", "value_fen": [one value per second]}],
 "accounts_omitted"}``; seconds are calendar seconds from the one holding the window's
 first trade (at most 61), accounts in ``by_account`` order, at most 20.
 
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from surveil.engine.refdata import SINCE_ALWAYS, valid_from_text
 from surveil.events.schema import F_AGGRESSOR, NS_PER_SECOND, PRICE_SCALE, SIDE_S, TRADE, VENUES, fen, ns_to_iso
 from surveil.rules.base import (
     AlertDraft,
@@ -106,6 +109,9 @@ META = RuleMeta(
     severity="high",
     measure="written_warning",
     chart="sell_burst",
+    # 2: each trade carries its broker and the valid_from of its reference row; the breakdowns are per account
+    # row (an account that changed broker within a window appears once per row)
+    state_version=2,
 )
 
 
@@ -120,10 +126,10 @@ class _Burst:
     peak_start: int = 0
     peak_end: int = 0
     by_venue: dict = field(default_factory=dict)
-    by_account: list = field(default_factory=list)
+    by_account: list = field(default_factory=list)  # (account key, value, trades, broker id, valid_from)
     trades: int = 0
     samples: list = field(default_factory=list)
-    # (first second ns, seconds, {account key: per-second values}) of the peak window; a class-level
+    # (first second ns, seconds, {by_account index: per-second values}) of the peak window; a class-level
     # default so that checkpoints written before this field existed still load
     per_second: tuple | None = None
 
@@ -158,7 +164,7 @@ class SellBurst1m(Rule):
         self._reset()
 
     def _reset(self) -> None:
-        self.pend = {k: np.empty(0, np.int64) for k in ("ts", "owner", "key", "venue", "val")}
+        self.pend = {k: np.empty(0, np.int64) for k in ("ts", "owner", "key", "venue", "val", "broker", "from")}
         self.p_oid = OidCarry()
 
     # -- state ------------------------------------------------------------------------------------
@@ -201,7 +207,8 @@ class SellBurst1m(Rule):
         pps = ev.get("peak_per_second")
         if pps:  # the per-second chart data: this broker's accounts only
             own = {(a["venue"], a["account"]) for a in mine}
-            kept = [x for x in pps.get("accounts", []) if (x["venue"], x["account"]) in own]
+            kept = [x for x in pps.get("accounts", [])
+                    if (x["broker"] == broker if "broker" in x else (x["venue"], x["account"]) in own)]
             pps["accounts"] = kept
             pps["accounts_omitted"] = len(mine) - len(kept)
             totals = [sum(v) for v in zip(*(x["value_fen"] for x in kept))]
@@ -243,7 +250,11 @@ class SellBurst1m(Rule):
             return []
         new = {"ts": seg.ts[rows], "key": seg.key[rows], "venue": seg.venue[rows].astype(np.int64),
                "val": seg.price[rows] * seg.qty[rows]}
-        new["owner"] = self.ctx.owners_of_rows(seg, rows).astype(np.int64)  # an inline owner: its own event only
+        # an inline owner or broker: its own event only; else reference data's as of the trade's time
+        owner, broker, frm = self.ctx.refs_of_rows(seg, rows)
+        new["owner"] = owner.astype(np.int64)
+        new["broker"] = broker.astype(np.int64)
+        new["from"] = frm if frm is not None else np.full(len(rows), SINCE_ALWAYS, np.int64)
         npend = len(self.pend["ts"])
         trades = {k: np.concatenate([self.pend[k], new[k]]) if npend else new[k] for k in new}
 
@@ -306,12 +317,15 @@ class SellBurst1m(Rule):
         win = idx[left[i]: i + 1]
         keys, vals, vens = trades["key"][win], trades["val"][win], trades["venue"][win]
         st.by_venue = {VENUES[v]: int(vals[vens == v].sum()) for v in sorted(set(vens.tolist()))}
-        uk, inv = np.unique(keys, return_inverse=True)
+        # per account row: (account, broker, valid_from) — an account whose row changed within the window twice
+        groups, inv = np.unique(np.stack([keys, trades["broker"][win], trades["from"][win]], 1), axis=0,
+                                return_inverse=True)
         inv = inv.reshape(-1)
+        uk = groups[:, 0]
         sums = np.zeros(len(uk), np.int64)
         np.add.at(sums, inv, vals)
         n = np.bincount(inv, minlength=len(uk))
-        st.by_account = [(int(k), int(s), int(c)) for k, s, c in zip(uk, sums, n)]
+        st.by_account = [(int(g[0]), int(s), int(c), int(g[1]), int(g[2])) for g, s, c in zip(groups, sums, n)]
         st.trades = len(win)
         # the peak window second by second, per account (for charts): at most 61 seconds
         first_sec = st.peak_start // NS_PER_SECOND
@@ -319,7 +333,7 @@ class SellBurst1m(Rule):
         nsec = int(st.peak_end // NS_PER_SECOND - first_sec) + 1
         grid = np.zeros((len(uk), nsec), np.int64)
         np.add.at(grid, (inv, sec), vals)
-        st.per_second = (int(first_sec * NS_PER_SECOND), nsec, {int(k): grid[j] for j, k in enumerate(uk)})
+        st.per_second = (int(first_sec * NS_PER_SECOND), nsec, {j: grid[j] for j in range(len(uk))})
         # samples: the first trades by (ts, venue, account name), so they depend neither on how venues
         # interleave nor on internal ids
         names = self.ctx.account_names(uk)
@@ -353,22 +367,39 @@ class SellBurst1m(Rule):
                           window_start=st.start, window_end=st.last_qual, value=fen(st.raised_value),
                           threshold=fen(self.threshold), severity="high", status="raised", evidence=ev, unit="fen")
 
-    def _accounts(self, st: _Burst) -> list[dict]:
-        """The peak window by account, largest first; ties by venue and account (names, not internal ids)."""
+    def _info(self, st: _Burst, entry: tuple) -> dict:
+        """Who an account row of a breakdown is: venue, account, and the owner, broker and ``valid_from`` its
+        trades were attributed with (as of their time)."""
+        key, _val, _n, broker, frm = entry
+        info = self.ctx.key_info(key)
+        return {"venue": info["venue"], "account": info["account"], "owner": self.ctx.owner_name(st.owner),
+                "broker": self.ctx.broker_name(broker), "valid_from": valid_from_text(frm)}
+
+    @staticmethod
+    def _order(r: dict, value: str) -> tuple:
+        return (-r[value], r["venue"], r["account"], r.get("valid_from") or "", r.get("broker") or "")
+
+    def _accounts(self, st: _Burst, with_index: bool = False) -> list[dict]:
+        """The peak window by account row, largest first; ties by venue, account, valid_from and broker (names,
+        not internal ids)."""
         rows = []
-        for key, val, n in st.by_account:
-            info = self.ctx.key_info(key)
-            rows.append({"venue": info["venue"], "account": info["account"], "broker": info.get("broker"),
-                         "value_fen": fen(val), "trades": n})
-        rows.sort(key=lambda r: (-r["value_fen"], r["venue"], r["account"]))
+        for j, e in enumerate(st.by_account):
+            info = self._info(st, e)
+            row = {"venue": info["venue"], "account": info["account"], "broker": info["broker"],
+                   "owner": info["owner"], "valid_from": info["valid_from"], "value_fen": fen(e[1]), "trades": e[2]}
+            if with_index:
+                row["_j"] = j
+            rows.append(row)
+        rows.sort(key=lambda r: self._order(r, "value_fen"))
         return rows
 
     def _common(self, st: _Burst) -> dict:
         """The common evidence part: the peak window's accounts with their shares, and its value per second."""
         accounts = []
-        for key, val, _n in st.by_account:
-            accounts.append(account_entry(self.ctx.key_info(key), fen(val), val / st.peak if st.peak else 0.0))
-        accounts.sort(key=lambda r: (-r["value"], r["venue"], r["account"]))
+        for e in st.by_account:
+            val = e[1]
+            accounts.append(account_entry(self._info(st, e), fen(val), val / st.peak if st.peak else 0.0))
+        accounts.sort(key=lambda r: self._order(r, "value"))
         points = []
         if st.per_second is not None:
             start, nsec, grid = st.per_second
@@ -381,15 +412,11 @@ class SellBurst1m(Rule):
     def _per_second(self, st: _Burst, by_account: list[dict]) -> dict:
         """The peak window's sell value per second (fen) of its largest accounts, in ``by_account`` order."""
         start, nsec, grid = st.per_second  # type: ignore[misc]
-        names = {}
-        for key in grid:
-            info = self.ctx.key_info(key)
-            names[(info["venue"], info["account"])] = key
         accounts = []
-        for row in by_account[:PER_SECOND_ACCOUNTS]:
-            vals = grid[names[(row["venue"], row["account"])]]
-            accounts.append({"venue": row["venue"], "account": row["account"],
-                             "value_fen": [fen(v) for v in vals.tolist()]})
+        for row in self._accounts(st, with_index=True)[:PER_SECOND_ACCOUNTS]:
+            vals = grid[row["_j"]]
+            accounts.append({"venue": row["venue"], "account": row["account"], "broker": row["broker"],
+                             "valid_from": row["valid_from"], "value_fen": [fen(v) for v in vals.tolist()]})
         return {"start": start, "start_iso": ns_to_iso(start), "seconds": nsec, "accounts": accounts,
                 "accounts_omitted": max(0, len(by_account) - PER_SECOND_ACCOUNTS)}
 

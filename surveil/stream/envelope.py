@@ -90,19 +90,27 @@ def unpack_seconds(payload) -> tuple[np.ndarray, np.ndarray]:
 SECONDS_KEY = 100_000
 
 
-def pack_rows(positions: np.ndarray, frame: bytes) -> bytes:
-    """A frame preceded by the positions of its rows (u32 count, int64 each)."""
-    return _LEN.pack(len(positions)) + positions.astype(np.int64).tobytes() + frame
+def pack_rows(positions: np.ndarray, frame: bytes, ref_from: np.ndarray | None = None) -> bytes:
+    """A frame preceded by the positions of its rows (u32 count, int64 each) and, when given (the record's header
+    then says ``"ref_from": true``), the valid_from of each row's reference row (int64 each)."""
+    extra = ref_from.astype(np.int64).tobytes() if ref_from is not None else b""
+    return _LEN.pack(len(positions)) + positions.astype(np.int64).tobytes() + extra + frame
 
 
-def unpack_rows(payload) -> tuple[np.ndarray, memoryview]:
+def unpack_rows(payload, ref_from: bool = False) -> tuple[np.ndarray, memoryview] | tuple[np.ndarray, memoryview,
+                                                                                          np.ndarray]:
+    """(positions, frame), or (positions, frame, ref_from) when ``ref_from`` (the header said so)."""
     mv = memoryview(payload)
     if len(mv) < 4:
         raise EnvelopeError("truncated row positions")
     (n,) = _LEN.unpack_from(mv, 0)
-    if len(mv) < 4 + 8 * n:
+    width = 16 if ref_from else 8
+    if len(mv) < 4 + width * n:
         raise EnvelopeError(f"truncated row positions ({n} announced)")
-    return np.frombuffer(mv, dtype=np.int64, count=n, offset=4), mv[4 + 8 * n:]
+    pos = np.frombuffer(mv, dtype=np.int64, count=n, offset=4)
+    if not ref_from:
+        return pos, mv[4 + 8 * n:]
+    return pos, mv[4 + 16 * n:], np.frombuffer(mv, dtype=np.int64, count=n, offset=4 + 8 * n)
 
 
 def feed_kind(value: bytes) -> str:

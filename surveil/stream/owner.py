@@ -182,12 +182,18 @@ class KeyedState:
         self.duplicates += int(len(pos) - keep.sum())
         return keep
 
-    def _new_rows(self, payload, src: str, kind: int, rejects: list[Reject]) -> Batch:
-        """The rows of a trades (kind 0) or index (kind 1) record not applied yet."""
-        pos, frame = unpack_rows(payload)
+    def _new_rows(self, payload, src: str, kind: int, rejects: list[Reject], ref_from: bool = False) -> Batch:
+        """The rows of a trades (kind 0) or index (kind 1) record not applied yet (``ref_from``: the record carries
+        each row's reference-row valid_from)."""
+        if ref_from:
+            pos, frame, rf = unpack_rows(payload, True)
+        else:
+            pos, frame = unpack_rows(payload)
         b, _ = binary.decode_frame_at(frame, 0, self.reg, src, 0, rejects)
         if len(b) != len(pos):
             raise EventFormatError(f"{len(pos)} row positions for {len(b)} rows")
+        if ref_from:
+            b.ref_from = rf.copy()
         keep = self._fresh(src, kind, pos)
         return b if keep is None else b.take(keep)
 
@@ -210,7 +216,7 @@ class KeyedState:
                 self.seen_at[src] = ts_ms
         try:
             if kind == "trades":
-                b = self._new_rows(payload, src, 0, rejects)
+                b = self._new_rows(payload, src, 0, rejects, bool(header.get("ref_from")))
                 if len(b) and self.watermark is not None:
                     b = self._late(b, src, topic, partition, offset, out)
                 if len(b):

@@ -409,8 +409,9 @@ class PartitionState:
                 sub = part.take(rows)
                 if not e.symbol:
                     sub.symbol[:] = -1  # no rule there reads it: fewer strings to send and to intern there
-                sub.owner = self.engine.ctx.owners_of_rows(seg, rows)
-                sub.broker = self.engine.ctx.brokers_of_rows(seg, rows)
+                # owner and broker as of each event's time (and the valid_from of the row that gave them,
+                # when reference data has validity): the downstream stage takes them as they are
+                sub.owner, sub.broker, sub.ref_from = self.engine.ctx.refs_of_rows(seg, rows)
                 ex["rows"].setdefault(e.key, []).append((sub, base + rows))
         if not market:
             return
@@ -434,7 +435,11 @@ class PartitionState:
             bounds = np.flatnonzero(parts[1:] != parts[:-1]) + 1
             for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(parts)]):
                 frame = binary.encode_frame_fast(sub.take(slice(lo, hi)), self.reg)
-                msgs.append((stage, int(parts[lo]), {"kind": "trades"}, pack_rows(pos[lo:hi], frame)))
+                if sub.ref_from is None:
+                    msgs.append((stage, int(parts[lo]), {"kind": "trades"}, pack_rows(pos[lo:hi], frame)))
+                else:
+                    msgs.append((stage, int(parts[lo]), {"kind": "trades", "ref_from": True},
+                                 pack_rows(pos[lo:hi], frame, sub.ref_from[lo:hi])))
         if ex["index"]:
             sub = Batch.concat([b for b, _ in ex["index"]])
             pos = np.concatenate([q for _, q in ex["index"]])

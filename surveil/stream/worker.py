@@ -33,10 +33,10 @@ from surveil.actions import LADDER, RECO_PARAMS
 from surveil.engine import load_config
 from surveil.engine.alerts import dumps
 from surveil.engine.plan import plan
-from surveil.engine.refdata import RefData, RefDataError
+from surveil.engine.refdata import RefData, RefDataError, first_difference, ref_value, valid_from_text
 from surveil.engine.securities import Securities
 from surveil.events import binary
-from surveil.events.schema import VENUES, day_start_ns, trading_day_index
+from surveil.events.schema import VENUE_CODE, VENUES, day_start_ns, ns_to_iso, trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import checkpoint, topics
 from surveil.stream.envelope import pack_bundle
@@ -46,6 +46,8 @@ from surveil.stream.settings import Settings
 from surveil.stream.views import RecommendationBook, broker_views
 
 log = logging.getLogger("surveil.worker")
+#: late reference updates listed in the status (the latest)
+REF_LATE_KEPT = 20
 #: how long a worker keeps retrying while Kafka is unreachable before it gives up (and exits non-zero)
 RETRY_DEADLINE_S = 300.0
 #: an owner-topic record carries at most this many bytes (below the brokers' default 1 MB message size)
@@ -140,6 +142,7 @@ class Worker:
         self.name = name
         self.params = params or load_config(settings.rules_file or None, extra={"recommendations": RECO_PARAMS})
         self.ref = RefData()
+        self.ref_late: list[dict[str, Any]] = []  # the latest late reference updates (status, console)
         # securities reference data (prev_close, risk_warning, price limits), following the securities topic: the
         # object to hand to the engines this worker creates (Engine(..., securities=worker.securities))
         self.securities = Securities()
@@ -227,7 +230,7 @@ class Worker:
         await self._ref_consumer.start()
         await self._read_refdata_to_end()
         # every broker of the reference data as it stands (not each one ever named in a record read)
-        self._new_brokers = {r.broker for r in self.ref.accounts.values() if r.broker}
+        self._new_brokers = {r.broker for h in self.ref.histories.values() for r in h if r.broker}
         await self._after_ref_updates()
         self._ref_task = asyncio.create_task(self._follow_refdata())
         # the escalation history: every recommendation on the (compacted) recommendations topic, followed
@@ -778,33 +781,61 @@ class Worker:
 
     # -- reference data -----------------------------------------------------------------------------------
     async def seed_refdata(self, csv_path: str) -> int:
+        """Send the accounts of a CSV to the reference topic: key ``VENUE:account``, value the account's whole
+        history (``ref_value``), its rejects to the rejects topic."""
         rejects: list = []
         ref = RefData.load_csv(csv_path, rejects)
-        for (venue, account), r in ref.accounts.items():
+        for (venue, account), h in ref.histories.items():
             key = f"{('SSE', 'SZSE', 'BSE')[venue]}:{account}".encode()
-            await self.producer.send(self.s.ref_topic, orjson.dumps(
-                {"owner": r.owner, "broker": r.broker, "reported": r.reported}), key=key)
+            await self.producer.send(self.s.ref_topic, ref_value(h), key=key)
         for r in rejects:
             await self.producer.send(self.s.rejects_topic, orjson.dumps(r.to_dict(), default=str))
         await self.producer.flush()
-        return len(ref.accounts)
+        return len(ref.histories)
+
+    def event_time(self) -> int | None:
+        """The newest event time this worker's stages have seen (None: none yet)."""
+        seen = [st.engine.max_seen for st in self.states.values() if st.engine.max_seen is not None]
+        return max(seen) if seen else None
 
     def _apply_ref(self, key: bytes | None, value: bytes | None) -> None:
+        """One reference-topic record: the account's whole history (see ``ref_value``), or a tombstone. A
+        change that covers events already processed (late) applies from its arrival on: logged and listed in
+        ``status()["ref_late"]``."""
         if not key or b":" not in key:
             self.stats["ref_rejects"] += 1
             return
         venue, account = key.decode("utf-8", "replace").split(":", 1)
         try:
+            before = self.ref.history(VENUE_CODE.get(venue, -1), account)
             if value is None:
                 self.ref.remove(venue, account)
             else:
                 d = orjson.loads(value)
                 if type(d) is not dict:
-                    raise RefDataError(f"value={d!r}: expected a JSON object with owner, broker, reported")
-                self.ref.set(venue, account, d.get("owner"), d.get("broker"), d.get("reported"))
-                if d.get("broker"):
-                    self._new_brokers.add(d["broker"])
+                    raise RefDataError(f"value={d!r}: expected a JSON object with owner, broker, reported "
+                                       "[, valid_from], or with rows (the account's history)")
+                rows = d["rows"] if "rows" in d else [d]
+                if type(rows) is not list or not rows:
+                    raise RefDataError(f"rows={rows!r}: expected a non-empty list of rows")
+                self.ref.set_history(venue, account, rows)
+                self._new_brokers.update(r.get("broker") for r in rows if type(r) is dict and r.get("broker"))
             self.stats["ref_updates"] += 1
+            after = self.ref.history(VENUE_CODE.get(venue, -1), account)
+            at = first_difference(before, after)
+            now = self.event_time()
+            seen = any(account in st.reg.accounts.ids for st in self.states.values())  # events of it were seen
+            if at is not False and now is not None and at <= now and seen:
+                self.stats["ref_late_updates"] += 1
+                late = {"key": f"{venue}:{account}", "changed_from": valid_from_text(at),
+                        "arrived_at_event_time": ns_to_iso(now),
+                        "note": "events already processed keep the answer they had; later ones get the new one "
+                                "(surveil replay of the day gives the as-of answer)"}
+                self.ref_late.append(late)
+                del self.ref_late[:-REF_LATE_KEPT]
+                log.warning("late reference update for %s: it changes the answers from %s, but events up to %s "
+                            "are processed already; it applies from its arrival on", late["key"],
+                            late["changed_from"] or "the start", late["arrived_at_event_time"])
         except Exception as e:  # noqa: BLE001 - a bad reference record is counted and kept, never fatal
             self.stats["ref_rejects"] += 1
             log.warning("reference record %r rejected: %s", key, e)
@@ -937,4 +968,5 @@ class Worker:
                               "idle": tp in self._idle}
             if key in self.rebuilt:
                 parts[key]["rebuilt"] = self.rebuilt[key]
-        return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy", **self.stats}
+        return {"states": parts, "frame_decoder": "compiled" if binary.FAST else "numpy",
+                "ref_late": list(self.ref_late), **self.stats}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -23,7 +24,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from surveil.events.schema import VENUES
+from surveil.engine.refdata import RefDataError, parse_valid_from, valid_from_text
+from surveil.events.schema import VENUES, day_start_ns, day_str, trading_day_index
 from surveil.report.text import evidence_text, ns_text
 from surveil.web.activity import account_activity
 from surveil.web.store import (
@@ -80,6 +82,27 @@ def _guarded(handler: Handler) -> Handler:
     return run
 
 
+def owner_accounts(ref: Any, owner: str, day: int) -> dict[str, dict[str, Any]]:
+    """The accounts whose reference data gives them to ``owner`` at some time of trading ``day``, each with
+    the broker and the validity (``valid_from``, ``valid_until``: None for since always / until further notice)
+    of the row, the earliest of the day when several (``rows_today``: how many)."""
+    d0, d1 = day_start_ns(day), day_start_ns(day + 1)
+    out: dict[str, dict[str, Any]] = {}
+    for (v, acct), h in list(ref.histories.items()):
+        for i, r in enumerate(h):
+            until = h[i + 1].since if i + 1 < len(h) else None
+            if r.owner != owner or r.since >= d1 or (until is not None and until <= d0):
+                continue
+            name = f"{VENUES[v]}:{acct}"
+            if name in out:
+                out[name]["rows_today"] += 1
+                continue
+            out[name] = {"venue": VENUES[v], "account": acct, "broker": r.broker,
+                         "valid_from": valid_from_text(r.valid_from), "valid_until": valid_from_text(until),
+                         "rows_today": 1}
+    return out
+
+
 class Console:
     """Handlers over a :class:`Store` and (optionally) the local worker, for the account pages."""
 
@@ -126,6 +149,8 @@ class Console:
                       "statuses": list(STATUSES), "alerts": len(s.alerts), "recommendations": len(s.recos),
                       "caught_up": s.caught_up, "seq": s.seq, "counts": s.counts, "refused": dict(s.refused),
                       "live_subscribers": len(s.subscribers),
+                      # reference updates that came after the events they cover (they apply from their arrival on)
+                      "ref_late": list(getattr(self.worker, "ref_late", [])) if self.worker is not None else [],
                       "limits": {"limit": LIMIT_MOST, "limit_default": LIMIT_DEFAULT, "id_chars": MAX_ID_CHARS,
                                  "list_values": MAX_VALUES, "page_alerts": PAGE_ALERTS,
                                  "owner_accounts": OWNER_ACCOUNTS}})
@@ -200,6 +225,17 @@ class Console:
                       "peak_second": peak, "alerts": alerts,
                       "recommendations": self.store.recommendations_for(account=(venue, account))})
 
+    def _day(self, request: web.Request) -> int:
+        """The trading day a page shows: ``?day=YYYY-MM-DD``, else the worker's newest event's, else today's."""
+        text = request.query.get("day")
+        if text:
+            try:
+                return int(trading_day_index(parse_valid_from(text)))
+            except RefDataError:
+                raise web.HTTPBadRequest(text=f"day={text[:40]!r}: expected YYYY-MM-DD") from None
+        now = self.worker.event_time() if self.worker is not None else None
+        return int(trading_day_index(now if now is not None else time.time_ns()))
+
     def _peak(self, alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The peak message rate (``evidence.peak_rate``, given by the rules that measure one) of the latest
         such alert among an account's alerts (newest first)."""
@@ -214,11 +250,10 @@ class Console:
     async def owner(self, request: web.Request) -> web.Response:
         owner = parse_id("owner", request.match_info["owner"])
         alerts, _ = self.store.list(Filters(owner=owner), PAGE_ALERTS)
+        day = self._day(request)
         accounts: dict[str, dict[str, Any]] = {}
         if self.worker is not None:
-            for (v, acct), r in list(self.worker.ref.accounts.items()):
-                if r.owner == owner:
-                    accounts[f"{VENUES[v]}:{acct}"] = {"venue": VENUES[v], "account": acct, "broker": r.broker}
+            accounts.update(owner_accounts(self.worker.ref, owner, day))
         for s in alerts:
             for name in s["accounts"]:
                 v, acct = name.split(":", 1)
@@ -239,7 +274,8 @@ class Console:
                           reverse=True)
             x["peak_second"] = self._peak(mine)
             rows.append(x)
-        return _json({"owner": owner, "accounts": rows, "accounts_total": len(accounts), "alerts": alerts,
+        return _json({"owner": owner, "day": day_str(day), "accounts": rows, "accounts_total": len(accounts),
+                      "alerts": alerts,
                       "recommendations": self.store.recommendations_for(owner=owner)})
 
     async def events(self, request: web.Request) -> web.StreamResponse:

@@ -357,3 +357,34 @@ async def _owner_bounded(result):
         assert body["accounts"][0]["account"] == "A00000"
         r = await c.get("/api/owners/" + "x" * 300)
         assert r.status == 400 and "owner='xxxx" in (await r.json())["error"]
+
+
+def test_owner_page_lists_accounts_with_their_validity_on_the_day_shown(tmp_path):
+    asyncio.run(_owner_validity(tmp_path))
+
+
+async def _owner_validity(tmp_path):
+    from types import SimpleNamespace
+
+    from surveil.engine.refdata import RefData
+
+    f = tmp_path / "acc.csv"
+    f.write_text("venue,account,owner,broker,valid_from\nSSE,A1,O1,F1,\nSSE,ACC,O1,F1,2024-02-01\n"
+                 "SSE,ACC,O2,F2,2024-02-19T10:00:00+08:00\nSZSE,LATER,O1,F3,2024-03-01\n")
+    worker = SimpleNamespace(ref=RefData.load_csv(f), ref_late=[{"key": "SSE:ACC"}], states={}, s=Settings(),
+                             event_time=lambda: None)
+    app = web.Application()
+    app.router.add_routes(Console(Store(), worker).routes())
+    async with TestClient(TestServer(app)) as c:
+        body = await (await c.get("/api/owners/O1?day=2024-02-19")).json()
+        got = {a["account"]: (a["broker"], a["valid_from"], a["valid_until"]) for a in body["accounts"]}
+        assert body["day"] == "2024-02-19"
+        assert got == {"A1": ("F1", None, None),
+                       "ACC": ("F1", "2024-02-01T00:00:00.000000000+08:00", "2024-02-19T10:00:00.000000000+08:00")}
+        o2 = await (await c.get("/api/owners/O2?day=2024-02-19")).json()
+        assert [a["account"] for a in o2["accounts"]] == ["ACC"]
+        assert [a["account"] for a in (await (await c.get("/api/owners/O2?day=2024-02-18")).json())["accounts"]] == []
+        later = await (await c.get("/api/owners/O1?day=2024-03-01")).json()
+        assert sorted(a["account"] for a in later["accounts"]) == ["A1", "LATER"]
+        assert (await c.get("/api/owners/O1?day=someday")).status == 400
+        assert (await (await c.get("/api/meta")).json())["ref_late"] == [{"key": "SSE:ACC"}]

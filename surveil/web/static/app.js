@@ -221,14 +221,19 @@ async function showOwner(owner) {
   try { x = await getJSON(`/api/owners/${encodeURIComponent(owner)}`); } catch (e) {
     d.innerHTML = `<p class="warn">${esc(e.message)}</p>`; return;
   }
+  // validity on the day shown: "always" / "until further notice" for a row without a start / an end
+  const validity = (a) => a.rows_today === undefined ? "" :
+    `${a.valid_from ? esc(a.valid_from.slice(0, 19).replace("T", " ")) : "always"} → ` +
+    `${a.valid_until ? esc(a.valid_until.slice(0, 19).replace("T", " ")) : "until further notice"}` +
+    (a.rows_today > 1 ? ` (+${a.rows_today - 1} more row${a.rows_today > 2 ? "s" : ""} that day)` : "");
   const accts = x.accounts.length
-    ? "<table id=\"owner-accounts\"><tr><th>account</th><th>broker</th><th class=\"num\">orders + cancels today</th><th>peak second</th><th>held</th></tr>" +
-      x.accounts.map((a) => `<tr><td>${accountLink(a.venue, a.account)}</td><td>${esc(a.broker)}</td>` +
+    ? "<table id=\"owner-accounts\"><tr><th>account</th><th>broker</th><th>owner's account</th><th class=\"num\">orders + cancels today</th><th>peak second</th><th>held</th></tr>" +
+      x.accounts.map((a) => `<tr><td>${accountLink(a.venue, a.account)}</td><td>${esc(a.broker)}</td><td>${validity(a)}</td>` +
         `<td class="num">${a.activity && a.activity.held_here ? (a.activity.day_closed ? "day closed" : num(a.activity.messages)) : ""}</td>` +
         `<td>${a.peak_second ? num(a.peak_second.count) + " at " + esc(a.peak_second.at_iso.slice(11, 19)) : "below threshold"}</td>` +
         `<td>${a.activity ? (a.activity.held_here ? "this worker" : "another worker (" + esc(a.activity.partition) + ")") : ""}</td></tr>`).join("") + "</table>"
     : "<p class=\"note\">no known account</p>";
-  d.innerHTML = `<h2 id="owner-title">Owner ${esc(owner)}</h2><h3>Accounts</h3>${accts}` +
+  d.innerHTML = `<h2 id="owner-title">Owner ${esc(owner)}</h2><h3>Accounts on ${esc(x.day || "")}</h3>${accts}` +
     `<h3>Alerts</h3>${alertTable(x.alerts)}<h3>Recommendations</h3>${recoList(x.recommendations)}`;
 }
 
@@ -246,6 +251,12 @@ async function init() {
     const sel = $(`#filters [name=${name}]`);
     for (const v of values) sel.insertAdjacentHTML("beforeend", `<option>${esc(v)}</option>`);
   };
+  if (meta.ref_late && meta.ref_late.length) {  // reference updates that came after the events they cover
+    $("#list").insertAdjacentHTML("afterbegin", "<p id=\"ref-late\" class=\"warn\">Late reference updates " +
+      "(they apply from their arrival on; <code>surveil replay</code> of the day gives the as-of answer): " +
+      meta.ref_late.map((u) => `${esc(u.key)} changed from ${esc(u.changed_from || "always")}, arrived at ` +
+        `${esc(u.arrived_at_event_time)}`).join("; ") + "</p>");
+  }
   fill("rule", meta.rules);
   fill("venue", meta.venues);
   fill("severity", meta.severities);
