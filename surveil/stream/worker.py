@@ -38,6 +38,7 @@ from surveil.events import binary
 from surveil.events.schema import trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import checkpoint, topics
+from surveil.stream import rejects as rejects_
 from surveil.stream.envelope import pack_bundle
 from surveil.stream.owner import KeyedState
 from surveil.stream.partition import Output, PartitionState
@@ -688,7 +689,7 @@ class Worker:
         for r in out.rejects:
             self.stats["rejects"] += 1
             self.metrics.rejects.labels(str(r.get("field") or "record")[:32]).inc()
-            await send(self.s.rejects_topic, orjson.dumps(r, default=str))
+            await send(self.s.rejects_topic, rejects_.encode(r))  # bounded: a broker refuses large records
         bundles = self._bundles
         for stage, msgs in out.routed.items():
             topic, n = self.stage_topics[stage]
@@ -747,7 +748,7 @@ class Worker:
             await self.producer.send(self.s.ref_topic, orjson.dumps(
                 {"owner": r.owner, "broker": r.broker, "reported": r.reported}), key=key)
         for r in rejects:
-            await self.producer.send(self.s.rejects_topic, orjson.dumps(r.to_dict(), default=str))
+            await self.producer.send(self.s.rejects_topic, rejects_.encode(r.to_dict()))
         await self.producer.flush()
         return len(ref.accounts)
 
@@ -792,7 +793,7 @@ class Worker:
         rejects, self._ref_rejects = self._ref_rejects, []
         for r in rejects:
             self.metrics.rejects.labels("reference").inc()
-            self._inflight.append(await self.producer.send(self.s.rejects_topic, orjson.dumps(r)))
+            self._inflight.append(await self.producer.send(self.s.rejects_topic, rejects_.encode(r)))
         brokers, self._new_brokers = self._new_brokers, set()
         if brokers:
             await self._broker_topics(brokers)
