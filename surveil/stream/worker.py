@@ -763,14 +763,14 @@ class Worker:
             else:
                 d = orjson.loads(value)
                 if type(d) is not dict:
-                    raise RefDataError(f"value={d!r}: expected a JSON object with owner, broker, reported")
+                    raise RefDataError(f"a JSON {type(d).__name__}: expected an object with owner, broker, reported")
                 self.ref.set(venue, account, d.get("owner"), d.get("broker"), d.get("reported"))
                 if d.get("broker"):
                     self._new_brokers.add(d["broker"])
             self.stats["ref_updates"] += 1
         except Exception as e:  # noqa: BLE001 - a bad reference record is counted and kept, never fatal
             self.stats["ref_rejects"] += 1
-            log.warning("reference record %r rejected: %s", key, e)
+            log.warning("reference record %r rejected: %.500s", key[:200], e)
             self._ref_rejects.append({"source": self.s.ref_topic, "field": "reference", "reason": str(e),
                                       "key": key.decode("utf-8", "replace"),
                                       "original": (value or b"").decode("utf-8", "replace")})

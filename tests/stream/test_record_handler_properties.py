@@ -541,3 +541,20 @@ def test_a_damaged_gzip_file_is_an_input_error(damage, tmp_path):
     path = tmp_path / "day.jsonl.gz"
     path.write_bytes(_gzip_damages()[damage])
     _read(path)
+
+
+def test_a_huge_reference_record_gives_a_bounded_reject():
+    """A reference-data record (its own topic) of 2 MB that is no object, or with a 300 KB broker id: rejected,
+    and the reject the worker publishes is bounded like the feed's (it quoted the whole value twice)."""
+    from kafkatools import settings as test_settings
+
+    from surveil.stream import rejects
+    from surveil.stream.worker import Worker
+
+    w = Worker(test_settings("127.0.0.1:1"))  # not started: no broker needed
+    w._apply_ref(b"SSE:A1", orjson.dumps(["x" * 2_000_000]))
+    w._apply_ref(b"SSE:A2", orjson.dumps({"owner": "O", "broker": "B" * 300_000}))
+    w._apply_ref(b"SSE:" + b"K" * 100_000, None)
+    assert [r["field"] for r in w._ref_rejects] == ["reference", "reference"]
+    assert all(len(rejects.encode(r)) <= REJECT_MAX for r in w._ref_rejects)
+    assert all(len(r["reason"]) < 300 for r in w._ref_rejects)
