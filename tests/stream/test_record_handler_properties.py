@@ -9,6 +9,14 @@ tombstone, a truncated or bit-flipped binary frame, mixed with valid records.
 - the valid records' alerts are the same as without the bad records, in any grouping of the records;
 - memory stays within a small multiple of the input.
 
+The readers (``surveil.events.io.read_events``) over a file of any bytes, of any JSON lines, or a truncated or
+bit-flipped .svb: no exception but the documented InputError / EventFormatError for a whole unusable file, every
+non-blank line an event or a reject with its line number, every event read writable back as JSON.
+
+Tests marked FAILS in their docstring show bugs in ``surveil/events`` (being changed elsewhere, so not fixed
+here): a frame's order id bytes are not checked when decoded, and a damaged .jsonl.gz raises what gzip and zlib
+raise. The properties above meet the first too (the examples are derandomized: they do on every run).
+
 The damaged frames carry events ten days before the valid ones: a single flipped bit (2**k ns) then leaves a
 timestamp either late (rejected, counted by no rule of the valid day) or more than future_jump_ms ahead (a
 suspect, contradicted by later events). A flip that made a damaged event a plausible one of the valid minute would
@@ -23,7 +31,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from surveil.engine import load_config
@@ -42,7 +50,9 @@ S = 1_000_000_000
 NEXT_DAY = day_start_ns(trading_day_index(T0) + 1)
 REJECT_MAX = 2 * REJECT_KEEP + 4096
 #: derandomized: the same examples on every run (a failure is a fact about the code, not about the draw)
+#: no shrinking: a failure shows the example as drawn, at once (a minimal one is in the FAILS tests below)
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
+                phases=[Phase.explicit, Phase.reuse, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -312,7 +322,7 @@ def test_bytes_after_a_frames_records_are_a_reject():
     assert out.rejects[0]["record_bytes"] == len(fewer)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=40, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(bad=st.lists(bad_records, min_size=1, max_size=8))
 def test_memory_stays_within_a_multiple_of_the_input(bad):
