@@ -57,6 +57,19 @@ def _param(name: str) -> str:
 TOLERANCE, JUMP, CORROBORATE = (_param(n) for n in ("reorder_tolerance_ms", "future_jump_ms", "corroboration_events"))
 
 
+def _account_rules():
+    """The per-second and the whole-day account rules, asked of the rules (only they name their ids): the
+    scenarios are sized by their thresholds."""
+    from surveil.rules import all_rules
+
+    metas = [c.meta for c in all_rules() if c.meta.key == "account"]
+    return next(m for m in metas if not m.counts_late), next(m for m in metas if m.counts_late)
+
+
+RATE, DAILY = _account_rules()
+RATE_T, DAILY_T = (next(p.default for p in m.params if p.name == "threshold") for m in (RATE, DAILY))
+
+
 @dataclass
 class Row:
     tried: str
@@ -128,10 +141,10 @@ def _stream(records: list[bytes | None], params: dict | None = None) -> tuple[li
     return _finals(alerts), rejects, st.engine.events_in
 
 
-#: the stream's valid records: a burst above order_rate_1s (JSON array), one in a frame, calm events
+#: the stream's valid records: a burst above the per-second rule's threshold (JSON array), one in a frame, calm events
 def _valid() -> list[bytes]:
-    return [orjson.dumps([_order(T0 + S + i * 2_000_000, "RATEJSON", i) for i in range(350)]),
-            _frame([_order(T0 + 3 * S + i * 3_000_000, "RATEFRAME", 1000 + i, "SZSE") for i in range(320)]),
+    return [orjson.dumps([_order(T0 + S + i * 2_000_000, "RATEJSON", i) for i in range(RATE_T + 50)]),
+            _frame([_order(T0 + 3 * S + i * 3_000_000, "RATEFRAME", 1000 + i, "SZSE") for i in range(RATE_T + 20)]),
             orjson.dumps([_order(T0 + 5 * S + i * 100_000_000, f"CALM{i % 3}", 2000 + i) for i in range(20)])]
 
 
@@ -248,7 +261,7 @@ def swapped_lines(day: Day) -> Row:
 
 
 def late_event(_day: Day) -> Row:
-    evs = [_order(T0 + i * 1_000_000, "DAY", i) for i in range(19_999)]
+    evs = [_order(T0 + i * 1_000_000, "DAY", i) for i in range(DAILY_T - 1)]
     evs.append(_order(T0 + 100 * S, "OTHER", "x"))
     late = _order(T0 + 5 * S, "DAY", "late-one")
     results = []
@@ -260,11 +273,11 @@ def late_event(_day: Day) -> Row:
         eng.close()
         results.append((sorted(eng.final_alerts(), key=sort_key), eng.rejects))
     (alerts, rejects), (in_order, _) = results  # late, and the same events in time order
-    daily = [a["value"] for a in alerts if a["rule"] == "daily_orders_20k"]
-    return Row("an account's 20,000th order of the day arrives 95 s late (beyond the reorder tolerance)",
-               f"{len(rejects)} reject (`ts`: {_cut(rejects[0].reason.split('; ')[-1])}); daily_orders_20k "
+    daily = [a["value"] for a in alerts if a["rule"] == DAILY.id]
+    return Row(f"an account's {DAILY_T:,}th order of the day arrives 95 s late (beyond the reorder tolerance)",
+               f"{len(rejects)} reject (`ts`: {_cut(rejects[0].reason.split('; ')[-1])}); {DAILY.id} "
                f"still reaches {daily[0]:,} at the close. Against the same events in time order: the 1 s window it "
-               "belonged to had closed, so order_rate_1s does not count it",
+               f"belonged to had closed, so {RATE.id} does not count it",
                _compare(alerts, in_order),
                "Flink: late data past the watermark: `allowedLateness` / `sideOutputLateData` (here: kept in the "
                "rejects and still counted by whole-day rules)", TOLERANCE)
@@ -362,7 +375,7 @@ def idle_partition(_day=None) -> Row:
     idle = st.declare_idle()
     got = [f"{a['rule']} {a['status']}" for a in idle.alerts]
     owner = sum(len(v) for v in idle.routed.values())
-    return Row("a feed partition goes quiet right after a burst above order_rate_1s",
+    return Row(f"a feed partition goes quiet right after a burst above {RATE.id}",
                f"alerts before the idle declaration: {before}; at the declaration: {', '.join(got) or 'none'}; "
                f"{owner} record(s) telling the downstream stages that the partition is idle (they stop waiting "
                "for it: tested on the broker, tests/stream/test_worker.py)", None,
@@ -427,10 +440,10 @@ def truncated_checkpoint(_day=None) -> Row:
 
 def changed_threshold(_day=None) -> Row:
     notes: list[str] = []
-    stricter = load_config(overrides={"order_rate_1s": {"threshold": 360}})
+    stricter = load_config(overrides={RATE.id: {"threshold": RATE_T + 60}})
     st = PartitionState.loads(_sealed(), RefData(), stricter, 2, notes=notes, key=KEY, binding=BINDING)
-    rule = next(r for r in st.engine.rules if r.meta.id == "order_rate_1s")
-    return Row("a partition restored from its checkpoint under a rules file that raised order_rate_1s to 360",
+    rule = next(r for r in st.engine.rules if r.meta.id == RATE.id)
+    return Row(f"a partition restored from its checkpoint under a rules file that raised {RATE.id} to {RATE_T + 60}",
                f"restored, running threshold {rule.threshold}; logged: {'; '.join(_cut(n, 80) for n in notes)}", None,
                "Flink: restoring a savepoint into a changed job (parameters are never taken from state)",
                "`SURVEIL_RULES_FILE`")
@@ -478,7 +491,8 @@ def run() -> list[tuple[str, list[Row]]]:
         clean = f"{day.clean.events:,} events, {len(day.clean.alerts)} alerts, {len(day.clean.rejects)} rejects"
         groups = [(f"Files (`surveil replay`), on a simulated day of {clean}", [f(day) for f in DAY_SCENARIOS])]
     groups.append(("Feed records (the worker's record handler, `PartitionState.handle_many`): the clean records "
-                   "are a burst of 350 orders in a second (JSON array), one of 320 (binary frame) and 20 calm events",
+                   f"are a burst of {RATE_T + 50} orders in a second (JSON array), one of {RATE_T + 20} (binary "
+                   "frame) and 20 calm events",
                    [f() for f in STREAM_SCENARIOS]))
     groups.append(("State and names", [f() for f in STATE_SCENARIOS]))
     return groups
