@@ -33,6 +33,7 @@ from surveil.rules.base import Segment
 from surveil.rules.market_context import MarketContext
 from surveil.stream import checkpoint
 from surveil.stream.envelope import SECONDS_KEY, feed_kind, pack, pack_rows, pack_seconds
+from surveil.stream.rejects import REJECT_KEEP, bounded
 
 #: a released row's position is day * DAY_POSITIONS + its number in the day's release order
 DAY_POSITIONS = 1 << 40
@@ -58,20 +59,17 @@ _ROW_BITS = 24
 _ROW_MASK = (1 << _ROW_BITS) - 1
 
 
-#: a reject keeps at most this much of the bad item (its own bytes; hex for binary), with the record's length and
-#: hash: the whole record is found in the feed topic at its offset
-REJECT_KEEP = 64 * 1024
-
-
 def _record_text(value: bytes, kind: str) -> str:
     part = value[:REJECT_KEEP]
     return part.hex() if kind == "frame" else part.decode("utf-8", "replace")
 
 
 def _reject(r: Reject, topic: str, partition: int, offset: int, value: bytes, kind: str,
-            digest: str) -> dict[str, Any]:
+            digest: str, size: int | None = None) -> dict[str, Any]:
     """A reject for the rejects topic: the bad event's own bytes (or, for a bad record, the record's), bounded,
-    with where the record is and its length and hash, never a copy of the whole record per bad event."""
+    with where the record is and its length and hash, never a copy of the whole record per bad event. Every
+    field is bounded (``surveil.stream.rejects``): the value, reason and message quote the input too.
+    ``size``: the record's length when ``value`` is not at hand (an event of an earlier record: its own text)."""
     d = r.to_dict()
     own = d.pop("raw", "") or ""
     if r.field == "record" or not own:
@@ -79,8 +77,20 @@ def _reject(r: Reject, topic: str, partition: int, offset: int, value: bytes, ki
     else:
         original, whole = own[:REJECT_KEEP], len(own)
     d.update(topic=topic, partition=partition, offset=offset, original=original,
-             original_truncated=whole > REJECT_KEEP, record_bytes=len(value), record_sha256=digest)
+             original_truncated=whole > REJECT_KEEP, record_bytes=len(value) if size is None else size,
+             record_sha256=digest)
+    d = bounded(d)
+    d["original_truncated"] = bool(whole > REJECT_KEEP or d.get("original_truncated"))
     return d
+
+
+def _tail(topic: str, partition: int, offset: int, value: bytes, end: int) -> Reject:
+    """A frame whose record holds more bytes than its header announces (a header damaged in its record count,
+    or bytes appended): the frame's records are read, the rest is this reject."""
+    n = binary.HEADER.unpack_from(value, 0)[3]
+    return Reject(source=f"{topic}:{partition}", location=offset, field="record", value=end,
+                  reason=f"{len(value) - end} bytes after the frame's {n} records (from byte {end} of {len(value)}) "
+                         "are not announced by its header: not read", extra={"kind": "binary"})
 
 
 def _digest(value: bytes) -> str:
@@ -132,6 +142,9 @@ class PartitionState:
         self._owner_part = np.empty(0, np.int32)  # the owner-stage partition of each owner id (a cache)
         self._security_part: dict[int, int] = {}  # the security-stage partition of each venue << 32 | symbol id
         self.book = None  # the worker's RecommendationBook for this partition's alerts
+        # the records of the events waiting as suspects in the engine: offset -> (length, sha256), for their
+        # rejects (a suspect is decided by later records, maybe in a later call or after a restart)
+        self._waiting: dict[int, tuple[int, str]] = {}
 
     def mark(self) -> tuple:
         """What a declaration may change: how far the engine has released rows, and the progress sent."""
@@ -150,7 +163,8 @@ class PartitionState:
                 "progress_sent": self.progress_sent, "released": self._released,
                 "released_day": self._released_day,
                 "market": [self._market[0].tolist(), self._market[1].tolist()],
-                "book": self.book.state() if self.book is not None else None}
+                "book": self.book.state() if self.book is not None else None,
+                "waiting": [[k, n, h] for k, (n, h) in sorted(self._waiting.items())]}
 
     def packed(self) -> bytes:
         """The checkpoint before ``checkpoint.seal`` (taken now; the worker seals it later, in a thread)."""
@@ -181,6 +195,7 @@ class PartitionState:
             st._market = (np.array(d["market"][0], np.int64), np.array(d["market"][1], np.int64))
             if d["book"] is not None:
                 st.book = RecommendationBook.from_state(d["book"])
+            st._waiting = {int(k): (int(n), str(h)) for k, n, h in d.get("waiting", [])}  # absent before 2026-12
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise checkpoint.CheckpointError(f"partition checkpoint of {d.get('source')!r}: {e!r}") from e
         if notes is not None:
@@ -229,8 +244,10 @@ class PartitionState:
                 span = None
                 if kind == "frame":
                     lo = block.row if block is not None else 0
-                    batch, _ = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0,
-                                                      rejects, into=block, index_symbols_only=not self._symbols)
+                    batch, end = binary.decode_frame_at(value, 0, self.reg, f"{topic}:{partition}@{offset}", 0,
+                                                        rejects, into=block, index_symbols_only=not self._symbols)
+                    if end < len(value):  # bytes the header does not announce: not read, so said
+                        rejects.append(_tail(topic, partition, offset, value, end))
                     if block is not None and block.row - lo == len(batch):  # in the block, every row valid
                         span = (lo, block.row)
                 elif kind == "progress":
@@ -262,23 +279,7 @@ class PartitionState:
         self._run(run, spans, block, topic, partition)
         if marker is not None:
             eng.advance(marker)
-        digests: dict[int, str] = {}
-        for r in eng.rejects:  # late events: location = (record offset << _ROW_BITS) + row in the record
-            off, r.location = r.location >> _ROW_BITS, r.location & _ROW_MASK
-            r.source = f"{topic}:{partition}@{off}"
-            if off not in values:  # decided after its record's call (an event ahead of event time, rejected once
-                # later records contradicted it): the event itself and where its record is
-                d = r.to_dict()
-                own = d.pop("raw", "") or ""
-                d.update(topic=topic, partition=partition, offset=off, original=own[:REJECT_KEEP],
-                         original_truncated=len(own) > REJECT_KEEP)
-                out.rejects.append(d)
-                continue
-            value, kind = values[off]
-            if off not in digests:
-                digests[off] = _digest(value)
-            out.rejects.append(_reject(r, topic, partition, off, value, kind, digests[off]))
-        eng.rejects = []
+        out.rejects += self._engine_rejects(values, topic, partition)
         out.counts = counts
         out.alerts = eng.drain()
         if records:
@@ -286,6 +287,37 @@ class PartitionState:
         self._flush_export()
         self._progress(force=False)
         out.routed = self._take_msgs()
+        return out
+
+    def _engine_rejects(self, values: dict[int, tuple[bytes, str]], topic: str, partition: int) -> list[dict]:
+        """The engine's rejects (late events, and events ahead of event time that were not corroborated), whose
+        location is (record offset << _ROW_BITS) + row in the record. An event that waited as a suspect may be
+        of a record handled by an earlier call (or before a restart): its record's length and hash were kept
+        (``_waiting``). Then the records of the suspects still waiting are kept, the others forgotten."""
+        eng = self.engine
+        out = []
+        digests: dict[int, str] = {}
+        for r in eng.rejects:
+            off, r.location = r.location >> _ROW_BITS, r.location & _ROW_MASK
+            r.source = f"{topic}:{partition}@{off}"
+            if off in values:
+                value, kind = values[off]
+                if off not in digests:
+                    digests[off] = _digest(value)
+                out.append(_reject(r, topic, partition, off, value, kind, digests[off]))
+            else:
+                size, digest = self._waiting.get(off, (None, None))
+                out.append(_reject(r, topic, partition, off, b"", "json", digest, size))
+        eng.rejects = []
+        waiting = {int(b.src[0]) >> _ROW_BITS for b in eng.suspects}
+        kept: dict[int, tuple[int, str]] = {}
+        for off in waiting:
+            if off in self._waiting:
+                kept[off] = self._waiting[off]
+            elif off in values:
+                value = values[off][0]
+                kept[off] = (len(value), digests.get(off) or _digest(value))
+        self._waiting = kept
         return out
 
     def _take_msgs(self, **extra) -> dict[str, list[tuple[int | None, bytes]]]:
@@ -345,6 +377,8 @@ class PartitionState:
         eng = self.engine
         out = Output()
         eng.settle(final=False)  # events ahead of event time that nothing contradicts: the partition went quiet
+        topic, _, part = self.source.rpartition(":")
+        out.rejects = self._engine_rejects({}, topic, int(part))  # accepted suspects may be late among themselves
         if eng.max_seen is not None:
             held = eng.held
             upto = int(held.ts[-1]) + 1 if held is not None and len(held) else eng.max_seen - eng.tol

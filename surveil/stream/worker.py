@@ -39,6 +39,7 @@ from surveil.events import binary
 from surveil.events.schema import VENUE_CODE, VENUES, day_start_ns, ns_to_iso, trading_day_index
 from surveil.metrics import WorkerMetrics
 from surveil.stream import checkpoint, topics
+from surveil.stream import rejects as rejects_
 from surveil.stream.envelope import pack_bundle
 from surveil.stream.owner import KeyedState
 from surveil.stream.partition import Output, PartitionState
@@ -729,7 +730,7 @@ class Worker:
         for r in out.rejects:
             self.stats["rejects"] += 1
             self.metrics.rejects.labels(str(r.get("field") or "record")[:32]).inc()
-            await send(self.s.rejects_topic, orjson.dumps(r, default=str))
+            await send(self.s.rejects_topic, rejects_.encode(r))  # bounded: a broker refuses large records
         bundles = self._bundles
         for stage, msgs in out.routed.items():
             topic, n = self.stage_topics[stage]
@@ -789,7 +790,7 @@ class Worker:
             key = f"{('SSE', 'SZSE', 'BSE')[venue]}:{account}".encode()
             await self.producer.send(self.s.ref_topic, ref_value(h), key=key)
         for r in rejects:
-            await self.producer.send(self.s.rejects_topic, orjson.dumps(r.to_dict(), default=str))
+            await self.producer.send(self.s.rejects_topic, rejects_.encode(r.to_dict()))
         await self.producer.flush()
         return len(ref.histories)
 
@@ -813,11 +814,11 @@ class Worker:
             else:
                 d = orjson.loads(value)
                 if type(d) is not dict:
-                    raise RefDataError(f"value={d!r}: expected a JSON object with owner, broker, reported "
+                    raise RefDataError(f"a JSON {type(d).__name__}: expected an object with owner, broker, reported "
                                        "[, valid_from], or with rows (the account's history)")
                 rows = d["rows"] if "rows" in d else [d]
                 if type(rows) is not list or not rows:
-                    raise RefDataError(f"rows={rows!r}: expected a non-empty list of rows")
+                    raise RefDataError(f"rows: a {type(rows).__name__}: expected a non-empty list of rows")
                 self.ref.set_history(venue, account, rows)
                 self._new_brokers.update(r.get("broker") for r in rows if type(r) is dict and r.get("broker"))
             self.stats["ref_updates"] += 1
@@ -838,7 +839,7 @@ class Worker:
                             late["changed_from"] or "the start", late["arrived_at_event_time"])
         except Exception as e:  # noqa: BLE001 - a bad reference record is counted and kept, never fatal
             self.stats["ref_rejects"] += 1
-            log.warning("reference record %r rejected: %s", key, e)
+            log.warning("reference record %r rejected: %.500s", key[:200], e)
             self._ref_rejects.append({"source": self.s.ref_topic, "field": "reference", "reason": str(e),
                                       "key": key.decode("utf-8", "replace"),
                                       "original": (value or b"").decode("utf-8", "replace")})
@@ -861,7 +862,7 @@ class Worker:
         rejects, self._ref_rejects = self._ref_rejects, []
         for r in rejects:
             self.metrics.rejects.labels("reference").inc()
-            self._inflight.append(await self.producer.send(self.s.rejects_topic, orjson.dumps(r)))
+            self._inflight.append(await self.producer.send(self.s.rejects_topic, rejects_.encode(r)))
         brokers, self._new_brokers = self._new_brokers, set()
         if brokers:
             await self._broker_topics(brokers)

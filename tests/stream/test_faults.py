@@ -9,13 +9,19 @@ import time
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from test_worker import canonical, read_topic, run_worker, settings, stop_worker, wait_for_finals
 
+from surveil.engine import load_config
+from surveil.engine.refdata import RefData
+from surveil.events import binary, jsonl
+from surveil.events.batch import Registry
 from surveil.feed import feed
 from surveil.replay import replay
 from surveil.sim import simulate
 from surveil.stream import checkpoint, topics
+from surveil.stream.partition import REJECT_KEEP, PartitionState
+from surveil.stream.rejects import REJECT_MAX
 
 pytestmark = pytest.mark.kafka
 
@@ -80,3 +86,97 @@ async def _faults(kafka_bootstrap, day):
         assert w.readiness() == []  # ready: every assigned partition is processing
     finally:
         await stop_worker(w, task)
+
+
+BIG_TOPIC_BYTES = 16 << 20  # feed topics that take the 5 MB record (the broker's default is 1 MB)
+
+
+def _head_frame() -> tuple[bytes, int]:
+    """A ≈ 600 KB frame of buy orders before the day opens (09:05, 100 accounts of their own: no alert, nothing
+    for the owner-level rules) with one byte damaged: a venue code that does not exist in one record."""
+    t = 1_708_304_700_000_000_000  # 2024-02-19 09:05:00 +08:00
+    evs = [{"ts": t + i * 7_000_000, "venue": "SSE", "type": "order", "account": f"HEAD{i % 100}",
+            "symbol": "600000", "side": "B", "price": 10.0, "qty": 100, "order_id": i} for i in range(8_000)]
+    reg = Registry()
+    b = jsonl.decode_lines([orjson.dumps(e) for e in evs], 1, reg, "head", [])
+    frame = bytearray(binary.encode_frame(b, reg))
+    strings = binary.HEADER.unpack_from(frame)[-1]
+    row = 4_000
+    frame[binary.HEADER.size + strings + row * binary.RECORD.itemsize + binary.RECORD.fields["venue"][1]] = 0x7F
+    return bytes(frame), row
+
+
+def test_oversized_unpublishable_and_corrupt_cost_only_themselves(kafka_bootstrap, day):
+    asyncio.run(asyncio.wait_for(_oversized(kafka_bootstrap, day), 240))
+
+
+async def _oversized(kafka_bootstrap, day):
+    """At the head of feed partitions: a 600 KB frame with one bad byte; a 5 MB JSON array of 500 bad events; an
+    event whose venue is a 2 MB string (its reject quoted it whole: larger than the rejects topic takes, so the
+    worker rewound on it until it gave up); an event nested 300 levels deep (its reject could not be written as
+    JSON); and a truncated checkpoint for one of them. The worker stays ready, rebuilds that partition, keeps
+    every bad item as a small reject on the rejects topic, and its final alerts equal replay's."""
+    want = replay([day.events_path], accounts=day.accounts_path)
+    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), checkpoint_key="the group's key")
+    sse = s.feed_topics[0]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, s.feed_partitions, 1,
+                                            topic_configs={"max.message.bytes": str(BIG_TOPIC_BYTES)})
+                                   for t in s.feed_topics])
+        await topics.ensure(admin, topics.specs(s))
+    finally:
+        await admin.close()
+    frame, bad_row = _head_frame()
+    assert 500_000 < len(frame) < 1_000_000
+    array = orjson.dumps([{"ts": 1_708_304_700_000_000_000 + i, "venue": "NYSE", "type": "order",
+                           "account": f"X{i}", "pad": "p" * 10_000} for i in range(500)])
+    assert len(array) > 5_000_000
+    huge = orjson.dumps({"ts": 1_708_304_700_000_000_000, "venue": "V" * 2_000_000, "type": "order"})
+    deep = b'{"ts":1708304700000000000,"venue":%s,"type":"order"}' % (b"[" * 300 + b"]" * 300)
+    heads = {1: [frame, huge], 2: [array, deep]}
+    # partition 1's checkpoint: a real one of that partition, cut in half (a write that did not complete)
+    key = f"{s.group_id}|{sse}:1".encode()
+    real = PartitionState(f"{sse}:1", load_config(), RefData(), s.owner_partitions)
+    real.handle_many([(0, frame)], sse, 1)
+    sealed = real.dumps(s.checkpoint_key.encode(), key)
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=BIG_TOPIC_BYTES)
+    await p.start()
+    try:
+        for part, values in heads.items():
+            for v in values:
+                await p.send_and_wait(sse, v, key=b"SSE:HEAD", partition=part)
+        await p.send_and_wait(s.checkpoint_topic, sealed[: len(sealed) // 2], key=key)
+    finally:
+        await p.stop()
+    w, task = await run_worker(s)
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        await feed([day.events_path], s, speed="max")
+        finals = await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
+        assert canonical(finals) == canonical(want.alerts)  # nothing else lost
+        records = await read_topic(kafka_bootstrap, s.rejects_topic)
+        assert max(len(m.value) for m in records) <= REJECT_MAX
+        rejects = [orjson.loads(m.value) for m in records]
+        at = {}
+        for r in rejects:
+            if r.get("topic") == sse and r.get("offset") in (0, 1) and r.get("partition") in heads:
+                at.setdefault((r["partition"], r["offset"]), []).append(r)
+        assert sorted(at) == [(1, 0), (1, 1), (2, 0), (2, 1)], sorted(at)
+        [one] = at[(1, 0)]  # the frame: one record rejected, its 7,999 others read
+        assert (one["field"], one["line" if "line" in one else "record"]) == ("venue", bad_row), one
+        assert one["record_bytes"] == len(frame) and len(orjson.dumps(one)) < 4096
+        assert len(at[(2, 0)]) == 500  # each bad event of the array, with its own bytes only
+        assert all(r["record_bytes"] == len(array) and len(r["original"]) < REJECT_KEEP for r in at[(2, 0)])
+        [big] = at[(1, 1)]
+        assert big["field"] == "venue" and big.get("value_truncated") and big["record_bytes"] == len(huge)
+        [nested] = at[(2, 1)]
+        assert nested["field"] == "venue" and nested.get("value_truncated")
+        status = w.status()
+        assert "authentication" in status["states"][f"{sse}:1"]["rebuilt"]
+        assert status["checkpoints_unusable"] == 1
+        assert w.readiness() == []  # ready: every assigned partition is processing
+    finally:
+        await stop_worker(w, task)
+
