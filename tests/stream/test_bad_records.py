@@ -85,3 +85,15 @@ def test_an_event_ahead_rejected_in_a_later_call_names_its_record():
     (r,) = out.rejects
     assert (r["field"], r["offset"], r["topic"]) == ("ts", 1, "f.sse")
     assert orjson.loads(r["original"])["account"] == "AHEAD"
+
+
+def test_a_progress_marker_far_ahead_is_a_reject_and_does_not_make_the_day_late():
+    """A damaged progress marker (a year 2099 value, or a week ahead of the partition's events) would make every
+    later event late: it is a reject, and the events after it are processed."""
+    for bad_ts in (4_000_000_000 * 10**9, T0 + 7 * 86_400 * S):
+        st = state()
+        st.handle_many([(0, good(5))], *SRC)
+        out = st.handle_many([(1, orjson.dumps({"kind": "progress", "ts": bad_ts})), (2, good(5, 5))], *SRC)
+        assert [(r["offset"], r["field"]) for r in out.rejects] == [(1, "record")]
+        assert "progress marker" in out.rejects[0]["reason"]
+        assert st.engine.events_in == 10 and not [r for r in out.rejects if r["field"] == "ts"]
