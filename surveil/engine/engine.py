@@ -33,7 +33,8 @@ from surveil.rules.market_context import MarketContext
 
 ENGINE_PARAMS = (
     Param("reorder_tolerance_ms", 500, int, False,
-          "chosen: a simulated day with every 50th line swapped with its neighbour gives the sorted day's alerts "
+          "chosen: the default simulated day (surveil simulate) with every 50th line swapped with its neighbour gives "
+          "the sorted day's alerts "
           "(docs/events.md); per-account alerts wait at most this much event time",
           "events up to this much earlier than one already seen are reordered; earlier ones are late (kept whole "
           "in the rejects, still counted by whole-day rules)",
