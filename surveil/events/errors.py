@@ -12,6 +12,10 @@ class EventFormatError(SurveilError, ValueError):
     """A whole input is unusable (bad magic, unreadable file)."""
 
 
+class FrameChecksumError(EventFormatError):
+    """A binary frame whose header or body is not what its CRC32C says: damaged, none of its records is read."""
+
+
 class RowError(SurveilError, ValueError):
     """One event is invalid; carries the field and the offending value."""
 

@@ -48,6 +48,10 @@ from surveil.events.schema import (
     VENUES,
 )
 
+#: the longest line a JSON Lines file may have, in bytes (without its newline): a longer line is one reject (its
+#: first bytes, its length and byte offset) and is read past without being held in memory. An event of the
+#: contract takes a few hundred bytes; 1 MiB leaves room for any extra fields
+MAX_LINE_BYTES = 1 << 20
 FIELDS = ("ts", "venue", "type", "account", "broker", "owner", "symbol", "side", "price", "qty",
           "order_id", "match_id", "seq", "aggressor")
 _AGGR = {None: 0, True: F_HAS_AGGRESSOR | F_AGGRESSOR, False: F_HAS_AGGRESSOR}
