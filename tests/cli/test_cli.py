@@ -180,7 +180,8 @@ def test_convert_of_contract_v2_and_of_old_frames_via_cli(tmp_path):
         assert r.exit_code == 0 and "0 rejects" in r.stderr, r.output
     assert (tmp_path / "back.jsonl").read_bytes() == src.read_bytes()
     assert (tmp_path / "again.svb").read_bytes() == (tmp_path / "v2.svb").read_bytes()
-    assert (tmp_path / "v2.svb").read_bytes()[4:8] == b"\x04\x00\x68\x00"  # version 4, records of 104 bytes
+    # version 5 (the first frame of a file holds the whole dictionary), records of 104 bytes
+    assert (tmp_path / "v2.svb").read_bytes()[4:8] == b"\x05\x00\x68\x00"
     want = (data / "contract-v1.jsonl").read_bytes()
     assert (tmp_path / "v1.jsonl").read_bytes() == want and (tmp_path / "v1f.jsonl").read_bytes() == want
     long = write(tmp_path / "long.jsonl", [order(T0, "A", oid="x" * 25)])
