@@ -129,10 +129,10 @@ def record_dtype(version: int, rec_size: int) -> np.dtype | None:
 # google-crc32c computes it in C with the CPU's CRC32C instruction (SSE4.2 on x86-64, the CRC extension on ARMv8;
 # ≈ 25 GB/s on a frame of 150 KB here) and in portable C without one. Its functions take bytes or a buffer
 # without a release hook (a numpy array), not a memoryview or a bytearray: a short range is copied (cheaper
-# than a numpy view below ≈ 64 KB), a long one read in place through a view.
+# than a numpy view below ≈ 4 KB), a long one read in place through a view.
 _crc_value = google_crc32c.value
 _crc_extend = google_crc32c.extend
-_CRC_COPY_MAX = 65536
+_CRC_COPY_MAX = 4096
 CRC_IMPLEMENTATION = google_crc32c.implementation  # "c"; "python" is its pure-Python fallback (very slow)
 
 
