@@ -93,7 +93,7 @@ RECORD = np.dtype([
     ("venue", "u1"), ("etype", "u1"), ("side", "u1"), ("flags", "u1"),
 ])
 assert RECORD.itemsize == 76
-#: a record of a frame (versions 3 and 4) where an event has a match id: RECORD, then the match id and its flags
+#: a record of a frame (versions 3 to 6) where an event has a match id: RECORD, then the match id and its flags
 #: (``MF_*``: has one, is an integer), then 3 bytes of zeros
 RECORD_MATCH = np.dtype({
     "names": [*RECORD.names, "match_id", "mflags"],
