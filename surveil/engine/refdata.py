@@ -76,9 +76,12 @@ class RefData:
             raise RefDataError(header_error(path, "accounts file", header, missing))
         ix = {c: cols.index(c) for c in cols}
         seen: dict[tuple[str, str], tuple[int, AccountRef]] = {}
+        rows = short = 0
+        short_sep = None  # the separator the rows with too few columns seem to use
         for lineno, row in enumerate(reader, start=2):
             if not row or not any(x.strip() for x in row):
                 continue
+            rows += 1
 
             def bad(field, value, reason, row=row, lineno=lineno):
                 if rejects is not None:
@@ -87,6 +90,9 @@ class RefData:
 
             if len(row) < len(cols):
                 bad("row", len(row), f"has {len(row)} columns, header has {len(cols)}")
+                sep = separator_of(",".join(row))
+                short += sep is not None
+                short_sep = short_sep or sep
                 continue
             venue = row[ix["venue"]].strip()
             account = row[ix["account"]].strip()
@@ -123,6 +129,10 @@ class RefData:
                                    "conflicting rows")
             if before is None:
                 seen[(venue, account)] = (lineno, now)
+        if rows and short == rows:  # a header with commas, and rows with another separator: not one row read
+            raise RefDataError(f"accounts file {path}: none of its {rows:,} rows has the header's {len(cols)} columns; "
+                               f"the rows seem to be separated by {short_sep}: "
+                               "columns must be separated by commas")
         return ref
 
 
@@ -150,14 +160,20 @@ def csv_text(path: Path, what: str, error: type[Exception]) -> str:
     return text[1:] if text.startswith(UTF8_BOM) else text
 
 
+def separator_of(line: str) -> str | None:
+    """The name of the separator a line of a CSV file seems to use instead of a comma, or None."""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if sep in line:
+            return name
+    return None
+
+
 def header_error(path: Path, what: str, header: list[str], missing: list[str]) -> str:
     """The error of a header without required columns: the columns found, and the separator the file seems to use
     when it is not a comma."""
     found = ", ".join(repr(h) for h in header) or "none"
     msg = f"{what} {path}: the header lacks column(s) {', '.join(missing)} (columns found: {found})"
-    line = ",".join(header)
-    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
-        if sep in line:
-            msg += f"; the file seems to be separated by {name}: columns must be separated by commas"
-            break
+    name = separator_of(",".join(header))
+    if name:
+        msg += f"; the file seems to be separated by {name}: columns must be separated by commas"
     return msg

@@ -204,6 +204,9 @@ def test_an_accounts_header_without_the_required_columns_names_what_it_found_and
     r = run("replay", write(tmp_path / "d.jsonl", events()), "--accounts", acc)
     clear_error(r, str(acc), "lacks column(s) venue, account, owner, broker", "'venue;account;owner;broker'",
                 "separated by semicolons")
+    acc.write_text("venue,account,owner,broker\nSSE;A1;M;B1\nSSE;A2;M;B1\n")  # the rows only: not one row read
+    r = run("replay", tmp_path / "d.jsonl", "--accounts", acc)
+    clear_error(r, str(acc), "none of its 2 rows has the header's 4 columns", "separated by semicolons")
     acc.write_text("venue,acct,owner,broker\nSSE,A1,M,B1\n")
     r = run("replay", tmp_path / "d.jsonl", "--accounts", acc)
     clear_error(r, "lacks column(s) account", "'acct'")
