@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -117,10 +117,10 @@ def _ahead(gen: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
         stop.set()
 
 
-def _gzip_errors(gen: Iterator[Batch], path: Path, f, where: Callable[[], str] | None = None) -> Iterator[Batch]:
+def _gzip_errors(gen: Iterator[Batch], path: Path, f) -> Iterator[Batch]:
     """``gen``'s batches; damaged or truncated gzip data is an :class:`InputError` naming the file and where the
-    damage is (the data after it cannot be decompressed: deflate has nothing to resynchronise at). The events
-    before it have been read; the run stops with exit 1 rather than go on with part of a file."""
+    damage is: the uncompressed byte the decompressor reached (the data after it cannot be decompressed: deflate
+    has nothing to resynchronise at). The run stops with exit 1 rather than go on with part of a file."""
     try:
         yield from gen
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
@@ -130,8 +130,6 @@ def _gzip_errors(gen: Iterator[Batch], path: Path, f, where: Callable[[], str] |
             at = f"uncompressed byte {f.tell():,}"
         except (OSError, EOFError, ValueError, zlib.error):
             at = "an unknown position"
-        if where is not None:
-            at += f", {where()}"
         what = ("is truncated (the gzip stream ends early)" if isinstance(e, EOFError)
                 else f"has damaged gzip data ({e})")
         raise InputError(f"input file {path} {what}: the data from {at} on cannot be decompressed") from None
@@ -154,14 +152,12 @@ UTF8_BOM = b"\xef\xbb\xbf"
 def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
                 batch_size: int, symbols: str = "all") -> Iterator[Batch]:
     """Blocks of about ``batch_size`` complete lines (estimated from the line length seen so far)."""
-    state = {"line": 1}
     with _open_raw(path) as f:
-        yield from _gzip_errors(_jsonl_blocks(f, reg, source, rejects, batch_size, symbols, state), path, f,
-                                lambda: f"line {state['line']:,}")
+        yield from _gzip_errors(_jsonl_blocks(f, reg, source, rejects, batch_size, symbols), path, f)
 
 
-def _jsonl_blocks(f, reg: Registry, source: str, rejects: list[Reject], batch_size: int, symbols: str,
-                  state: dict) -> Iterator[Batch]:
+def _jsonl_blocks(f, reg: Registry, source: str, rejects: list[Reject], batch_size: int,
+                  symbols: str) -> Iterator[Batch]:
     """The blocks of ``_read_jsonl``. A line longer than ``jsonl.MAX_LINE_BYTES`` is one reject (its first bytes,
     its length, its byte offset) and is read past without being held: memory stays bounded by the reads."""
     limit = jsonl.MAX_LINE_BYTES
@@ -190,7 +186,6 @@ def _jsonl_blocks(f, reg: Registry, source: str, rejects: list[Reject], batch_si
             rejects.append(_long_line_reject(source, *long_line))
             long_line = None
             lineno += 1
-            state["line"] = lineno
             pos += nl + 1
             data = data[nl + 1:]
         cut = data.rfind(b"\n")
@@ -213,7 +208,6 @@ def _jsonl_blocks(f, reg: Registry, source: str, rejects: list[Reject], batch_si
         avg = max(16.0, len(block) / n)
         yield jsonl.decode_block(block, lineno, reg, source, rejects, n, symbols)
         lineno += n
-        state["line"] = lineno
         pos += size
         if len(carry) > limit:
             long_line = [lineno, pos, carry[:_LONG_HEAD], len(carry)]
