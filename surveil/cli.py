@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,28 @@ USER_ERRORS = (SurveilError,)
 @click.version_option(package_name="surveil")
 def main() -> None:
     """Surveillance of programmatic trading: high-frequency accounts and large sell bursts."""
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Fail before a run, not after it, when an output file cannot be written: its folder does not exist, or it
+    is a folder. ``-`` (standard output) and None (not asked for) are fine."""
+    if path is None or str(path) == "-":
+        return
+    if path.is_dir():
+        raise click.ClickException(f"{option} {path}: is a folder, not a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise click.ClickException(f"{option} {path}: the folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK):
+        raise click.ClickException(f"{option} {path}: the folder {folder} is not writable")
+
+
+def _write_or_fail(write, *args) -> None:
+    """An output written at the end of a run: an error writing it is a message, not a traceback."""
+    try:
+        write(*args)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {e.filename or args[-1]}: {e.strerror or e}") from None
 
 
 def _progress(enabled: bool, desc: str):
@@ -59,22 +82,24 @@ def replay(inputs, accounts, securities, rules_file, history, out, rejects_path,
         except ReportError as e:
             raise click.ClickException(str(e)) from None
 
-    bar = _progress(sys.stderr.isatty() if progress is None else progress, "replay")
     default_rej = Path(f"{out}.rejects.jsonl") if out and str(out) != "-" else Path("surveil-rejects.jsonl")
     rej_path = rejects_path or default_rej
+    check_output(out, "--out")
+    check_output(rej_path, "--rejects")
+    bar = _progress(sys.stderr.isatty() if progress is None else progress, "replay")
     try:
         res = run(list(inputs), accounts=accounts, rules=rules_file, history=history, strict=strict,
                   batch_size=batch_size, on_batch=bar.update if bar else None, securities=securities)
     except StrictError as e:
-        write_rejects([e.reject], rej_path)
+        _write_or_fail(write_rejects, [e.reject], rej_path)
         raise click.ClickException(f"{e} (kept in {rej_path})") from None
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     finally:
         if bar:
             bar.close()
-    write_records(res.records, out)
-    write_rejects(res.rejects, rej_path)
+    _write_or_fail(write_records, res.records, out)
+    _write_or_fail(write_rejects, res.rejects, rej_path)
     msg = res.summary()
     if res.rejects:
         msg += f"; rejects written to {rej_path}"
@@ -104,6 +129,7 @@ def simulate(out, scenarios, events, n_accounts, seed, date) -> None:
     """Write a synthetic trading day, its accounts CSV and a labels file of the expected alerts."""
     from surveil.sim import simulate as sim
 
+    check_output(out, "--out")
     try:
         res = sim(out, scenarios=scenarios or ("lingjun", "hft", "daily"), events=events, seed=seed,
                   accounts=n_accounts, date=date, progress=sys.stderr.isatty())
@@ -122,26 +148,33 @@ def simulate(out, scenarios, events, n_accounts, seed, date) -> None:
 def convert(src, dst, rejects_path, frame_size) -> None:
     """Convert between JSON Lines and binary frames (by extension), losslessly."""
     from surveil.events.batch import Registry
-    from surveil.events.io import EventWriter, output_format, read_events
+    from surveil.events.errors import damage_summary
+    from surveil.events.io import EventWriter, check_inputs, output_format, read_events
     from surveil.replay.run import write_rejects
 
     rejects = []
     reg = Registry()
+    rej = rejects_path or Path(f"{dst}.rejects.jsonl")
+    check_output(dst, "DST")
+    check_output(rej, "--rejects")
     try:
+        check_inputs([src])
         output_format(dst)
         with EventWriter(dst, reg, frame_size=frame_size) as w:
             for b in read_events(src, reg, rejects, frame_size):
                 w.write(b)
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
-    except ValueError as e:  # an id the binary format cannot hold (order_id longer than 24 bytes of UTF-8)
+    except ValueError as e:  # an id the binary format cannot hold (the readers reject longer ones: a safety net)
         raise click.ClickException(f"cannot write {dst}: {e} (binary frames hold ids of at most 24 bytes; "
                                    "docs/events.md)") from None
-    rej = rejects_path or Path(f"{dst}.rejects.jsonl")
+    except OSError as e:
+        raise click.ClickException(f"cannot write {dst}: {e.strerror or e}") from None
     if rejects:
-        write_rejects(rejects, rej)
+        _write_or_fail(write_rejects, rejects, rej)
+    damage = damage_summary(rejects)
     click.echo(f"convert: {w.count:,} events -> {dst}; {len(rejects):,} rejects"
-               + (f" written to {rej}" if rejects else ""), err=True)
+               + (f" ({damage})" if damage else "") + (f" written to {rej}" if rejects else ""), err=True)
 
 
 @main.command()

@@ -222,7 +222,7 @@ def encode_binary_frames(events: Batch, bounds: Sequence[int], reg: Registry) ->
     raw_short = rec[list(binary.RECORD.names)].astype(binary.RECORD).tobytes() if frame_mid.any() else raw
     short = binary.RECORD.itemsize
     out = []
-    pack = binary.HEADER.pack
+    pack = binary.pack_frame  # version 5: with the checksums of the header and of the strings and records
     bl = b.tolist()
     for f in range(nf):
         strs: list[str] = []
@@ -233,8 +233,7 @@ def encode_binary_frames(events: Batch, bounds: Sequence[int], reg: Registry) ->
             counts.append(hi - lo)
         blob = "\x00".join(strs).encode("utf-8")
         sz, data = (size, raw) if frame_mid[f] else (short, raw_short)
-        head = pack(binary.MAGIC, binary.VERSION, sz, bl[f + 1] - bl[f], *counts, len(blob))
-        out.append(head + blob + data[bl[f] * sz:bl[f + 1] * sz])
+        out.append(pack(binary.VERSION, sz, bl[f + 1] - bl[f], counts, blob, data[bl[f] * sz:bl[f + 1] * sz]))
     return out
 
 

@@ -16,6 +16,7 @@ same row given twice is harmless.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -217,67 +218,74 @@ class RefData:
     # -- files --------------------------------------------------------------------------------------------
     @classmethod
     def load_csv(cls, path: str | Path, rejects: list[Reject] | None = None) -> RefData:
-        """Read the accounts CSV. A bad row is a reject (kept with its line number), not a stop; rows of one
-        account in conflict or out of ``valid_from`` order are an error (RefDataError naming both rows)."""
+        """Read the accounts CSV. A bad row is a reject (kept with its line number), not a stop. Errors
+        (RefDataError, naming the file): not UTF-8, a header without the required columns (with the columns found,
+        and the separator when it looks like another one), rows of one account in conflict (the same
+        ``valid_from`` and different contents: an identical repeat is fine) or out of ``valid_from`` order,
+        naming both rows."""
         path = Path(path)
         ref = cls()
-        try:
-            f = open(path, newline="", encoding="utf-8")
-        except FileNotFoundError:
-            raise RefDataError(f"accounts file not found: {path}") from None
-        except OSError as e:
-            raise RefDataError(f"accounts file is not readable: {path}: {e}") from None
-        rows: dict[tuple[str, str], list[AccountRef]] = {}
-        with f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise RefDataError(f"accounts file {path} is empty (expected a header venue,account,owner,broker)")
-            cols = [h.strip().lower() for h in header]
-            missing = [c for c in ("venue", "account", "owner", "broker") if c not in cols]
-            if missing:
-                raise RefDataError(f"accounts file {path}: header {header!r} lacks column(s) {', '.join(missing)}")
-            ix = {c: cols.index(c) for c in cols}
-            for lineno, row in enumerate(reader, start=2):
-                if not row or not any(x.strip() for x in row):
-                    continue
+        text = csv_text(path, "accounts file", RefDataError)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise RefDataError(f"accounts file {path} is empty (expected a header venue,account,owner,broker)")
+        cols = [h.strip().lower() for h in header]
+        missing = [c for c in ("venue", "account", "owner", "broker") if c not in cols]
+        if missing:
+            raise RefDataError(header_error(path, "accounts file", header, missing))
+        ix = {c: cols.index(c) for c in cols}
+        history: dict[tuple[str, str], list[AccountRef]] = {}
+        rows = short = 0
+        short_sep = None  # the separator the rows with too few columns seem to use
+        for lineno, row in enumerate(reader, start=2):
+            if not row or not any(x.strip() for x in row):
+                continue
+            rows += 1
 
-                def bad(field, value, reason, row=row, lineno=lineno):
-                    if rejects is not None:
-                        rejects.append(Reject(source=str(path), location=lineno, field=field, value=value,
-                                              reason=reason, raw=",".join(row)))
+            def bad(field, value, reason, row=row, lineno=lineno):
+                if rejects is not None:
+                    rejects.append(Reject(source=str(path), location=lineno, field=field, value=value,
+                                          reason=reason, raw=",".join(row)))
 
-                if len(row) < len(cols):
-                    bad("row", len(row), f"has {len(row)} columns, header has {len(cols)}")
+            if len(row) < len(cols):
+                bad("row", len(row), f"has {len(row)} columns, header has {len(cols)}")
+                sep = separator_of(",".join(row))
+                short += sep is not None
+                short_sep = short_sep or sep
+                continue
+            venue = row[ix["venue"]].strip()
+            account = row[ix["account"]].strip()
+            if venue not in VENUE_CODE:
+                bad("venue", venue, "unknown venue (expected one of SSE, SZSE, BSE)")
+                continue
+            if not account:
+                bad("account", account, "missing field")
+                continue
+            reported = None
+            if "reported" in ix:
+                r = row[ix["reported"]].strip().lower()
+                if r in _TRUE:
+                    reported = True
+                elif r in _FALSE:
+                    reported = False if r else None
+                else:
+                    bad("reported", row[ix["reported"]], "must be true or false")
                     continue
-                venue = row[ix["venue"]].strip()
-                account = row[ix["account"]].strip()
-                if venue not in VENUE_CODE:
-                    bad("venue", venue, "unknown venue (expected one of SSE, SZSE, BSE)")
-                    continue
-                if not account:
-                    bad("account", account, "missing field")
-                    continue
-                reported = None
-                if "reported" in ix:
-                    r = row[ix["reported"]].strip().lower()
-                    if r in _TRUE:
-                        reported = True
-                    elif r in _FALSE:
-                        reported = False if r else None
-                    else:
-                        bad("reported", row[ix["reported"]], "must be true or false")
-                        continue
-                owner, broker = row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None
-                try:
-                    _check_ids(account, owner, broker, reported)
-                    vf = parse_valid_from(row[ix["valid_from"]]) if "valid_from" in ix else None
-                except RefDataError as e:  # a name with a NUL, a bad valid_from
-                    bad(e.field, e.value, e.reason)
-                    continue
-                rows.setdefault((venue, account), []).append(
-                    AccountRef(owner, broker, reported, vf, f"{path.name} line {lineno}"))
-        for (venue, account), rs in rows.items():
+            owner, broker = row[ix["owner"]].strip() or None, row[ix["broker"]].strip() or None
+            try:
+                _check_ids(account, owner, broker, reported)
+                vf = parse_valid_from(row[ix["valid_from"]]) if "valid_from" in ix else None
+            except RefDataError as e:  # a name with a NUL, a bad valid_from
+                bad(e.field, e.value, e.reason)
+                continue
+            history.setdefault((venue, account), []).append(
+                AccountRef(owner, broker, reported, vf, f"{path} line {lineno}"))
+        if rows and short == rows:  # a header with commas, and rows with another separator: not one row read
+            raise RefDataError(f"accounts file {path}: none of its {rows:,} rows has the header's {len(cols)} columns; "
+                               f"the rows seem to be separated by {short_sep}: "
+                               "columns must be separated by commas")
+        for (venue, account), rs in history.items():
             ref.set_history(venue, account, rs)
         return ref
 
@@ -331,3 +339,46 @@ def ref_value(h: tuple[AccountRef, ...]) -> bytes:
     if len(h) == 1 and h[0].valid_from is None:
         return orjson.dumps(h[0].to_dict())
     return orjson.dumps({"rows": [r.to_dict() for r in h]})
+
+
+UTF8_BOM = "\ufeff"
+
+
+def csv_text(path: Path, what: str, error: type[Exception]) -> str:
+    """The text of a CSV file of reference data: UTF-8, a byte order mark at its start allowed (spreadsheets
+    write one); ``error`` (naming the file, and the line and byte of the first bytes that are not UTF-8) when it
+    is missing, unreadable or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{what} is a directory, not a file: {path}") from None
+    except OSError as e:
+        raise error(f"{what} is not readable: {path}: {e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"{what} {path} is not UTF-8 text: line {line} (byte {e.start}) has "
+                    f"{data[e.start:e.start + 4]!r}; save it as UTF-8") from None
+    return text[1:] if text.startswith(UTF8_BOM) else text
+
+
+def separator_of(line: str) -> str | None:
+    """The name of the separator a line of a CSV file seems to use instead of a comma, or None."""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if sep in line:
+            return name
+    return None
+
+
+def header_error(path: Path, what: str, header: list[str], missing: list[str]) -> str:
+    """The error of a header without required columns: the columns found, and the separator the file seems to use
+    when it is not a comma."""
+    found = ", ".join(repr(h) for h in header) or "none"
+    msg = f"{what} {path}: the header lacks column(s) {', '.join(missing)} (columns found: {found})"
+    name = separator_of(",".join(header))
+    if name:
+        msg += f"; the file seems to be separated by {name}: columns must be separated by commas"
+    return msg

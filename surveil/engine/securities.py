@@ -9,6 +9,7 @@ prices are. ``risk_warning``: the security is under risk warning (ST, *ST: é£Žé™
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from surveil.engine.refdata import RefDataError
+from surveil.engine.refdata import RefDataError, csv_text, header_error
 from surveil.events.errors import Reject
 from surveil.events.schema import PRICE_MAX, PRICE_SCALE, VENUE_CODE, VENUES
 
@@ -155,56 +156,50 @@ class Securities:
         not a stop; a row repeating an earlier row's venue and symbol too (the first is kept)."""
         path = Path(path)
         sec = cls()
-        try:
-            f = open(path, newline="", encoding="utf-8")
-        except FileNotFoundError:
-            raise SecuritiesError(f"securities file not found: {path}") from None
-        except OSError as e:
-            raise SecuritiesError(f"securities file is not readable: {path}: {e}") from None
+        text = csv_text(path, "securities file", SecuritiesError)
         seen: dict[tuple[str, str], int] = {}
-        with f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader, None)
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise SecuritiesError(f"securities file {path} is not a UTF-8 CSV: {e}") from None
-            if header is None:
-                raise SecuritiesError(f"securities file {path} is empty (expected a header "
-                                      f"{','.join(COLUMNS)}[,{','.join(OPTIONAL)}])")
-            cols = [h.strip().lower().lstrip("\ufeff") for h in header]
-            missing = [c for c in COLUMNS if c not in cols]
-            if missing:
-                raise SecuritiesError(f"securities file {path}: header {header!r} lacks column(s) {', '.join(missing)}")
-            ix = {c: cols.index(c) for c in (*COLUMNS, *OPTIONAL) if c in cols}
-            needed = max(ix[c] for c in COLUMNS) + 1  # a row may leave out optional cells after the last required
-            lineno = 1
-            try:
-                for lineno, row in enumerate(reader, start=2):
-                    if not row or not any(x.strip() for x in row):
-                        continue
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = next(reader, None)
+        except csv.Error as e:
+            raise SecuritiesError(f"securities file {path} is not a CSV: {e}") from None
+        if header is None:
+            raise SecuritiesError(f"securities file {path} is empty (expected a header "
+                                  f"{','.join(COLUMNS)}[,{','.join(OPTIONAL)}])")
+        cols = [h.strip().lower() for h in header]
+        missing = [c for c in COLUMNS if c not in cols]
+        if missing:
+            raise SecuritiesError(header_error(path, "securities file", header, missing))
+        ix = {c: cols.index(c) for c in (*COLUMNS, *OPTIONAL) if c in cols}
+        needed = max(ix[c] for c in COLUMNS) + 1  # a row may leave out optional cells after the last required
+        lineno = 1
+        try:
+            for lineno, row in enumerate(reader, start=2):
+                if not row or not any(x.strip() for x in row):
+                    continue
 
-                    def bad(field, value, reason, row=row, lineno=lineno):
-                        if rejects is not None:
-                            rejects.append(Reject(source=str(path), location=lineno, field=field, value=value,
-                                                  reason=reason, raw=",".join(row)))
+                def bad(field, value, reason, row=row, lineno=lineno):
+                    if rejects is not None:
+                        rejects.append(Reject(source=str(path), location=lineno, field=field, value=value,
+                                              reason=reason, raw=",".join(row)))
 
-                    if len(row) < needed:
-                        bad("row", len(row), f"has {len(row)} columns, header has {len(cols)}")
-                        continue
-                    venue, symbol = row[ix["venue"]].strip(), row[ix["symbol"]].strip()
-                    first = seen.get((venue, symbol))
-                    if first is not None:
-                        bad("symbol", symbol, f"repeats {venue}:{symbol} of line {first} (the first is kept)")
-                        continue
-                    try:
-                        sec.set(venue, symbol, row[ix["prev_close"]], row[ix["risk_warning"]],
-                                *(row[ix[c]] if ix.get(c, len(row)) < len(row) else None for c in OPTIONAL))
-                    except SecuritiesError as e:
-                        bad(e.field, e.value, e.reason)
-                        continue
-                    seen[(venue, symbol)] = lineno
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise SecuritiesError(f"securities file {path}: line {lineno + 1} is not UTF-8 CSV: {e}") from None
+                if len(row) < needed:
+                    bad("row", len(row), f"has {len(row)} columns, header has {len(cols)}")
+                    continue
+                venue, symbol = row[ix["venue"]].strip(), row[ix["symbol"]].strip()
+                first = seen.get((venue, symbol))
+                if first is not None:
+                    bad("symbol", symbol, f"repeats {venue}:{symbol} of line {first} (the first is kept)")
+                    continue
+                try:
+                    sec.set(venue, symbol, row[ix["prev_close"]], row[ix["risk_warning"]],
+                            *(row[ix[c]] if ix.get(c, len(row)) < len(row) else None for c in OPTIONAL))
+                except SecuritiesError as e:
+                    bad(e.field, e.value, e.reason)
+                    continue
+                seen[(venue, symbol)] = lineno
+        except csv.Error as e:
+            raise SecuritiesError(f"securities file {path}: line {lineno + 1} is not CSV: {e}") from None
         return sec
 
 

@@ -974,6 +974,7 @@ done:
 enum { JK_TS, JK_VENUE, JK_TYPE, JK_ACCOUNT, JK_BROKER, JK_OWNER, JK_SYMBOL, JK_SIDE, JK_PRICE, JK_QTY, JK_OID,
        JK_MID, JK_SEQ, JK_AGGR, JK_N };
 #define MATCH_ID_MAX 24 /* schema.MATCH_ID_MAX_BYTES (checked by jsonl.py at import) */
+#define ORDER_ID_MAX 24 /* schema.ORDER_ID_MAX_BYTES (checked by jsonl.py at import) */
 
 /* code of v in map (a dict lookup as map[v] in Python): 0..255, or -1 (not there, unhashable: "slow") */
 static int map_code(PyObject *map, PyObject *v) {
@@ -1135,6 +1136,10 @@ static PyObject *json_columns(PyObject *mod, PyObject *args) {
             oid_has[i] = 0;
             oid_int[i] = 0;
         } else if (PyUnicode_CheckExact(v)) {
+            /* longer than ORDER_ID_MAX bytes of UTF-8 (or perhaps: not ASCII, more than a quarter of it in code
+             * points): the validating path decides (and rejects one that is) */
+            Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+            if (len > ORDER_ID_MAX || (!PyUnicode_IS_ASCII(v) && len > ORDER_ID_MAX / 4)) goto slow;
             oid_has[i] = 1;
             oid_int[i] = 0;
         } else if (PyLong_CheckExact(v)) { /* a negative one, or one beyond int64, the validating path rejects */
@@ -1810,6 +1815,7 @@ static PyObject *json_frame_columns(PyObject *mod, PyObject *args) {
         if (t->type != JT_NULL) {
             fl |= (int)K[JC_F_HAS_ORDER_ID];
             if (t->type == JT_STR) {
+                if (t->n > ORDER_ID_MAX) goto slow; /* longer than an order id may be: the reference rejects it */
                 if (ostr == NULL && (ostr = PyMem_Calloc((size_t)(cap ? cap : 1), sizeof(PyObject *))) == NULL) {
                     PyErr_NoMemory();
                     goto done;

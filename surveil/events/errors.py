@@ -12,6 +12,10 @@ class EventFormatError(SurveilError, ValueError):
     """A whole input is unusable (bad magic, unreadable file)."""
 
 
+class FrameChecksumError(EventFormatError):
+    """A binary frame whose header or body is not what its CRC32C says: damaged, none of its records is read."""
+
+
 class RowError(SurveilError, ValueError):
     """One event is invalid; carries the field and the offending value."""
 
@@ -71,3 +75,15 @@ def _jsonable(v: Any) -> Any:
 def _short(v: Any) -> str:
     s = repr(v)
     return s if len(s) <= 80 else s[:77] + "..."
+
+
+def damage_summary(rejects: list[Reject]) -> str:
+    """What damaged binary frames cost, for a run's summary: "" without any, else e.g. "2 damaged frames: 800
+    records not read" (the reject of each frame says which)."""
+    frames = [r for r in rejects if r.field == "frame" and r.source_kind == "binary"]
+    if not frames:
+        return ""
+    known = [r.extra.get("records_lost") for r in frames]
+    lost = sum(x for x in known if x)
+    more = " and more" if None in known else ""
+    return f"{len(frames):,} damaged or unreadable frames: {lost:,}{more} records not read"

@@ -6,9 +6,12 @@ import gzip
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from surveil.events import binary, jsonl
 from surveil.events.batch import Batch, Registry
@@ -37,7 +40,7 @@ def detect_format(path: Path) -> str:
         raise InputError(f"input is a directory, not a file: {path}") from None
     except PermissionError:
         raise InputError(f"input file is not readable (permission denied): {path}") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise InputError(f"input file is not readable: {path}: {e}") from None
     return "binary" if head == binary.MAGIC else "jsonl"
 
@@ -114,69 +117,141 @@ def _ahead(gen: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
         stop.set()
 
 
+def _gzip_errors(gen: Iterator[Batch], path: Path, f) -> Iterator[Batch]:
+    """``gen``'s batches; damaged or truncated gzip data is an :class:`InputError` naming the file and where the
+    damage is: the uncompressed byte the decompressor reached (the data after it cannot be decompressed: deflate
+    has nothing to resynchronise at). The run stops with exit 1 rather than go on with part of a file."""
+    try:
+        yield from gen
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        if not isinstance(f, gzip.GzipFile):
+            raise InputError(f"input file {path} could not be read: {e}") from None
+        try:
+            at = f"uncompressed byte {f.tell():,}"
+        except (OSError, EOFError, ValueError, zlib.error):
+            at = "an unknown position"
+        what = ("is truncated (the gzip stream ends early)" if isinstance(e, EOFError)
+                else f"has damaged gzip data ({e})")
+        raise InputError(f"input file {path} {what}: the data from {at} on cannot be decompressed") from None
+
+
 def _read_binary(path: Path, reg: Registry, source: str, rejects: list[Reject]) -> Iterator[Batch]:
-    """Frame by frame with plain reads: memory stays at about one frame (an mmap of the whole file
-    would count every page read towards the process's resident memory)."""
+    """Frame by frame with plain reads (``binary.read_frames``): memory stays at about one frame (an mmap of the
+    whole file would count every page read towards the process's resident memory). A damaged frame is a
+    reject and reading goes on at the next frame."""
     with _open_raw(path) as f:
-        dictionary = binary.FrameDict()
-        offset = 0
-        rec_no = 0
-        while True:
-            head = f.read(binary.HEADER.size)
-            if not head:
-                return
-            if len(head) < binary.HEADER.size:
-                rejects.append(_frame_reject(source, rec_no, offset, head, "truncated frame header"))
-                return
-            magic, _v, rec_size, n, *tables, slen = binary.HEADER.unpack(head)
-            body_len = slen + n * rec_size
-            if magic != binary.MAGIC or rec_size not in binary.RECORD_SIZES or body_len > (1 << 31):
-                rejects.append(_frame_reject(source, rec_no, offset, head,
-                                             f"bad frame header (magic {magic!r}, record size {rec_size})"))
-                return
-            body = f.read(body_len)
-            try:
-                batch, _ = binary.decode_frame_at(head + body, 0, reg, source, rec_no, rejects, dictionary)
-            except EventFormatError as e:
-                rejects.append(_frame_reject(source, rec_no, offset, head, str(e)))
-                return
-            offset += binary.HEADER.size + body_len
-            rec_no += n
-            yield batch
+        yield from _gzip_errors(binary.read_frames(f, reg, source, rejects), path, f)
 
 
-def _frame_reject(source: str, rec_no: int, offset: int, head: bytes, reason: str) -> Reject:
-    return Reject(source=source, location=rec_no, field="frame", value=offset, reason=f"{source}: {reason}",
-                  raw=head.hex(), extra={"kind": "binary", "frame_offset": offset})
+#: a JSON Lines file is read this many bytes at a time at most (with a line cut by the end of a read, and a block
+#: being decoded, the reader holds at most about twice this, whatever the file)
+MAX_READ_BYTES = 16 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
                 batch_size: int, symbols: str = "all") -> Iterator[Batch]:
     """Blocks of about ``batch_size`` complete lines (estimated from the line length seen so far)."""
-    lineno = 1
-    carry = b""
-    avg = 160.0
     with _open_raw(path) as f:
-        while True:
-            want = max(1 << 16, int(batch_size * avg))
-            data = f.read(want)
-            if not data:
-                break
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry += data
+        yield from _gzip_errors(_jsonl_blocks(f, reg, source, rejects, batch_size, symbols), path, f)
+
+
+def _jsonl_blocks(f, reg: Registry, source: str, rejects: list[Reject], batch_size: int,
+                  symbols: str) -> Iterator[Batch]:
+    """The blocks of ``_read_jsonl``. A line longer than ``jsonl.MAX_LINE_BYTES`` is one reject (its first bytes,
+    its length, its byte offset) and is read past without being held: memory stays bounded by the reads."""
+    limit = jsonl.MAX_LINE_BYTES
+    lineno = 1
+    pos = 0  # the file offset of carry[0]
+    carry = b""
+    long_line: list | None = None  # a line longer than the limit being read past: [line, offset, head, length]
+    avg = 160.0
+    first = True
+    while True:
+        data = f.read(min(MAX_READ_BYTES, max(1 << 16, int(batch_size * avg))))
+        if first:
+            first = False
+            if data.startswith(UTF8_BOM):  # a byte order mark at the start of the file (Windows tools write one)
+                data = data[len(UTF8_BOM):]
+                pos = len(UTF8_BOM)
+        if not data:
+            break
+        if long_line is not None:
+            nl = data.find(b"\n")
+            if nl < 0:
+                long_line[3] += len(data)
+                pos += len(data)
                 continue
-            if carry:
-                block = carry + data[: cut + 1]
-            else:
-                block = data if cut == len(data) - 1 else data[: cut + 1]
-            carry = data[cut + 1:]
-            n = block.count(b"\n")
-            avg = max(16.0, len(block) / n)
-            yield jsonl.decode_block(block, lineno, reg, source, rejects, n, symbols)
-            lineno += n
-    if carry:
+            long_line[3] += nl
+            rejects.append(_long_line_reject(source, *long_line))
+            long_line = None
+            lineno += 1
+            pos += nl + 1
+            data = data[nl + 1:]
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry += data
+            if len(carry) > limit:
+                long_line = [lineno, pos, carry[:_LONG_HEAD], len(carry)]
+                pos += len(carry)
+                carry = b""
+            continue
+        if carry:
+            block = carry + data[: cut + 1]
+        else:
+            block = data if cut == len(data) - 1 else data[: cut + 1]
+        carry = data[cut + 1:]
+        n = block.count(b"\n")
+        size = len(block)
+        if size > limit:  # only then can a line of it be too long
+            block = _drop_long_lines(block, lineno, pos, source, rejects)
+        avg = max(16.0, len(block) / n)
+        yield jsonl.decode_block(block, lineno, reg, source, rejects, n, symbols)
+        lineno += n
+        pos += size
+        if len(carry) > limit:
+            long_line = [lineno, pos, carry[:_LONG_HEAD], len(carry)]
+            pos += len(carry)
+            carry = b""
+    if long_line is not None:
+        rejects.append(_long_line_reject(source, *long_line))
+    elif carry:
         yield jsonl.decode_block(carry, lineno, reg, source, rejects, symbols=symbols)
+
+
+_LONG_HEAD = 200  # the bytes of an over-long line kept in its reject
+
+
+def _long_line_reject(source: str, lineno: int, offset: int, head: bytes, length: int) -> Reject:
+    text = head.decode("utf-8", "replace")
+    return Reject(source=source, location=lineno, field="line", value=text,
+                  reason=f"line of {length:,} bytes at byte {offset:,} is longer than the maximum of "
+                         f"{jsonl.MAX_LINE_BYTES:,} bytes (not read)",
+                  raw=text, extra={"byte_offset": offset, "line_bytes": length})
+
+
+def _drop_long_lines(block: bytes, lineno: int, pos: int, source: str, rejects: list[Reject]) -> bytes:
+    """``block`` (complete lines from file offset ``pos``, line ``lineno``) with every line longer than the limit
+    made empty (a blank line, so the other lines keep their numbers) and rejected. A quick look first: when
+    every stretch of half the limit holds a newline, no line can be longer than the limit."""
+    limit = jsonl.MAX_LINE_BYTES
+    half = limit // 2
+    if all(block.find(b"\n", i, i + half) >= 0 for i in range(0, len(block) - half, half)):
+        return block
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    long = np.flatnonzero(ends - starts > limit)
+    if not len(long):
+        return block
+    parts = []
+    at = 0
+    for k in long.tolist():
+        lo, hi = int(starts[k]), int(ends[k])
+        rejects.append(_long_line_reject(source, lineno + k, pos + lo, block[lo:lo + _LONG_HEAD], hi - lo))
+        parts.append(block[at:lo])
+        at = hi
+    parts.append(block[at:])
+    return b"".join(parts)
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -197,6 +272,7 @@ class EventWriter:
         self.format = output_format(path)
         self.frame_size = frame_size
         self.count = 0
+        self.frames = 0
         self.dictionary = binary.FrameDict()  # files are written as delta frames
         raw = open(self.path, "wb")
         # mtime=0: the same events give byte-identical .gz files
@@ -208,7 +284,11 @@ class EventWriter:
         for start in range(0, len(batch), self.frame_size):
             part = batch.take(slice(start, start + self.frame_size))
             if self.format == "binary":
-                self._f.write(binary.encode_frame(part, self.reg, self.dictionary))
+                # the first frame and every KEY_FRAME_INTERVAL-th: version 5 with the whole dictionary, so that
+                # a damaged frame costs the frames up to the next of these, not the rest of the file
+                full = self.frames % binary.KEY_FRAME_INTERVAL == 0
+                self._f.write(binary.encode_frame(part, self.reg, self.dictionary, first=self.count, full=full))
+                self.frames += 1
             else:
                 self._f.write(jsonl.encode_lines(part, self.reg))
             self.count += len(part)

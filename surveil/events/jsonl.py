@@ -34,6 +34,7 @@ from surveil.events.schema import (
     MF_HAS_MATCH_ID,
     MF_MATCH_ID_INT,
     ORDER,
+    ORDER_ID_MAX_BYTES,
     PRICE_MAX,
     PRICE_SCALE,
     QTY_MAX,
@@ -48,6 +49,10 @@ from surveil.events.schema import (
     VENUES,
 )
 
+#: the longest line a JSON Lines file may have, in bytes (without its newline): a longer line is one reject (its
+#: first bytes, its length and byte offset) and is read past without being held in memory. An event of the
+#: contract takes a few hundred bytes; 1 MiB leaves room for any extra fields
+MAX_LINE_BYTES = 1 << 20
 FIELDS = ("ts", "venue", "type", "account", "broker", "owner", "symbol", "side", "price", "qty",
           "order_id", "match_id", "seq", "aggressor")
 _AGGR = {None: 0, True: F_HAS_AGGRESSOR | F_AGGRESSOR, False: F_HAS_AGGRESSOR}
@@ -136,10 +141,29 @@ def _check_row(o: Any) -> None:
         raise RowError("order_id", oid, "must be a string or an integer")
     if type(oid) is int and oid not in _OID_INTS:
         raise RowError("order_id", oid, "integer order ids must be non-negative 64-bit")
+    if type(oid) is str and _long_order_id(oid):
+        raise RowError("order_id", _truncated(oid), ORDER_ID_RULE)
     mid = o.get("match_id")
     if mid is not None and (type(mid) not in (str, int) or (type(mid) is int and mid not in _OID_INTS)
                             or (type(mid) is str and _bad_match_id(mid))):
         raise RowError("match_id", mid, _MATCH_ID_RULE)
+
+
+#: the reason of the reject of an order id longer than its limit (the same in every reader, so in replay, convert
+#: and feed)
+ORDER_ID_RULE = (f"longer than {ORDER_ID_MAX_BYTES} bytes of UTF-8 (the limit of an order id: it is kept as given, "
+                 "and binary frames hold 24 bytes)")
+_TRUNCATE_AT = 64  # characters of an over-long value kept in its reject
+
+
+def _long_order_id(s: str) -> bool:
+    return len(s) > ORDER_ID_MAX_BYTES or (len(s) > ORDER_ID_MAX_BYTES // 4
+                                            and len(s.encode("utf-8")) > ORDER_ID_MAX_BYTES)
+
+
+def _truncated(s: str) -> str:
+    """A long value as kept in a reject: its first characters and an ellipsis, with its length."""
+    return s if len(s) <= _TRUNCATE_AT else f"{s[:_TRUNCATE_AT]}… ({len(s):,} characters)"
 
 
 _MATCH_ID_RULE = (f"must be a non-empty string of at most {MATCH_ID_MAX_BYTES} bytes (UTF-8) without NUL "
@@ -268,6 +292,7 @@ _FRAME_CONSTS = (PRICE_SCALE, PRICE_MAX, QTY_MAX, TS_MIN, TS_MAX, ORDER, TRADE, 
                  F_ORDER_ID_INT, F_HAS_PRICE, F_HAS_QTY, F_HAS_ORDER_ID, MF_HAS_MATCH_ID,
                  MF_MATCH_ID_INT)  # the order of the C pass's JC_ constants
 assert MATCH_ID_MAX_BYTES == 24, "_svev.c's MATCH_ID_MAX"
+assert ORDER_ID_MAX_BYTES == 24, "_svev.c's ORDER_ID_MAX"
 
 
 def _frame_columns_compiled(payload: bytes, reg: Registry, lines: int = 0) -> tuple[dict[str, np.ndarray], int] | None:
@@ -350,8 +375,8 @@ def _columns_py(objs: list, reg: Registry) -> tuple[dict[str, np.ndarray], np.nd
         oid_l = [o.get("order_id") for o in objs]
         if not set(map(type, oid_l)) <= _OID_TYPES:
             raise _Slow
-        if any(type(v) is int and v not in _OID_INTS for v in oid_l):  # the validating path rejects these
-            raise _Slow
+        if any(type(v) is int and v not in _OID_INTS or type(v) is str and _long_order_id(v) for v in oid_l):
+            raise _Slow  # the validating path rejects these
         order_id = np.empty(n, dtype=object)
         order_id[:] = oid_l
         oid_int = np.fromiter((type(v) is int for v in oid_l), dtype=bool, count=n)
@@ -558,6 +583,8 @@ def _polars_block(data: bytes, nrows: int, reg: Registry, symbols: str = "all"):
     if df is None or df.height != nrows or df["ts"].null_count() or df["match_id"].null_count() != nrows:
         return None  # (match ids: the other paths, which tell a string from a number)
     oid_is_str = df.schema["order_id"] == pl.Utf8
+    if oid_is_str and (df["order_id"].str.len_bytes().max() or 0) > ORDER_ID_MAX_BYTES:
+        return None  # an order id longer than its limit: the validating path rejects it
     if oid_is_str and df["order_id"].str.contains(_AMBIGUOUS + r"|^-?[0-9]+$").any():
         # decimal-string ids ("123", from Java feeds) are strings when the text has no other kind of order id
         if (df["order_id"].str.contains(_AMBIGUOUS).any() or b"\\" in data or _NON_STR_OID.search(data)):

@@ -41,7 +41,7 @@ F_HAS_PRICE = 16
 F_HAS_QTY = 32
 F_HAS_ORDER_ID = 64
 
-# bits of a record's match flags (``Batch.mflags``; the binary records of frame versions 3 and 4)
+# bits of a record's match flags (``Batch.mflags``; the binary records of frame versions 3 to 6)
 MF_HAS_MATCH_ID = 1
 MF_MATCH_ID_INT = 2
 

@@ -25,7 +25,7 @@ from surveil.engine.alerts import dumps, sort_key
 from surveil.engine.refdata import RefData
 from surveil.engine.securities import Securities
 from surveil.events.batch import Batch, Registry
-from surveil.events.errors import Reject
+from surveil.events.errors import Reject, damage_summary
 from surveil.events.io import DEFAULT_BATCH, check_inputs, read_events
 from surveil.replay.exceptions import StrictError  # noqa: F401 - importable from here too
 
@@ -48,7 +48,9 @@ class ReplayResult:
         rules = ", ".join(f"{r}={n}" for r, n in sorted(self.by_rule.items())) or "none"
         measures = Counter(r["measure"] for r in self.recommendations)
         recos = ", ".join(f"{m}={n}" for m, n in sorted(measures.items())) or "none"
-        return (f"replay: {self.events:,} events, {len(self.rejects):,} rejects, alerts: {rules}; "
+        damage = damage_summary(self.rejects)
+        damage = f" ({damage})" if damage else ""
+        return (f"replay: {self.events:,} events, {len(self.rejects):,} rejects{damage}, alerts: {rules}; "
                 f"recommendations: {recos}; {self.seconds:.2f} s, {self.events_per_second:,.0f} events/s")
 
 

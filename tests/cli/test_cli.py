@@ -180,12 +180,15 @@ def test_convert_of_contract_v2_and_of_old_frames_via_cli(tmp_path):
         assert r.exit_code == 0 and "0 rejects" in r.stderr, r.output
     assert (tmp_path / "back.jsonl").read_bytes() == src.read_bytes()
     assert (tmp_path / "again.svb").read_bytes() == (tmp_path / "v2.svb").read_bytes()
-    assert (tmp_path / "v2.svb").read_bytes()[4:8] == b"\x04\x00\x68\x00"  # version 4, records of 104 bytes
+    # version 5 (the first frame of a file holds the whole dictionary), records of 104 bytes
+    assert (tmp_path / "v2.svb").read_bytes()[4:8] == b"\x05\x00\x68\x00"
     want = (data / "contract-v1.jsonl").read_bytes()
     assert (tmp_path / "v1.jsonl").read_bytes() == want and (tmp_path / "v1f.jsonl").read_bytes() == want
     long = write(tmp_path / "long.jsonl", [order(T0, "A", oid="x" * 25)])
-    r = CliRunner().invoke(main, ["convert", str(long), str(tmp_path / "long.svb")])
-    assert r.exit_code == 1 and "order_id='xxxxxxxxxxxxxxxxxxxxxxxxx': longer than 24 bytes" in r.output
+    r = CliRunner().invoke(main, ["convert", str(long), str(tmp_path / "long.svb")])  # a reject, as in replay
+    assert r.exit_code == 0 and "convert: 0 events -> " in r.output and "1 rejects" in r.output
+    (rej,) = [orjson.loads(x) for x in (tmp_path / "long.svb.rejects.jsonl").read_bytes().splitlines()]
+    assert rej["field"] == "order_id" and rej["value"] == "x" * 25 and "longer than 24 bytes" in rej["reason"]
 
 
 def test_console_script_is_installed():

@@ -187,22 +187,23 @@ def _versions(data: bytes) -> list[tuple[int, int]]:
     while off < len(data):
         _, v, size, n, *_, slen = binary.HEADER.unpack_from(data, off)
         out.append((v, size))
-        off += binary.HEADER.size + slen + n * size
+        off += binary.frame_length(data, off)
     return out
 
 
-def test_the_writer_writes_versions_3_and_4_with_long_records_only_where_a_match_id_is(tmp_path):
+def test_the_writer_writes_versions_5_and_6_with_long_records_only_where_a_match_id_is(tmp_path):
     events = sample_events(300)
     for e in events[150:]:
         e.pop("match_id", None)
     b, reg = _batch(events)
     with EventWriter(tmp_path / "d.svb", reg, frame_size=50) as w:
         w.write(b)
-    assert _versions((tmp_path / "d.svb").read_bytes()) == [(4, 104)] * 3 + [(4, 76)] * 3
+    # the first frame holds the whole dictionary (version 5), the others are delta frames
+    assert _versions((tmp_path / "d.svb").read_bytes()) == [(5, 104)] + [(6, 104)] * 2 + [(6, 76)] * 3
     frame = binary.encode_frame(b.take(slice(0, 50)), reg)
-    assert binary.HEADER.unpack_from(frame, 0)[1:3] == (3, 104)
-    assert binary.HEADER.unpack_from(binary.encode_frame(b.take(slice(150, 200)), reg), 0)[1:3] == (3, 76)
-    assert binary.encode_frame_fast(b.take(slice(150, 200)), reg)[:8] == frame[:4] + b"\x03\x00\x4c\x00"
+    assert binary.HEADER.unpack_from(frame, 0)[1:3] == (5, 104)
+    assert binary.HEADER.unpack_from(binary.encode_frame(b.take(slice(150, 200)), reg), 0)[1:3] == (5, 76)
+    assert binary.encode_frame_fast(b.take(slice(150, 200)), reg)[:8] == frame[:4] + b"\x05\x00\x4c\x00"
     got = list(read_events(tmp_path / "d.svb", Registry(), []))
     assert sum(len(x) for x in got) == 300
 
@@ -234,7 +235,7 @@ def test_files_and_frames_of_contract_version_1_still_read(fast, monkeypatch, tm
     with EventWriter(tmp_path / "new.svb", reg) as w:
         for x in read_events(DATA / "contract-v1.svb", reg, rej):
             w.write(x)
-    assert {v for v, _ in _versions((tmp_path / "new.svb").read_bytes())} == {4}
+    assert {v for v, _ in _versions((tmp_path / "new.svb").read_bytes())} == {5, 6}
     reg = Registry()
     assert b"".join(jsonl.encode_lines(x, reg) for x in read_events(tmp_path / "new.svb", reg, [])) == want
 
@@ -242,15 +243,13 @@ def test_files_and_frames_of_contract_version_1_still_read(fast, monkeypatch, tm
 def test_a_version_1_frame_with_a_record_size_of_version_3_is_refused():
     b, reg = _batch([TRADE])
     frame = bytearray(binary.encode_frame(b, reg))
-    assert binary.HEADER.unpack_from(frame, 0)[1:3] == (3, 104)
-    frame[4:6] = (1).to_bytes(2, "little")
+    assert binary.HEADER.unpack_from(frame, 0)[1:3] == (5, 104)
     from surveil.events.errors import EventFormatError
 
     with pytest.raises(EventFormatError, match="unsupported frame version 1 / record size 104"):
-        binary.decode_frame_at(bytes(frame), 0, Registry(), "k", 0, [])
-    frame[4:6] = (5).to_bytes(2, "little")
-    with pytest.raises(EventFormatError, match="unsupported frame version 5"):
-        binary.decode_frame_at(bytes(frame), 0, Registry(), "k", 0, [])
+        binary.decode_frame_at(binary.reseal(frame, 1), 0, Registry(), "k", 0, [])
+    with pytest.raises(EventFormatError, match="unsupported frame version 7"):
+        binary.decode_frame_at(binary.reseal(frame, 7), 0, Registry(), "k", 0, [])
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -264,6 +263,7 @@ def test_a_record_with_a_match_id_on_another_type_is_a_reject_naming_it(fast, mo
     rec["mflags"][2] = schema.MF_HAS_MATCH_ID  # and on an indicative event (an empty one)
     rec["etype"][3] = 7  # an unknown type code
     frame[len(frame) - n * 104:] = rec.tobytes()
+    frame = binary.reseal(frame)  # made on purpose, behind checksums that agree
     rej = []
     got, _ = binary.decode_frame_at(bytes(frame), 0, Registry(), "f.svb", 0, rej)
     assert len(got) == 1 and match_id_values(got.match_id, got.mflags) == ["E1"]

@@ -52,8 +52,11 @@ def _frames(seed, n_frames=40):
         frame = bytearray(binary.encode_frame(b.take(slice(lo, lo + rng.randrange(1, 80))), reg))
         _, version, size, n, *_ = binary.HEADER.unpack_from(frame, 0)
         if size == 76 and rng.random() < 0.2:  # a frame of contract version 1, as written before
-            frame[4:6] = (1).to_bytes(2, "little")
+            frame = bytearray(binary.reseal(frame, 1))
             version = 1
+        elif rng.random() < 0.2:  # a frame of version 3 (contract version 2 before checksums)
+            frame = bytearray(binary.reseal(frame, 3))
+            version = 3
         dt = binary.record_dtype(version, size)
         rec = np.frombuffer(frame, dtype=dt, count=n, offset=len(frame) - n * size).copy()
         damage = [("venue", 7), ("etype", 9), ("etype", 5), ("side", 3), ("side", 0), ("qty", -5), ("price", 0),
@@ -69,15 +72,21 @@ def _frames(seed, n_frames=40):
         frame[len(frame) - n * size:] = rec.tobytes()
         kind = rng.random()
         if kind < 0.05:  # a string table that is not UTF-8
-            p = binary.HEADER.size
+            p = binary.header_size(version)
             if binary.HEADER.unpack_from(frame, 0)[-1]:
                 frame[p] = 0xFF
         elif kind < 0.1:  # a string table with another count than the header's
             head = list(binary.HEADER.unpack_from(frame, 0))
             head[4] += 1
             frame[:binary.HEADER.size] = binary.HEADER.pack(*head)
-        elif kind < 0.13:
-            frame = frame[:-7]  # truncated
+        if kind >= 0.16:  # the damage above made on purpose, behind checksums that agree (the records' checks)
+            frame = bytearray(binary.reseal(frame))
+        elif kind >= 0.13:  # a flipped bit: a checksum mismatch (versions 5 and 6)
+            frame[rng.randrange(len(frame))] ^= 1 << rng.randrange(8)
+        elif kind >= 0.1:
+            frame = binary.reseal(frame)[:-7]  # truncated
+        else:
+            frame = bytearray(binary.reseal(frame))
         frames.append(bytes(frame))
     return frames
 
@@ -284,7 +293,7 @@ def test_a_block_too_small_for_a_frame_decodes_it_alone():
     block = binary.FrameBlock(1)
     b, _ = binary.decode_frame_at(frame, 0, Registry(), "t:0@0", 0, [], into=block)
     assert block.row == 0 and len(b) == binary.frame_rows(frame) == 20
-    assert binary.frame_rows(b"SVEV") == 0 and binary.frame_rows(frame[:binary.HEADER.size + 76]) == 1
+    assert binary.frame_rows(b"SVEV") == 0 and binary.frame_rows(frame[:binary.HEADER_CRC.size + 76]) == 1
     assert binary.HEADER.unpack_from(frame, 0)[2] == 104  # a bound: the records may be longer than 76 bytes
 
 
@@ -359,12 +368,13 @@ def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_
     frames = _frames(seed)
     for i in range(0, len(frames), 7):  # a symbol string that is not UTF-8 (the accounts' table comes first)
         f = bytearray(frames[i])
-        _, _, _, n, na, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
-        blob = bytes(f[binary.HEADER.size:binary.HEADER.size + slen])
+        _, version, _, n, na, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
+        hs = binary.header_size(version)
+        blob = bytes(f[hs:hs + slen])
         if ns and slen:
-            at = binary.HEADER.size + sum(len(x) + 1 for x in blob.split(b"\x00")[:na])
+            at = hs + sum(len(x) + 1 for x in blob.split(b"\x00")[:na])
             f[at] = 0xFF
-            frames[i] = bytes(f)
+            frames[i] = binary.reseal(f) if len(f) == binary.frame_length(f) else bytes(f)
     full, full_names = _decode(frames, True, monkeypatch)
     fast, fast_names = _decode(frames, True, monkeypatch, index_symbols_only=True)
     ref, ref_names = _decode(frames, False, monkeypatch, index_symbols_only=True)
@@ -406,11 +416,11 @@ def test_index_symbols_only_gives_the_index_events_symbols_and_checks_the_frame_
     for f in frames:  # the compiled and the numpy selection of the index events' symbols
         if f[:4] == binary.MAGIC and len(f) >= binary.HEADER.size:
             _, version, size, n, _, ns, _, _, slen = binary.HEADER.unpack_from(f, 0)
-            n = min(n, (len(f) - binary.HEADER.size - slen) // size)
-            if n > 0:
-                rec = np.frombuffer(f, dtype=binary.record_dtype(version, size), count=n,
-                                    offset=binary.HEADER.size + slen)
-                got = _svev.index_symbols(f, binary.HEADER.size + slen, n, ns, binary.INDEX, binary.INDICATIVE, size)
+            hs = binary.header_size(version)
+            n = min(n, (len(f) - hs - slen) // size)
+            if n > 0 and binary.record_dtype(version, size) is not None:
+                rec = np.frombuffer(f, dtype=binary.record_dtype(version, size), count=n, offset=hs + slen)
+                got = _svev.index_symbols(f, hs + slen, n, ns, binary.INDEX, binary.INDICATIVE, size)
                 assert got == binary._index_symbols(rec, ns).tolist()
     with pytest.raises(ValueError, match="out of range"):
         _svev.index_symbols(frames[0], 0, len(frames[0]) // 76 + 1, 5, binary.INDEX)

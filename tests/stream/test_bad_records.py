@@ -59,12 +59,19 @@ def test_a_large_frame_with_one_bad_byte_gives_a_small_reject():
     rec = state()
     out = rec.handle_many([(0, bytes(frame))], *SRC)
     assert out.rejects == []
-    # damage one venue byte of a record in the middle (a venue code that does not exist)
+    # one bad byte: the frame's checksum fails, one small reject of the record (docs/events.md, "Checksums")
+    trial = bytearray(frame)
+    trial[len(frame) // 2] ^= 0x7F
+    got = state().handle_many([(0, bytes(trial))], *SRC)
+    assert [r["field"] for r in got.rejects] == ["record"] and "checksum mismatch" in got.rejects[0]["reason"]
+    assert len(orjson.dumps(got.rejects[0])) < 2 * REJECT_KEEP + 4096
+    # damage one venue byte of a record in the middle (a venue code that does not exist), behind checksums
+    # that agree (as a faulty producer would write it)
     damaged = None
     for pos in range(len(frame) // 2, len(frame)):
         trial = bytearray(frame)
         trial[pos] = 0x7F
-        got = state().handle_many([(0, bytes(trial))], *SRC)
+        got = state().handle_many([(0, binary.reseal(trial))], *SRC)
         if len(got.rejects) == 1 and got.rejects[0]["field"] != "record":
             damaged = got
             break
