@@ -13,9 +13,9 @@ The readers (``surveil.events.io.read_events``) over a file of any bytes, of any
 bit-flipped .svb: no exception but the documented InputError / EventFormatError for a whole unusable file, every
 non-blank line an event or a reject with its line number, every event read writable back as JSON.
 
-Tests marked FAILS in their docstring show bugs in ``surveil/events`` (being changed elsewhere, so not fixed
-here): a frame's order id bytes are not checked when decoded, and a damaged .jsonl.gz raises what gzip and zlib
-raise. The properties above meet the first too (the examples are derandomized: they do on every run).
+Two bugs these tests found in ``surveil/events`` are fixed: a frame's order id bytes were not checked when
+decoded, and a damaged .jsonl.gz raised what gzip and zlib raise (the examples are derandomized: the same on
+every run).
 
 The damaged frames carry events ten days before the valid ones: a single flipped bit (2**k ns) then leaves a
 timestamp either late (rejected, counted by no rule of the valid day) or more than future_jump_ms ahead (a
@@ -50,7 +50,7 @@ S = 1_000_000_000
 NEXT_DAY = day_start_ns(trading_day_index(T0) + 1)
 REJECT_MAX = 2 * REJECT_KEEP + 4096
 #: derandomized: the same examples on every run (a failure is a fact about the code, not about the draw)
-#: no shrinking: a failure shows the example as drawn, at once (a minimal one is in the FAILS tests below)
+#: no shrinking: a failure shows the example as drawn, at once
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
                 phases=[Phase.explicit, Phase.reuse, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -507,8 +507,8 @@ def _damaged_order_id(frame: bytes, row: int, mask: int = 0x80) -> bytes:
 
 @pytest.mark.parametrize("mask", [0x80, 0x10], ids=["not-utf8", "not-a-number"])
 def test_a_frame_whose_order_id_cannot_be_read_is_rejected_by_the_decoder(mask):
-    """A record's order id bytes are checked when a frame is decoded (they were not: one flipped bit ('9004' -> '900\xb4', or
-    '900$' for an integer id) gives an event whose order id cannot be read back. ``Batch.order_id_at`` /
+    """A record's order id bytes are checked when a frame is decoded. They were not: one flipped bit ('9004' ->
+    '900\xb4', or '900$' for an integer id) gave an event whose order id cannot be read back. ``Batch.order_id_at`` /
     ``batch._bytes_ids_to_object`` then raise (UnicodeDecodeError, ValueError) wherever the event is used: a late
     event's reject (``Engine.event_text``), a worker's poll that also holds a JSON record (``Batch.concat``), an
     alert's sample order ids, ``surveil convert`` to JSON Lines): the decoder rejects that record (field
@@ -527,8 +527,8 @@ def test_a_frame_whose_order_id_cannot_be_read_is_rejected_by_the_decoder(mask):
 
 
 def test_a_damaged_order_id_never_stops_the_record_handler():
-    """FAILS, from the decoder bug above: a poll with a JSON record and a frame with a damaged order id raises
-    from ``handle_many`` (the worker's loop stops; the same poll again after a restart: a poison pill)."""
+    """A poll with a JSON record and a frame with a damaged order id: one reject, never an exception from
+    ``handle_many`` (it raised: the worker's loop stopped, and the same poll again after a restart)."""
     st_ = new_state()
     frame = _damaged_order_id(_frame([_order(T0 + 6 * S + i, f"D{i}", 9000 + i) for i in range(5)]), 4, 0x10)
     out = st_.handle_many([(0, VALID[2]), (1, frame)], TOPIC, PART)
