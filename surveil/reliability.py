@@ -320,14 +320,30 @@ def bad_array(_day=None) -> Row:
                                           "× the record, not 2,000 copies of it)")
 
 
+def _damage_venue(frame: bytes, row: int) -> bytes:
+    b = bytearray(frame)
+    h = binary.HEADER.unpack_from(b)
+    b[binary.header_size(h[1]) + h[-1] + row * binary.RECORD.itemsize + binary.RECORD.fields["venue"][1]] = 0x7F
+    return bytes(b)
+
+
 def large_frame(_day=None) -> Row:
     evs = [_order(T0 + 6 * S + i * 10_000, f"BIG{i % 50}", 5000 + i) for i in range(12_000)]
-    frame = bytearray(_frame(evs))
-    strings = binary.HEADER.unpack_from(frame)[-1]
-    frame[binary.HEADER.size + strings + 6_000 * binary.RECORD.itemsize + binary.RECORD.fields["venue"][1]] = 0x7F
+    frame = _damage_venue(_frame(evs), 6_000)
     return _stream_row(f"a binary frame of 12,000 events ({_kib(len(frame))}) with one byte damaged (a venue code); "
-                       "against the frame without that event",
-                       [bytes(frame)], DLQ, f"`REJECT_KEEP` ({REJECT_KEEP // 1024} KiB)",
+                       "against the stream without that frame",
+                       [frame], DLQ + "; Kafka's own record-batch CRC32C", "frame checksums (binary frames v5/v6)",
+                       lambda rej, extra: f"{len(rej)} reject for the whole record (`{rej[0]['field']}`: "
+                                          f"{_cut(rej[0]['reason'])}), {_kib(_size(rej[0]))}; its events are not read "
+                                          "as others (the record is found at its offset)")
+
+
+def large_frame_unchecked(_day=None) -> Row:
+    evs = [_order(T0 + 6 * S + i * 10_000, f"BIG{i % 50}", 5000 + i) for i in range(12_000)]
+    frame = _damage_venue(binary.reseal(_frame(evs), 3), 6_000)  # a frame of a version without checksums
+    return _stream_row(f"a binary frame of version 3 (no checksum) of 12,000 events ({_kib(len(frame))}) with one "
+                       "byte damaged (a venue code); against the frame without that event",
+                       [frame], DLQ, f"`REJECT_KEEP` ({REJECT_KEEP // 1024} KiB)",
                        lambda rej, extra: f"{len(rej)} reject (record {rej[0]['record']}, `{rej[0]['field']}`), "
                                           f"{_kib(_size(rej[0]))}; the other {extra:,} events read",
                        good=[_frame(evs[:6_000] + evs[6_001:])])
@@ -409,7 +425,7 @@ def _refused(blob: bytes) -> str:
     try:
         PartitionState.loads(blob, RefData(), key=KEY, binding=BINDING)
     except checkpoint.CheckpointError as e:
-        return f"refused ({_cut(str(e), 110)}); the worker rebuilds the partition from its beginning"
+        return f"refused ({_cut(str(e), 110)}); the worker rebuilds the partition from the trading day's start"
     return "loaded"
 
 
@@ -478,8 +494,8 @@ def slash_broker_ids(_day=None) -> Row:
 
 
 DAY_SCENARIOS = [future_mid_file, future_at_head, flipped_bit, swapped_lines, late_event]
-STREAM_SCENARIOS = [tombstone, bad_array, large_frame, huge_field, deep_value, frame_tail, ahead_in_a_later_poll,
-                    idle_partition]
+STREAM_SCENARIOS = [tombstone, bad_array, large_frame, large_frame_unchecked, huge_field, deep_value, frame_tail,
+                    ahead_in_a_later_poll, idle_partition]
 STATE_SCENARIOS = [pickled_checkpoint, forged_checkpoint, truncated_checkpoint, changed_threshold, long_broker_id,
                    slash_broker_ids]
 

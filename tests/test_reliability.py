@@ -33,7 +33,7 @@ def test_the_command_prints_it(groups, monkeypatch):
 
 def test_every_fault_costs_only_itself(groups):
     rows = {r.tried: r for _, rs in groups for r in rs}
-    assert len(rows) == 19
+    assert len(rows) == 20
     for r in rows.values():
         assert "NOT" not in r.happened and "COLLIDING" not in r.happened, r
         if r.same is not None and "late" not in r.tried and "swapped" not in r.tried:
