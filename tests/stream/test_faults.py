@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from test_worker import canonical, read_topic, run_worker, settings, stop_worker, wait_for_finals
+from test_worker import canonical, ensure_topics, read_topic, run_worker, settings, stop_worker, wait_for_finals
 
 from surveil.engine import load_config
 from surveil.engine.refdata import RefData
@@ -39,12 +39,7 @@ def test_bad_records_and_a_forged_checkpoint_cost_only_themselves(kafka_bootstra
 async def _faults(kafka_bootstrap, day):
     want = replay([day.events_path], accounts=day.accounts_path)
     s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), checkpoint_key="the group's key")
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await topics.ensure(admin, topics.specs(s))
-    finally:
-        await admin.close()
+    await ensure_topics(kafka_bootstrap, s)
     sse = s.feed_topics[0]
     future = {"ts": "2099-01-01T10:00:00+08:00", "venue": "SSE", "type": "order", "account": "FROM_THE_FUTURE",
               "symbol": "600000", "side": "B", "price": 10.0, "qty": 100, "order_id": 1}

@@ -64,6 +64,20 @@ def canonical(alerts):
     return b"".join(dumps(a) + b"\n" for a in sorted(alerts, key=sort_key))
 
 
+async def ensure_topics(bootstrap, s):
+    """Every topic of settings ``s``, created as a worker creates them (a test that writes some first)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from surveil.stream import topics
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await topics.ensure(admin, topics.specs(s))
+    finally:
+        await admin.close()
+
+
 async def run_worker(s, **kw):
     w = Worker(s, **kw)
     task = asyncio.create_task(w.run())
@@ -352,16 +366,7 @@ async def _escalation(kafka_bootstrap, day, tmp_path):
     p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await p.start()
     try:  # the topic as an earlier day left it (the worker creates it as compacted; here the test does first)
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        from surveil.stream import topics
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            await topics.ensure(admin, topics.specs(s))
-        finally:
-            await admin.close()
+        await ensure_topics(kafka_bootstrap, s)
         await p.send_and_wait(s.recommendations_topic, dumps(earlier), key=b"earlier-case")
     finally:
         await p.stop()
