@@ -42,7 +42,9 @@ in `evidence`:
   (`{count, at, at_iso, unit}`: a peak message rate, shown on the console's account page).
 The other evidence fields are the rule's own (below). A member firm's copy of an owner-level alert keeps
 only its own accounts in `accounts` (and in the rule's breakdowns), without `series` unless the rule can
-recompute it from those accounts, and without sample order ids.
+recompute it from those accounts, and without sample order ids; a rule recomputes its amounts from the firm's
+accounts (`Rule.broker_view`: for `sell_burst_1m` the value, peak value, trades, venue totals and share of the
+market), while the owner-level facts (raised, rule, threshold, severity) and windows stay.
 
 """
 
