@@ -76,6 +76,11 @@ def load_config(path: str | Path | None = None, extra: dict[str, tuple[Param, ..
     return cfg
 
 
+def _ref_owner(r, venue: int, account: str) -> str:
+    """The owner a reference row gives an account: its owner, else the account itself (``VENUE:account``)."""
+    return r.owner if r and r.owner else f"{VENUES[venue]}:{account}"
+
+
 class _Ctx(Context):
     def __init__(self, eng: Engine):
         self.e = eng
@@ -91,7 +96,7 @@ class _Ctx(Context):
         if evt >= 0:
             owner = self.owner_name(evt)
         elif (venue, acc) in e.ref.timed:
-            owner = ref.owner if ref and ref.owner else f"{VENUES[venue]}:{acc}"
+            owner = _ref_owner(ref, venue, acc)
         else:
             owner = self.owner_name(int(self.owners_of_keys(np.array([key]))[0]))
         b = int(e.key_broker[key]) if key < len(e.key_broker) else -1
@@ -135,7 +140,7 @@ class _Ctx(Context):
         e.key_owner_ref = grow(e.key_owner_ref, top, -2)
         e.key_owner_evt = grow(e.key_owner_evt, top, -1)
         self._from_ref(e.key_owner_ref, keys, e.reg.owners,
-                       lambda r, venue, acc: r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
+                       _ref_owner)
         ref = e.key_owner_ref[keys]
         evt = e.key_owner_evt[keys]
         return np.where(evt >= 0, evt, ref)
@@ -163,7 +168,7 @@ class _Ctx(Context):
         e.key_broker_ref = grow(e.key_broker_ref, top, -2)
         if not e.ref.timed:
             self._from_ref(e.key_owner_ref, keys, e.reg.owners,
-                           lambda r, venue, acc: r.owner if r and r.owner else f"{VENUES[venue]}:{acc}")
+                           _ref_owner)
             self._from_ref(e.key_broker_ref, keys, e.reg.brokers, lambda r, venue, acc: r.broker if r else None)
             return e.key_owner_ref[keys], e.key_broker_ref[keys], None
         e.key_lo = grow(e.key_lo, top, _NEVER)
@@ -200,7 +205,7 @@ class _Ctx(Context):
         else:
             r = RefData.as_of(h, ts)
             lo, hi = RefData.until(h, ts)
-        owner = r.owner if r and r.owner else f"{VENUES[venue]}:{acc}"
+        owner = _ref_owner(r, venue, acc)
         broker = e.reg.brokers.intern(r.broker) if r and r.broker else -1
         return e.reg.owners.intern(owner), broker, r.since if r else SINCE_ALWAYS, lo, hi
 
@@ -219,21 +224,6 @@ class _Ctx(Context):
         ro, rb, rf = self._refs_as_of(keys, seg.ts[rows])
         return (np.where(own_o >= 0, own_o, ro).astype(np.int32), np.where(own_b >= 0, own_b, rb).astype(np.int32),
                 frm if frm is not None else rf)
-
-    def owners_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:
-        own = seg.owner[rows] if seg.owner is not None else np.full(len(rows), -1, np.int32)
-        if (own >= 0).all():
-            return own.astype(np.int32)
-        ro, _, _ = self._refs_as_of(seg.key[rows], seg.ts[rows])
-        return np.where(own >= 0, own, ro).astype(np.int32)
-
-    def brokers_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:
-        """Each row's broker: the event's own when it names one, else reference data's as of its time, else -1."""
-        own = seg.broker[rows] if seg.broker is not None else np.full(len(rows), -1, np.int32)
-        if not (own < 0).any():
-            return own.astype(np.int32)
-        _, rb, _ = self._refs_as_of(seg.key[rows], seg.ts[rows])
-        return np.where(own >= 0, own, rb).astype(np.int32)
 
     def account_names(self, keys: np.ndarray) -> list[str]:
         names = self.e.reg.accounts.names
@@ -383,38 +373,32 @@ class Engine:
         # corroborates that time moved past them (a quiet source's first events, before event time was known)
         top = max(int(self.suspects[k].ts[0]) for k in group)
         group = sorted(set(group) | {k for k in range(group[0]) if int(self.suspects[k].ts[0]) <= top})
-        rows = [self.suspects[k] for k in group]
-        keep = [k for k in range(len(self.suspects)) if k not in set(group)]
-        self.suspects = [self.suspects[k] for k in keep]
-        self.votes = [self.votes[k] for k in keep]
-        self._accept(Batch.concat(rows), source)
-        self._release_suspects_below(source)
+        self._accept_suspects(group)
+        self._release_suspects_below()
 
-    def _release_suspects_below(self, source: str) -> None:
+    def _release_suspects_below(self) -> None:
         """Suspects no longer ahead (event time moved up to them): processed, in arrival order."""
-        if not self.suspects or self.max_seen is None:
-            return
-        limit = self.max_seen + self.jump
-        now = [k for k, b in enumerate(self.suspects) if int(b.ts[0]) <= limit]
-        if now:
-            rows = [self.suspects[k] for k in now]
-            self.suspects = [b for k, b in enumerate(self.suspects) if k not in set(now)]
-            self.votes = [v for k, v in enumerate(self.votes) if k not in set(now)]
+        if self.suspects and self.max_seen is not None:
+            limit = self.max_seen + self.jump
+            self._accept_suspects([k for k, b in enumerate(self.suspects) if int(b.ts[0]) <= limit])
+
+    def _accept_suspects(self, which: list[int]) -> None:
+        """Process the suspects at positions ``which``, in arrival order, as events of the first one's source."""
+        if which:
+            rows = [self.suspects[k] for k in sorted(which)]
+            source = self.votes[min(which)][2]
+            self._forget_suspects(set(which))
             self._accept(Batch.concat(rows), source)
+
+    def _forget_suspects(self, drop: set[int]) -> None:
+        self.suspects = [b for k, b in enumerate(self.suspects) if k not in drop]
+        self.votes = [v for k, v in enumerate(self.votes) if k not in drop]
 
     def settle(self, final: bool) -> None:
         """The input ended (``final``) or went quiet (a stream partition found idle): suspects that no later event
         contradicted are accepted, in arrival order (nothing speaks against them: the first events of a small
         file, a quiet partition's first events); at the end of the input the others are rejected."""
-        if not self.suspects:
-            return
-        ok = [k for k, v in enumerate(self.votes) if v[1] == 0]
-        rows = [self.suspects[k] for k in ok]
-        source = self.votes[ok[0]][2] if ok else ""
-        self.suspects = [b for k, b in enumerate(self.suspects) if k not in set(ok)]
-        self.votes = [v for k, v in enumerate(self.votes) if k not in set(ok)]
-        if rows:
-            self._accept(Batch.concat(rows), source)
+        self._accept_suspects([k for k, v in enumerate(self.votes) if v[1] == 0])
         if final:
             self._reject_suspects(list(range(len(self.suspects))), "contradicted, and not corroborated before the "
                                                                   "end of the input")
@@ -433,8 +417,7 @@ class Engine:
                 reason=(f"{ns_to_iso(t)} is more than {self.jump // 60_000_000_000} min ahead of {around} and "
                         f"was {why}"),
                 raw=self.event_text(b, 0), extra={"kind": "binary" if b.order_id.dtype.kind == "S" else "jsonl"}))
-        self.suspects = [b for k, b in enumerate(self.suspects) if k not in drop]
-        self.votes = [v for k, v in enumerate(self.votes) if k not in drop]
+        self._forget_suspects(drop)
 
     def event_text(self, b: Batch, i: int) -> str:
         """One event of a batch as a JSON line of the contract (what a reject keeps of it, whole)."""
@@ -514,18 +497,12 @@ class Engine:
         """A progress marker: no later input event is earlier than ``ts``. Releases what waits for a later
         event, lets rules finalise up to ``ts`` and, past midnight Asia/Shanghai, ends the trading day. The
         source vouches for ``ts``: suspects within ``future_jump_ms`` of it are no longer ahead."""
-        if self.suspects:  # those up to ts came before the marker: in order, as the source says; first
-            ok = [k for k, b in enumerate(self.suspects) if int(b.ts[0]) <= ts]
-            if ok:
-                rows = [self.suspects[k] for k in ok]
-                source = self.votes[ok[0]][2]
-                self.suspects = [b for k, b in enumerate(self.suspects) if k not in set(ok)]
-                self.votes = [v for k, v in enumerate(self.votes) if k not in set(ok)]
-                self._accept(Batch.concat(rows), source)
+        # the suspects up to ts came before the marker: in order, as the source says; first
+        self._accept_suspects([k for k, b in enumerate(self.suspects) if int(b.ts[0]) <= ts])
         if self.max_seen is None or ts > self.max_seen:
             self.max_seen = ts
         self.vouched = ts if self.vouched is None else max(self.vouched, ts)
-        self._release_suspects_below("")
+        self._release_suspects_below()
         self._release_before(ts, ts)  # nothing later is earlier than ts: no reordering to wait for below it
 
     def release_until(self, upto: int) -> None:

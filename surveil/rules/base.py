@@ -148,7 +148,7 @@ class Segment:
     day: int
     order_id: np.ndarray  # raw order id column (object, or fixed-width bytes with flags)
     # each event's own owner and broker ids when the event names them (-1: not named): an inline owner or
-    # broker applies to its own event only (Context.owners_of_rows), whatever the cut of the input
+    # broker applies to its own event only (Context.refs_of_rows), whatever the cut of the input
     owner: np.ndarray | None = None
     broker: np.ndarray | None = None
     # the valid_from (ns) of the reference row that gave each event's owner and broker, when resolved upstream
@@ -222,11 +222,6 @@ class Context:
 
     def broker_name(self, broker: int) -> str | None:  # pragma: no cover - interface
         """The name of a broker id (None for -1)."""
-        raise NotImplementedError
-
-    def owners_of_rows(self, seg: Segment, rows: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
-        """The owner id of each of a segment's ``rows``: the event's own when it names one, else reference data's
-        (an account without an owner is its own owner)."""
         raise NotImplementedError
 
     def refs_of_rows(self, seg: Segment, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
