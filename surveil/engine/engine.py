@@ -540,6 +540,7 @@ class Engine:
         (``{rule id: [state version, data]}``) with the parameters it ran under. Alert states are drained by
         the stages before they checkpoint (``records`` is then empty) and finals are not kept there."""
         return {
+            "registry": registry_data(self.reg),  # the names the state's integer ids refer to
             "held": batch_data(self.held) if self.held is not None else None,
             "suspects": batch_data(Batch.concat(self.suspects)) if self.suspects else None,
             "votes": self.votes,
@@ -557,6 +558,7 @@ class Engine:
         """Take back ``state()`` under this engine's (current) parameters. Returns what differed, one line
         each, for the log: parameters that changed since the state was written, rules that are new (fresh
         state), and rule states of a version this code does not know (reset)."""
+        self.reg = registry_from_data(data["registry"])
         notes: list[str] = []
         self.held = batch_from_data(data["held"]) if data["held"] is not None else None
         sus = batch_from_data(data["suspects"]) if data.get("suspects") is not None else None

@@ -10,8 +10,8 @@ partition or group, is detected and never used (the partition's state is rebuilt
 
 The document is a map (see ``PartitionState.state`` and ``KeyedState.state``) with ``stage``
 (``partition``, ``owner`` or ``security``), ``source`` and ``offset`` (the last input offset the state
-reflects), ``registry`` (the interned names the state's integer ids refer to), ``engine`` (what the
-engine holds back, its event time, the market context, and ``rules``: ``{rule id: [state version,
+reflects), ``engine`` (the interned names the state's integer ids refer to, what the engine holds back, its
+event time, the market context, and ``rules``: ``{rule id: [state version,
 data]}``, with ``params``, the parameters the rules ran under) and the stage's own fields. numpy arrays
 are maps ``{dtype, shape, data}`` (``surveil.rules.base.array_data``). Parameters are never taken from a
 checkpoint: a restored stage runs under the worker's current configuration, and what changed is logged.

@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from surveil.engine import Engine
-from surveil.engine.engine import batch_data, batch_from_data, registry_data, registry_from_data
+from surveil.engine.engine import batch_data, batch_from_data
 from surveil.engine.plan import plan
 from surveil.engine.refdata import RefData
 from surveil.engine.securities import Securities
@@ -90,8 +90,8 @@ class KeyedState:
     def state(self) -> dict[str, Any]:
         """This stage's state as plain data (see :mod:`surveil.stream.checkpoint`)."""
         self._merge_pending()
-        return {"stage": self.stage, "source": self.source, "registry": registry_data(self.reg),
-                "engine": self.engine.state(), "pending": [batch_data(b) for b in self.pending],
+        return {"stage": self.stage, "source": self.source, "engine": self.engine.state(),
+                "pending": [batch_data(b) for b in self.pending],
                 "idle": sorted(self.idle), "book": self.book.state() if self.book is not None else None,
                 **{k: getattr(self, k) for k in self._FIELDS}}
 
@@ -118,9 +118,8 @@ class KeyedState:
         d = checkpoint.unseal(data, stage or ("owner", "security"), key, binding)
         st = cls(d["source"], params or load_config(), [], lateness_ms, d["stage"], securities)
         try:
-            st.reg = registry_from_data(d["registry"])
-            st.engine.reg = st.reg
             got = st.engine.restore(d["engine"])
+            st.reg = st.engine.reg
             st.pending = [batch_from_data(b) for b in d["pending"]]
             st.idle = set(d["idle"])
             for k in cls._FIELDS:

@@ -20,7 +20,6 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from surveil.engine import Engine
-from surveil.engine.engine import registry_data, registry_from_data
 from surveil.engine.plan import Plan, plan
 from surveil.engine.refdata import RefData
 from surveil.engine.securities import Securities
@@ -162,7 +161,7 @@ class PartitionState:
         """This stage's state as plain data, as of ``self.offset`` (engine and rules included). Reference
         data is not part of it (it is shared by the worker and comes from its own topic)."""
         return {"stage": "partition", "source": self.source, "offset": self.offset,
-                "registry": registry_data(self.reg), "engine": self.engine.state(),
+                "engine": self.engine.state(),
                 "progress_sent": self.progress_sent, "released": self._released,
                 "released_day": self._released_day,
                 "market": [self._market[0].tolist(), self._market[1].tolist()],
@@ -190,9 +189,8 @@ class PartitionState:
         d = checkpoint.unseal(data, "partition", key, binding)
         st = cls(d["source"], params or load_config(), refdata, owner_partitions, security_partitions, securities)
         try:
-            st.reg = registry_from_data(d["registry"])
-            st.engine.reg = st.reg
             got = st.engine.restore(d["engine"])
+            st.reg = st.engine.reg
             st.offset, st.progress_sent, st._released = d["offset"], d["progress_sent"], d["released"]
             st._released_day = d["released_day"]
             st._market = (np.array(d["market"][0], np.int64), np.array(d["market"][1], np.int64))
