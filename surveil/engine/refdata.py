@@ -25,6 +25,7 @@ from typing import Any
 
 from surveil.engine.exceptions import RefDataError  # noqa: F401 - importable from here too
 from surveil.events.errors import Reject
+from surveil.events.io import text_of
 from surveil.events.schema import SHANGHAI_OFFSET_NS, VENUE_CODE, VENUES, ns_to_iso
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -225,7 +226,7 @@ class RefData:
         naming both rows."""
         path = Path(path)
         ref = cls()
-        text = csv_text(path, "accounts file", RefDataError)
+        text = text_of(path, "accounts file", RefDataError)
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None:
@@ -339,30 +340,6 @@ def ref_value(h: tuple[AccountRef, ...]) -> bytes:
     if len(h) == 1 and h[0].valid_from is None:
         return orjson.dumps(h[0].to_dict())
     return orjson.dumps({"rows": [r.to_dict() for r in h]})
-
-
-UTF8_BOM = "\ufeff"
-
-
-def csv_text(path: Path, what: str, error: type[Exception]) -> str:
-    """The text of a CSV file of reference data: UTF-8, a byte order mark at its start allowed (spreadsheets
-    write one); ``error`` (naming the file, and the line and byte of the first bytes that are not UTF-8) when it
-    is missing, unreadable or not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise error(f"{what} is a directory, not a file: {path}") from None
-    except OSError as e:
-        raise error(f"{what} is not readable: {path}: {e}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise error(f"{what} {path} is not UTF-8 text: line {line} (byte {e.start}) has "
-                    f"{data[e.start:e.start + 4]!r}; save it as UTF-8") from None
-    return text[1:] if text.startswith(UTF8_BOM) else text
 
 
 def separator_of(line: str) -> str | None:

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
-from surveil.engine.refdata import RefDataError, csv_text, header_error
+from surveil.engine.refdata import RefDataError, header_error
 from surveil.events.errors import Reject
+from surveil.events.io import text_of
 from surveil.events.schema import PRICE_MAX, PRICE_SCALE, VENUE_CODE, VENUES
 
 COLUMNS = ("venue", "symbol", "prev_close", "risk_warning")
@@ -156,7 +157,7 @@ class Securities:
         not a stop; a row repeating an earlier row's venue and symbol too (the first is kept)."""
         path = Path(path)
         sec = cls()
-        text = csv_text(path, "securities file", SecuritiesError)
+        text = text_of(path, "securities file", SecuritiesError)
         seen: dict[tuple[str, str], int] = {}
         reader = csv.reader(io.StringIO(text, newline=""))
         try:

@@ -149,6 +149,29 @@ MAX_READ_BYTES = 16 << 20
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+def text_of(path: str | os.PathLike, what: str, error: type[Exception]) -> str:
+    """The text of a file a user gives (a rules, accounts or securities file): UTF-8, a byte order mark at its
+    start allowed (spreadsheets and Windows editors write one); ``error`` naming ``what`` and the file (and, for
+    bytes that are not UTF-8, their line and byte) when it is missing, unreadable or not UTF-8."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{what} is a directory, not a file: {path}") from None
+    except OSError as e:
+        raise error(f"{what} is not readable: {path}: {e}") from None
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"{what} {path} is not UTF-8 text: line {line} (byte {e.start}) has "
+                    f"{data[e.start:e.start + 4]!r}; save it as UTF-8") from None
+
+
 def _read_jsonl(path: Path, reg: Registry, source: str, rejects: list[Reject],
                 batch_size: int, symbols: str = "all") -> Iterator[Batch]:
     """Blocks of about ``batch_size`` complete lines (estimated from the line length seen so far)."""

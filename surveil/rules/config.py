@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from surveil.events.io import text_of
 from surveil.exceptions import SurveilError
 from surveil.rules.base import Param
 
@@ -103,22 +104,7 @@ def resolve(sections: dict[str, tuple[Param, ...]], overrides: dict[str, Any],
 def load_toml(path: str | Path) -> dict[str, Any]:
     """A rules file: UTF-8 (a byte order mark at its start is allowed), TOML."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"rules file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"rules file {path} is a directory, not a file") from None
-    except OSError as e:
-        raise ConfigError(f"rules file {path} is not readable: {e}") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"rules file {path} is not UTF-8 text: line {line} (byte {e.start}) has "
-                          f"{data[e.start:e.start + 4]!r}; save it as UTF-8") from None
+    text = text_of(path, "rules file", ConfigError)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
