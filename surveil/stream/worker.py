@@ -227,26 +227,29 @@ class Worker:
         await self.producer.start()
         if self.s.accounts_csv:
             await self.seed_refdata(self.s.accounts_csv)
-        self._ref_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
-        await self._ref_consumer.start()
-        await self._read_refdata_to_end()
+        def apply_ref(m):
+            self._apply_ref(m.key, m.value)
+
+        self._ref_consumer = await self._mirror(self.s.ref_topic, apply_ref)
         # every broker of the reference data as it stands (not each one ever named in a record read)
         self._new_brokers = {r.broker for h in self.ref.histories.values() for r in h if r.broker}
         await self._after_ref_updates()
-        self._ref_task = asyncio.create_task(self._follow_refdata())
+        self._ref_task = asyncio.create_task(self._follow(self._ref_consumer, apply_ref, self._after_ref_updates))
         # the escalation history: every recommendation on the (compacted) recommendations topic, followed
-        self._history_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
-        await self._history_consumer.start()
-        await _read_to_end(self._history_consumer, self.admin, self.s.recommendations_topic,
-                           lambda m: self._apply_history(m.value))
-        self._history_task = asyncio.create_task(self._follow_history())
+        def apply_history(m):
+            self._apply_history(m.value)
+
+        self._history_consumer = await self._mirror(self.s.recommendations_topic, apply_history)
+        self._history_task = asyncio.create_task(self._follow(self._history_consumer, apply_history))
         if self.s.securities_csv:
             await self.seed_securities(self.s.securities_csv)
-        self._sec_consumer = AIOKafkaConsumer(**kw, enable_auto_commit=False)
-        await self._sec_consumer.start()
-        await self._read_securities_to_end()
+        def apply_security(m):
+            self._apply_security(m.key, m.value)
+
+        self._sec_consumer = await self._mirror(self.s.securities_topic, apply_security)
         await self._after_securities_updates()
-        self._sec_task = asyncio.create_task(self._follow_securities())
+        self._sec_task = asyncio.create_task(self._follow(self._sec_consumer, apply_security,
+                                                          self._after_securities_updates))
         self.consumer = AIOKafkaConsumer(**kw, group_id=self.s.group_id, enable_auto_commit=False,
                                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
                                          fetch_max_bytes=64 << 20)
@@ -773,12 +776,23 @@ class Worker:
             return
         self.history.setdefault(key, {})[rec["recommendation_id"]] = rec
 
-    async def _follow_history(self) -> None:
+    # -- compacted topics the worker keeps in memory --------------------------------------------------------
+    async def _mirror(self, topic: str, apply) -> AIOKafkaConsumer:
+        """A consumer of ``topic`` that has read it to its end, ``apply``-ing each record."""
+        c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
+        await c.start()
+        await _read_to_end(c, self.admin, topic, apply)
+        return c
+
+    async def _follow(self, c: AIOKafkaConsumer, apply, after=None) -> None:
+        """``apply`` every new record of ``c``'s topic, and ``after`` each poll that brought some."""
         while True:
-            data = await self._history_consumer.getmany(timeout_ms=500)
+            data = await c.getmany(timeout_ms=500)
             for msgs in data.values():
                 for m in msgs:
-                    self._apply_history(m.value)
+                    apply(m)
+            if data and after is not None:
+                await after()
 
     # -- reference data -----------------------------------------------------------------------------------
     async def seed_refdata(self, csv_path: str) -> int:
@@ -844,19 +858,6 @@ class Worker:
                                       "key": key.decode("utf-8", "replace"),
                                       "original": (value or b"").decode("utf-8", "replace")})
 
-    async def _read_refdata_to_end(self) -> None:
-        await _read_to_end(self._ref_consumer, self.admin, self.s.ref_topic,
-                           lambda m: self._apply_ref(m.key, m.value))
-
-    async def _follow_refdata(self) -> None:
-        while True:
-            data = await self._ref_consumer.getmany(timeout_ms=500)
-            for msgs in data.values():
-                for m in msgs:
-                    self._apply_ref(m.key, m.value)
-            if data:
-                await self._after_ref_updates()
-
     async def _after_ref_updates(self) -> None:
         """Keep the rejected reference records, and create the topics of brokers new in reference data."""
         rejects, self._ref_rejects = self._ref_rejects, []
@@ -908,19 +909,6 @@ class Worker:
                                       "reason": getattr(e, "reason", None) or str(e), "message": str(e),
                                       "key": (key or b"").decode("utf-8", "replace"),
                                       "original": (value or b"").decode("utf-8", "replace")})
-
-    async def _read_securities_to_end(self) -> None:
-        await _read_to_end(self._sec_consumer, self.admin, self.s.securities_topic,
-                           lambda m: self._apply_security(m.key, m.value))
-
-    async def _follow_securities(self) -> None:
-        while True:
-            data = await self._sec_consumer.getmany(timeout_ms=500)
-            for msgs in data.values():
-                for m in msgs:
-                    self._apply_security(m.key, m.value)
-            if data:
-                await self._after_securities_updates()
 
     async def _after_securities_updates(self) -> None:
         """Keep the rejected securities records (on the rejects topic)."""
