@@ -10,13 +10,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from test_worker import canonical, ensure_topics, read_topic, run_worker, settings, stop_worker, wait_for_finals
+from test_worker import ensure_topics, live_day, read_topic, settings
 
 from surveil.engine import load_config
 from surveil.engine.refdata import RefData
 from surveil.events import binary, jsonl
 from surveil.events.batch import Registry
-from surveil.feed import feed
 from surveil.replay import replay
 from surveil.sim import simulate
 from surveil.stream import checkpoint, topics
@@ -60,12 +59,7 @@ async def _faults(kafka_bootstrap, day):
         await p.send_and_wait(s.checkpoint_topic, forged, key=f"{s.group_id}|{sse}:0".encode())
     finally:
         await p.stop()
-    w, task = await run_worker(s)
-    try:
-        await asyncio.wait_for(w.ready.wait(), 60)
-        await feed([day.events_path], s, speed="max")
-        finals = await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
-        assert canonical(finals) == canonical(want.alerts)  # nothing else lost
+    async with live_day(kafka_bootstrap, s, [day.events_path], want) as w:
         rejects = [orjson.loads(m.value) for m in await read_topic(kafka_bootstrap, s.rejects_topic)]
         mine = [r for r in rejects if r.get("topic") == sse and r.get("partition") == 0 and r.get("offset") in (3, 4)]
         assert sorted(r["offset"] for r in mine) == [3, 4], rejects[:5]
@@ -79,8 +73,6 @@ async def _faults(kafka_bootstrap, day):
         assert "authentication" in rebuilt and "from offset 3, the trading day's start" in rebuilt  # not yesterday's
         assert status["checkpoints_unusable"] == 1
         assert w.readiness() == []  # ready: every assigned partition is processing
-    finally:
-        await stop_worker(w, task)
 
 
 BIG_TOPIC_BYTES = 16 << 20  # feed topics that take the 5 MB record (the broker's default is 1 MB)
@@ -147,12 +139,7 @@ async def _oversized(kafka_bootstrap, day):
         await p.send_and_wait(s.checkpoint_topic, sealed[: len(sealed) // 2], key=key)
     finally:
         await p.stop()
-    w, task = await run_worker(s)
-    try:
-        await asyncio.wait_for(w.ready.wait(), 60)
-        await feed([day.events_path], s, speed="max")
-        finals = await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
-        assert canonical(finals) == canonical(want.alerts)  # nothing else lost
+    async with live_day(kafka_bootstrap, s, [day.events_path], want) as w:
         records = await read_topic(kafka_bootstrap, s.rejects_topic)
         assert max(len(m.value) for m in records) <= REJECT_MAX
         rejects = [orjson.loads(m.value) for m in records]
@@ -174,6 +161,4 @@ async def _oversized(kafka_bootstrap, day):
         assert "authentication" in status["states"][f"{sse}:1"]["rebuilt"]
         assert status["checkpoints_unusable"] == 1
         assert w.readiness() == []  # ready: every assigned partition is processing
-    finally:
-        await stop_worker(w, task)
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from kafkatools import settings
-from test_worker import canonical, latest_finals, read_topic, run_worker, stop_worker, wait_for_finals
+from test_worker import latest_finals, live_day, read_topic, run_worker, stop_worker, wait_for_finals
 
 from surveil.feed import feed
 from surveil.replay import replay
@@ -46,20 +46,13 @@ async def _moved(bootstrap, tmp_path):
     want = replay([events], accounts=acc)
     assert [a["subject"] for a in want.alerts if a["rule"] == "sell_burst_1m"] == [{"owner": "O1"}, {"owner": "O2"}]
     s = settings(bootstrap, accounts_csv=str(acc))
-    w, task = await run_worker(s)
-    try:
-        await asyncio.wait_for(w.ready.wait(), 60)
-        await feed([events], s, speed="max")
-        finals = await wait_for_finals(bootstrap, s.alerts_topic, len(want.alerts))
-        assert canonical(finals) == canonical(want.alerts)
+    async with live_day(bootstrap, s, [events], want) as w:
         # the morning's alert goes to F1 only, the afternoon's to F2 only
         for firm, owner in (("F1", "O1"), ("F2", "O2")):
             views = latest_finals(await read_topic(bootstrap, s.broker_topic(firm)))
             assert [v["subject"] for v in views] == [{"owner": owner}], firm
             assert {a["broker"] for a in views[0]["evidence"]["accounts"]} == {firm}
         assert w.status()["ref_late"] == []
-    finally:
-        await stop_worker(w, task)
 
 
 def test_a_late_update_applies_from_its_arrival_and_is_shown(kafka_bootstrap, tmp_path):

@@ -7,9 +7,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from test_worker import canonical, run_worker, settings, stop_worker, wait_for_finals
+from test_worker import live_day, settings
 
-from surveil.feed import feed
 from surveil.replay import replay
 from surveil.rules import RULES_PATH_ENV, rule_class
 from surveil.sim import simulate
@@ -45,13 +44,6 @@ def test_a_security_keyed_rule_runs_live_as_in_replay(kafka_bootstrap, tmp_path,
 
 async def _live(kafka_bootstrap, day, rules, want):
     s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), rules_file=str(rules))
-    w, task = await run_worker(s)
-    try:
-        await asyncio.wait_for(w.ready.wait(), 60)
-        await feed([day.events_path], s, speed="max")
-        finals = await wait_for_finals(kafka_bootstrap, s.alerts_topic, len(want.alerts))
-        assert canonical(finals) == canonical(want.alerts)
+    async with live_day(kafka_bootstrap, s, [day.events_path], want) as w:
         st = w.status()["states"]
         assert any(k.startswith(s.security_topic) for k in st), sorted(st)  # the security stage ran here
-    finally:
-        await stop_worker(w, task)

@@ -1,6 +1,7 @@
 """Stream workers on a real Kafka broker: live equals replay, broker topics, rejects, reference data."""
 
 import asyncio
+import contextlib
 
 import orjson
 import pytest
@@ -82,6 +83,21 @@ async def run_worker(s, **kw):
     w = Worker(s, **kw)
     task = asyncio.create_task(w.run())
     return w, task
+
+
+@contextlib.asynccontextmanager
+async def live_day(bootstrap, s, paths, want):
+    """A worker fed ``paths`` at full speed, whose final alerts must equal ``want``'s (replay's); yields the worker,
+    still running, for what the test checks next, and stops it."""
+    w, task = await run_worker(s)
+    try:
+        await asyncio.wait_for(w.ready.wait(), 60)
+        await feed(paths, s, speed="max")
+        finals = await wait_for_finals(bootstrap, s.alerts_topic, len(want.alerts))
+        assert canonical(finals) == canonical(want.alerts)  # live equals replay: nothing else lost
+        yield w
+    finally:
+        await stop_worker(w, task)
 
 
 async def stop_worker(w, task):
