@@ -116,13 +116,17 @@ class _Ctx(Context):
             e.key_from = np.full(0, SINCE_ALWAYS, np.int64)
             e._ref_version = e.ref.version
 
-    def _from_ref(self, cache: np.ndarray, keys: np.ndarray, interner, name_of) -> None:
-        """Fill ``cache`` (-2: not looked up yet) at the accounts of ``keys`` not looked up yet with the id in
-        ``interner`` of ``name_of(reference record or None, venue, account)`` (None: -1), in one intern_list
-        (a cold start looks up every account)."""
-        miss = keys[cache[keys] == -2]
+    def _from_ref(self, keys: np.ndarray, *targets) -> None:
+        """For each target ``(cache, interner, name_of)``: fill ``cache`` (-2: not looked up yet) at the accounts
+        of ``keys`` not looked up yet with the id in ``interner`` of ``name_of(reference record or None, venue,
+        account)`` (None: -1). One look-up of reference data for all the targets, one intern_list each (a cold
+        start looks up every account)."""
+        pending = np.zeros(len(keys), bool)
+        for cache, _, _ in targets:
+            pending |= cache[keys] == -2
+        miss = keys[pending]
         if len(miss) > 256:  # a cold start: sorted distinct keys by marking them (no sort of the rows)
-            mark = np.zeros(len(cache), bool)
+            mark = np.zeros(len(targets[0][0]), bool)
             mark[miss] = True
             new = np.flatnonzero(mark)
         else:
@@ -131,7 +135,8 @@ class _Ctx(Context):
             venues = (new & 3).tolist()
             accs = list(map(self.e.reg.accounts.names.__getitem__, (new >> 2).tolist()))
             refs = self.e.ref.get_many(venues, accs)
-            cache[new] = interner.intern_list(list(map(name_of, refs, venues, accs)))
+            for cache, interner, name_of in targets:
+                cache[new] = interner.intern_list(list(map(name_of, refs, venues, accs)))
 
     def owners_of_keys(self, keys: np.ndarray) -> np.ndarray:
         e = self.e
@@ -139,8 +144,7 @@ class _Ctx(Context):
         top = int(keys.max()) + 1 if len(keys) else 0
         e.key_owner_ref = grow(e.key_owner_ref, top, -2)
         e.key_owner_evt = grow(e.key_owner_evt, top, -1)
-        self._from_ref(e.key_owner_ref, keys, e.reg.owners,
-                       _ref_owner)
+        self._from_ref(keys, (e.key_owner_ref, e.reg.owners, _ref_owner))
         ref = e.key_owner_ref[keys]
         evt = e.key_owner_evt[keys]
         return np.where(evt >= 0, evt, ref)
@@ -167,9 +171,8 @@ class _Ctx(Context):
         e.key_owner_ref = grow(e.key_owner_ref, top, -2)
         e.key_broker_ref = grow(e.key_broker_ref, top, -2)
         if not e.ref.timed:
-            self._from_ref(e.key_owner_ref, keys, e.reg.owners,
-                           _ref_owner)
-            self._from_ref(e.key_broker_ref, keys, e.reg.brokers, lambda r, venue, acc: r.broker if r else None)
+            self._from_ref(keys, (e.key_owner_ref, e.reg.owners, _ref_owner),
+                           (e.key_broker_ref, e.reg.brokers, lambda r, venue, acc: r.broker if r else None))
             return e.key_owner_ref[keys], e.key_broker_ref[keys], None
         e.key_lo = grow(e.key_lo, top, _NEVER)
         e.key_hi = grow(e.key_hi, top, SINCE_ALWAYS)
@@ -228,21 +231,6 @@ class _Ctx(Context):
     def account_names(self, keys: np.ndarray) -> list[str]:
         names = self.e.reg.accounts.names
         return [names[int(k) >> 2] for k in keys.tolist()]
-
-    def brokers_of_keys(self, keys: np.ndarray) -> np.ndarray:
-        """Broker ids (``reg.brokers``) of account keys: the events' broker, else reference data, else -1."""
-        e = self.e
-        self._ref_changed()
-        top = int(keys.max()) + 1 if len(keys) else 0
-        e.key_broker = grow(e.key_broker, top, -1)
-        out = e.key_broker[keys].copy()
-        missing = out < 0
-        if missing.any():  # from reference data, resolved once per account
-            e.key_broker_ref = grow(e.key_broker_ref, top, -2)
-            self._from_ref(e.key_broker_ref, keys[missing], e.reg.brokers,
-                           lambda r, venue, acc: r.broker if r else None)
-            out[missing] = e.key_broker_ref[keys[missing]]
-        return out
 
     def symbol_id(self, code: str) -> int:
         return self.e.reg.symbols.ids.get(code, -1)

@@ -146,15 +146,21 @@ def test_brokers_from_reference_data_are_resolved_once_per_account_and_follow_up
     the reference data changed; a broker carried by the events wins."""
     from surveil.engine import Engine
     from surveil.engine.refdata import RefData
+    from surveil.rules.base import Segment
 
     ref = RefData()
     ref.set("SSE", "A1", None, "B-OLD", None)
     eng = Engine(refdata=ref)
     keys = np.array([eng.reg.accounts.intern(a) * 4 for a in ("A1", "A1", "A2")], np.int64)  # venue 0 = SSE
     names = eng.reg.brokers.names
+    zeros = np.zeros(3, np.int64)
+    own = np.full(3, -1, np.int32)  # the brokers the events name (-1: none)
+    seg = Segment(ts=zeros + T0, venue=zeros, etype=zeros, side=zeros, flags=zeros, price=zeros, qty=zeros, key=keys,
+                  symbol=own, day=0, order_id=np.full(3, None, object), owner=np.full(3, -1, np.int32), broker=own)
 
     def brokers():
-        return [names[i] if i >= 0 else None for i in eng.ctx.brokers_of_keys(keys).tolist()]
+        _, ids, _ = eng.ctx.refs_of_rows(seg, np.arange(3))
+        return [names[i] if i >= 0 else None for i in ids.tolist()]
 
     assert brokers() == ["B-OLD", "B-OLD", None]
     lookups = []
@@ -163,7 +169,7 @@ def test_brokers_from_reference_data_are_resolved_once_per_account_and_follow_up
     assert brokers() == ["B-OLD", "B-OLD", None] and lookups == []  # resolved once per account
     ref.set("SSE", "A1", None, "B-NEW", None)
     assert brokers() == ["B-NEW", "B-NEW", None] and sorted(lookups) == ["A1", "A2"]
-    eng.key_broker[keys[2]] = eng.reg.brokers.intern("B-EVT")  # a broker seen on A2's events
+    own[2] = eng.reg.brokers.intern("B-EVT")  # A2's event names its broker
     assert brokers() == ["B-NEW", "B-NEW", "B-EVT"]
 
 
