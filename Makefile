@@ -25,12 +25,12 @@ system-packages:
 	bash deploy/system-packages.sh
 
 test: install system-packages
-	$(BIN)/ruff check surveil tests bench
+	$(BIN)/ruff check surveil tests bench load_tests
 	$(BIN)/python -m surveil.kafka_local resolve
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check surveil tests bench
+	$(BIN)/ruff check surveil tests bench load_tests
 
 bench: install
 	$(BIN)/python bench/engine_bench.py
