@@ -364,20 +364,24 @@ async def load_run(bootstrap: str, day: Day, accounts: Path, phases: list[tuple[
             mon.t0 = t_start
             sent = await gen.run([p for _, p in phases])
             t_feed_end = time.monotonic() - t_start
-            # drain: until the committed lag is 0 and replay's number of finals is on the alerts topic
-            want, replay_s = expected_alerts(day, accounts, sent, int(day.chunk_events[0]))
+            # drain: until the committed lag is 0 (the monitor samples meanwhile) ...
             deadline = time.monotonic() + drain_timeout
             t_lag0 = None
-            finals_seen = 0
             while time.monotonic() < deadline and proc.poll() is None:
                 lat = mon.latest()
-                if t_lag0 is None and lat.get("lag_records") == 0 and lat.get("t", 0) > t_feed_end:
+                if lat.get("lag_records") == 0 and lat.get("t", 0) > t_feed_end:
                     t_lag0 = lat["t"]
-                if t_lag0 is not None:
-                    st = await asyncio.to_thread(worker_status, port)
-                    finals_seen = (st or {}).get("alerts_final", finals_seen)
-                    if finals_seen >= len(want):
-                        break
+                    break
+                await asyncio.sleep(0.2)
+            # ... then replay's alerts for the events sent (in a thread: the monitor goes on sampling), and
+            # until the worker has published as many finals
+            want, replay_s = await asyncio.to_thread(expected_alerts, day, accounts, sent, int(day.chunk_events[0]))
+            finals_seen = 0
+            while t_lag0 is not None and time.monotonic() < deadline + 60 and proc.poll() is None:
+                st = await asyncio.to_thread(worker_status, port)
+                finals_seen = (st or {}).get("alerts_final", finals_seen)
+                if finals_seen >= len(want):
+                    break
                 await asyncio.sleep(0.5)
             result["drained"] = t_lag0 is not None
         finally:
