@@ -369,6 +369,9 @@ def _register() -> None:
     from surveil.kafka_local import kafka
 
     main.add_command(kafka)
+    from surveil.acl import acl
+
+    main.add_command(acl)
     try:
         from surveil.feed import feed_command
     except ImportError:  # pragma: no cover - feed is being written
