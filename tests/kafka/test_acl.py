@@ -140,15 +140,16 @@ def test_a_wrong_password_is_refused(secure_broker, firms):
     s = replace(as_firm(secure_broker, firms, "B1"), sasl_password="not-the-password")
 
     async def connect(s=s):
-        c = AIOKafkaConsumer(**s.kafka_kwargs())
+        admin = AIOKafkaAdminClient(**s.kafka_kwargs())
         try:
-            await c.start()
+            await admin.start()
+            return await admin.list_topics()
         finally:
-            await c.stop()
+            await admin.close()
 
     with pytest.raises(KafkaConnectionError):  # aiokafka: SaslAuthenticationFailed, then cannot bootstrap
         run(connect(), 30)
-    run(connect(as_firm(secure_broker, firms, "B1")), 30)  # the right one connects
+    assert firms[0].broker_topic("B1") in run(connect(as_firm(secure_broker, firms, "B1")), 30)  # the right one
 
 
 def test_acl_apply_again_changes_nothing_and_show_prints_the_layout(secure_broker, firms):
