@@ -91,6 +91,9 @@ LIB_DIR_ENV = "SURVEIL_KAFKA_LIB"
 
 DEFAULT_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
+#: the secure broker's (``--secure``), so that both can run side by side
+DEFAULT_SECURE_PORT = 19094
+DEFAULT_SECURE_CONTROLLER_PORT = 19095
 DEFAULT_HEAP = "512m"
 DEFAULT_START_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -319,6 +322,48 @@ def ensure_kafka_libs(
             shutil.rmtree(lib)
         os.replace(tmp, lib)
         return lib
+
+
+def default_tools_dir() -> Path:
+    return repo_root() / ".cache" / "kafka" / "tools"
+
+
+def ensure_kafka_tools(
+    tools_dir: str | os.PathLike[str] | None = None,
+    *,
+    pom: str | os.PathLike[str] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """A folder holding Kafka's ``kafka-tools`` jar (``org.apache.kafka.tools.consumer.ConsoleConsumer``, which
+    Kafka 3.9 no longer ships in its core jar), to put on the class path after the broker's jars:
+    ``java -cp '<lib>/*:<tools>/*' org.apache.kafka.tools.consumer.ConsoleConsumer …``. The jar alone (its
+    dependencies are the broker's): ``mvn dependency:copy``, offline first. Default ``<repo>/.cache/kafka/tools``."""
+    tools = Path(tools_dir).expanduser().resolve() if tools_dir else default_tools_dir()
+    version = kafka_version(Path(pom) if pom else None)
+    jar = tools / f"kafka-tools-{version}.jar"
+    if jar.is_file():
+        return tools
+    with _file_lock(tools.parent / f".{tools.name}.lock"):
+        if jar.is_file():
+            return tools
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise MavenNotFound(f"Maven ('mvn') is not on PATH; it is needed once to download kafka-tools into {tools}")
+        tools.mkdir(parents=True, exist_ok=True)
+        output = ""
+        for offline in (True, False):
+            if echo and not offline:
+                echo(f"Resolving org.apache.kafka:kafka-tools:{version} from Maven Central into {tools} ...")
+            cmd = [mvn, *(["-o"] if offline else []), "-q", "-B", "-Dstyle.color=never",
+                   "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+                   f"-Dartifact=org.apache.kafka:kafka-tools:{version}", f"-DoutputDirectory={tools}"]
+            proc = subprocess.run(cmd, cwd=tools, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+            output = proc.stdout
+            if proc.returncode == 0 and jar.is_file():
+                return tools
+        raise ResolveError(f"mvn could not resolve org.apache.kafka:kafka-tools:{version} "
+                           f"(is Maven Central reachable?):\n{_tail(output)}")
 
 
 # --------------------------------------------------------------------------
@@ -849,8 +894,8 @@ def _wait_ready(data_dir: Path, pid: int, bootstrap: str, timeout: float, secure
 
 def start(
     data_dir: str | os.PathLike[str] | None = None,
-    port: int = DEFAULT_PORT,
-    controller_port: int = DEFAULT_CONTROLLER_PORT,
+    port: int | None = None,
+    controller_port: int | None = None,
     heap: str = DEFAULT_HEAP,
     *,
     lib_dir: str | os.PathLike[str] | None = None,
@@ -884,6 +929,10 @@ def start(
     """
     default = default_secure_data_dir() if secure else default_data_dir()
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default
+    if port is None:
+        port = DEFAULT_SECURE_PORT if secure else DEFAULT_PORT
+    if controller_port is None:
+        controller_port = DEFAULT_SECURE_CONTROLLER_PORT if secure else DEFAULT_CONTROLLER_PORT
     if port == controller_port:
         raise PortBusy(f"--port and --controller-port must differ (both {port})")
     if not re.fullmatch(r"\d+[kKmMgG]?", heap):
@@ -1116,18 +1165,22 @@ def kafka() -> None:
     help=f"Jar folder (default ${LIB_DIR_ENV} or .cache/kafka/lib).",
 )
 def resolve(lib_dir: Path | None) -> None:
-    """Download Kafka's jars once (Maven); print the jar folder."""
+    """Download Kafka's jars once (Maven), and kafka-tools (the console consumer); print the jar folder."""
     try:
         lib = ensure_kafka_libs(lib_dir, echo=_err)
+        tools = ensure_kafka_tools(echo=_err)
     except KafkaLocalError as exc:
         _fail(exc)
+    _err(f"kafka-tools (ConsoleConsumer) in {tools}")
     click.echo(str(lib))
 
 
 @kafka.command(name="start")
 @_dir_option
-@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
-@click.option("--controller-port", type=click.IntRange(1, 65535), default=DEFAULT_CONTROLLER_PORT, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help=f"Client port [default: {DEFAULT_PORT}; {DEFAULT_SECURE_PORT} with --secure].")
+@click.option("--controller-port", type=click.IntRange(1, 65535), default=None,
+              help=f"[default: {DEFAULT_CONTROLLER_PORT}; {DEFAULT_SECURE_CONTROLLER_PORT} with --secure]")
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="JVM -Xmx.")
 @click.option(
     "--timeout",
