@@ -5,6 +5,9 @@ a worker missing one permission stops at once, naming the topic and the operatio
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import replace
@@ -18,6 +21,7 @@ from kafkatools import settings as fresh_settings
 
 from surveil import acl
 from surveil.cli import main
+from surveil.kafka_local import free_ports
 from surveil.stream.exceptions import AccessDenied
 from surveil.stream.worker import Worker
 
@@ -222,3 +226,12 @@ def test_a_worker_missing_one_permission_stops_naming_the_topic_and_the_operatio
     assert took < 30
     assert (err.operation, err.resource, err.name) == ("READ", "topic", s0.checkpoint_topic)
     assert f"READ on topic '{s0.checkpoint_topic}' to User:{worker.name}" in str(err)
+
+    # the real process (``surveil worker``'s Faust app): exits non-zero, saying so
+    env = s.to_env(os.environ)
+    env.update(SURVEIL_WEB_PORT=str(free_ports(1)[0]), SURVEIL_CONSOLE="off", SURVEIL_METRICS="off")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "surveil.stream.app"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert time.monotonic() - t0 < 30 and proc.returncode != 0
+    assert f"Kafka refused READ on topic '{s0.checkpoint_topic}' to User:{worker.name}" in proc.stdout + proc.stderr
