@@ -117,3 +117,20 @@ def test_grafana_gets_the_provisioning_and_the_dashboards_where_the_provider_loo
     listen = args(prom).get("web.listen-address", "0.0.0.0:9090")
     assert url.port == int(listen.rsplit(":", 1)[1])
     assert re.fullmatch(r"[\w.-]+:\d+", listen)
+
+
+def test_the_secure_broker_is_a_profile_and_its_script_listens_where_it_advertises(compose):
+    """The "secure" profile's broker runs deploy/kafka/secure-broker.sh (tests/kafka/test_secure_compose.py runs
+    the script itself against Kafka's jars); the plaintext broker stays the default."""
+    svc = compose["services"]["kafka-secure"]
+    assert svc["profiles"] == ["secure"] and "profiles" not in compose["services"]["kafka"]
+    script = mounts(svc)[svc["entrypoint"][-1]]
+    assert script == DEPLOY / "kafka" / "secure-broker.sh"
+    env = svc["environment"]
+    assert published(svc) == {int(env["EXTERNAL_PORT"]): int(env["EXTERNAL_PORT"])}
+    assert env["HOSTNAME_IN"] == "kafka-secure" and env["EXTERNAL_HOST"] == "127.0.0.1"
+    text = script.read_text()
+    for line in ("allow.everyone.if.no.acl.found=false", "super.users=User:admin",
+                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                 "advertised.listeners=SASL_SSL://$HOSTNAME_IN:$INTERNAL_PORT,EXTERNAL://$EXTERNAL_HOST:$EXTERNAL_PORT"):
+        assert f"\n{line}\n" in text, line
