@@ -8,8 +8,9 @@ KRaft combined mode (broker and controller in one process) on loopback.
 Command line (also mounted as ``surveil kafka ...`` where the main CLI adds
 the :data:`kafka` group)::
 
-    python -m surveil.kafka_local resolve          # jars into .cache/kafka/lib
+    python -m surveil.kafka_local resolve          # jars into .cache/kafka/lib (kafka-tools: .cache/kafka/tools)
     python -m surveil.kafka_local start            # prints 127.0.0.1:19092
+    python -m surveil.kafka_local start --secure   # SASL_SSL, SCRAM, TLS, ACLs: prints 127.0.0.1:19094
     python -m surveil.kafka_local status
     python -m surveil.kafka_local stop
 
@@ -20,6 +21,10 @@ start)`` works.
 Convention for tests: when the environment variable ``SURVEIL_KAFKA_BOOTSTRAP``
 (:data:`BOOTSTRAP_ENV`) is set, tests use that external broker instead of
 starting one (see :func:`external_bootstrap`).
+
+The secure broker (``--secure``, folder ``<repo>/.cache/kafka/secure``): see "the secure broker" below and
+docs/security.md; its folder also holds ``secure.json`` (passwords, 0600), ``admin.properties`` (the super
+user's Kafka client properties) and ``tls/`` (``ca.pem``, ``truststore.p12``, ``broker.p12``).
 
 Files in a data folder (default ``<repo>/.cache/kafka/run``)::
 
