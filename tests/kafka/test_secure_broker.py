@@ -74,9 +74,10 @@ def substitute(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def readme_console_consumer(secure_broker, user, password, properties, topic, group, timeout_ms=8000):
+def readme_console_consumer(secure_broker, user, password, properties, topic, group, timeout_ms=8000,
+                            max_messages=None):
     """The README's member-firm command with its client.properties, for ``user`` on the test's broker (placeholders
-    and paths replaced, nothing else), ending after ``timeout_ms`` without a new record."""
+    and paths replaced, nothing else), ending after ``max_messages`` records or ``timeout_ms`` without one."""
     properties.write_text(substitute(readme_block("member-firm client.properties"), {
         'username="firm-b007"': f'username="{user}"', "<its password>": password,
         "/etc/surveil/truststore.p12": str(secure_broker.files.truststore),
@@ -90,8 +91,8 @@ def readme_console_consumer(secure_broker, user, password, properties, topic, gr
         "--topic surveil.alerts.broker.B007": f"--topic {topic}",
         "--group surveil.alerts.broker.B007": f"--group {group}"})
     assert CONSOLE_CONSUMER in command
-    return subprocess.run([*shlex.split(command), "--timeout-ms", str(timeout_ms)], capture_output=True, text=True,
-                          timeout=120)
+    extra = ["--timeout-ms", str(timeout_ms), *(["--max-messages", str(max_messages)] if max_messages else [])]
+    return subprocess.run([*shlex.split(command), *extra], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +141,16 @@ def test_live_equals_replay_over_sasl_ssl_each_part_as_its_own_principal(secure_
                 await asyncio.sleep(0.25)
             else:
                 raise AssertionError(f"the console has {len(store.alerts)} alerts")
-            views = latest_finals(await read_topic(as_["desk"], base.broker_topic(mine)))
+            records = await read_topic(as_["desk"], base.broker_topic(mine))
+            views = latest_finals(records)
             assert views
-            return views
+            return views, len(records)
         finally:
             console.cancel()
             await asyncio.gather(console, return_exceptions=True)
             await stop_worker(w, task)
 
-    views = asyncio.run(asyncio.wait_for(go(), 240))
+    views, n_records = asyncio.run(asyncio.wait_for(go(), 240))
     # every broker of the reference data got its topic, written by the worker
     assert {r.broker for r in RefData.load_csv(day.accounts_path).accounts.values() if r.broker} >= {mine, other}
 
@@ -156,9 +158,10 @@ def test_live_equals_replay_over_sasl_ssl_each_part_as_its_own_principal(secure_
     firm = rows["firm"]
     props = tmp_path / "client.properties"
     got = readme_console_consumer(secure_broker, firm["name"], firm["password"], props, base.broker_topic(mine),
-                                  acl.member_group(base, mine))
+                                  acl.member_group(base, mine), max_messages=n_records)
     assert got.returncode == 0, got.stderr[-2000:]
     lines = [line for line in got.stdout.splitlines() if line.strip()]
+    assert len(lines) == n_records
     assert {v["alert_id"] for v in views} <= {line.split("\t", 1)[0] for line in lines}
     for line in lines:
         ev = orjson.loads(line.split("\t", 1)[1])["evidence"]
