@@ -235,3 +235,23 @@ def test_a_worker_missing_one_permission_stops_naming_the_topic_and_the_operatio
                           timeout=60)
     assert time.monotonic() - t0 < 30 and proc.returncode != 0
     assert f"Kafka refused READ on topic '{s0.checkpoint_topic}' to User:{worker.name}" in proc.stdout + proc.stderr
+
+
+def test_the_layout_lets_only_the_worker_write_alerts_and_gives_firms_literal_reads_only():
+    s = fresh_settings("127.0.0.1:1")
+    ps = [acl.Principal("w", "worker"), acl.Principal("f", "feed"), acl.Principal("d", "desk"),
+          acl.Principal("b1", "broker", "B1"), acl.Principal("b10", "broker", "B10")]
+    rules = acl.layout(ps, s)
+    alert_topics = {s.alerts_topic, s.recommendations_topic, s.broker_topic("B1"), s.broker_topic("B10")}
+    writers = {a.principal for a in rules if a.operation in ("WRITE", "CREATE") and (
+        a.name in alert_topics or a.name == s.broker_topic_prefix)}
+    assert writers == {"w"}
+    for firm, broker in (("b1", "B1"), ("b10", "B10")):
+        assert {a for a in rules if a.principal == firm} == {
+            acl.Acl(firm, "TOPIC", s.broker_topic(broker), "LITERAL", "READ"),
+            acl.Acl(firm, "GROUP", acl.member_group(s, broker), "LITERAL", "READ")}
+    # the only PREFIXED rules: the worker creating and writing broker topics, the desk reading them and its groups
+    assert {(a.principal, a.name, a.operation) for a in rules if a.pattern == "PREFIXED"} == {
+        ("w", s.broker_topic_prefix, "CREATE"), ("w", s.broker_topic_prefix, "WRITE"),
+        ("d", s.broker_topic_prefix, "READ"), ("d", acl.DESK_GROUP_PREFIX, "READ")}
+    assert {(a.resource, a.name) for a in rules if a.principal == "f"} == {("TOPIC", t) for t in s.feed_topics}
