@@ -690,6 +690,10 @@ class Worker:
                 log.error("a checkpoint's sealing and its flush both failed: %r; %r", errors[0], e)
             raise errors[0]
         failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
+        for e in failed:  # a missing ACL: no rewind would deliver them, the worker stops saying so
+            d = denied(e, "WRITE", self.s.sasl_username, "publishing outputs")
+            if d is not None:
+                raise d
         if failed:
             log.warning("%d outputs were not delivered (%s)", len(failed), failed[0])
             return False

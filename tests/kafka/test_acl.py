@@ -21,7 +21,9 @@ from kafkatools import settings as fresh_settings
 
 from surveil import acl
 from surveil.cli import main
+from surveil.feed import feed
 from surveil.kafka_local import free_ports
+from surveil.sim import simulate
 from surveil.stream.exceptions import AccessDenied
 from surveil.stream.worker import Worker
 
@@ -255,3 +257,29 @@ def test_the_layout_lets_only_the_worker_write_alerts_and_gives_firms_literal_re
         ("w", s.broker_topic_prefix, "CREATE"), ("w", s.broker_topic_prefix, "WRITE"),
         ("d", s.broker_topic_prefix, "READ"), ("d", acl.DESK_GROUP_PREFIX, "READ")}
     assert {(a.resource, a.name) for a in rules if a.principal == "f"} == {("TOPIC", t) for t in s.feed_topics}
+
+
+def test_a_worker_that_may_not_write_the_alerts_stops_at_its_first_alert(secure_broker, firms, tmp_path):
+    """The other way a missing ACL shows: the broker refuses the produce request (the worker may describe the topic),
+    so the refusal arrives with the delivery; the worker stops at once instead of rewinding and retrying."""
+    rows = firms[2]
+    day = simulate(tmp_path / "day.svb", events=20_000, accounts=500, seed=4)
+    s0 = replace(fresh_settings("127.0.0.1:1"), checkpoint_interval_ms=500, accounts_csv=str(day.accounts_path))
+    worker = acl.Principal(rows["worker"]["name"], "worker", password=rows["worker"]["password"])
+    missing = acl.Acl(worker.name, "TOPIC", s0.alerts_topic, "LITERAL", "WRITE")
+    secure_broker.tools().add(acl.layout([worker], s0) - {missing})
+    s = secure_broker.settings(s0, worker.name, worker.password)
+
+    async def go():
+        w = Worker(s)
+        task = asyncio.create_task(w.run())
+        await asyncio.wait_for(w.ready.wait(), 60)
+        await feed([day.events_path], secure_broker.admin(s0), speed="max")  # fed by the super user
+        t0 = time.monotonic()
+        with pytest.raises(AccessDenied) as e:
+            await asyncio.wait_for(task, 30)
+        return e.value, time.monotonic() - t0
+
+    err, took = run(go(), 120)
+    assert took < 30
+    assert (err.operation, err.resource, err.name) == ("WRITE", "topic", s0.alerts_topic)
