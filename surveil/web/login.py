@@ -44,7 +44,7 @@ log = logging.getLogger("surveil.console")
 
 #: every role reads the console (a broker user its firm's part); ``/api/users`` is the admin's
 READERS = ("desk", "broker", "admin")
-USER_KEY = "surveil.console.user"
+USER_KEY = web.RequestKey("surveil.console.user", User)
 LOCKED = ("the console needs logins: set SURVEIL_CONSOLE_USERS_FILE (add users with `surveil console user "
           "add`), or SURVEIL_CONSOLE_AUTH=off for a demo on a loopback address (docs/console.md)")
 ANONYMOUS_DESK = User("anonymous", "desk")
