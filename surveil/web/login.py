@@ -44,7 +44,8 @@ log = logging.getLogger("surveil.console")
 
 #: every role reads the console (a broker user its firm's part); ``/api/users`` is the admin's
 READERS = ("desk", "broker", "admin")
-USER_KEY = web.RequestKey("surveil.console.user", User)
+_RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.12; a plain key before
+USER_KEY: Any = _RequestKey("surveil.console.user", User) if _RequestKey else "surveil.console.user"
 LOCKED = ("the console needs logins: set SURVEIL_CONSOLE_USERS_FILE (add users with `surveil console user "
           "add`), or SURVEIL_CONSOLE_AUTH=off for a demo on a loopback address (docs/console.md)")
 ANONYMOUS_DESK = User("anonymous", "desk")
