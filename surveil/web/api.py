@@ -134,7 +134,7 @@ class Console:
         self._static = {name: resources.files("surveil.web").joinpath("static", name).read_bytes()
                         for name in STATIC}
         self.logins = logins if logins is not None else Logins("locked")
-        self.logins._login_page = self._static["login.html"]
+        self.logins.login_html = self._static["login.html"]
 
     def routes(self) -> list[web.RouteDef]:
         L = self.logins

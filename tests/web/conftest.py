@@ -3,6 +3,9 @@
 import pytest
 from console_kit import write_users
 
+# the tests of this folder import ``conftest``, which is this module here (tests/conftest.py's fixtures still apply)
+from surveil.kafka_local import free_ports  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def users_file(tmp_path_factory):

@@ -8,6 +8,7 @@ import asyncio
 import http.cookiejar
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -112,10 +113,10 @@ class Session:
 def browser_login(page, base: str, name: str, password: str = PASSWORD) -> None:
     """Open the console in a Chromium page: it sends an anonymous visitor to the login page; log in there."""
     page.goto(base + "/console/")
-    page.wait_for_url("**/console/login", timeout=30_000)
+    page.wait_for_url(lambda u: urllib.parse.urlsplit(u).path == "/console/login", timeout=30_000)
     page.wait_for_selector("#login:not([hidden])", timeout=30_000)
     page.fill("#username", name)
     page.fill("#password", password)
     page.click("#submit")
-    page.wait_for_url("**/console/", timeout=30_000)
+    page.wait_for_url(lambda u: urllib.parse.urlsplit(u).path == "/console/", timeout=30_000)
     page.wait_for_selector("#user-name", timeout=30_000)

@@ -164,6 +164,7 @@ async def _anonymous(result, users):
         # the public ones: the login page (with the security headers), who-am-I, the assets
         r = await c.get("/console/login")
         assert r.status == 200 and "default-src 'self'" in r.headers["Content-Security-Policy"]
+        assert '<form id="login"' in await r.text()
         assert r.headers["X-Frame-Options"] == "DENY"
         s = await (await c.get("/api/session")).json()
         assert s["authenticated"] is False and len(s["csrf"]) >= 32

@@ -16,7 +16,7 @@ async function session() {
 async function init() {
   let s;
   try { s = await session(); } catch (e) { note(String(e.message || e), true); return; }
-  if (s.authenticated) { location.replace("/console/"); return; }
+  if (s.authenticated) { location.replace("/console/" + location.hash); return; }
   if (s.locked) { note(s.locked, true); return; }
   const form = document.getElementById("login");
   form.hidden = false;
@@ -30,7 +30,7 @@ async function init() {
       r = await fetch("/api/login", {method: "POST", credentials: "same-origin", body,
         headers: {"Content-Type": "application/json", "X-CSRF-Token": s.csrf}});
     } catch (e) { note(String(e.message || e), true); return; }
-    if (r.ok) { location.replace("/console/"); return; }
+    if (r.ok) { location.replace("/console/" + location.hash); return; }
     const data = await r.json().catch(() => ({}));
     note(data.error || `${r.status}`, true);
     form.password.value = "";
