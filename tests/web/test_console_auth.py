@@ -150,6 +150,13 @@ async def _anonymous(result, users):
     app = app_of(filled(result), users)
     routes = [(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"]
     assert len(routes) >= 15
+    # the same console routes as a worker's web server mounts (create_app), beside the worker's own
+    from surveil.stream.app import create_app
+
+    worker_app = create_app(Settings(console_users_file=str(users))).web.web_app
+    worker_routes = {(r.method, r.resource.canonical) for r in worker_app.router.routes() if r.method != "HEAD"}
+    assert worker_routes - set(routes) == {("GET", "/status"), ("GET", "/metrics"), ("GET", "/health"),
+                                           ("GET", "/ready")}, worker_routes - set(routes)
     async with TestClient(TestServer(app)) as c:
         for method, path in routes:
             if path in PUBLIC:
