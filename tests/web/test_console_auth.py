@@ -115,6 +115,10 @@ def test_console_settings_are_validated(tmp_path):
         logins_from(Settings(console_users_file=str(bad)))
     assert logins_from(Settings())[0].mode == "locked"  # logins on, no users file: the console refuses
     assert logins_from(Settings(console_auth=False))[0].mode == "off"
+    cookie = logins_from(Settings(console_cookie_secure=True, web_port=7001))[1]
+    assert cookie.cookie_name == "surveil_console_7001"
+    assert cookie.cookie_params["secure"] is True and cookie.cookie_params["httponly"] is True
+    assert cookie.cookie_params["samesite"] == "Strict" and cookie.max_age == 12 * 3600
 
 
 def test_the_failure_limiter_counts_in_a_window_and_is_bounded():

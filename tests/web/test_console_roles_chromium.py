@@ -19,7 +19,7 @@ import pytest
 from conftest import free_ports
 from console_kit import Session, browser_login, write_users
 from kafkatools import settings
-from test_console_chromium import CHROMIUM, wait_healthy
+from test_console_chromium import ARTIFACTS, CHROMIUM, wait_healthy
 
 from surveil.feed import feed
 
@@ -82,6 +82,8 @@ def test_roles_in_chromium_on_a_worker_fed_through_kafka(kafka_bootstrap, tmp_pa
                 page.goto(base + "/console/#/alert/" + burst["alert_id"])
                 page.wait_for_url(lambda u: urllib.parse.urlsplit(u).path == "/console/login", timeout=30_000)
                 page.wait_for_selector("#login:not([hidden])", timeout=30_000)
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "console-login.png"))
                 assert page.request.get(base + "/api/alerts").status == 401
                 assert page.request.get(base + f"/api/alerts/{burst['alert_id']}").status == 401
 
@@ -104,6 +106,7 @@ def test_roles_in_chromium_on_a_worker_fed_through_kafka(kafka_bootstrap, tmp_pa
                 page.wait_for_selector("#by-account", timeout=60_000)
                 assert page.locator("#by-account td:first-child").all_inner_texts() == [f"SSE:{SCRIPT}"]
                 assert f"SZSE:{IMG}" not in page.locator("#detail").inner_text()  # firm SCRIPT's account
+                page.screenshot(path=str(ARTIFACTS / "console-broker.png"))
                 # direct API calls for the other firm's alert and account: 404, as unknown ones
                 for path in (f"/api/alerts/{rate['alert_id']}", f"/api/accounts/SSE/{q(IMG, safe='')}",
                              f"/api/accounts/SZSE/{q(IMG, safe='')}"):
