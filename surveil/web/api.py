@@ -373,6 +373,8 @@ class Console:
                 except TimeoutError:
                     if q not in self.store.subscribers:  # dropped (too slow) or the server is stopping
                         break
+                    if await self.logins.user(request) != user_of(request):  # removed, or password changed
+                        break
                     await resp.write(b": keepalive\n\n")
                     continue
                 if item is None:
