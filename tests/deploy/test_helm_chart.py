@@ -289,6 +289,7 @@ SERVICE_MONITOR = {
         "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
         "metadata": {"type": "object", "required": ["name", "labels"]},
         "spec": {"type": "object", "additionalProperties": False, "required": ["selector", "endpoints"], "properties": {
+            "jobLabel": {"type": "string"},
             "selector": {"type": "object", "additionalProperties": False, "required": ["matchLabels"],
                          "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}},
             "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
@@ -308,6 +309,9 @@ def test_service_monitor_scrapes_the_headless_service(render):
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"  # serviceMonitor.labels
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert sm["spec"]["namespaceSelector"]["matchNames"] == ["surveillance"]
+    # the job is named as deploy/prometheus/prometheus.yml names it: the alert rules and dashboards select it
+    (scrape,) = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == scrape["job_name"] == "surveil"
     (ep,) = sm["spec"]["endpoints"]
     assert ep["path"] == "/metrics"
     assert ep["port"] in {p["name"] for p in svc["spec"]["ports"]}
