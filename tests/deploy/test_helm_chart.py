@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -26,6 +32,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
+from surveil.kafka_local import free_ports
 from surveil.stream.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -411,13 +418,14 @@ def test_feed_job(render):
     assert "Job" not in {d["kind"] for d in render(MINIMAL)}  # off by default
 
 
+def json_schema_settings() -> set[str]:
+    return set(json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"])
+
+
 def test_schema_settings_are_worker_settings():
     """values.schema.json's `settings` are Settings fields without a value of their own, and full.yaml sets each
     (so the tests above see every one rendered)."""
-    import json
-
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    allowed = set(schema["properties"]["settings"]["properties"])
+    allowed = json_schema_settings()
     assert allowed <= {f.name for f in fields(Settings)}
     assert not allowed & {"sasl_password", "checkpoint_key", "bootstrap_servers", "web_bind", "web_port"}
     assert set(yaml.safe_load(FULL.read_text())["settings"]) == allowed
@@ -447,3 +455,74 @@ def test_wrong_values_are_refused_with_their_path(helm, sets, message):
     p = helm(*_template_args(MINIMAL, sets=sets), check=False)
     assert p.returncode != 0, f"accepted: {sets}"
     assert message in p.stderr, p.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# the pod's command and environment, run: what the kubelet would see
+
+
+def _get(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, TimeoutError):
+        return None
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_rendered_worker_pod_runs_passes_its_probes_and_stops_in_its_grace_period(render, kafka_bootstrap,
+                                                                                      tmp_path):
+    """The Deployment's container as the kubelet runs it: the image's entrypoint (``surveil``) with the
+    rendered args and environment, on a real broker; its startup, liveness and readiness probes answer 200 on
+    the probed port, and SIGTERM ends it with status 0 within terminationGracePeriodSeconds."""
+    from kafkatools import settings as fresh_settings
+
+    (port,) = free_ports(1)
+    s = fresh_settings(kafka_bootstrap)
+    keys = json_schema_settings()
+    sets = [f"kafka.bootstrapServers={kafka_bootstrap}", f"web.port={port}"]
+    for k in sorted(keys):
+        v = getattr(s, k)
+        sets.append(f"settings.{k}={{{','.join(v)}}}" if isinstance(v, tuple) else f"settings.{k}={v}")
+    docs = render(MINIMAL, sets=tuple(sets))
+    dep = one(docs, "Deployment")
+    c = container(dep)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SURVEIL_")}
+    env.update(container_env(docs, c))
+    assert Settings.from_env(env).group_id == s.group_id
+    # the image's ENTRYPOINT is surveil (deploy/Dockerfile); the Job's and the Deployment's args follow it
+    assert re.search(r'^ENTRYPOINT \["surveil"\]$', (REPO / "deploy" / "Dockerfile").read_text(), re.M)
+    exe = Path(sys.executable).with_name("surveil")
+    (tmp_path / "app").mkdir()  # the working directory: Faust's data directory goes under it, as in the image
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(exe), *c["args"]], env=env, cwd=tmp_path / "app", stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        named = {p["name"]: p["containerPort"] for p in c["ports"]}
+
+        def url(probe: str) -> str:
+            get = c[probe]["httpGet"]
+            return f"http://127.0.0.1:{named.get(get['port'], get['port'])}{get['path']}"
+
+        deadline = time.monotonic() + 90
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            while (code := _get(url(probe))) != 200:
+                assert proc.poll() is None, "the worker exited:\n" + log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, f"{probe}: {code}\n" + log_path.read_text()[-3000:]
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        grace = pod_spec(dep)["terminationGracePeriodSeconds"]
+        t0 = time.monotonic()
+        rc = proc.wait(grace)
+        assert rc == 0, log_path.read_text()[-3000:]
+        assert time.monotonic() - t0 < grace
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
