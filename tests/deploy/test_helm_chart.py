@@ -329,6 +329,17 @@ def test_service_monitor_scrapes_the_headless_service(render):
 # the worker's pods
 
 
+def _parse_cli(args: list[str]) -> None:
+    """Parse a container's args as the image's entrypoint (``surveil``) would, without running the command."""
+    import click
+
+    from surveil.cli import main
+
+    cmd = main.get_command(click.Context(main), args[0])
+    assert cmd is not None, f"surveil has no command {args[0]!r}"
+    cmd.make_context(args[0], list(args[1:]))  # a wrong option or value raises click.UsageError
+
+
 @pytest.mark.parametrize("values", [MINIMAL, FULL], ids=["minimal", "full"])
 def test_probes_use_health_and_ready_on_the_web_port(render, values):
     docs = render(values)
@@ -341,6 +352,7 @@ def test_probes_use_health_and_ready_on_the_web_port(render, values):
         assert get["path"] == path, probe
         assert named.get(get["port"], get["port"]) == port, probe
     assert port == (7070 if values == FULL else 6066)
+    _parse_cli(c["args"])
 
 
 @pytest.mark.parametrize("values", [MINIMAL, FULL], ids=["minimal", "full"])
@@ -412,6 +424,7 @@ def test_feed_job(render):
     assert c["args"][0] == "feed"
     assert c["args"][-2:] == ["/data/2024-02-19/sse.svb", "/data/2024-02-19/szse.svb"]
     assert "--speed=10x" in c["args"]
+    _parse_cli(c["args"])  # every option the Job passes is one `surveil feed` takes, with a valid value
     (data,) = [v for v in spec["volumes"] if v["name"] == "data"]
     assert data["persistentVolumeClaim"] == {"claimName": "trading-days", "readOnly": True}
     assert {"name": "data", "mountPath": "/data", "readOnly": True} in c["volumeMounts"]
@@ -526,3 +539,32 @@ def test_the_rendered_worker_pod_runs_passes_its_probes_and_stops_in_its_grace_p
             proc.wait()
 
 
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_rendered_feed_job_feeds_a_day(render, kafka_bootstrap, tmp_path):
+    """The feed Job's container run with its rendered args and environment (the claim's /data being a folder
+    here) produces a simulated day into the feed topics and exits 0."""
+    from kafkatools import settings as fresh_settings
+
+    from surveil.sim import simulate
+
+    s = fresh_settings(kafka_bootstrap)
+    data = tmp_path / "claim"
+    (data / "day").mkdir(parents=True)
+    day = simulate(data / "day" / "day.svb", events=5_000, accounts=100, seed=5)
+    sets = (f"kafka.bootstrapServers={kafka_bootstrap}", "feed.enabled=true", "feed.persistentVolumeClaim=days",
+            "feed.files={day/day.svb}", f"settings.feed_topics={{{','.join(s.feed_topics)}}}",
+            f"settings.feed_partitions={s.feed_partitions}")
+    docs = render(MINIMAL, sets=sets)
+    c = container(one(docs, "Job"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SURVEIL_")}
+    env.update(container_env(docs, c))
+    args = [str(data) + a[len("/data"):] if a.startswith("/data/") else a for a in c["args"]]
+    assert args[-1] == str(data / "day" / "day.svb")
+    p = subprocess.run([str(Path(sys.executable).with_name("surveil")), *args], env=env, capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"feed: {day.n_events:,} events sent" in p.stderr, p.stderr[-3000:]
+    assert ", ".join(f"{t}[{s.feed_partitions}]" for t in s.feed_topics) in p.stderr  # the rendered topics
