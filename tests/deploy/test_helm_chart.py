@@ -533,6 +533,12 @@ def test_the_rendered_worker_pod_runs_passes_its_probes_and_stops_in_its_grace_p
         rc = proc.wait(grace)
         assert rc == 0, log_path.read_text()[-3000:]
         assert time.monotonic() - t0 < grace
+        # the root file system is read-only in the pod: whatever the worker wrote in its working directory (the
+        # image's WORKDIR) must be on a volume the chart mounts there
+        workdir = re.search(r"^WORKDIR (\S+)$", (REPO / "deploy" / "Dockerfile").read_text(), re.M).group(1)
+        mounted = {m["mountPath"] for m in c["volumeMounts"]}
+        written = {f"{workdir.rstrip('/')}/{name}" for name in os.listdir(tmp_path / "app")}
+        assert written <= mounted, (written, mounted)
     finally:
         if proc.poll() is None:
             proc.kill()
