@@ -39,8 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "surveil"
 VALUES = Path(__file__).resolve().parent / "values"
 MINIMAL, FULL = VALUES / "minimal.yaml", VALUES / "full.yaml"
-#: the oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate knows
-KUBE_VERSIONS = ("1.25", latest_version())
+#: the oldest Kubernetes the chart supports (Chart.yaml's kubeVersion, ">=1.25.0-0") and the newest that
+#: kubernetes-validate knows
+_OLDEST = re.fullmatch(r">=(\d+\.\d+)\.0-0", yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"])
+KUBE_VERSIONS = (_OLDEST[1], latest_version())
 #: variables the console-login work (issue #18, console part) adds to Settings under these names; until that branch
 #: is merged the worker does not read them yet. Remove this set once they are Settings fields (a warning says so).
 AWAITING_CONSOLE_LOGINS = frozenset({"SURVEIL_CONSOLE_USERS_FILE", "SURVEIL_CONSOLE_PROXY_USER_HEADER",
