@@ -58,7 +58,7 @@ def test_every_mounted_and_built_file_exists(compose):
             ctx = (DEPLOY / svc["build"]["context"]).resolve()
             assert ctx == ROOT and (ctx / svc["build"]["dockerfile"]).is_file(), name
             for line in (ctx / svc["build"]["dockerfile"]).read_text().splitlines():
-                if line.startswith("COPY "):
+                if line.startswith("COPY ") and "--from=" not in line:  # --from: a file of an earlier stage
                     for src in line.split()[1:-1]:
                         assert (ctx / src).exists(), f"Dockerfile: COPY {src}: not found"
     named = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])
