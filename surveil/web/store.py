@@ -268,8 +268,10 @@ class Store:
         self.max_alerts = max_alerts
         self.alerts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.summaries: dict[str, dict[str, Any]] = {}
-        #: alert id -> {member firm: its copy of the alert}; firm -> {alert id: summary of its copy}
+        #: alert id -> {member firm: its copy}; firm -> {its copy's id: the copy}, and the copy's summary. A
+        #: copy has the alert's id, or its own when the rule made the firm's own figures (``by_broker``)
         self.views: dict[str, dict[str, dict[str, Any]]] = {}
+        self.scoped_alerts: dict[str, dict[str, dict[str, Any]]] = {}
         self.scoped: dict[str, dict[str, dict[str, Any]]] = {}
         self.recos: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.subscribers: set[asyncio.Queue] = set()
@@ -323,7 +325,8 @@ class Store:
         self._unscope(aid)
         self.views[aid] = views
         for b, sb in scoped.items():
-            self.scoped.setdefault(b, {})[aid] = sb
+            self.scoped.setdefault(b, {})[sb["alert_id"]] = sb
+            self.scoped_alerts.setdefault(b, {})[sb["alert_id"]] = views[b]
         while len(self.alerts) > self.max_alerts:
             gone, _ = self.alerts.popitem(last=False)
             self.summaries.pop(gone, None)
@@ -332,12 +335,13 @@ class Store:
         return True
 
     def _unscope(self, aid: str) -> None:
-        for b in self.views.pop(aid, {}):
-            mine = self.scoped.get(b)
-            if mine is not None:
-                mine.pop(aid, None)
-                if not mine:
-                    del self.scoped[b]
+        for b, view in self.views.pop(aid, {}).items():
+            for index in (self.scoped, self.scoped_alerts):
+                mine = index.get(b)
+                if mine is not None:
+                    mine.pop(view["alert_id"], None)
+                    if not mine:
+                        del index[b]
 
     def put_recommendation(self, r: dict[str, Any]) -> None:
         """Apply a recommendation; raises :class:`RecordError` (counted) for one the console cannot show."""
@@ -394,10 +398,10 @@ class Store:
         return self.summaries if scope is None else self.scoped.get(scope, {})
 
     def alert_of(self, aid: str, scope: str | None) -> dict[str, Any] | None:
-        """The alert (None), or a member firm's copy of it; None when there is none."""
+        """The alert of that id (scope None), or the member firm's copy of that id; None when there is none."""
         if scope is None:
             return self.alerts.get(aid)
-        return self.views.get(aid, {}).get(scope)
+        return self.scoped_alerts.get(scope, {}).get(aid)
 
     def reco_firms(self, r: dict[str, Any]) -> set[str]:
         """The member firms that see a recommendation: those of an account's (never an owner's: it is computed

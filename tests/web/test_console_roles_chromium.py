@@ -123,7 +123,8 @@ def test_roles_in_chromium_on_a_worker_fed_through_kafka(kafka_bootstrap, tmp_pa
                 page.goto(base + f"/console/#/account/SSE/{q(IMG, safe='')}")
                 page.wait_for_selector("#account-title", timeout=30_000)
                 assert page.locator("#account-title").inner_text() == "Account SSE:" + IMG
-                page.goto(base + "/console/#/alert/" + burst["alert_id"])
+                page.goto(base + "/console/")
+                page.click('#alert-rows tr[data-rule="sell_burst_1m"]')
                 page.wait_for_selector("#by-account", timeout=60_000)
                 assert page.locator("#by-account td:first-child").all_inner_texts() == [f"SZSE:{IMG}"]
                 page.wait_for_timeout(300)
