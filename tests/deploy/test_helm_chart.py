@@ -21,7 +21,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,7 @@ MINIMAL, FULL = VALUES / "minimal.yaml", VALUES / "full.yaml"
 #: kubernetes-validate knows
 _OLDEST = re.fullmatch(r">=(\d+\.\d+)\.0-0", yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"])
 KUBE_VERSIONS = (_OLDEST[1], latest_version())
-#: variables the console-login work (issue #18, console part) adds to Settings under these names; until that branch
-#: is merged the worker does not read them yet. Remove this set once they are Settings fields (a warning says so).
-AWAITING_CONSOLE_LOGINS = frozenset({"SURVEIL_CONSOLE_USERS_FILE", "SURVEIL_CONSOLE_PROXY_USER_HEADER",
-                                     "SURVEIL_CONSOLE_TRUSTED_PROXIES"})
-SECRET_VARS = ("SURVEIL_SASL_PASSWORD", "SURVEIL_CHECKPOINT_KEY")
+SECRET_VARS = ("SURVEIL_SASL_PASSWORD", "SURVEIL_CHECKPOINT_KEY", "SURVEIL_CONSOLE_SESSION_KEY")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,13 +200,9 @@ def test_env_scan_finds_reads():
 def test_every_env_var_the_chart_sets_is_read_by_the_worker(render, values):
     docs = render(values)
     read = read_by_surveil()
-    pending = AWAITING_CONSOLE_LOGINS - read
-    if pending != AWAITING_CONSOLE_LOGINS:
-        warnings.warn(f"now read by the worker: {sorted(AWAITING_CONSOLE_LOGINS & read)}: remove them from "
-                      "AWAITING_CONSOLE_LOGINS", stacklevel=1)
     for w in workloads(docs):
         env = container_env(docs, container(w))
-        unread = sorted(set(env) - read - pending)
+        unread = sorted(set(env) - read)
         assert not unread, f"{w['kind']} {w['metadata']['name']} sets variables surveil never reads: {unread}"
     # every ConfigMap key that is not a file is an environment variable of some container
     used = {n for w in workloads(docs) for n in container_env(docs, container(w))}
@@ -220,10 +211,36 @@ def test_every_env_var_the_chart_sets_is_read_by_the_worker(render, values):
             assert set(data) <= used, f"ConfigMap {name}: keys no container gets: {sorted(set(data) - used)}"
 
 
+#: the console user the tests put in a users file the chart mounts, and its password
+CONSOLE_USER, CONSOLE_PASSWORD = "desk1", "correct horse battery staple"
+
+
+def secret_value(var: str) -> str:
+    """What a Secret the chart refers to would hold for ``var``: a real Fernet key for the session key (the
+    worker checks its form), a placeholder for the others."""
+    if var == "SURVEIL_CONSOLE_SESSION_KEY":
+        from cryptography.fernet import Fernet
+
+        return Fernet.generate_key().decode("ascii")
+    return "from-a-secret"
+
+
+def write_users_file(path: Path) -> Path:
+    """A users file as `surveil console user add` writes it: one desk user with a password."""
+    from surveil.web.auth import add_user
+
+    add_user(path, CONSOLE_USER, "desk", None, CONSOLE_PASSWORD)
+    return path
+
+
 @pytest.mark.parametrize("values", [MINIMAL, FULL], ids=["minimal", "full"])
 def test_rendered_settings_load_in_the_worker_and_the_feed(render, values, tmp_path):
     """The environment each pod gets passes Settings.from_env (every file it names mounted in that pod: the feed
-    does not mount the worker's rules or users file, so it must not be told of them)."""
+    does not mount the worker's rules or users file, so it must not be told of them), and the worker's console
+    logins load from it as the worker loads them at start (a real users file where the chart mounts one: the
+    settings only check that the file exists, the console reads it)."""
+    from surveil.web.login import logins_from
+
     docs = render(values)
     spec = yaml.safe_load(values.read_text())
     rules_text = config_maps(docs).get("rel-surveil-rules", {}).get("rules.toml")
@@ -234,12 +251,15 @@ def test_rendered_settings_load_in_the_worker_and_the_feed(render, values, tmp_p
         for k, v in container_env(docs, c).items():
             if isinstance(v, dict):
                 assert set(v) == {"secretKeyRef"}, f"{k}: {v}"
-                v = "from-a-secret"
+                v = secret_value(k)
             elif v.startswith("/"):
                 assert any(v.startswith(m.rstrip("/") + "/") for m in mounts), \
                     f"{w['kind']}: {k}={v} is not under a volume the container mounts ({mounts})"
                 f = tmp_path / f"{w['kind']}-{k}"
-                f.write_text(rules_text if k == "SURVEIL_RULES_FILE" else "")
+                if k == "SURVEIL_CONSOLE_USERS_FILE":
+                    write_users_file(f)
+                else:
+                    f.write_text(rules_text if k == "SURVEIL_RULES_FILE" else "")
                 v = str(f)
             env[k] = v
         s = Settings.from_env(env)
@@ -253,6 +273,18 @@ def test_rendered_settings_load_in_the_worker_and_the_feed(render, values, tmp_p
 
                 cfg = load_config(s.rules_file)
                 assert cfg["order_rate_1s"]["threshold"] == 300  # full.yaml's rules reach the worker
+            console = spec.get("console", {})
+            assert s.console_cookie_secure is console.get("cookieSecure", True)  # on by default
+            assert bool(s.console_session_key) == bool(console.get("sessionKeySecret", {}).get("name"))
+            logins, storage = logins_from(s)
+            assert storage.cookie_params["secure"] is s.console_cookie_secure
+            if console.get("usersSecret", {}).get("name"):
+                assert logins.mode == "on" and set(logins.users()) == {CONSOLE_USER}
+                assert logins.proxy_header == console.get("proxyUserHeader", "")
+            else:
+                assert logins.mode == "locked"  # the worker runs; its console answers 503
+        else:
+            assert not {k for k in env if k.startswith("SURVEIL_CONSOLE")}, "the feed is told of the console"
         if "securityProtocol" in spec["kafka"]:
             assert s.security_protocol == spec["kafka"]["securityProtocol"]
             assert s.sasl_username == spec["kafka"]["sasl"]["username"]
@@ -398,16 +430,23 @@ def test_secrets_come_from_secret_refs_never_values(render):
     assert env["Deployment"]["SURVEIL_CHECKPOINT_KEY"] == {
         "secretKeyRef": {"name": "surveil-checkpoints", "key": "hmac-key"}}
     assert "SURVEIL_CHECKPOINT_KEY" not in env["Job"]  # the feed writes no checkpoint
+    assert env["Deployment"]["SURVEIL_CONSOLE_SESSION_KEY"] == {
+        "secretKeyRef": {"name": "surveil-console-session", "key": "fernet-key"}}
+    assert "SURVEIL_CONSOLE_SESSION_KEY" not in env["Job"]  # the feed has no console
+    for w in workloads(docs):  # each secret only by reference, never a literal value
+        for e in container(w).get("env", []):
+            if e["name"] in SECRET_VARS:
+                assert set(e) == {"name", "valueFrom"} and set(e["valueFrom"]) == {"secretKeyRef"}, e
     # files from Secrets: the CA (both pods) and the console's users file (the worker)
     vols = {v["name"]: v for v in pod_spec(one(docs, "Deployment"))["volumes"]}
     assert vols["kafka-ca"]["secret"]["secretName"] == "kafka-ca"
     assert vols["console-users"]["secret"] == {"secretName": "surveil-console-users",
                                                "items": [{"key": "users.toml", "path": "users"}]}
     assert env["Deployment"]["SURVEIL_CONSOLE_USERS_FILE"] == "/etc/surveil/console/users"
-    # PLAINTEXT: no SASL variable at all
+    # PLAINTEXT: no SASL variable at all; no session key Secret: no session key variable (each worker makes one)
     plain = render(MINIMAL)
     for w in workloads(plain):
-        assert not {k for k in container_env(plain, container(w)) if "SASL" in k}
+        assert not {k for k in container_env(plain, container(w)) if "SASL" in k or k in SECRET_VARS}
 
 
 def test_settings_change_rolls_the_workers(render):
@@ -415,6 +454,36 @@ def test_settings_change_rolls_the_workers(render):
         return one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/settings"]
 
     assert checksum(render(MINIMAL)) != checksum(render(MINIMAL, sets=("settings.group_id=other",)))
+
+
+def test_console_cookie_secure_on_by_default(render):
+    def flag(docs):
+        return config_maps(docs)["rel-surveil-worker"]["SURVEIL_CONSOLE_COOKIE_SECURE"]
+
+    assert flag(render(MINIMAL)) == "on"  # browsers reach it through a TLS ingress, or on localhost
+    assert flag(render(MINIMAL, sets=("console.cookieSecure=false",))) == "off"
+
+
+def _notes(helm, *sets: str) -> str:
+    args = ["install", "rel", str(CHART), "--namespace", "surveillance", "-f", str(MINIMAL), "--dry-run=client"]
+    for s in sets:
+        args += ["--set", s]
+    out = helm(*args).stdout
+    assert "NOTES:" in out, out
+    return out.split("NOTES:", 1)[1]
+
+
+def test_notes_say_when_the_console_is_locked_or_logins_hold_on_one_worker_only(helm):
+    locked = "the console is locked"
+    one_worker = "console.sessionKeySecret.name is not set"
+    n = _notes(helm)  # no users file
+    assert locked in n and one_worker not in n
+    n = _notes(helm, "console.usersSecret.name=u")  # 2 workers (the default), each with its own key
+    assert one_worker in n and "each of the 2 workers" in n and locked not in n
+    for sets in (("console.usersSecret.name=u", "replicaCount=1"),
+                 ("console.usersSecret.name=u", "console.sessionKeySecret.name=k"), ("console.enabled=false",)):
+        n = _notes(helm, *sets)
+        assert locked not in n and one_worker not in n, sets
 
 
 def test_feed_job(render):
@@ -443,6 +512,7 @@ def test_schema_settings_are_worker_settings():
     allowed = json_schema_settings()
     assert allowed <= {f.name for f in fields(Settings)}
     assert not allowed & {"sasl_password", "checkpoint_key", "bootstrap_servers", "web_bind", "web_port"}
+    assert not {a for a in allowed if a.startswith("console")}  # the console.* values set those
     assert set(yaml.safe_load(FULL.read_text())["settings"]) == allowed
 
 
@@ -460,11 +530,16 @@ def test_schema_settings_are_worker_settings():
     (("kafka.securityProtocol=SASL_SSL", "kafka.sasl.passwordSecret.name=s"), "/kafka/sasl/username"),
     (("kafka.securityProtocol=TLS",), "/kafka/securityProtocol"),
     (("settings.checkpoint_key=inline",), "'checkpoint_key' not allowed"),
+    (("console.sessionKey=inline",), "'sessionKey' not allowed"),
+    (("settings.console_session_key=inline",), "'console_session_key' not allowed"),
+    (("console.sessionKeySecret.key=",), "/console/sessionKeySecret/key"),
+    (("console.cookieSecure=maybe",), "/console/cookieSecure"),
     (("settings.feed_partitions=0",), "/settings/feed_partitions"),
     (("feed.enabled=true", "feed.files={day.svb}"), "/feed/persistentVolumeClaim"),
     (("resources.limits=null",), "/resources"),
 ], ids=["no-bootstrap", "bootstrap-without-port", "replicas-negative", "replicas-zero", "inline-sasl-password",
         "sasl-without-secret", "sasl-without-username", "unknown-protocol", "inline-checkpoint-key",
+        "inline-session-key", "inline-session-key-setting", "session-key-without-key", "cookie-secure-not-bool",
         "partitions-zero", "feed-without-claim", "no-resources"])
 def test_wrong_values_are_refused_with_their_path(helm, sets, message):
     p = helm(*_template_args(MINIMAL, sets=sets), check=False)
@@ -486,19 +561,69 @@ def _get(url: str) -> int | None:
         return None
 
 
+def _call(url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+          ) -> tuple[int, dict, Any]:
+    """(status, JSON body, headers) of a request to the worker."""
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read()), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), e.headers
+
+
+def _cookie(headers: Any) -> tuple[str, str]:
+    """The session cookie a response sets (``name=value``) and its attributes, as the browser gets them."""
+    (set_cookie,) = [v for k, v in headers.items() if k.lower() == "set-cookie"]
+    pair, _, attrs = set_cookie.partition(";")
+    return pair.strip(), attrs
+
+
+def _console_check(base: str, session_key: str | None) -> None:
+    """A locked console (no ``session_key``: no Secrets) answers 503 (the probes 200 all the same); an unlocked
+    one logs the chart's user in as the console's page does (``GET /api/session`` for the CSRF token, ``POST
+    /api/login``) with a cookie the chart made ``Secure`` and sealed with the session key Secret's key (so any
+    worker of the release reads it), and answers that session (and only it)."""
+    from cryptography.fernet import Fernet
+
+    locked = session_key is None
+    status, body, headers = _call(base + "/api/session")
+    assert status == 200 and body["auth"] == ("locked" if locked else "on"), body
+    if locked:
+        status, body, _ = _call(base + "/api/meta")
+        assert status == 503 and "SURVEIL_CONSOLE_USERS_FILE" in body["error"], body
+        return
+    cookie, attrs = _cookie(headers)
+    login = json.dumps({"username": CONSOLE_USER, "password": CONSOLE_PASSWORD}).encode()
+    status, body, headers = _call(base + "/api/login", login, {"Cookie": cookie, "X-CSRF-Token": body["csrf"],
+                                   "Content-Type": "application/json"})
+    assert status == 200 and body["user"]["name"] == CONSOLE_USER, body
+    cookie, attrs = _cookie(headers)
+    assert "secure" in attrs.lower().replace(" ", "").split(";"), attrs  # console.cookieSecure: on by default
+    sealed = cookie.split("=", 1)[1].strip('"').encode()  # the value is quoted (a Fernet token ends in =)
+    assert json.loads(Fernet(session_key).decrypt(sealed))["session"]["user"] == CONSOLE_USER
+    assert _call(base + "/api/meta", headers={"Cookie": cookie})[0] == 200
+    assert _call(base + "/api/meta")[0] == 401
+
+
 @pytest.mark.kafka
 @pytest.mark.slow
+@pytest.mark.parametrize("console", ["locked", "logins"])
 def test_the_rendered_worker_pod_runs_passes_its_probes_and_stops_in_its_grace_period(render, kafka_bootstrap,
-                                                                                      tmp_path):
+                                                                                      tmp_path, console):
     """The Deployment's container as the kubelet runs it: the image's entrypoint (``surveil``) with the
     rendered args and environment, on a real broker; its startup, liveness and readiness probes answer 200 on
-    the probed port, and SIGTERM ends it with status 0 within terminationGracePeriodSeconds."""
+    the probed port, and SIGTERM ends it with status 0 within terminationGracePeriodSeconds. With no users
+    file the console is locked (503) and the worker runs all the same; with the users file and session key
+    Secrets (a users file written by surveil.web.auth where the chart mounts it) a user logs in."""
     from kafkatools import settings as fresh_settings
 
     (port,) = free_ports(1)
     s = fresh_settings(kafka_bootstrap)
     keys = json_schema_settings()
     sets = [f"kafka.bootstrapServers={kafka_bootstrap}", f"web.port={port}"]
+    if console == "logins":
+        sets += ["console.usersSecret.name=surveil-console-users", "console.sessionKeySecret.name=surveil-session"]
     for k in sorted(keys):
         v = getattr(s, k)
         sets.append(f"settings.{k}={{{','.join(v)}}}" if isinstance(v, tuple) else f"settings.{k}={v}")
@@ -506,7 +631,14 @@ def test_the_rendered_worker_pod_runs_passes_its_probes_and_stops_in_its_grace_p
     dep = one(docs, "Deployment")
     c = container(dep)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SURVEIL_")}
-    env.update(container_env(docs, c))
+    for k, v in container_env(docs, c).items():
+        if isinstance(v, dict):  # a Secret's key, as the kubelet would resolve it
+            v = secret_value(k)
+        elif k == "SURVEIL_CONSOLE_USERS_FILE":  # the Secret's file, where the chart mounts it
+            assert any(v.startswith(m["mountPath"] + "/") for m in c["volumeMounts"]), v
+            v = str(write_users_file(tmp_path / "users.toml"))
+        env[k] = v
+    assert ("SURVEIL_CONSOLE_USERS_FILE" in env) == ("SURVEIL_CONSOLE_SESSION_KEY" in env) == (console == "logins")
     assert Settings.from_env(env).group_id == s.group_id
     # the image's ENTRYPOINT is surveil (deploy/Dockerfile); the Job's and the Deployment's args follow it
     assert re.search(r'^ENTRYPOINT \["surveil"\]$', (REPO / "deploy" / "Dockerfile").read_text(), re.M)
@@ -529,6 +661,7 @@ def test_the_rendered_worker_pod_runs_passes_its_probes_and_stops_in_its_grace_p
                 assert proc.poll() is None, "the worker exited:\n" + log_path.read_text()[-3000:]
                 assert time.monotonic() < deadline, f"{probe}: {code}\n" + log_path.read_text()[-3000:]
                 time.sleep(0.3)
+        _console_check(f"http://127.0.0.1:{port}", env.get("SURVEIL_CONSOLE_SESSION_KEY"))
         proc.send_signal(signal.SIGTERM)
         grace = pod_spec(dep)["terminationGracePeriodSeconds"]
         t0 = time.monotonic()

@@ -67,6 +67,17 @@ app.kubernetes.io/component: worker
 {{- end }}
 {{- end }}
 
+{{/* The console's session cookie key: the worker only */}}
+{{- define "surveil.sessionKeyEnv" -}}
+{{- if .Values.console.sessionKeySecret.name }}
+- name: SURVEIL_CONSOLE_SESSION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.console.sessionKeySecret.name }}
+      key: {{ .Values.console.sessionKeySecret.key }}
+{{- end }}
+{{- end }}
+
 {{/* Volumes both pods mount: the Kafka CA certificate */}}
 {{- define "surveil.caVolume" -}}
 {{- if .Values.kafka.caSecret.name }}
