@@ -117,3 +117,39 @@ def test_grafana_gets_the_provisioning_and_the_dashboards_where_the_provider_loo
     listen = args(prom).get("web.listen-address", "0.0.0.0:9090")
     assert url.port == int(listen.rsplit(":", 1)[1])
     assert re.fullmatch(r"[\w.-]+:\d+", listen)
+
+
+def test_console_users_folder_mounted_and_the_documented_users_file_logs_in(compose, tmp_path):
+    """No users file is shipped: the workers' console is locked (they bind 0.0.0.0, so logins cannot be off),
+    and they mount deploy/console/ (a README, and the git-ignored users file once made) read-only. The users
+    file the compose file documents (a commented SURVEIL_CONSOLE_USERS_FILE) lies in that folder; made there
+    by surveil.web.auth (as `surveil console user add` does), it gives password logins; set but missing, the
+    worker refuses to start (file not found), as the header says."""
+    import subprocess
+
+    from surveil.stream.settings import SettingsError
+    from surveil.web.auth import add_user
+    from surveil.web.login import logins_from
+
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    (documented,) = re.findall(r"^\s*#\s*SURVEIL_CONSOLE_USERS_FILE:\s*(\S+)\s*$", text, re.M)
+    folder = Path(documented).parent
+    assert (DEPLOY / "console" / "README.md").is_file()
+    assert documented in (DEPLOY / "console" / "README.md").read_text()
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"deploy/console/{Path(documented).name}"], cwd=ROOT)
+    assert ignored.returncode == 0, "the users file is not git-ignored"
+    for name, svc in workers(compose).items():
+        assert mounts(svc).get(str(folder)) == DEPLOY / "console", f"{name}: {folder} is not deploy/console"
+        assert f"./console:{folder}:ro" in svc["volumes"], name  # read-only
+        env = {k: str(v) for k, v in svc["environment"].items()}
+        assert "SURVEIL_CONSOLE_USERS_FILE" not in env  # not set by default: the file may not exist
+        logins, _ = logins_from(Settings.from_env(env))
+        assert logins.mode == "locked", name
+        # the documented path, mapped to a folder made here as deploy/console/ would be
+        users = tmp_path / name / Path(documented).name
+        users.parent.mkdir()
+        with pytest.raises(SettingsError, match="file not found"):
+            Settings.from_env({**env, "SURVEIL_CONSOLE_USERS_FILE": str(users)})
+        add_user(users, "alice", "desk", None, "a password for the test")
+        logins, _ = logins_from(Settings.from_env({**env, "SURVEIL_CONSOLE_USERS_FILE": str(users)}))
+        assert logins.mode == "on" and set(logins.users()) == {"alice"}, name
