@@ -162,9 +162,10 @@ def test_live_equals_replay_over_sasl_ssl_each_part_as_its_own_principal(secure_
     assert got.returncode == 0, got.stderr[-2000:]
     lines = [line for line in got.stdout.splitlines() if line.strip()]
     assert len(lines) == n_records
-    assert {v["alert_id"] for v in views} <= {line.split("\t", 1)[0] for line in lines}
-    for line in lines:
-        ev = orjson.loads(line.split("\t", 1)[1])["evidence"]
+    got_views = [orjson.loads(line.split("\t", 1)[1]) for line in lines]  # key <TAB> value
+    assert {v["alert_id"] for v in views} <= {v["alert_id"] for v in got_views}
+    for view in got_views:
+        ev = view["evidence"]
         assert ({x["broker"] for x in ev["by_account"]} if "by_account" in ev else {ev["broker"]}) == {mine}
     # ... and not another firm's
     refused = readme_console_consumer(secure_broker, firm["name"], firm["password"], props, base.broker_topic(other),
