@@ -766,7 +766,7 @@ class Worker:
                         {"field": "broker", "reason": str(e), "alert_id": a["alert_id"]}))
                     continue
                 await self._topics_exist([t])
-                await send(t, dumps(view), key=key)
+                await send(t, dumps(view), key=view["alert_id"].encode())  # a firm's copy: its own id
             rec = st.book.add(a, self.params["recommendations"], self.history_of(a["subject"]))
             if rec is not None:
                 self._apply_history(rec)
