@@ -1,13 +1,19 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - simulate a trading day and replay it in-process (no broker needed)
 #   make test   - create the venv, install, install Debian's prometheus and chromium if missing,
-#                 resolve Apache Kafka from Maven Central, run pytest
+#                 resolve Apache Kafka from Maven Central, build Helm from the Go module proxy, run pytest
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-packages demo test lint bench bench-memory clean
+.PHONY: install system-packages helm demo test lint bench bench-memory clean
+
+# Helm, for the chart's tests (tests/deploy): built from source with Go, once per version, into .cache/helm/
+# (about 3 minutes with an empty Go module cache, seconds after; the module cache is Go's own, ~/go/pkg/mod)
+GO           ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+HELM_VERSION := v4.3.2
+HELM         := .cache/helm/$(HELM_VERSION)/bin/helm
 
 $(STAMP): pyproject.toml setup.py surveil/events/_svev.c
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +23,11 @@ $(STAMP): pyproject.toml setup.py surveil/events/_svev.c
 
 install: $(STAMP)
 
+$(HELM):
+	GOBIN=$(CURDIR)/$(dir $(HELM)) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+helm: $(HELM)
+
 demo: install
 	$(BIN)/surveil demo
 
@@ -24,7 +35,7 @@ demo: install
 system-packages:
 	bash deploy/system-packages.sh
 
-test: install system-packages
+test: install system-packages helm
 	$(BIN)/ruff check surveil tests bench load_tests
 	$(BIN)/python -m surveil.kafka_local resolve
 	$(BIN)/python -m pytest -q

@@ -365,10 +365,90 @@ def refdata_diff(old, new, as_json) -> None:
     click.echo(f"{len(changes)} accounts changed", err=True)
 
 
+@main.group()
+def console() -> None:
+    """The live console's users (docs/console.md#logins-and-roles)."""
+
+
+@console.group("user")
+def console_user() -> None:
+    """Add, change, remove and list the users of a console users file (SURVEIL_CONSOLE_USERS_FILE)."""
+
+
+_USERS_FILE = click.option("--file", "users_file", required=True, type=click.Path(path_type=Path),
+                           help="The users file (TOML; created if missing, mode 0600).")
+
+
+@console_user.command("add")
+@_USERS_FILE
+@click.option("--name", required=True, help="User name: 1-64 letters, digits or . _ @ -")
+@click.option("--role", required=True, type=click.Choice(["desk", "broker", "admin"]),
+              help="desk: every alert; broker: one member firm's; admin: the desk's and the user list.")
+@click.option("--broker", help="The member firm a broker user sees (its broker id, e.g. B017).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input (one line) instead of a prompt.")
+@click.option("--no-password", is_flag=True, help="No password: the user logs in through the proxy only.")
+@click.option("--replace", is_flag=True, help="Change an existing user (role, broker, password).")
+def console_user_add(users_file, name, role, broker, password_stdin, no_password, replace) -> None:
+    """Add a user; only the password's argon2 hash is written. The running workers read the file again by
+    themselves."""
+    from surveil.web.auth import add_user
+
+    if role == "broker" and not broker:
+        raise click.UsageError("--role broker needs --broker <member firm id>")
+    if role != "broker" and broker:
+        raise click.UsageError(f"--broker is only for --role broker (not {role})")
+    if no_password:
+        password = ""
+    elif password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        u = add_user(users_file, name, role, broker, password, replace=replace)
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{users_file}: {'changed' if replace else 'added'} {u.name} ({u.role}"
+               f"{' ' + u.broker if u.broker else ''})", err=True)
+
+
+@console_user.command("remove")
+@_USERS_FILE
+@click.option("--name", required=True)
+def console_user_remove(users_file, name) -> None:
+    """Remove a user (their sessions end at their next request)."""
+    from surveil.web.auth import remove_user
+
+    try:
+        remove_user(users_file, name)
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{users_file}: removed {name}", err=True)
+
+
+@console_user.command("list")
+@_USERS_FILE
+def console_user_list(users_file) -> None:
+    """The users: name, role, member firm, whether they have a password."""
+    from surveil.web.auth import load_users
+
+    try:
+        users = load_users(users_file)
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    for u in sorted(users.values(), key=lambda u: u.name):
+        click.echo(f"{u.name}\t{u.role}\t{u.broker or '-'}\t{'password' if u.password_hash else 'proxy only'}")
+
+
 def _register() -> None:
     from surveil.kafka_local import kafka
 
     main.add_command(kafka)
+    from surveil.acl import acl
+
+    main.add_command(acl)
     try:
         from surveil.feed import feed_command
     except ImportError:  # pragma: no cover - feed is being written

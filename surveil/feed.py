@@ -680,7 +680,7 @@ async def _prepare_topics(settings: Settings, topics: list[str], create: bool, t
                           ) -> tuple[dict[str, int], list[str]]:
     """Partition counts of the feed topics, creating missing ones when ``create``."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError, for_code
+    from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
     admin = AIOKafkaAdminClient(**settings.kafka_kwargs(), request_timeout_ms=int(timeout * 1000))
     created: list[str] = []
@@ -699,6 +699,10 @@ async def _prepare_topics(settings: Settings, topics: list[str], create: bool, t
                 timeout, "creating topics", settings)
             for item in resp.topic_errors:
                 topic, code = item[0], item[1]
+                if for_code(code) is TopicAuthorizationFailedError:
+                    who = settings.sasl_username or "ANONYMOUS"
+                    raise FeedError(f"Kafka refused CREATE on topic {topic!r} to User:{who}: it does not exist, "
+                                    "or this principal may not see it (grant the feed role: surveil acl apply)")
                 if code and for_code(code) is not TopicAlreadyExistsError:
                     msg = item[2] if len(item) > 2 and item[2] else for_code(code).__name__
                     raise FeedError(f"cannot create topic {topic}: {msg}")
@@ -711,6 +715,10 @@ async def _prepare_topics(settings: Settings, topics: list[str], create: bool, t
             counts: dict[str, int] = {}
             ready = True
             for d in desc:
+                if d.get("error_code") and for_code(d["error_code"]) is TopicAuthorizationFailedError:
+                    raise FeedError(f"Kafka refused DESCRIBE on topic {d['topic']!r} to User:"
+                                    f"{settings.sasl_username or 'ANONYMOUS'} (WRITE includes it; grant the feed "
+                                    "role: surveil acl apply)")
                 parts = d.get("partitions") or []
                 if d.get("error_code") or not parts or any(p.get("leader", -1) < 0 for p in parts):
                     ready = False

@@ -8,8 +8,9 @@ KRaft combined mode (broker and controller in one process) on loopback.
 Command line (also mounted as ``surveil kafka ...`` where the main CLI adds
 the :data:`kafka` group)::
 
-    python -m surveil.kafka_local resolve          # jars into .cache/kafka/lib
+    python -m surveil.kafka_local resolve          # jars into .cache/kafka/lib (kafka-tools: .cache/kafka/tools)
     python -m surveil.kafka_local start            # prints 127.0.0.1:19092
+    python -m surveil.kafka_local start --secure   # SASL_SSL, SCRAM, TLS, ACLs: prints 127.0.0.1:19094
     python -m surveil.kafka_local status
     python -m surveil.kafka_local stop
 
@@ -20,6 +21,10 @@ start)`` works.
 Convention for tests: when the environment variable ``SURVEIL_KAFKA_BOOTSTRAP``
 (:data:`BOOTSTRAP_ENV`) is set, tests use that external broker instead of
 starting one (see :func:`external_bootstrap`).
+
+The secure broker (``--secure``, folder ``<repo>/.cache/kafka/secure``): see "the secure broker" below and
+docs/security.md; its folder also holds ``secure.json`` (passwords, 0600), ``admin.properties`` (the super
+user's Kafka client properties) and ``tls/`` (``ca.pem``, ``truststore.p12``, ``broker.p12``).
 
 Files in a data folder (default ``<repo>/.cache/kafka/run``)::
 
@@ -49,7 +54,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +96,9 @@ LIB_DIR_ENV = "SURVEIL_KAFKA_LIB"
 
 DEFAULT_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
+#: the secure broker's (``--secure``), so that both can run side by side
+DEFAULT_SECURE_PORT = 19094
+DEFAULT_SECURE_CONTROLLER_PORT = 19095
 DEFAULT_HEAP = "512m"
 DEFAULT_START_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -184,6 +192,11 @@ def default_lib_dir() -> Path:
 
 def default_data_dir() -> Path:
     return repo_root() / ".cache" / "kafka" / "run"
+
+
+def default_secure_data_dir() -> Path:
+    """The secure broker's own folder (its storage is formatted with the admin's SCRAM credential)."""
+    return repo_root() / ".cache" / "kafka" / "secure"
 
 
 def external_bootstrap() -> str | None:
@@ -316,6 +329,48 @@ def ensure_kafka_libs(
         return lib
 
 
+def default_tools_dir() -> Path:
+    return repo_root() / ".cache" / "kafka" / "tools"
+
+
+def ensure_kafka_tools(
+    tools_dir: str | os.PathLike[str] | None = None,
+    *,
+    pom: str | os.PathLike[str] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """A folder holding Kafka's ``kafka-tools`` jar (``org.apache.kafka.tools.consumer.ConsoleConsumer``, which
+    Kafka 3.9 no longer ships in its core jar), to put on the class path after the broker's jars:
+    ``java -cp '<lib>/*:<tools>/*' org.apache.kafka.tools.consumer.ConsoleConsumer …``. The jar alone (its
+    dependencies are the broker's): ``mvn dependency:copy``, offline first. Default ``<repo>/.cache/kafka/tools``."""
+    tools = Path(tools_dir).expanduser().resolve() if tools_dir else default_tools_dir()
+    version = kafka_version(Path(pom) if pom else None)
+    jar = tools / f"kafka-tools-{version}.jar"
+    if jar.is_file():
+        return tools
+    with _file_lock(tools.parent / f".{tools.name}.lock"):
+        if jar.is_file():
+            return tools
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise MavenNotFound(f"Maven ('mvn') is not on PATH; it is needed once to download kafka-tools into {tools}")
+        tools.mkdir(parents=True, exist_ok=True)
+        output = ""
+        for offline in (True, False):
+            if echo and not offline:
+                echo(f"Resolving org.apache.kafka:kafka-tools:{version} from Maven Central into {tools} ...")
+            cmd = [mvn, *(["-o"] if offline else []), "-q", "-B", "-Dstyle.color=never",
+                   "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+                   f"-Dartifact=org.apache.kafka:kafka-tools:{version}", f"-DoutputDirectory={tools}"]
+            proc = subprocess.run(cmd, cwd=tools, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+            output = proc.stdout
+            if proc.returncode == 0 and jar.is_file():
+                return tools
+        raise ResolveError(f"mvn could not resolve org.apache.kafka:kafka-tools:{version} "
+                           f"(is Maven Central reachable?):\n{_tail(output)}")
+
+
 # --------------------------------------------------------------------------
 # processes
 
@@ -426,13 +481,17 @@ def _log_tail(data_dir: Path, lines: int = 40) -> str:
 # readiness probes
 
 
-def _api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
-    """A bare Kafka ApiVersions v0 round trip (no client library needed)."""
+def _api_versions_ok(host: str, port: int, timeout: float = 2.0, ssl_context: Any = None) -> bool:
+    """A bare Kafka ApiVersions v0 round trip (no client library needed); over TLS with ``ssl_context``
+    (a SASL listener answers ApiVersions before authentication)."""
     client_id = b"surveil-kafka-local"
     correlation_id = 0x5EED
     body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+            if ssl_context is not None:
+                sock = stack.enter_context(ssl_context.wrap_socket(sock, server_hostname=host))
             sock.settimeout(timeout)
             sock.sendall(struct.pack(">i", len(body)) + body)
             header = b""
@@ -447,11 +506,12 @@ def _api_versions_ok(host: str, port: int, timeout: float = 2.0) -> bool:
     return corr == correlation_id and error_code == 0
 
 
-async def _describe_cluster(bootstrap: str, timeout: float) -> bool:
+async def _describe_cluster(bootstrap: str, timeout: float, client: dict[str, Any] | None = None) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
+        **(client or {}),
         client_id="surveil-kafka-local-probe",
         request_timeout_ms=int(timeout * 1000),
     )
@@ -486,17 +546,19 @@ def _quiet_logger(name: str) -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _client_ready(bootstrap: str, timeout: float = 5.0) -> bool:
-    """True when a Kafka client gets cluster metadata with a broker and a controller."""
+def _client_ready(bootstrap: str, timeout: float = 5.0, client: dict[str, Any] | None = None) -> bool:
+    """True when a Kafka client gets cluster metadata with a broker and a controller. ``client``: aiokafka's
+    security arguments (a secure broker: TLS and the admin's SCRAM credentials)."""
     host, _, port = bootstrap.rpartition(":")
-    if not _api_versions_ok(host, int(port), timeout=min(timeout, 2.0)):
+    if not _api_versions_ok(host, int(port), timeout=min(timeout, 2.0),
+                            ssl_context=(client or {}).get("ssl_context")):
         return False
     try:
         import aiokafka  # noqa: F401
     except ImportError:
         return True  # ApiVersions answered: the broker processes requests
     with _quiet_logger("aiokafka"):
-        return bool(_run_async(lambda: _describe_cluster(bootstrap, timeout)))
+        return bool(_run_async(lambda: _describe_cluster(bootstrap, timeout, client)))
 
 
 # --------------------------------------------------------------------------
@@ -507,7 +569,7 @@ def _prop(value: object) -> str:
     return str(value).replace("\\", "\\\\")
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _server_properties(data_dir: Path, port: int, controller_port: int, secure: SecureFiles | None = None) -> str:
     settings: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -534,6 +596,10 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "num.io.threads": 4,
         "num.recovery.threads.per.data.dir": 1,
     }
+    if secure is not None:
+        settings.update(listeners=f"SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+                        **{"advertised.listeners": f"SASL_SSL://{HOST}:{port}"})
+        settings.update(_secure_properties(data_dir, secure))
     lines = [
         "# Written by surveil.kafka_local; rewritten on every start.",
         *(f"{key}={_prop(value)}" for key, value in settings.items()),
@@ -592,6 +658,198 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+
+# --------------------------------------------------------------------------
+# the secure broker (``start(secure=True)``, ``surveil kafka start --secure``)
+#
+# One SASL_SSL listener for clients and for the broker itself (SCRAM-SHA-512 over TLS), the controller
+# listener on SASL_PLAINTEXT with PLAIN (KRaft keeps SCRAM credentials in its metadata, which the controller
+# cannot need to read before it runs; loopback only), KRaft's StandardAuthorizer with
+# allow.everyone.if.no.acl.found=false, and one super user, ``admin``, whose SCRAM credential is written at
+# format time (``StorageTool format --add-scram``): every other principal gets its credential and ACLs from
+# ``surveil acl apply``. The TLS material is generated once per data folder (Python's ``cryptography``): a
+# CA, a broker certificate for 127.0.0.1 and localhost signed by it, and for clients the CA as PEM (Python,
+# ``SURVEIL_SSL_CAFILE``) and as a PKCS12 truststore (Java clients: ``ssl.truststore.type=PKCS12``; made by
+# the JDK's keytool, which marks the CA as trusted as Java wants).
+
+ADMIN_USER = "admin"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SECURE_NAME = "secure.json"
+TLS_DIR_NAME = "tls"
+CA_NAME = "ca.pem"
+TRUSTSTORE_NAME = "truststore.p12"
+KEYSTORE_NAME = "broker.p12"
+ADMIN_CONFIG_NAME = "admin.properties"
+CERT_DAYS = 825
+
+
+@dataclass(frozen=True)
+class SecureFiles:
+    """What a client of a secure local broker needs (all under ``<data dir>``; secrets in 0600 files)."""
+
+    ca_file: Path  # the CA certificate, PEM: Python clients (SURVEIL_SSL_CAFILE)
+    truststore: Path  # the same CA as a PKCS12 truststore: Java clients
+    truststore_password: str = field(repr=False)
+    admin_user: str
+    admin_password: str = field(repr=False)
+    admin_config: Path  # Kafka client properties of the admin (Kafka's tools: --command-config)
+
+    def admin_kwargs(self) -> dict[str, Any]:
+        """aiokafka's connection arguments for the admin (without bootstrap_servers)."""
+        from aiokafka.helpers import create_ssl_context
+
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": SCRAM_MECHANISM,
+                "sasl_plain_username": self.admin_user, "sasl_plain_password": self.admin_password,
+                "ssl_context": create_ssl_context(cafile=str(self.ca_file))}
+
+
+def _write_private(path: Path, data: bytes | str) -> None:
+    """Write a file readable by its owner only (created so, never world-readable for a moment)."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(raw)
+    os.chmod(path, 0o600)
+
+
+def _jaas_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _keytool() -> str:
+    candidate = Path(_java()).resolve().parent / "keytool"
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("keytool")
+    if found is None:
+        raise JavaNotFound("keytool (part of every Java installation) was not found next to java nor on PATH")
+    return found
+
+
+def _make_tls(tls: Path, keystore_password: str, truststore_password: str) -> None:
+    """A CA and a broker certificate (127.0.0.1, localhost) signed by it, as files for Kafka and its clients."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    until = now + datetime.timedelta(days=CERT_DAYS)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "surveil development CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(until)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(until)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    # PBES1 3DES/SHA1: the PKCS12 encryption every Java reads
+    enc = (serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(50_000)
+           .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())
+           .build(keystore_password.encode()))
+    tls.mkdir(parents=True, exist_ok=True)
+    _write_private(tls / KEYSTORE_NAME, pkcs12.serialize_key_and_certificates(b"broker", key, cert, [ca], enc))
+    (tls / CA_NAME).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    truststore = tls / TRUSTSTORE_NAME
+    with contextlib.suppress(FileNotFoundError):
+        truststore.unlink()
+    made = subprocess.run([_keytool(), "-importcert", "-noprompt", "-alias", "surveil-ca", "-file",
+                           str(tls / CA_NAME), "-keystore", str(truststore), "-storetype", "PKCS12",
+                           "-storepass:env", "SURVEIL_TRUSTSTORE_PASSWORD"],
+                          env={**os.environ, "SURVEIL_TRUSTSTORE_PASSWORD": truststore_password},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if made.returncode != 0:
+        raise StartError(f"keytool could not write the truststore {truststore}:\n{_tail(made.stdout + made.stderr)}")
+
+
+def client_properties(secure: SecureFiles, username: str, password: str) -> str:
+    """Kafka client properties (Java clients, Kafka's tools) for ``username`` on a secure broker."""
+    return "\n".join([
+        "security.protocol=SASL_SSL",
+        f"sasl.mechanism={SCRAM_MECHANISM}",
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{_jaas_quote(username)}" password="{_jaas_quote(password)}";',
+        "ssl.truststore.type=PKCS12",
+        f"ssl.truststore.location={_prop(secure.truststore)}",
+        f"ssl.truststore.password={_prop(secure.truststore_password)}",
+    ]) + "\n"
+
+
+def secure_files(data_dir: str | os.PathLike[str] | None = None, *, create: bool = False) -> SecureFiles:
+    """The TLS files and admin credentials of the secure broker of ``data_dir``; ``create``: make them
+    (once: later calls reuse them). A folder without them is an error naming it."""
+    data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_secure_data_dir()
+    tls = data_dir / TLS_DIR_NAME
+    path = data_dir / SECURE_NAME
+    try:
+        secrets_ = json.loads(path.read_text())
+    except FileNotFoundError:
+        if not create:
+            raise KafkaLocalError(f"{data_dir} holds no secure broker (no {SECURE_NAME}; start one with "
+                                  "surveil kafka start --secure)") from None
+        import secrets
+
+        secrets_ = {"admin_password": secrets.token_urlsafe(24), "keystore_password": secrets.token_urlsafe(24),
+                    "truststore_password": secrets.token_urlsafe(12)}
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _make_tls(tls, secrets_["keystore_password"], secrets_["truststore_password"])
+        _write_private(path, json.dumps(secrets_, indent=1) + "\n")
+    except (OSError, ValueError) as exc:
+        raise KafkaLocalError(f"cannot read {path}: {exc}") from None
+    files = SecureFiles(ca_file=tls / CA_NAME, truststore=tls / TRUSTSTORE_NAME,
+                        truststore_password=secrets_["truststore_password"], admin_user=ADMIN_USER,
+                        admin_password=secrets_["admin_password"], admin_config=data_dir / ADMIN_CONFIG_NAME)
+    if create or not files.admin_config.is_file():
+        _write_private(files.admin_config, client_properties(files, ADMIN_USER, files.admin_password))
+    return files
+
+
+def _secure_properties(data_dir: Path, files: SecureFiles) -> dict[str, object]:
+    keystore_password = json.loads((data_dir / SECURE_NAME).read_text())["keystore_password"]
+    admin, pw = _jaas_quote(files.admin_user), _jaas_quote(files.admin_password)
+    return {
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "SASL_SSL",
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{admin}" password="{pw}";',
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config":
+            f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{admin}" '
+            f'password="{pw}" user_{admin}="{pw}";',
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": files.ca_file.parent / KEYSTORE_NAME,
+        "ssl.keystore.password": keystore_password,
+        "ssl.key.password": keystore_password,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": files.ca_file,
+        "ssl.client.auth": "none",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{files.admin_user}",
+        # topics are created by those allowed to (the worker), never on a reader's first use
+        "auto.create.topics.enable": "false",
+    }
+
+
 # --------------------------------------------------------------------------
 # public API
 
@@ -605,9 +863,11 @@ class BrokerInfo:
     data_dir: str
     log_file: str
     already_running: bool = False
+    secure: SecureFiles | None = None  # the TLS files and admin credentials of a secure broker
 
 
-def _info(data_dir: Path, pid: int, port: int, controller_port: int, already: bool) -> BrokerInfo:
+def _info(data_dir: Path, pid: int, port: int, controller_port: int, already: bool,
+          secure: SecureFiles | None = None) -> BrokerInfo:
     return BrokerInfo(
         bootstrap=f"{HOST}:{port}",
         pid=pid,
@@ -616,10 +876,12 @@ def _info(data_dir: Path, pid: int, port: int, controller_port: int, already: bo
         data_dir=str(data_dir),
         log_file=str(data_dir / "logs" / "server.log"),
         already_running=already,
+        secure=secure,
     )
 
 
-def _wait_ready(data_dir: Path, pid: int, bootstrap: str, timeout: float) -> None:
+def _wait_ready(data_dir: Path, pid: int, bootstrap: str, timeout: float, secure: SecureFiles | None = None) -> None:
+    client = secure.admin_kwargs() if secure is not None else None
     deadline = time.monotonic() + timeout
     while True:
         if not _alive(pid):
@@ -630,21 +892,22 @@ def _wait_ready(data_dir: Path, pid: int, bootstrap: str, timeout: float) -> Non
                 f"Kafka (pid {pid}) did not accept clients at {bootstrap} within "
                 f"{timeout:.0f} s.\n{_log_tail(data_dir)}"
             )
-        if _client_ready(bootstrap, timeout=max(1.0, min(5.0, remaining))):
+        if _client_ready(bootstrap, timeout=max(1.0, min(5.0, remaining)), client=client):
             return
         time.sleep(0.3)
 
 
 def start(
     data_dir: str | os.PathLike[str] | None = None,
-    port: int = DEFAULT_PORT,
-    controller_port: int = DEFAULT_CONTROLLER_PORT,
+    port: int | None = None,
+    controller_port: int | None = None,
     heap: str = DEFAULT_HEAP,
     *,
     lib_dir: str | os.PathLike[str] | None = None,
     timeout: float = DEFAULT_START_TIMEOUT,
     die_with_parent: bool = False,
     echo: Callable[[str], None] | None = None,
+    secure: bool = False,
 ) -> BrokerInfo:
     """Start a single-node KRaft broker on loopback and wait until clients connect.
 
@@ -665,8 +928,16 @@ def start(
     long-lived thread), which tests use so that a killed pytest does not leave
     a broker behind.  Without it the broker outlives the caller, as the CLI
     needs.
+
+    ``secure``: SASL_SSL with SCRAM-SHA-512, TLS and the StandardAuthorizer (see :func:`secure_files`;
+    default folder ``.cache/kafka/secure``). A folder keeps the kind of broker it was formatted for.
     """
-    data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
+    default = default_secure_data_dir() if secure else default_data_dir()
+    data_dir = Path(data_dir).expanduser().resolve() if data_dir else default
+    if port is None:
+        port = DEFAULT_SECURE_PORT if secure else DEFAULT_PORT
+    if controller_port is None:
+        controller_port = DEFAULT_SECURE_CONTROLLER_PORT if secure else DEFAULT_CONTROLLER_PORT
     if port == controller_port:
         raise PortBusy(f"--port and --controller-port must differ (both {port})")
     if not re.fullmatch(r"\d+[kKmMgG]?", heap):
@@ -678,9 +949,13 @@ def start(
         pid = _running_pid(data_dir)
         if pid is not None:
             state = _read_state(data_dir)
+            if bool(state.get("secure")) != secure:
+                raise KafkaLocalError(f"the broker running from {data_dir} is {'' if state.get('secure') else 'not '}"
+                                      "secure; stop it first, or use another --dir")
             if state.get("port") == port and state.get("controller_port") == controller_port:
-                _wait_ready(data_dir, pid, bootstrap, timeout)
-                return _info(data_dir, pid, port, controller_port, already=True)
+                files = secure_files(data_dir) if secure else None
+                _wait_ready(data_dir, pid, bootstrap, timeout, files)
+                return _info(data_dir, pid, port, controller_port, already=True, secure=files)
             raise PortBusy(
                 f"a broker from {data_dir} is already running (pid {pid}, bootstrap "
                 f"{state.get('bootstrap', '?')}, controller port "
@@ -701,7 +976,13 @@ def start(
         (data_dir / "data").mkdir(exist_ok=True)
         props = data_dir / "server.properties"
         log4j = data_dir / "log4j.properties"
-        props.write_text(_server_properties(data_dir, port, controller_port))
+        formatted = (data_dir / "data" / "meta.properties").is_file()
+        if formatted and bool(_read_state(data_dir).get("secure")) != secure:
+            kind = "a secure" if secure else "a plaintext"
+            raise KafkaLocalError(f"{data_dir} was formatted for {'a plaintext' if secure else 'a secure'} broker; "
+                                  f"use another --dir for {kind} one (or delete the folder)")
+        files = secure_files(data_dir, create=True) if secure else None
+        _write_private(props, _server_properties(data_dir, port, controller_port, files))
         log4j.write_text(_log4j_properties(logs))
         classpath = f"{lib}{os.sep}*"
         log4j_opt = f"-Dlog4j.configuration={log4j.as_uri()}"
@@ -722,6 +1003,9 @@ def start(
                     cluster_id,
                     "-c",
                     str(props),
+                    # the super user's SCRAM credential (KRaft: written into the metadata at format time)
+                    *(["--add-scram", f"{SCRAM_MECHANISM}=[name={files.admin_user},password={files.admin_password}]"]
+                      if files else []),
                 ],
                 cwd=data_dir,
                 stdin=subprocess.DEVNULL,
@@ -772,15 +1056,16 @@ def start(
             heap=heap,
             lib_dir=str(lib),
             started_at=time.time(),
+            secure=secure,
         )
         (data_dir / STATE_NAME).write_text(json.dumps(state, indent=1) + "\n")
 
         try:
-            _wait_ready(data_dir, proc.pid, bootstrap, timeout)
+            _wait_ready(data_dir, proc.pid, bootstrap, timeout, files)
         except StartError as exc:
             _terminate(data_dir, proc.pid, 10.0)
             raise StartError(f"{exc}\nKafka did not become ready (process stopped); full logs in {logs}") from None
-        return _info(data_dir, proc.pid, port, controller_port, already=False)
+        return _info(data_dir, proc.pid, port, controller_port, already=False, secure=files)
 
 
 def _terminate(data_dir: Path, pid: int, timeout: float) -> bool:
@@ -821,6 +1106,14 @@ def stop(
     return {"was_running": True, "pid": pid, "killed": killed}
 
 
+def _status_tls(data_dir: Path, state: dict[str, Any]) -> Any:
+    if not state.get("secure"):
+        return None
+    import ssl
+
+    return ssl.create_default_context(cafile=str(data_dir / TLS_DIR_NAME / CA_NAME))
+
+
 def status(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """``running``, ``pid``, ``bootstrap``, ports, ``ready`` (answers ApiVersions), paths."""
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
@@ -834,7 +1127,8 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "bootstrap": state.get("bootstrap") if running else None,
         "port": port,
         "controller_port": state.get("controller_port") if running else None,
-        "ready": bool(running and port and _api_versions_ok(HOST, int(port))),
+        "ready": bool(running and port and _api_versions_ok(HOST, int(port), ssl_context=_status_tls(data_dir, state))),
+        "secure": bool(state.get("secure")) if running else None,
         "data_dir": str(data_dir),
         "log_file": str(data_dir / "logs" / "server.log"),
     }
@@ -876,18 +1170,22 @@ def kafka() -> None:
     help=f"Jar folder (default ${LIB_DIR_ENV} or .cache/kafka/lib).",
 )
 def resolve(lib_dir: Path | None) -> None:
-    """Download Kafka's jars once (Maven); print the jar folder."""
+    """Download Kafka's jars once (Maven), and kafka-tools (the console consumer); print the jar folder."""
     try:
         lib = ensure_kafka_libs(lib_dir, echo=_err)
+        tools = ensure_kafka_tools(echo=_err)
     except KafkaLocalError as exc:
         _fail(exc)
+    _err(f"kafka-tools (ConsoleConsumer) in {tools}")
     click.echo(str(lib))
 
 
 @kafka.command(name="start")
 @_dir_option
-@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
-@click.option("--controller-port", type=click.IntRange(1, 65535), default=DEFAULT_CONTROLLER_PORT, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help=f"Client port [default: {DEFAULT_PORT}; {DEFAULT_SECURE_PORT} with --secure].")
+@click.option("--controller-port", type=click.IntRange(1, 65535), default=None,
+              help=f"[default: {DEFAULT_CONTROLLER_PORT}; {DEFAULT_SECURE_CONTROLLER_PORT} with --secure]")
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="JVM -Xmx.")
 @click.option(
     "--timeout",
@@ -897,16 +1195,27 @@ def resolve(lib_dir: Path | None) -> None:
     help="Seconds to wait until clients can connect.",
 )
 @click.option("--lib-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--secure", is_flag=True, help="SASL_SSL (SCRAM-SHA-512, TLS) and ACLs enforced; default folder "
+              ".cache/kafka/secure. Principals and ACLs: surveil acl apply.")
 def start_command(
-    data_dir: Path | None, port: int, controller_port: int, heap: str, timeout: float, lib_dir: Path | None
+    data_dir: Path | None, port: int, controller_port: int, heap: str, timeout: float, lib_dir: Path | None,
+    secure: bool,
 ) -> None:
     """Start the broker (idempotent); print its bootstrap servers on stdout."""
     try:
-        info = start(data_dir, port, controller_port, heap, lib_dir=lib_dir, timeout=timeout, echo=_err)
+        info = start(data_dir, port, controller_port, heap, lib_dir=lib_dir, timeout=timeout, echo=_err,
+                     secure=secure)
     except KafkaLocalError as exc:
         _fail(exc)
     verb = "already running" if info.already_running else "started"
     _err(f"Kafka {verb}: pid {info.pid}, logs in {info.log_file}")
+    if info.secure is not None:
+        f = info.secure
+        _err(f"SASL_SSL with {SCRAM_MECHANISM}; ACLs enforced (super user {f.admin_user}).\n"
+             f"  CA (Python clients, SURVEIL_SSL_CAFILE): {f.ca_file}\n"
+             f"  truststore (Java clients, PKCS12):       {f.truststore} (password in {info.data_dir}/{SECURE_NAME})\n"
+             f"  admin client properties:                 {f.admin_config}\n"
+             f"Next: surveil acl apply --brokers principals.toml")
     click.echo(info.bootstrap)
 
 

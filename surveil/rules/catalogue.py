@@ -40,11 +40,30 @@ in `evidence`:
 - `series`: `{unit, step_ns, points: [[start ns, value], ...]}`, the time series of the chart;
 - optionally `at` (ns: when the measure was reached, when it is not `window_start`) and `peak_rate`
   (`{count, at, at_iso, unit}`: a peak message rate, shown on the console's account page).
-The other evidence fields are the rule's own (below). A member firm's copy of an owner-level alert keeps
-only its own accounts in `accounts` (and in the rule's breakdowns), without `series` unless the rule can
-recompute it from those accounts, and without sample order ids; a rule recomputes its amounts from the firm's
-accounts (`Rule.broker_view`: for `sell_burst_1m` the value, peak value, trades, venue totals and share of the
-market), while the owner-level facts (raised, rule, threshold, severity) and windows stay.
+The other evidence fields are the rule's own (below).
+
+### A member firm's copy
+
+A member firm (broker) gets, on its own topic, a copy of every alert about its accounts. An account's alert
+goes as it is. An alert about several accounts (an owner's, a security's) holds **only figures computed from
+that firm's accounts and public market data** (index levels, the market's totals), plus the facts that the
+owner-level alert was raised (or made final), its rule, subject, threshold and severity:
+- a rule that can tell each firm's part gives it in `evidence.by_broker` (the desk sees it): per firm its own
+  `window_start`, `window_end`, `value` and `evidence`, computed from the firm's trades only. For
+  `sell_burst_1m` that is the firm's own burst within the owner's: from its first to its last trade in the
+  owner's burst, its own peak window (`window_seconds` long, of its largest value), its value, trades,
+  breakdowns, per-second chart, share of the market in its own peak window and the index levels over its own
+  window; raised, what it sold in the window that raised the alert. The copy's `evidence` is that and nothing
+  else (not the owner's windows, not the time the owner's alert was raised: other firms' trades decide those),
+  and it has its own `alert_id` (of the subject with `broker`, the trading day and the firm's window start:
+  the owner-level id derives from the owner's window), the same for the firm's raised and final copies.
+  Changing another firm's trades, amounts or times, leaves the copy byte-identical as long as the owner's
+  alert is still raised with the same severity and the public market totals in the firm's windows are the
+  same (a property test, `tests/stream/test_broker_copy.py`). A firm whose accounts took part in the burst
+  gets its copy even when they are not in the owner's peak window;
+- otherwise (`Rule.broker_view`) the copy keeps only the firm's accounts in `accounts` and the rule's
+  breakdowns, without `series` and sample order ids, and the rule recomputes its amounts from them.
+`by_broker` is never in a copy.
 
 """
 

@@ -26,6 +26,12 @@ the window is listed once per row), sample order
 ids, the main index levels over the burst and the whole market's sell-side traded
 value in the peak window when the input carries them.
 
+``by_broker``: each member firm's own burst within the owner's, made from that firm's trades only (its
+first to last trade in the burst, its own peak window, breakdowns and share of the market; raised: what it
+sold in the window that raised the alert), as ``{firm: {window_start, window_end, value, evidence}}``. A
+member firm's copy of the alert is that firm's entry and nothing of the owner's figures or windows
+(docs/rules.md, "A member firm's copy"). A burst keeps its owner's trades from its start to its end for this.
+
 ``peak_per_second`` (final alerts, for the charts of the console and the replay
 report): the peak window second by second, ``{"start", "start_iso", "seconds",
 "accounts": [{"venue", "account", "broker", "valid_from", "value_fen": [one value per second]}],
@@ -70,6 +76,8 @@ from surveil.rules.base import (
 SAMPLES = 5
 #: the peak window's per-second sell value is listed for at most this many accounts (the largest)
 PER_SECOND_ACCOUNTS = 20
+#: what a burst keeps of each of its owner's trades
+LOG_KEYS = ("ts", "key", "venue", "val", "broker", "from")
 MAIN_INDEXES = ["SSE:000001", "SSE:000688", "SZSE:399001", "SZSE:399106", "SZSE:399006"]
 
 META = RuleMeta(
@@ -111,7 +119,8 @@ META = RuleMeta(
     chart="sell_burst",
     # 2: each trade carries its broker and the valid_from of its reference row; the breakdowns are per account
     # row (an account that changed broker within a window appears once per row)
-    state_version=2,
+    # 3: a burst keeps its owner's trades, for each member firm's own figures (by_broker)
+    state_version=3,
 )
 
 
@@ -132,14 +141,23 @@ class _Burst:
     # (first second ns, seconds, {by_account index: per-second values}) of the peak window; a class-level
     # default so that checkpoints written before this field existed still load
     per_second: tuple | None = None
+    # the owner's trades from the burst's start on (LOG_KEYS), for each member firm's own figures (by_broker)
+    log: list = field(default_factory=list)
 
     def to_data(self) -> list:
         ps = None
         if self.per_second is not None:
             start, nsec, grid = self.per_second
             ps = [start, nsec, [[k, array_data(v)] for k, v in grid.items()]]
+        log = {k: array_data(v) for k, v in self.trades_logged().items()}
         return [self.owner, self.day, self.start, self.last_qual, self.raised_value, self.peak, self.peak_start,
-                self.peak_end, self.by_venue, [list(x) for x in self.by_account], self.trades, self.samples, ps]
+                self.peak_end, self.by_venue, [list(x) for x in self.by_account], self.trades, self.samples, ps, log]
+
+    def trades_logged(self) -> dict[str, np.ndarray]:
+        if len(self.log) != 1:
+            self.log = [{k: np.concatenate([c[k] for c in self.log]) if self.log else np.empty(0, np.int64)
+                         for k in LOG_KEYS}]
+        return self.log[0]
 
     @classmethod
     def from_data(cls, d: list) -> _Burst:
@@ -148,6 +166,7 @@ class _Burst:
         if d[12] is not None:
             start, nsec, grid = d[12]
             b.per_second = (start, nsec, {int(k): from_array_data(v) for k, v in grid})
+        b.log = [{k: from_array_data(v) for k, v in d[13].items()}]
         return b
 
 
@@ -197,41 +216,19 @@ class SellBurst1m(Rule):
 
     @classmethod
     def broker_view(cls, view: dict, broker: str) -> None:
-        """A member firm's copy: only its accounts in the breakdowns, and every amount (the alert's value, the
-        peak window's value and trades, venue totals, share of the market, the per-second chart) recomputed
-        from them; the owner-level facts stay (raised, rule, threshold, severity, the burst's windows), and
-        the market data (market value, index levels) is public."""
+        """A member firm's copy: the firm's own burst within the owner's (``by_broker``, made by the rule from
+        that firm's trades only): its window (first to last trade in the burst), its value (its own peak
+        window's; raised: what it sold in the window that raised the alert), breakdowns, per-second chart,
+        share of the market in its own peak window and the index levels over its own window. Of the
+        owner-level alert it keeps only that it was raised or made final, its rule, subject, threshold and
+        severity; nothing that another firm's trades decide (not even the time it was raised)."""
         ev = view["evidence"]
-        mine = [a for a in ev.get("by_account") or [] if a.get("broker") == broker]
-        ev["by_account"] = mine
-        pps = ev.get("peak_per_second")
-        if pps:  # the per-second chart data: this broker's accounts only
-            own = {(a["venue"], a["account"]) for a in mine}
-            kept = [x for x in pps.get("accounts", [])
-                    if (x["broker"] == broker if "broker" in x else (x["venue"], x["account"]) in own)]
-            pps["accounts"] = kept
-            pps["accounts_omitted"] = len(mine) - len(kept)
-            totals = [sum(v) for v in zip(*(x["value_fen"] for x in kept))]
-            ev["series"] = series("fen", [[pps["start"] + i * NS_PER_SECOND, v] for i, v in enumerate(totals)])
-        by_venue: dict[str, int] = {}
-        for a in mine:
-            by_venue[a["venue"]] = by_venue.get(a["venue"], 0) + a["value_fen"]
-        ev["by_venue_fen"] = dict(sorted(by_venue.items()))
-        # every amount from the firm's own accounts (and public market data): what the firm sold in the
-        # owner's peak window, its trades there, its share of the market; not the owner's totals
-        own = sum(a["value_fen"] for a in mine)
-        view["value"] = own
-        if "peak_value_fen" in ev:
-            ev["peak_value_fen"] = own
-        if "trades_in_peak_window" in ev:
-            ev["trades_in_peak_window"] = sum(a["trades"] for a in mine)
-        if "share_of_market" in ev:
-            mv = ev.get("market_sell_value_fen")
-            ev["share_of_market"] = round(own / mv, 6) if mv else None
-        if "value_when_raised_fen" in ev:
-            ev["value_when_raised_fen"] = own
-        for a in ev.get("accounts") or []:
-            a["share"] = round(a["value"] / own, 6) if own else 0.0
+        own = (ev.pop("by_broker", None) or {}).get(broker)
+        if own is None:  # not a firm of this burst (broker_views sends copies to the firms in by_broker only)
+            return
+        view["window_start"], view["window_end"], view["value"] = own["window_start"], own["window_end"], own["value"]
+        ev.clear()  # the owner's evidence goes whole; the firm's own takes its place
+        ev.update(own["evidence"])
 
     @classmethod
     def describe(cls, alert: dict) -> str | None:
@@ -261,6 +258,11 @@ class SellBurst1m(Rule):
         def oids(pos: np.ndarray) -> list:
             return self.p_oid.values(pos, seg, rows)
 
+        if self.active:  # an open burst keeps every new trade of its owner (by_broker is made from them)
+            hit = np.isin(new["owner"], np.fromiter(self.active, np.int64, len(self.active)))
+            for o in np.unique(new["owner"][hit]).tolist():
+                sel = np.flatnonzero(new["owner"] == o)
+                self.active[o].log.append({k: new[k][sel] for k in LOG_KEYS})
         out: list[AlertDraft] = []
         uo, inv = np.unique(trades["owner"], return_inverse=True)
         tot = np.bincount(inv, weights=trades["val"].astype(np.float64))
@@ -298,9 +300,11 @@ class SellBurst1m(Rule):
                     self._peak(st, trades, idx, run_best, left, wsum, t, oids)
                     out.append(self._final(st))
                 st = _Burst(owner=owner, day=seg.day, start=int(t[left[i]]), last_qual=ti, raised_value=int(wsum[i]))
+                st.log = [{k: trades[k][idx[left[i]:]] for k in LOG_KEYS}]  # the owner's trades from its start
                 self.active[owner] = st
                 self._peak(st, trades, idx, i, left, wsum, t, oids)  # the breakdown as raised
-                out.append(self._raised(st))
+                firms = self._firms({k: trades[k][idx[left[i]: i + 1]] for k in LOG_KEYS}, st)
+                out.append(self._raised(st, firms))
                 run_best = i
             st.last_qual = ti
             if run_best < 0 or wsum[i] > wsum[run_best]:
@@ -315,25 +319,7 @@ class SellBurst1m(Rule):
         st.peak_end = int(t[i])
         st.peak_start = int(t[left[i]])
         win = idx[left[i]: i + 1]
-        keys, vals, vens = trades["key"][win], trades["val"][win], trades["venue"][win]
-        st.by_venue = {VENUES[v]: int(vals[vens == v].sum()) for v in sorted(set(vens.tolist()))}
-        # per account row: (account, broker, valid_from) — an account whose row changed within the window twice
-        groups, inv = np.unique(np.stack([keys, trades["broker"][win], trades["from"][win]], 1), axis=0,
-                                return_inverse=True)
-        inv = inv.reshape(-1)
-        uk = groups[:, 0]
-        sums = np.zeros(len(uk), np.int64)
-        np.add.at(sums, inv, vals)
-        n = np.bincount(inv, minlength=len(uk))
-        st.by_account = [(int(g[0]), int(s), int(c), int(g[1]), int(g[2])) for g, s, c in zip(groups, sums, n)]
-        st.trades = len(win)
-        # the peak window second by second, per account (for charts): at most 61 seconds
-        first_sec = st.peak_start // NS_PER_SECOND
-        sec = trades["ts"][win] // NS_PER_SECOND - first_sec
-        nsec = int(st.peak_end // NS_PER_SECOND - first_sec) + 1
-        grid = np.zeros((len(uk), nsec), np.int64)
-        np.add.at(grid, (inv, sec), vals)
-        st.per_second = (int(first_sec * NS_PER_SECOND), nsec, {j: grid[j] for j in range(len(uk))})
+        uk, inv = self._breakdown(st, {k: trades[k][win] for k in LOG_KEYS})
         # samples: the first trades by (ts, venue, account name), so they depend neither on how venues
         # interleave nor on internal ids
         names = self.ctx.account_names(uk)
@@ -341,6 +327,61 @@ class SellBurst1m(Rule):
         rank[sorted(range(len(uk)), key=lambda j: (int(uk[j]) & 3, names[j]))] = np.arange(len(uk))
         first = win[np.lexsort((rank[inv], trades["ts"][win]))[:SAMPLES]]
         st.samples = oids(first)
+
+    @staticmethod
+    def _breakdown(st: _Burst, w: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Fill ``st``'s breakdowns (by venue, by account row, trades, the per-second grid) from the trades
+        ``w`` of its peak window (``st.peak_start`` .. ``st.peak_end``); gives the account keys and each
+        trade's account row."""
+        keys, vals, vens = w["key"], w["val"], w["venue"]
+        st.by_venue = {VENUES[v]: int(vals[vens == v].sum()) for v in sorted(set(vens.tolist()))}
+        # per account row: (account, broker, valid_from) — an account whose row changed within the window twice
+        groups, inv = np.unique(np.stack([keys, w["broker"], w["from"]], 1), axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        uk = groups[:, 0]
+        sums = np.zeros(len(uk), np.int64)
+        np.add.at(sums, inv, vals)
+        n = np.bincount(inv, minlength=len(uk))
+        st.by_account = [(int(g[0]), int(s), int(c), int(g[1]), int(g[2])) for g, s, c in zip(groups, sums, n)]
+        st.trades = len(keys)
+        # the peak window second by second, per account (for charts): at most 61 seconds
+        first_sec = st.peak_start // NS_PER_SECOND
+        sec = w["ts"] // NS_PER_SECOND - first_sec
+        nsec = int(st.peak_end // NS_PER_SECOND - first_sec) + 1
+        grid = np.zeros((len(uk), nsec), np.int64)
+        np.add.at(grid, (inv, sec), vals)
+        st.per_second = (int(first_sec * NS_PER_SECOND), nsec, {j: grid[j] for j in range(len(uk))})
+        return uk, inv
+
+    def _firms(self, w: dict[str, np.ndarray], st: _Burst, final: bool = False) -> dict[str, _Burst]:
+        """Each member firm's own burst within the owner's: from the owner's trades ``w`` (the raising window,
+        or for a final alert the whole burst) through that firm's accounts only: its first and last trade,
+        and, final, its own peak window (the ``window_seconds`` window of the largest value, the earliest of
+        equal ones). Nothing in it depends on another firm's trades (docs/rules.md, a member firm's copy)."""
+        out: dict[str, _Burst] = {}
+        order = np.lexsort((w["val"], w["venue"], w["key"], w["ts"]))  # time order, whatever the arrival order
+        w = {k: v[order] for k, v in w.items()}
+        for b in np.unique(w["broker"]).tolist():
+            name = self.ctx.broker_name(b)
+            if not name:
+                continue
+            f = {k: v[w["broker"] == b] for k, v in w.items()}
+            t = f["ts"]
+            fb = _Burst(owner=st.owner, day=st.day, start=int(t[0]), last_qual=int(t[-1]), raised_value=0)
+            if final:
+                cum = np.cumsum(f["val"])
+                left = np.searchsorted(t, t - self.window, "right")
+                wsum = cum - np.where(left > 0, cum[np.maximum(left - 1, 0)], 0)
+                wsum[:-1][t[1:] == t[:-1]] = -1  # a window ends after the last trade of its time
+                i = int(np.argmax(wsum))
+                fb.peak, fb.peak_start, fb.peak_end = int(wsum[i]), int(t[left[i]]), int(t[i])
+                f = {k: v[left[i]: i + 1] for k, v in f.items()}
+            else:
+                fb.raised_value = fb.peak = int(f["val"].sum())
+                fb.peak_start, fb.peak_end = fb.start, fb.last_qual
+            self._breakdown(fb, f)
+            out[name] = fb
+        return out
 
     def close(self, watermark_ts: int) -> list[AlertDraft]:
         done = [o for o, st in self.active.items() if watermark_ts + 1 >= st.last_qual + self.window]
@@ -355,17 +396,24 @@ class SellBurst1m(Rule):
     def _subject(self, st: _Burst) -> tuple:
         return ("owner", st.owner)
 
-    def _raised(self, st: _Burst) -> AlertDraft:
-        ev = {"burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
-              "raised_at": st.last_qual, "raised_at_iso": ns_to_iso(st.last_qual),
-              "value_when_raised_fen": fen(st.raised_value),
-              "window_seconds": self.window // NS_PER_SECOND, "aggressive_only": self.aggr_only,
-              "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
-              "by_account": self._accounts(st)}
-        ev.update(self._common(st))
+    def _raised(self, st: _Burst, firms: dict[str, _Burst]) -> AlertDraft:
+        ev = self._raised_evidence(st)
+        ev["by_broker"] = {b: {"window_start": f.start, "window_end": f.last_qual, "value": fen(f.raised_value),
+                               "evidence": self._raised_evidence(f, firm=True)} for b, f in sorted(firms.items())}
         return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
                           window_start=st.start, window_end=st.last_qual, value=fen(st.raised_value),
                           threshold=fen(self.threshold), severity="high", status="raised", evidence=ev, unit="fen")
+
+    def _raised_evidence(self, st: _Burst, firm: bool = False) -> dict:
+        ev = {"burst_start": st.start, "burst_start_iso": ns_to_iso(st.start)}
+        if not firm:  # when the owner's total crossed the threshold: another firm's trades decide it
+            ev.update(raised_at=st.last_qual, raised_at_iso=ns_to_iso(st.last_qual))
+        ev.update({"value_when_raised_fen": fen(st.raised_value),
+                   "window_seconds": self.window // NS_PER_SECOND, "aggressive_only": self.aggr_only,
+                   "by_venue_fen": {v: fen(x) for v, x in st.by_venue.items()},
+                   "by_account": self._accounts(st)})
+        ev.update(self._common(st))
+        return ev
 
     def _info(self, st: _Burst, entry: tuple) -> dict:
         """Who an account row of a breakdown is: venue, account, and the owner, broker and ``valid_from`` its
@@ -422,6 +470,24 @@ class SellBurst1m(Rule):
 
     def _final(self, st: _Burst) -> AlertDraft:
         self.active.pop(st.owner, None)
+        ev, max_drop = self._final_evidence(st)
+        w = st.trades_logged()
+        m = (w["ts"] >= st.start) & (w["ts"] <= st.last_qual)
+        by_broker = {}
+        for b, f in sorted(self._firms({k: v[m] for k, v in w.items()}, st, final=True).items()):
+            fev, _ = self._final_evidence(f)
+            del fev["sample_order_ids"]
+            by_broker[b] = {"window_start": f.start, "window_end": f.last_qual, "value": fen(f.peak), "evidence": fev}
+        ev["by_broker"] = by_broker
+        critical = st.peak >= self.crit * self.threshold or (max_drop is not None and max_drop >= self.drop)
+        return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
+                          window_start=st.start, window_end=st.last_qual, value=fen(st.peak),
+                          threshold=fen(self.threshold), severity="critical" if critical else "high",
+                          status="final", evidence=ev, unit="fen")
+
+    def _final_evidence(self, st: _Burst) -> tuple[dict, float | None]:
+        """A final alert's evidence of a burst (the owner's, or a member firm's own within it), and the main
+        indexes' largest drop during it."""
         by_account = self._accounts(st)
         ev = {
             "burst_start": st.start, "burst_start_iso": ns_to_iso(st.start),
@@ -456,11 +522,7 @@ class SellBurst1m(Rule):
                     max_drop = max(max_drop or 0.0, path["max_drop_pct"])
             ev["indexes"] = idx
         ev["max_index_drop_pct"] = max_drop
-        critical = st.peak >= self.crit * self.threshold or (max_drop is not None and max_drop >= self.drop)
-        return AlertDraft(rule=META.id, rule_version=META.version, subject=self._subject(st), trading_day=st.day,
-                          window_start=st.start, window_end=st.last_qual, value=fen(st.peak),
-                          threshold=fen(self.threshold), severity="critical" if critical else "high",
-                          status="final", evidence=ev, unit="fen")
+        return ev, max_drop
 
     @property
     def p_main(self) -> list[str]:

@@ -16,6 +16,19 @@ _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _BOOLS = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _BOOTSTRAP = re.compile(r"^[^\s:,]+:\d{1,5}$")
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` (a bind address) is reachable only from this machine: localhost, 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,13 @@ class Settings:
     web_bind: str = "127.0.0.1"
     metrics: bool = True  # SURVEIL_METRICS=on|off: Prometheus metrics on /metrics (off: for benchmarks)
     console: bool = True  # SURVEIL_CONSOLE=on|off: the live console on the web server (docs/console.md)
+    # the console's logins (docs/console.md#logins-and-roles)
+    console_auth: bool = True  # SURVEIL_CONSOLE_AUTH=off: no login, everyone a desk user (loopback only)
+    console_users_file: str = ""  # TOML: [users.NAME] role, broker, password (argon2 hash); `surveil console user`
+    console_proxy_user_header: str = ""  # e.g. X-Forwarded-User: single sign-on by a reverse proxy (empty: off)
+    console_trusted_proxies: str = ""  # addresses/CIDRs whose user header (and X-Forwarded-For) is believed
+    console_cookie_secure: bool = False  # the session cookie's Secure flag: on when browsers reach it over HTTPS
+    console_session_key: str = ""  # Fernet key of the session cookies, shared by workers (empty: one per process)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -127,12 +147,59 @@ class Settings:
             raise bad("metrics", self.metrics, "expected on or off")
         if not isinstance(self.console, bool):
             raise bad("console", self.console, "expected on or off")
+        self._validate_console(bad)
         if self.rules_file and not Path(self.rules_file).is_file():
             raise bad("rules_file", self.rules_file, "file not found")
         if self.accounts_csv and not Path(self.accounts_csv).is_file():
             raise bad("accounts_csv", self.accounts_csv, "file not found")
         if self.securities_csv and not Path(self.securities_csv).is_file():
             raise bad("securities_csv", self.securities_csv, "file not found")
+
+    def _validate_console(self, bad: Any) -> None:
+        for name in ("console_auth", "console_cookie_secure"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, getattr(self, name), "expected on or off")
+        if self.console_users_file and not Path(self.console_users_file).is_file():
+            raise bad("console_users_file", self.console_users_file, "file not found")
+        h = self.console_proxy_user_header
+        if h and not _HEADER.match(h):
+            raise bad("console_proxy_user_header", h, "expected an HTTP header name, e.g. X-Forwarded-User")
+        nets = self.trusted_proxy_networks()
+        if h and not nets:
+            raise bad("console_trusted_proxies", self.console_trusted_proxies,
+                      "required with SURVEIL_CONSOLE_PROXY_USER_HEADER: the proxies' addresses or CIDRs "
+                      "(a user header from anyone else is ignored)")
+        if h and not self.console_users_file:
+            raise bad("console_users_file", self.console_users_file,
+                      "required with SURVEIL_CONSOLE_PROXY_USER_HEADER: it gives each user's role")
+        if self.console_session_key:
+            import base64
+
+            try:
+                ok = len(base64.urlsafe_b64decode(self.console_session_key.encode("ascii"))) == 32
+            except (ValueError, UnicodeEncodeError):
+                ok = False
+            if not ok:
+                raise bad("console_session_key", "<hidden>", "expected a Fernet key (32 bytes, URL-safe base64): "
+                          "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'")
+        if self.console and not self.console_auth and not is_loopback(self.web_bind):
+            raise bad("console_auth", "off", f"the console without logins listens only on a loopback address; "
+                      f"SURVEIL_WEB_BIND is {self.web_bind!r}")
+
+    def trusted_proxy_networks(self) -> tuple[Any, ...]:
+        """``console_trusted_proxies`` as :mod:`ipaddress` networks (a bare address is a /32 or /128)."""
+        import ipaddress
+
+        out = []
+        for part in self.console_trusted_proxies.split(","):
+            if not part.strip():
+                continue
+            try:
+                out.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError as e:
+                raise SettingsError(f"SURVEIL_CONSOLE_TRUSTED_PROXIES={self.console_trusted_proxies!r}: "
+                                    f"{part.strip()!r} is not an address or CIDR ({e})") from None
+        return tuple(out)
 
     def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The ``SURVEIL_*`` variables that give these settings back through :meth:`from_env` (for a worker

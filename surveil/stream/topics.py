@@ -6,8 +6,9 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
+from surveil.stream.exceptions import AccessDenied
 from surveil.stream.settings import Settings
 
 COMPACT = {"cleanup.policy": "compact"}
@@ -40,18 +41,28 @@ def specs(s: Settings) -> list[TopicSpec]:
     return out
 
 
-async def ensure(admin: AIOKafkaAdminClient, wanted: list[TopicSpec]) -> dict[str, int]:
-    """Create missing topics; returns the partition count of every wanted topic (existing ones as they are)."""
-    existing = set(await admin.list_topics())
+async def ensure(admin: AIOKafkaAdminClient, wanted: list[TopicSpec], principal: str = "") -> dict[str, int]:
+    """Create missing topics; returns the partition count of every wanted topic (existing ones as they are).
+    A topic the principal may not create or see (a missing ACL) is an AccessDenied naming it, at once."""
+    existing = set(await admin.list_topics())  # only the topics the principal may see
     missing = [t for t in wanted if t.name not in existing]
     if missing:
         try:
-            await admin.create_topics([NewTopic(t.name, t.partitions, 1, topic_configs=t.config) for t in missing])
+            resp = await admin.create_topics([NewTopic(t.name, t.partitions, 1, topic_configs=t.config)
+                                              for t in missing])
+            for item in getattr(resp, "topic_errors", []):
+                if item[1] == TopicAuthorizationFailedError.errno:
+                    raise AccessDenied("CREATE", "topic", item[0], principal or "ANONYMOUS",
+                                       "creating the topic, which does not exist or which it may not see")
         except TopicAlreadyExistsError:
             pass
     counts: dict[str, int] = {}
     for _ in range(50):
         desc = await admin.describe_topics([t.name for t in wanted])
+        for d in desc:
+            if d.get("error_code") == TopicAuthorizationFailedError.errno:
+                raise AccessDenied("DESCRIBE", "topic", d["topic"], principal or "ANONYMOUS",
+                                   "describing it: READ or WRITE on a topic includes DESCRIBE")
         counts = {d["topic"]: len(d["partitions"]) for d in desc if not d.get("error_code")}
         if all(counts.get(t.name) for t in wanted):
             return counts

@@ -7,22 +7,29 @@ from typing import Any
 import orjson
 
 from surveil.actions import recommend
+from surveil.engine.alerts import alert_id
 from surveil.rules import rule_class
 
 
 def broker_views(alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The alert as each broker may see it: only alerts about its accounts, and, for an alert about several
-    accounts (an owner-level one), only that broker's accounts in the common ``accounts`` evidence, without
-    sample order ids or the whole subject's time series; the rule trims its own evidence fields
-    (``Rule.broker_view``)."""
+    """The alert as each broker (member firm) may see it: only alerts about its accounts. An account's alert
+    goes as it is to that account's broker. An alert about several accounts (an owner's or a security's) goes
+    to each firm named in its evidence's ``by_broker`` (the firm's own figures, made by the rule), else to
+    each firm of its ``accounts``; the copy holds only that firm's accounts, never ``by_broker``, sample
+    order ids or the subject's whole time series, and the rule trims its own evidence (``Rule.broker_view``).
+    A copy made from ``by_broker`` (its window is the firm's own) has its own id, of the subject with the
+    broker and the firm's window (the owner-level id derives from the owner's window, which other firms'
+    trades decide)."""
     ev = alert.get("evidence", {})
     if "account" in alert["subject"]:  # an account's alert (an owner's or a security's is about several)
         b = ev.get("broker")
         return {b: alert} if b else {}
     accounts = ev.get("accounts") or []
     cls = rule_class(alert["rule"])
+    firms = ev.get("by_broker")
+    brokers = sorted(firms) if firms is not None else sorted({a.get("broker") for a in accounts if a.get("broker")})
     out: dict[str, dict[str, Any]] = {}
-    for b in sorted({a.get("broker") for a in accounts if a.get("broker")}):
+    for b in brokers:
         view = orjson.loads(orjson.dumps(alert))  # a deep copy (JSON values only), far cheaper than deepcopy
         vev = view["evidence"]
         vev["accounts"] = [a for a in accounts if a.get("broker") == b]
@@ -30,7 +37,12 @@ def broker_views(alert: dict[str, Any]) -> dict[str, dict[str, Any]]:
         vev.pop("series", None)
         if cls is not None:
             cls.broker_view(view, b)
+        vev = view["evidence"]
+        vev.pop("by_broker", None)
         vev["broker_view"] = b
+        if firms is not None:  # the firm's own window, its own id
+            view["alert_id"] = alert_id(view["rule"], view["rule_version"], {**view["subject"], "broker": b},
+                                        view["trading_day"], view["window_start"])
         out[b] = view
     return out
 

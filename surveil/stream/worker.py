@@ -19,6 +19,7 @@ at a time, and the next checkpoint takes up the outcome (undelivered outputs: ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
 
 from surveil.actions import LADDER, RECO_PARAMS
 from surveil.engine import load_config
@@ -41,6 +42,7 @@ from surveil.metrics import WorkerMetrics
 from surveil.stream import checkpoint, topics
 from surveil.stream import rejects as rejects_
 from surveil.stream.envelope import pack_bundle
+from surveil.stream.exceptions import AccessDenied, denied
 from surveil.stream.owner import KeyedState
 from surveil.stream.partition import Output, PartitionState
 from surveil.stream.settings import Settings
@@ -55,19 +57,26 @@ RETRY_DEADLINE_S = 300.0
 BUNDLE_BYTES = 900_000
 #: rewinds in a row without a checkpoint in between before the worker gives up (a persistent error)
 MAX_REWINDS = 5
+#: how long reading an empty topic to its end waits for the first fetch's answer (a refusal comes at once)
+READ_PROBE_MS = 300
 #: how long declare_idle waits for a feed consumer's position (known: at once; see _position_now)
 POSITION_WAIT_S = 0.01
 
 
+#: what a missing ACL looks like to aiokafka: never retried (it would not change by itself)
+DENIED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
+
+
 async def retry(what: str, fn, deadline: float = RETRY_DEADLINE_S):
-    """Run ``fn()`` again on Kafka errors (a broker restarting, a leader moving), with backoff."""
+    """Run ``fn()`` again on Kafka errors (a broker restarting, a leader moving), with backoff. An authorization
+    error (a missing ACL) is raised at once."""
     end = time.monotonic() + deadline
     delay = 0.2
     while True:
         try:
             return await fn()
         except KafkaError as e:
-            if time.monotonic() > end:
+            if time.monotonic() > end or isinstance(e, DENIED):
                 raise
             log.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
             await asyncio.sleep(delay)
@@ -106,6 +115,13 @@ async def _read_to_end(c: AIOKafkaConsumer, admin: AIOKafkaAdminClient, topic: s
     c.assign(tps)
     await c.seek_to_beginning(*tps)
     end = await c.end_offsets(tps)
+    if not await _behind(c, tps, end):
+        # nothing to read, but one short fetch all the same: the end offsets need only DESCRIBE, so a missing
+        # READ ACL shows first in a fetch's answer (at once: the broker does not hold a refused fetch), now rather
+        # than at the topic's first record. A record that arrived meanwhile is applied (the consumer is past it).
+        for msgs in (await c.getmany(timeout_ms=READ_PROBE_MS)).values():
+            for m in msgs:
+                on_record(m)
     while await _behind(c, tps, end):
         for msgs in (await c.getmany(timeout_ms=500)).values():
             for m in msgs:
@@ -134,7 +150,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.w.lock:
-            await self.w.assign(list(assigned))
+            try:
+                await self.w.assign(list(assigned))
+            except AccessDenied as e:  # raised here it would only reach aiokafka's log: the loop raises it
+                self.w._fatal = e  # noqa: SLF001
+                raise
 
 
 class Worker:
@@ -159,7 +179,7 @@ class Worker:
         self._bundles: dict[tuple[str, int], list[bytes]] = {}
         self._rewinds_in_a_row = 0
         self._last_failure = ""  # what the last rewind was for (readiness says it)
-        self._fatal: RuntimeError | None = None  # the worker gave up (raised by the loop)
+        self._fatal: RuntimeError | AccessDenied | None = None  # the worker gave up (raised by the loop)
         self._inflight: list[asyncio.Future] = []  # delivery of outputs since the last checkpoint
         self._saved: dict[TopicPartition, tuple[bytes, int]] = {}  # last checkpoint of each state
         # alerts known to be final on the alerts topic: id -> trading-day index (pruned, see prune_final_ids)
@@ -190,6 +210,18 @@ class Worker:
                              "security": (settings.security_topic, self.security_partitions)}
 
     # -- life cycle ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self, operation: str, doing: str, name: str | None = None):
+        """An authorization error inside becomes an :class:`AccessDenied` naming the operation and the topic or
+        group (a missing ACL: the worker stops with it instead of retrying)."""
+        try:
+            yield
+        except KafkaError as e:
+            d = denied(e, operation, self.s.sasl_username, doing, name)
+            if d is None:
+                raise
+            raise d from None
+
     async def run(self) -> None:
         try:
             await self.start()
@@ -214,7 +246,7 @@ class Worker:
         kw = self.s.kafka_kwargs()
         self.admin = AIOKafkaAdminClient(**kw)
         await self.admin.start()
-        counts = await topics.ensure(self.admin, topics.specs(self.s))
+        counts = await topics.ensure(self.admin, topics.specs(self.s), self.s.sasl_username)
         self.sources = [f"{t}:{p}" for t in self.s.feed_topics for p in range(counts[t])]
         self.owner_partitions = counts[self.s.owner_topic]
         self.security_partitions = counts[self.s.security_topic]
@@ -257,7 +289,8 @@ class Worker:
         # partitions report the owner watermark), the security stage only when some rule is keyed by security
         stages = [self.s.owner_topic] + ([self.s.security_topic] if plan().export("security") else [])
         self.consumer.subscribe(list(self.s.feed_topics) + stages, listener=_Rebalance(self))
-        await self.consumer.start()
+        with self._guard("READ", f"joining the consumer group {self.s.group_id}"):
+            await self.consumer.start()
 
     async def close(self) -> None:
         try:
@@ -288,7 +321,8 @@ class Worker:
         self.ready.set()
         interval = self.s.checkpoint_interval_ms / 1000
         while not self.stop.is_set():
-            data = await self.consumer.getmany(timeout_ms=100, max_records=500)
+            with self._guard("READ", "reading the input"):
+                data = await self.consumer.getmany(timeout_ms=100, max_records=500)
             # one poll under the lock: handle every record, then send the owner-topic output as one
             # bundle per owner partition (a checkpoint or a rebalance never sees a half-sent poll)
             async with self.lock:
@@ -333,6 +367,9 @@ class Worker:
                             self._cp_job is None or self._cp_job.done()):  # one under way at a time
                         await self.checkpoint(list(self.states), wait_commit=False, background=True)
                 except KafkaError as e:  # publishing, or the checkpoint before (a background one's error)
+                    d = denied(e, "WRITE", self.s.sasl_username, "publishing outputs or checkpoints")
+                    if d is not None:
+                        raise d from None
                     if not getattr(e, "retriable", True):
                         raise RuntimeError(f"publishing failed ({e!r}); giving up") from e
                     self._give_up_after_rewinds(f"publishing failed ({e!r})")
@@ -410,7 +447,8 @@ class Worker:
         try:
             if admin is not self.admin:
                 await admin.start()
-            await _read_to_end(c, admin, topic, keep)
+            with self._guard("READ", f"reading {topic} to its end", topic):
+                await _read_to_end(c, admin, topic, keep)
             return out
         finally:
             await c.stop()
@@ -652,6 +690,10 @@ class Worker:
                 log.error("a checkpoint's sealing and its flush both failed: %r; %r", errors[0], e)
             raise errors[0]
         failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
+        for e in failed:  # a missing ACL: no rewind would deliver them, the worker stops saying so
+            d = denied(e, "WRITE", self.s.sasl_username, "publishing outputs")
+            if d is not None:
+                raise d
         if failed:
             log.warning("%d outputs were not delivered (%s)", len(failed), failed[0])
             return False
@@ -697,7 +739,7 @@ class Worker:
         if missing:
             specs = [topics.TopicSpec(t, 1, topics.COMPACT) for t in missing]
             await retry(f"creating {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
-                        lambda: topics.ensure(self.admin, specs))
+                        lambda: topics.ensure(self.admin, specs, self.s.sasl_username))
             self._topics.update(missing)
 
     async def publish(self, st, out: Output) -> None:
@@ -724,7 +766,7 @@ class Worker:
                         {"field": "broker", "reason": str(e), "alert_id": a["alert_id"]}))
                     continue
                 await self._topics_exist([t])
-                await send(t, dumps(view), key=key)
+                await send(t, dumps(view), key=view["alert_id"].encode())  # a firm's copy: its own id
             rec = st.book.add(a, self.params["recommendations"], self.history_of(a["subject"]))
             if rec is not None:
                 self._apply_history(rec)
@@ -781,13 +823,26 @@ class Worker:
         """A consumer of ``topic`` that has read it to its end, ``apply``-ing each record."""
         c = AIOKafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False)
         await c.start()
-        await _read_to_end(c, self.admin, topic, apply)
+        try:
+            with self._guard("READ", f"reading {topic} to its end", topic):
+                await _read_to_end(c, self.admin, topic, apply)
+        except BaseException:
+            await c.stop()
+            raise
         return c
 
     async def _follow(self, c: AIOKafkaConsumer, apply, after=None) -> None:
-        """``apply`` every new record of ``c``'s topic, and ``after`` each poll that brought some."""
+        """``apply`` every new record of ``c``'s topic, and ``after`` each poll that brought some. A missing ACL
+        stops the worker (the loop raises it)."""
         while True:
-            data = await c.getmany(timeout_ms=500)
+            try:
+                data = await c.getmany(timeout_ms=500)
+            except KafkaError as e:
+                d = denied(e, "READ", self.s.sasl_username, "following a topic")
+                if d is None:
+                    raise
+                self._fatal = d
+                return
             for msgs in data.values():
                 for m in msgs:
                     apply(m)
@@ -800,11 +855,12 @@ class Worker:
         history (``ref_value``), its rejects to the rejects topic."""
         rejects: list = []
         ref = RefData.load_csv(csv_path, rejects)
-        for (venue, account), h in ref.histories.items():
-            key = f"{('SSE', 'SZSE', 'BSE')[venue]}:{account}".encode()
-            await self.producer.send(self.s.ref_topic, ref_value(h), key=key)
-        for r in rejects:
-            await self.producer.send(self.s.rejects_topic, rejects_.encode(r.to_dict()))
+        with self._guard("WRITE", "seeding reference data"):
+            for (venue, account), h in ref.histories.items():
+                key = f"{('SSE', 'SZSE', 'BSE')[venue]}:{account}".encode()
+                await self.producer.send(self.s.ref_topic, ref_value(h), key=key)
+            for r in rejects:
+                await self.producer.send(self.s.rejects_topic, rejects_.encode(r.to_dict()))
         await self.producer.flush()
         return len(ref.histories)
 
@@ -889,13 +945,17 @@ class Worker:
         topic."""
         rejects: list = []
         sec = Securities.load_csv(csv_path, rejects)
+        with self._guard("WRITE", "seeding securities"):
+            await self._seed_securities(sec, rejects)
+        await self.producer.flush()
+        return len(sec)
+
+    async def _seed_securities(self, sec: Securities, rejects: list) -> None:
         for (venue, symbol), r in sec.items.items():
             await self.producer.send(self.s.securities_topic, orjson.dumps(Securities.record_value(r)),
                                      key=f"{VENUES[venue]}:{symbol}".encode())
         for r in rejects:
             await self.producer.send(self.s.rejects_topic, orjson.dumps(r.to_dict(), default=str))
-        await self.producer.flush()
-        return len(sec)
 
     def _apply_security(self, key: bytes | None, value: bytes | None) -> None:
         try:

@@ -40,15 +40,27 @@ class ConsoleService(mode.Service):
 
 
 def install(app: Any, worker_service: Any) -> ConsoleService | None:
-    """Add the console to a Faust app built by :func:`surveil.stream.app.create_app` (no-op when off)."""
+    """Add the console to a Faust app built by :func:`surveil.stream.app.create_app` (no-op when off). A
+    users file that cannot be used, or logins off on an address other computers reach, is a
+    :class:`~surveil.stream.settings.SettingsError`."""
+    from surveil.stream.settings import SettingsError, is_loopback
     from surveil.web.api import Console
+    from surveil.web.login import logins_from
 
     s = worker_service.worker.s
     if not s.console:
         return None
+    bind = str(app.conf.web_bind)
+    if not s.console_auth and not is_loopback(bind):
+        raise SettingsError(f"SURVEIL_CONSOLE_AUTH='off': the console without logins listens only on a loopback "
+                            f"address; the web server binds {bind!r}")
+    logins, storage = logins_from(s, int(app.conf.web_port))
+    if logins.mode == "locked":
+        log.warning("console: %s; until then it answers 503", "no SURVEIL_CONSOLE_USERS_FILE: "
+                    "the console needs logins (or SURVEIL_CONSOLE_AUTH=off on a loopback address)")
     store = Store()
-    console = Console(store, worker_service.worker)
-    app.web.web_app.router.add_routes(console.routes())
+    console = Console(store, worker_service.worker, logins)
+    console.mount(app.web.web_app, storage)
     svc = ConsoleService(s, store)
     app.service(svc)
     app.surveil_console = console  # type: ignore[attr-defined]

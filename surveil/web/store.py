@@ -5,6 +5,11 @@ beginning). An alert id's latest state replaces the earlier one, except that a `
 replaces a ``final`` one (a worker re-processing from a checkpoint may publish ``raised`` again before the
 same ``final``). Pure: no I/O, so the API handlers and the filters are tested without a broker.
 
+Each alert is also kept as every member firm involved may see it: the worker's own
+:func:`surveil.stream.views.broker_views`, the copy it publishes to the firm's topic
+(``surveil.alerts.broker.<id>``); a broker user's queries (``scope``: the firm's id) read only those copies,
+never the owner-wide alert.
+
 A record is checked before it is indexed (:func:`check_alert`, :func:`check_recommendation`): one that lacks
 a field the console uses, or has it of the wrong type, is refused and counted by reason (``refused``, in
 ``/api/meta``), so every stored record can be shown and no request fails on one.
@@ -22,6 +27,7 @@ from typing import Any
 
 from surveil.events.schema import TS_MAX, TS_MIN, VENUES, ns_to_iso
 from surveil.rules import all_rules
+from surveil.stream.views import broker_views
 from surveil.web.exceptions import FilterError, RecordError
 
 RULE_IDS = tuple(cls.meta.id for cls in all_rules())
@@ -262,11 +268,16 @@ class Store:
         self.max_alerts = max_alerts
         self.alerts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.summaries: dict[str, dict[str, Any]] = {}
+        #: alert id -> {member firm: its copy}; firm -> {its copy's id: the copy}, and the copy's summary. A
+        #: copy has the alert's id, or its own when the rule made the firm's own figures (``by_broker``)
+        self.views: dict[str, dict[str, dict[str, Any]]] = {}
+        self.scoped_alerts: dict[str, dict[str, dict[str, Any]]] = {}
+        self.scoped: dict[str, dict[str, dict[str, Any]]] = {}
         self.recos: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.subscribers: set[asyncio.Queue] = set()
         self.seq = 0  # number of changes applied
         self.counts = {"alerts_read": 0, "recommendations_read": 0, "bad_records": 0, "stale_raised": 0,
-                       "dropped_subscribers": 0}
+                       "dropped_subscribers": 0, "broker_views_failed": 0}
         #: records refused, by reason (the reasons name fields, never values: a bounded set)
         self.refused: Counter[str] = Counter()
         #: alert id -> why its record was refused, for the latest MAX_REFUSED_IDS such ids
@@ -302,14 +313,35 @@ class Store:
         if old is not None and old["status"] == "final" and a["status"] != "final":
             self.counts["stale_raised"] += 1
             return False
+        try:  # the firms' copies: a malformed rule-specific evidence field leaves it to the desk (fail closed)
+            views = broker_views(a)
+            scoped = {b: summary(v) for b, v in views.items()}
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
+            views, scoped = {}, {}
+            self.counts["broker_views_failed"] += 1
         self.alerts[aid] = a
         self.alerts.move_to_end(aid)
         self.summaries[aid] = s
+        self._unscope(aid)
+        self.views[aid] = views
+        for b, sb in scoped.items():
+            self.scoped.setdefault(b, {})[sb["alert_id"]] = sb
+            self.scoped_alerts.setdefault(b, {})[sb["alert_id"]] = views[b]
         while len(self.alerts) > self.max_alerts:
             gone, _ = self.alerts.popitem(last=False)
             self.summaries.pop(gone, None)
-        self._publish("alert", s)
+            self._unscope(gone)
+        self._publish("alert", s, scoped)
         return True
+
+    def _unscope(self, aid: str) -> None:
+        for b, view in self.views.pop(aid, {}).items():
+            for index in (self.scoped, self.scoped_alerts):
+                mine = index.get(b)
+                if mine is not None:
+                    mine.pop(view["alert_id"], None)
+                    if not mine:
+                        del index[b]
 
     def put_recommendation(self, r: dict[str, Any]) -> None:
         """Apply a recommendation; raises :class:`RecordError` (counted) for one the console cannot show."""
@@ -323,13 +355,15 @@ class Store:
         self.recos.move_to_end(rid)
         while len(self.recos) > MAX_RECOMMENDATIONS:
             self.recos.popitem(last=False)
-        self._publish("recommendation", r)
+        self._publish("recommendation", r, {b: r for b in self.reco_firms(r)})
 
-    def _publish(self, kind: str, data: dict[str, Any]) -> None:
+    def _publish(self, kind: str, data: dict[str, Any], scoped: dict[str, dict[str, Any]]) -> None:
+        """To every live stream: ``(kind, seq, data, scoped)``; a broker user's stream sends ``scoped[firm]``
+        (its copy), or nothing when the firm is not involved."""
         self.seq += 1
         for q in list(self.subscribers):
             try:
-                q.put_nowait((kind, self.seq, data))
+                q.put_nowait((kind, self.seq, data, scoped))
             except asyncio.QueueFull:  # a stuck client: cut it off rather than grow without bound
                 self.subscribers.discard(q)
                 self.counts["dropped_subscribers"] += 1
@@ -352,17 +386,38 @@ class Store:
         self.subscribers.clear()
 
     # -- queries ----------------------------------------------------------------------------------
-    def list(self, f: Filters, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
-        """Matching summaries, newest window first (then rule, subject); and how many matched in all."""
-        rows = [s for s in self.summaries.values() if f.match(s)]
+    def list(self, f: Filters, limit: int = 500, scope: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Matching summaries, newest window first (then rule, subject); and how many matched in all.
+        ``scope``: a member firm's id: its copies only."""
+        rows = [s for s in self.summaries_of(scope).values() if f.match(s)]
         rows.sort(key=lambda s: (s["window_start"], s["rule"], s["subject_text"]), reverse=True)
         return rows[:limit], len(rows)
 
+    def summaries_of(self, scope: str | None) -> dict[str, dict[str, Any]]:
+        """Alert id -> summary: every alert's (None), or a member firm's copies."""
+        return self.summaries if scope is None else self.scoped.get(scope, {})
+
+    def alert_of(self, aid: str, scope: str | None) -> dict[str, Any] | None:
+        """The alert of that id (scope None), or the member firm's copy of that id; None when there is none."""
+        if scope is None:
+            return self.alerts.get(aid)
+        return self.scoped_alerts.get(scope, {}).get(aid)
+
+    def reco_firms(self, r: dict[str, Any]) -> set[str]:
+        """The member firms that see a recommendation: those of an account's (never an owner's: it is computed
+        from the owner-wide alerts, which no firm sees) whose reasons include an alert of the firm's."""
+        if "account" not in r["subject"]:
+            return set()
+        return {b for aid in r.get("reasons") or [] for b in self.views.get(aid, {})}
+
     def recommendations_for(self, *, alert_id: str | None = None, owner: str | None = None,
-                            account: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+                            account: tuple[str, str] | None = None,
+                            scope: str | None = None) -> list[dict[str, Any]]:
         out = []
         for r in self.recos.values():
             subj = r["subject"]
+            if scope is not None and scope not in self.reco_firms(r):
+                continue
             if alert_id is not None and alert_id not in (r.get("reasons") or []):
                 continue
             if owner is not None and subj.get("owner") != owner:
@@ -373,10 +428,13 @@ class Store:
         out.sort(key=lambda r: (r["trading_day"], subject_text(r["subject"]), r["measure"]), reverse=True)
         return out
 
-    def recommendations(self, f: Filters, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+    def recommendations(self, f: Filters, limit: int = 500,
+                        scope: str | None = None) -> tuple[list[dict[str, Any]], int]:
         rows = []
         for r in self.recos.values():
             subj = r["subject"]
+            if scope is not None and scope not in self.reco_firms(r):
+                continue
             if f.owner is not None and subj.get("owner") != f.owner:
                 continue
             if f.account is not None and f"{subj.get('venue')}:{subj.get('account')}" != f.account:

@@ -58,7 +58,7 @@ def test_every_mounted_and_built_file_exists(compose):
             ctx = (DEPLOY / svc["build"]["context"]).resolve()
             assert ctx == ROOT and (ctx / svc["build"]["dockerfile"]).is_file(), name
             for line in (ctx / svc["build"]["dockerfile"]).read_text().splitlines():
-                if line.startswith("COPY "):
+                if line.startswith("COPY ") and "--from=" not in line:  # --from: a file of an earlier stage
                     for src in line.split()[1:-1]:
                         assert (ctx / src).exists(), f"Dockerfile: COPY {src}: not found"
     named = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])
@@ -117,3 +117,56 @@ def test_grafana_gets_the_provisioning_and_the_dashboards_where_the_provider_loo
     listen = args(prom).get("web.listen-address", "0.0.0.0:9090")
     assert url.port == int(listen.rsplit(":", 1)[1])
     assert re.fullmatch(r"[\w.-]+:\d+", listen)
+
+
+def test_the_secure_broker_is_a_profile_and_its_script_listens_where_it_advertises(compose):
+    """The "secure" profile's broker runs deploy/kafka/secure-broker.sh (tests/kafka/test_secure_compose.py runs
+    the script itself against Kafka's jars); the plaintext broker stays the default."""
+    svc = compose["services"]["kafka-secure"]
+    assert svc["profiles"] == ["secure"] and "profiles" not in compose["services"]["kafka"]
+    script = mounts(svc)[svc["entrypoint"][-1]]
+    assert script == DEPLOY / "kafka" / "secure-broker.sh"
+    env = svc["environment"]
+    assert published(svc) == {int(env["EXTERNAL_PORT"]): int(env["EXTERNAL_PORT"])}
+    assert env["HOSTNAME_IN"] == "kafka-secure" and env["EXTERNAL_HOST"] == "127.0.0.1"
+    text = script.read_text()
+    for line in ("allow.everyone.if.no.acl.found=false", "super.users=User:admin",
+                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                 "advertised.listeners=SASL_SSL://$HOSTNAME_IN:$INTERNAL_PORT,EXTERNAL://$EXTERNAL_HOST:$EXTERNAL_PORT"):
+        assert f"\n{line}\n" in text, line
+
+
+def test_console_users_folder_mounted_and_the_documented_users_file_logs_in(compose, tmp_path):
+    """No users file is shipped: the workers' console is locked (they bind 0.0.0.0, so logins cannot be off),
+    and they mount deploy/console/ (a README, and the git-ignored users file once made) read-only. The users
+    file the compose file documents (a commented SURVEIL_CONSOLE_USERS_FILE) lies in that folder; made there
+    by surveil.web.auth (as `surveil console user add` does), it gives password logins; set but missing, the
+    worker refuses to start (file not found), as the header says."""
+    import subprocess
+
+    from surveil.stream.settings import SettingsError
+    from surveil.web.auth import add_user
+    from surveil.web.login import logins_from
+
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    (documented,) = re.findall(r"^\s*#\s*SURVEIL_CONSOLE_USERS_FILE:\s*(\S+)\s*$", text, re.M)
+    folder = Path(documented).parent
+    assert (DEPLOY / "console" / "README.md").is_file()
+    assert documented in (DEPLOY / "console" / "README.md").read_text()
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"deploy/console/{Path(documented).name}"], cwd=ROOT)
+    assert ignored.returncode == 0, "the users file is not git-ignored"
+    for name, svc in workers(compose).items():
+        assert mounts(svc).get(str(folder)) == DEPLOY / "console", f"{name}: {folder} is not deploy/console"
+        assert f"./console:{folder}:ro" in svc["volumes"], name  # read-only
+        env = {k: str(v) for k, v in svc["environment"].items()}
+        assert "SURVEIL_CONSOLE_USERS_FILE" not in env  # not set by default: the file may not exist
+        logins, _ = logins_from(Settings.from_env(env))
+        assert logins.mode == "locked", name
+        # the documented path, mapped to a folder made here as deploy/console/ would be
+        users = tmp_path / name / Path(documented).name
+        users.parent.mkdir()
+        with pytest.raises(SettingsError, match="file not found"):
+            Settings.from_env({**env, "SURVEIL_CONSOLE_USERS_FILE": str(users)})
+        add_user(users, "alice", "desk", None, "a password for the test")
+        logins, _ = logins_from(Settings.from_env({**env, "SURVEIL_CONSOLE_USERS_FILE": str(users)}))
+        assert logins.mode == "on" and set(logins.users()) == {"alice"}, name

@@ -6,13 +6,11 @@ import copy
 
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from console_kit import logged_in
 
 from surveil.replay import replay
 from surveil.sim import simulate
 from surveil.stream.settings import Settings, SettingsError
-from surveil.web.api import Console
 from surveil.web.store import FilterError, Filters, Store
 
 
@@ -39,11 +37,9 @@ def filled(result) -> Store:
     return s
 
 
-def console_client(store: Store) -> TestClient:
-    """An HTTP test client of the console's routes over ``store``."""
-    app = web.Application()
-    app.router.add_routes(Console(store).routes())
-    return TestClient(TestServer(app))
+def console_client(store: Store, users, worker=None):
+    """An HTTP test client of the console over ``store``, logged in as a desk user."""
+    return logged_in(store, users, "desk1", worker)
 
 
 def test_final_replaces_raised_and_a_later_raised_does_not_replace_final(result):
@@ -113,13 +109,13 @@ def test_console_off_adds_no_route():
     assert {"/api/alerts", "/api/events", "/console/", "/api/alerts/{alert_id}/chart.svg"} <= paths
 
 
-def test_http_api(result):
-    asyncio.run(_http(result))
+def test_http_api(result, users_file):
+    asyncio.run(_http(result, users_file))
 
 
-async def _http(result):
+async def _http(result, users):
     store = filled(result)
-    async with console_client(store) as c:
+    async with console_client(store, users) as c:
         r = await c.get("/api/alerts", params={"rule": "sell_burst_1m"})
         body = await r.json()
         assert r.status == 200 and body["total"] == sum(a["rule"] == "sell_burst_1m" for a in result.alerts)
@@ -232,26 +228,26 @@ def test_the_topic_reader_skips_and_counts_what_is_not_an_alert(result, caplog):
     assert "skipped a record of surveil.alerts" in caplog.text
 
 
-def test_owner_page_gives_each_account_its_peak_second(result):
-    asyncio.run(_owner_peak(result))
+def test_owner_page_gives_each_account_its_peak_second(result, users_file):
+    asyncio.run(_owner_peak(result, users_file))
 
 
-async def _owner_peak(result):
+async def _owner_peak(result, users):
     hft = next(a for a in result.alerts if a["rule"] == "order_rate_1s")
     owner = hft["evidence"]["owner"]
-    async with console_client(filled(result)) as c:
+    async with console_client(filled(result), users) as c:
         body = await (await c.get(f"/api/owners/{owner}")).json()
         row = next(x for x in body["accounts"] if x["account"] == hft["subject"]["account"])
         assert row["peak_second"]["count"] == hft["value"]
         assert row["peak_second"]["at"] == hft["evidence"]["peak_second"]
 
 
-def test_a_malformed_alert_is_refused_with_a_counted_reason_and_never_a_500(result, caplog):
-    asyncio.run(_malformed(result))
+def test_a_malformed_alert_is_refused_with_a_counted_reason_and_never_a_500(result, users_file, caplog):
+    asyncio.run(_malformed(result, users_file))
     assert "evidence.accounts is not a list" in caplog.text
 
 
-async def _malformed(result):
+async def _malformed(result, users):
     from surveil.web.alert_feed import AlertFeed
     from surveil.web.store import RecordError
 
@@ -281,7 +277,7 @@ async def _malformed(result):
     for change in ({"measure": None}, {"reasons": "x"}, {"subject": {}}, {"duration_days": "3"}):
         with pytest.raises(RecordError):
             store.put_recommendation({**rec, **change})
-    async with console_client(store) as c:
+    async with console_client(store, users) as c:
         for aid in broken:
             for path in (f"/api/alerts/{aid}", f"/api/alerts/{aid}/chart.svg"):
                 r = await c.get(path)
@@ -312,18 +308,18 @@ async def _malformed(result):
         assert r.status == 500 and "internal error (TypeError)" in (await r.json())["error"]
 
 
-def test_the_alert_gives_every_timestamp_as_exact_text(result):
-    asyncio.run(_display(result))
+def test_the_alert_gives_every_timestamp_as_exact_text(result, users_file):
+    asyncio.run(_display(result, users_file))
 
 
-async def _display(result):
+async def _display(result, users):
     store = filled(result)
     a = copy.deepcopy(next(x for x in result.alerts if x["rule"] == "order_rate_1s"))
     a["alert_id"] = "e" * 32
     a["window_start"] = 1_708_306_200_815_287_000
     a["evidence"]["raised_at"] = 1_708_306_200_815_287_123
     store.put_alert(a)
-    async with console_client(store) as c:
+    async with console_client(store, users) as c:
         body = await (await c.get(f"/api/alerts/{a['alert_id']}")).json()
         assert body["alert"]["window_start"] == a["window_start"]  # the record as published, unchanged
         assert body["display"]["window_start"] == "2024-02-19 09:30:00.815287 +08:00"
@@ -339,11 +335,11 @@ async def _display(result):
         assert body["peak_second"]["at_text"].endswith(" +08:00")
 
 
-def test_an_owner_page_is_bounded(result):
-    asyncio.run(_owner_bounded(result))
+def test_an_owner_page_is_bounded(result, users_file):
+    asyncio.run(_owner_bounded(result, users_file))
 
 
-async def _owner_bounded(result):
+async def _owner_bounded(result, users):
     from surveil.web.api import OWNER_ACCOUNTS
 
     store = filled(result)
@@ -351,7 +347,7 @@ async def _owner_bounded(result):
     lj["evidence"]["accounts"] = [{"venue": "SSE", "account": f"A{i:05d}", "broker": "B1", "owner": "LINGJUN",
                                    "value": 1, "share": 0.0001} for i in range(10_000)]
     store.put_alert(lj)
-    async with console_client(store) as c:
+    async with console_client(store, users) as c:
         body = await (await c.get("/api/owners/LINGJUN")).json()
         assert body["accounts_total"] == 10_000 and len(body["accounts"]) == OWNER_ACCOUNTS
         assert body["accounts"][0]["account"] == "A00000"
@@ -359,11 +355,11 @@ async def _owner_bounded(result):
         assert r.status == 400 and "owner='xxxx" in (await r.json())["error"]
 
 
-def test_owner_page_lists_accounts_with_their_validity_on_the_day_shown(tmp_path):
-    asyncio.run(_owner_validity(tmp_path))
+def test_owner_page_lists_accounts_with_their_validity_on_the_day_shown(tmp_path, users_file):
+    asyncio.run(_owner_validity(tmp_path, users_file))
 
 
-async def _owner_validity(tmp_path):
+async def _owner_validity(tmp_path, users):
     from types import SimpleNamespace
 
     from surveil.engine.refdata import RefData
@@ -373,9 +369,7 @@ async def _owner_validity(tmp_path):
                  "SSE,ACC,O2,F2,2024-02-19T10:00:00+08:00\nSZSE,LATER,O1,F3,2024-03-01\n")
     worker = SimpleNamespace(ref=RefData.load_csv(f), ref_late=[{"key": "SSE:ACC"}], states={}, s=Settings(),
                              event_time=lambda: None)
-    app = web.Application()
-    app.router.add_routes(Console(Store(), worker).routes())
-    async with TestClient(TestServer(app)) as c:
+    async with console_client(Store(), users, worker) as c:
         body = await (await c.get("/api/owners/O1?day=2024-02-19")).json()
         got = {a["account"]: (a["broker"], a["valid_from"], a["valid_until"]) for a in body["accounts"]}
         assert body["day"] == "2024-02-19"

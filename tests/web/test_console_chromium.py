@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_ports
+from console_kit import browser_login
 from kafkatools import settings
 
 from surveil.feed import feed
@@ -53,11 +54,12 @@ def day(tmp_path_factory):
     return simulate(d / "day.svb", events=50_000, accounts=1_000, seed=3)
 
 
-def test_console_shows_the_lingjun_alert_live(kafka_bootstrap, day, tmp_path):
+def test_console_shows_the_lingjun_alert_live(kafka_bootstrap, day, tmp_path, users_file):
     from playwright.sync_api import sync_playwright
 
     (port,) = free_ports(1)
-    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), web_port=port)
+    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), web_port=port,
+                 console_users_file=str(users_file))
     log_path = tmp_path / "worker.log"
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "ab") as log:
@@ -73,7 +75,7 @@ def test_console_shows_the_lingjun_alert_live(kafka_bootstrap, day, tmp_path):
                 page = browser.new_page(viewport={"width": 1500, "height": 950})
                 errors: list[str] = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(base + "/console/")
+                browser_login(page, base, "desk1")  # an anonymous visitor is sent to the login page
                 page.wait_for_selector("#conn.on", timeout=30_000)  # the live stream is open
                 assert page.locator("#alert-rows tr").count() == 0  # nothing fed yet
                 page.evaluate("window.__notReloaded = true")

@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 from conftest import free_ports
+from console_kit import Session
 from kafkatools import settings
 
 from surveil.feed import feed
@@ -29,10 +30,10 @@ def get(url):
         return None, None
 
 
-def test_every_console_shows_the_cluster(kafka_bootstrap, tmp_path):
+def test_every_console_shows_the_cluster(kafka_bootstrap, tmp_path, users_file):
     day = simulate(tmp_path / "day.svb", events=20_000, accounts=500, seed=8)
     want = replay([day.events_path], accounts=day.accounts_path)
-    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path))
+    s = settings(kafka_bootstrap, accounts_csv=str(day.accounts_path), console_users_file=str(users_file))
     ports = free_ports(2)
     procs = []
     try:
@@ -54,10 +55,11 @@ def test_every_console_shows_the_cluster(kafka_bootstrap, tmp_path):
             assert all(p.poll() is None for p in procs)
             time.sleep(0.5)
         asyncio.run(feed([day.events_path], s, speed="max"))
+        consoles = [Session(b, "desk1") for b in bases]  # a desk user logged in to each worker's console
         n_final = len(want.alerts)
         deadline = time.monotonic() + 120
         while True:
-            lists = [get(b + "/api/alerts?status=final")[1] for b in bases]
+            lists = [c.get("/api/alerts?status=final")[1] for c in consoles]
             if all(x and x["total"] == n_final for x in lists):
                 break
             assert time.monotonic() < deadline, lists
@@ -67,7 +69,7 @@ def test_every_console_shows_the_cluster(kafka_bootstrap, tmp_path):
             assert {a["alert_id"] for a in x["alerts"]} == ids
         lj = next(a for a in want.alerts if a["subject"] == {"owner": "LINGJUN"})
         for acct in lj["evidence"]["by_account"]:
-            pages = [get(f"{b}/api/accounts/{acct['venue']}/{acct['account']}")[1] for b in bases]
+            pages = [c.get(f"/api/accounts/{acct['venue']}/{acct['account']}")[1] for c in consoles]
             assert sum(p["activity"]["held_here"] for p in pages) == 1, pages
             assert len({p["activity"]["partition"] for p in pages}) == 1
             assert all(p["alerts"][0]["alert_id"] == lj["alert_id"] for p in pages)

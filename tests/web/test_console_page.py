@@ -3,21 +3,16 @@ real HTTP server (aiohttp, in this process) over a store filled by hand, no brok
 test_console_chromium.py): nanosecond timestamps are shown exactly, in Asia/Shanghai; the list is ordered by
 the exact ns; ids that are HTML and script are shown as text and open no dialog, on every page."""
 
-import asyncio
 import copy
 import importlib.util
-import threading
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
 import pytest
-from aiohttp import web
+from console_kit import Session, browser_login, serving
 
 from surveil.replay import replay
-from surveil.web.api import Console
 from surveil.web.store import RecordError, Store
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,29 +27,6 @@ AT = 1_708_306_200_815_287_000
 W = 1_708_308_000_000_000_000 - 1_708_308_000_000_000_000 % 256
 
 pytestmark = pytest.mark.slow
-
-
-@contextmanager
-def serving(store: Store):
-    """The console's routes over ``store`` on a free loopback port, in a thread; yields the base URL."""
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_routes(Console(store).routes())
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        loop.call_soon_threadsafe(store.close)
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(30)
-        loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +59,9 @@ def store(tmp_path_factory):
     return s
 
 
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, orjson.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, orjson.loads(e.read())
-
-
-def test_real_requests_answer_4xx_with_a_reason(store):
-    with serving(store) as base:
+def test_real_requests_answer_4xx_with_a_reason(store, users_file):
+    with serving(store, users_file) as base:
+        get = Session(base, "desk1").get
         for path, status, reason in [
             ("/api/alerts?day=0000-00-00", 400, "day='0000-00-00': not a calendar date"),
             ("/api/alerts?day=2024-02-30", 400, "day='2024-02-30': not a calendar date"),
@@ -106,17 +71,17 @@ def test_real_requests_answer_4xx_with_a_reason(store):
             ("/api/alerts/nope/chart.svg", 404, "alert_id='nope': no such alert"),
             ("/api/alerts/" + "f" * 32, 422, "its record on the alerts topic was refused (alert: no window_end)"),
         ]:
-            got, body = get(base + path)
+            got, body = get(path)
             assert got == status and reason in body["error"], (path, body)
-        got, body = get(base + "/api/alerts?day=2024-02-19")
+        got, body = get("/api/alerts?day=2024-02-19")
         assert got == 200 and body["total"] == len(store.alerts)
 
 
-def test_the_page_shows_exact_times_in_shanghai_and_ids_as_text(store):
+def test_the_page_shows_exact_times_in_shanghai_and_ids_as_text(store, users_file):
     assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
     from playwright.sync_api import sync_playwright
 
-    with serving(store) as base, sync_playwright() as p:
+    with serving(store, users_file) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 950})
@@ -129,7 +94,7 @@ def test_the_page_shows_exact_times_in_shanghai_and_ids_as_text(store):
 
             page.on("dialog", on_dialog)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/console/")
+            browser_login(page, base, "desk1")
             page.wait_for_selector("#alert-rows tr", timeout=30_000)
             ids = page.eval_on_selector_all("#alert-rows tr", "trs => trs.map(t => t.dataset.id)")
             # newest first by the exact ns: W + 100 before W, though a double holds both as W

@@ -9,6 +9,9 @@ const $ = (sel) => document.querySelector(sel);
 const rows = new Map(); // alert_id -> summary
 let source = null;
 let selected = null;
+let csrf = null; // the session's CSRF token (for logout, the one state change of this page)
+
+const toLogin = () => location.replace("/console/login");
 
 function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
@@ -26,7 +29,8 @@ function accountLink(venue, account) {
 function ownerLink(owner) { return owner ? `<a href="#/owner/${encodeURIComponent(owner)}">${esc(owner)}</a>` : ""; }
 
 async function getJSON(url) {
-  const r = await fetch(url);
+  const r = await fetch(url, {credentials: "same-origin"});
+  if (r.status === 401) { toLogin(); throw new Error("not logged in"); }
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || `${r.status} ${url}`);
   return body;
@@ -112,7 +116,11 @@ function connect(q) {
     if (s.alert_id === selected) showAlert(s.alert_id);
   });
   source.addEventListener("recommendation", () => { if (selected) showAlert(selected); });
-  source.onerror = () => { $("#conn").textContent = "reconnecting…"; $("#conn").className = "conn off"; };
+  source.onerror = async () => {
+    $("#conn").textContent = "reconnecting…";
+    $("#conn").className = "conn off";
+    try { if (!(await getJSON("/api/session")).authenticated) { source.close(); toLogin(); } } catch (e) { /* offline */ }
+  };
 }
 
 // -- pages ------------------------------------------------------------------------------------------
@@ -245,7 +253,19 @@ function route() {
   selected = null;
 }
 
+async function logout() {
+  await fetch("/api/logout", {method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf}});
+  toLogin();
+}
+
 async function init() {
+  const s = await getJSON("/api/session");
+  if (!s.authenticated) { toLogin(); return; }
+  csrf = s.csrf;
+  const u = s.user;
+  $("#user").innerHTML = `<span id="user-name">${esc(u.name)}</span> (${esc(u.role)}${u.broker ? " " + esc(u.broker) : ""})` +
+    (s.auth === "on" ? " <button id=\"logout\" type=\"button\">log out</button>" : "");
+  if ($("#logout")) $("#logout").addEventListener("click", logout);
   const meta = await getJSON("/api/meta");
   const fill = (name, values) => {
     const sel = $(`#filters [name=${name}]`);
