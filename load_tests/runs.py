@@ -125,7 +125,12 @@ MARKET_FIELDS = ("indexes", "market_sell_value_fen", "max_index_drop_pct", "shar
 
 
 def _without_market(a: dict) -> dict:
+    """The alert without its market-context evidence: the owner's, and each member firm's in ``by_broker``."""
     ev = {k: v for k, v in a["evidence"].items() if k not in MARKET_FIELDS}
+    if isinstance(ev.get("by_broker"), dict):
+        ev["by_broker"] = {b: {**f, "evidence": {k: v for k, v in f.get("evidence", {}).items()
+                                                 if k not in MARKET_FIELDS}}
+                           for b, f in ev["by_broker"].items()}
     return {**a, "evidence": ev}
 
 
@@ -180,7 +185,7 @@ async def capacity(bootstrap: str, day: Day, accounts: Path, backlog_events: int
     ps = dataclasses.replace(run_settings(bootstrap, accounts, web_port=kafka_local.free_ports(1)[0]),
                              feed_topics=feed_s.feed_topics)
     load_before = loadavg()
-    proc_run = await process_capacity(ps, ends, sent.events, log_dir)
+    proc_run = await process_capacity(ps, ends, sent.events, log_dir, len(want))
     finals = worker_bench.latest_finals(await worker_bench.alerts_records(bootstrap, ps.alerts_topic))
     out = {"process": proc_run,
            "process_eps_sustained": proc_run["eps_sustained"],
@@ -207,7 +212,7 @@ async def capacity(bootstrap: str, day: Day, accounts: Path, backlog_events: int
     return out
 
 
-async def process_capacity(s: Settings, ends: dict, events: int, log_dir: Path) -> dict:
+async def process_capacity(s: Settings, ends: dict, events: int, log_dir: Path, expected_finals: int = 0) -> dict:
     """A worker process (fresh group) on a pre-loaded backlog: sustained events/s from the moment its
     ``/status`` shows every partition assigned to the one showing every feed partition at its end offset
     (polled every 0.1 s, so the figure is exact to about 0.1 s over the run)."""
@@ -232,11 +237,21 @@ async def process_capacity(s: Settings, ends: dict, events: int, log_dir: Path) 
                 if all(states.get(k, {}).get("offset", -1) >= e - 1 for k, e in want.items()):
                     t_done = now
             await asyncio.sleep(0.1)
+        # the owner stages finalise their alerts after the feed's end: wait for them before the stop (a stop
+        # ends the loop at the record it handles, and what is left would be read again by the next worker)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            st = await asyncio.to_thread(worker_status, s.web_port)
+            if (st or {}).get("alerts_final", 0) >= expected_finals:
+                break
+            await asyncio.sleep(0.2)
+        t_finals = time.monotonic()
     finally:
         code = stop_worker(proc)
     t_assigned = t_assigned or t_done
     return {"eps_sustained": round(events / max(t_done - t_assigned, 1e-9)), "seconds": round(t_done - t_assigned, 2),
-            "seconds_to_assignment": round(t_assigned - t0, 2), "exit_code": code}
+            "seconds_to_assignment": round(t_assigned - t0, 2),
+            "seconds_from_feed_end_to_last_final": round(t_finals - t_done, 2), "exit_code": code}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -98,3 +98,22 @@ def test_a_partial_last_repetition_is_its_first_chunks(day, tmp_path):
     assert n == 10_000
     first = next(read_events(day.events_path, Registry(), []))
     assert int(got[0].ts[0]) == int(first.ts[0]) + NS_PER_DAY
+
+
+def test_the_comparison_leaves_out_only_the_market_context():
+    from load_tests.runs import compare
+
+    base = {"kind": "alert", "alert_id": "a1", "rule": "sell_burst_1m", "window_start": 1, "subject": {"owner": "O"},
+            "trading_day": "2024-02-19", "value": 5, "severity": "high",
+            "evidence": {"indexes": [1], "share_of_market": 0.5, "by_account": [1],
+                         "by_broker": {"B1": {"value": 2, "evidence": {"indexes": [1], "market_sell_value_fen": 9}}}}}
+    lost = {**base, "evidence": {"indexes": [], "share_of_market": None, "by_account": [1],
+                                 "by_broker": {"B1": {"value": 2, "evidence": {"indexes": [],
+                                                                               "market_sell_value_fen": None}}}}}
+    c = compare([lost], [base])
+    assert not c["equals_replay"] and c["equals_replay_except_market_context"] and c["market_context_differences"] == 1
+    other = {**lost, "value": 6}
+    assert not compare([other], [base])["equals_replay_except_market_context"]
+    firm = {**lost, "evidence": {**lost["evidence"], "by_broker": {"B1": {"value": 3, "evidence": {}}}}}
+    assert not compare([firm], [base])["equals_replay_except_market_context"]
+    assert compare([], [base])["missing_alerts"] == 1 and compare([base], [])["extra_alerts"] == 1
