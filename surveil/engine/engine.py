@@ -650,6 +650,7 @@ class Engine:
         for r in self.rules:
             drafts.extend(r.close_day(self.day))
         self._emit(drafts)
+        self.market.forget_before(self.day)  # the day before this one is no longer needed by any alert
 
     def _emit(self, drafts: list[AlertDraft]) -> None:
         for d in drafts:

@@ -48,8 +48,6 @@ class MarketContext:
     integers, so both give the same figures.
     """
 
-    KEEP_DAYS = 2
-
     def __init__(self, from_events: bool = True) -> None:
         self.from_events = from_events
         self.days: dict[int, _Day] = {}
@@ -64,9 +62,15 @@ class MarketContext:
         d = self.days.get(day)
         if d is None:
             d = self.days[day] = _Day()
-            for old in sorted(self.days)[: -self.KEEP_DAYS]:
-                del self.days[old]
         return d
+
+    def forget_before(self, day: int) -> None:
+        """Drop the days before ``day`` (the engine calls it when a day is over: its alerts are final). Days
+        ahead of the engine's are kept, however many: in a stream worker the owner stage receives the market
+        contributions of feed partitions that may be days ahead of its watermark (a backlog), and the alerts of
+        the day it is still in need that day's context."""
+        for old in [d for d in self.days if d < day]:
+            del self.days[old]
 
     @staticmethod
     def seconds_of(seg: Segment, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

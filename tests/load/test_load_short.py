@@ -36,9 +36,9 @@ def test_capacity_is_measured_with_a_bare_consumer_baseline_and_equals_replay(ru
     cap = json.loads((out / "capacity.json").read_text())
     assert cap == res["capacity"]
     assert cap["process_eps_sustained"] > 0 and cap["bare_eps"] > 0
-    vs = cap["process_vs_replay"]  # every alert, with its values (the market-context loss: see the xfail below)
+    vs = cap["process_vs_replay"]  # every alert, with its values (and byte-identical: below)
     assert vs["missing_alerts"] == vs["extra_alerts"] == 0, vs["differences_from_replay"]
-    assert vs["equals_replay_except_market_context"], vs["differences_from_replay"]
+    assert vs["equals_replay"], vs["differences_from_replay"]
     assert cap["process_final_alerts"] == cap["replay_alerts"] > 0
     assert cap["process"]["exit_code"] == 0
     assert res["capacity_eps"] == cap["process_eps_sustained"]
@@ -66,20 +66,15 @@ def test_overload_grows_the_lag_and_it_comes_back_under_the_low_rate(run):
 
 
 def test_nothing_is_lost_every_final_alert_of_replay_with_its_values(run):
-    """Every alert replay gives, and no other, with the same value, window, accounts and evidence, except the
-    market-context fields of owner-level alerts (the known loss below)."""
+    """Every alert replay gives, and no other, with the same value, window, accounts and evidence (market context
+    included: a day's market figures stay until the owner stage has finished that day)."""
     res, _ = run
     assert res["sent"]["days"] >= 2 and res["sent"]["events"] > 0
     assert res["replay_alerts"] > 0 and res["final_alerts"] == res["replay_alerts"]
     assert res["missing_alerts"] == 0 and res["extra_alerts"] == 0
-    assert res["equals_replay_except_market_context"], res["differences_from_replay"]
+    assert res["equals_replay"], res["differences_from_replay"]
 
 
-@pytest.mark.xfail(reason="known loss (docs/benchmarks.md, load tests): the owner stage keeps the market context "
-                          "(MarketContext.KEEP_DAYS = 2) of the newest two trading days it has seen, so when feed "
-                          "partitions are two or more trading days apart (a backlog of several compressed days "
-                          "after the overload), sell_burst_1m alerts of the older day lose indexes, market value "
-                          "and share of market", strict=False)
 def test_final_alerts_are_byte_identical_to_replay(run):
     res, _ = run
     assert res["equals_replay"], (res["market_context_differences"], res["market_context_differences_days"])
