@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kafkatools import start_broker
 
 from surveil import kafka_local
-from surveil.kafka_local import free_ports  # noqa: F401 - tests import it from here
+from surveil.kafka_local import free_ports
 
 START_TIMEOUT_S = 120.0
 
@@ -39,24 +40,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         return
 
     data_dir = tmp_path_factory.mktemp("kafka")
-    info = None
-    for _attempt in range(3):  # another process may grab a "free" port meanwhile
-        port, controller_port = free_ports(2)
-        try:
-            info = kafka_local.start(
-                data_dir,
-                port=port,
-                controller_port=controller_port,
-                timeout=START_TIMEOUT_S,
-                die_with_parent=True,
-            )
-            break
-        except kafka_local.PortBusy:
-            continue
-        except kafka_local.KafkaLocalError as exc:
-            pytest.fail(f"could not start a local Kafka broker: {exc}", pytrace=False)
-    if info is None:
-        pytest.fail("could not find free ports for a local Kafka broker", pytrace=False)
+    info = start_broker(data_dir, "a local Kafka broker")
     try:
         yield Broker(bootstrap=info.bootstrap, data_dir=data_dir, pid=info.pid)
     finally:

@@ -1,8 +1,28 @@
-"""Settings for a test worker on the session's broker: every topic and the group under a fresh prefix."""
+"""Settings for a test worker on the session's broker (every topic and the group under a fresh prefix), and the
+start of a test broker on free loopback ports."""
 
 import uuid
+from pathlib import Path
 
+import pytest
+
+from surveil import kafka_local
 from surveil.stream.settings import Settings
+
+
+def start_broker(data_dir: Path, what: str, **kw) -> kafka_local.BrokerInfo:
+    """A local broker in ``data_dir`` on free loopback ports (three tries: another process may take a "free"
+    port meanwhile); a failure fails the test session naming ``what`` broker could not start."""
+    for _attempt in range(3):
+        port, controller_port = kafka_local.free_ports(2)
+        try:
+            return kafka_local.start(data_dir, port=port, controller_port=controller_port, timeout=120.0,
+                                     die_with_parent=True, **kw)
+        except kafka_local.PortBusy:
+            continue
+        except kafka_local.KafkaLocalError as exc:
+            pytest.fail(f"could not start {what}: {exc}", pytrace=False)
+    pytest.fail(f"could not find free ports for {what}", pytrace=False)
 
 
 def settings(bootstrap: str, **kw) -> Settings:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kafkatools import start_broker
 
 from surveil import acl, kafka_local
-from surveil.kafka_local import SecureFiles, free_ports
+from surveil.kafka_local import SecureFiles
 from surveil.stream.settings import Settings
 
 
@@ -43,19 +44,7 @@ class SecureBroker:
 @pytest.fixture(scope="session")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     data_dir = tmp_path_factory.mktemp("kafka-secure")
-    info = None
-    for _attempt in range(3):  # another process may grab a "free" port meanwhile
-        port, controller_port = free_ports(2)
-        try:
-            info = kafka_local.start(data_dir, port=port, controller_port=controller_port, timeout=120.0,
-                                     die_with_parent=True, secure=True)
-            break
-        except kafka_local.PortBusy:
-            continue
-        except kafka_local.KafkaLocalError as exc:
-            pytest.fail(f"could not start a secure local Kafka broker: {exc}", pytrace=False)
-    if info is None:
-        pytest.fail("could not find free ports for a secure local Kafka broker", pytrace=False)
+    info = start_broker(data_dir, "a secure local Kafka broker", secure=True)
     assert info.secure is not None
     try:
         yield SecureBroker(info.bootstrap, data_dir, info.secure, kafka_local.ensure_kafka_libs())

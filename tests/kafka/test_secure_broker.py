@@ -11,9 +11,8 @@ import uuid
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from kafkatools import settings as fresh_settings
-from stream.test_worker import canonical, latest_finals, run_worker, stop_worker
+from stream.test_worker import canonical, latest_finals, read_topic, run_worker, stop_worker, wait_for_finals
 
 from surveil import acl, kafka_local
 from surveil.engine.alerts import sort_key
@@ -28,36 +27,6 @@ pytestmark = pytest.mark.kafka
 
 #: the member firm's consumer: the class Kafka 3.9's kafka-console-consumer.sh runs (kafka-tools)
 CONSOLE_CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
-
-
-async def read_topic(s, topic, settle=1.5, timeout=10.0):
-    """Every record of a topic as principal ``s`` (until no new record for ``settle`` seconds)."""
-    c = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False, **s.kafka_kwargs())
-    await c.start()
-    out = []
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        last = loop.time()
-        while loop.time() < end and loop.time() - last < settle:
-            for msgs in (await c.getmany(timeout_ms=200)).values():
-                out.extend(msgs)
-                last = loop.time()
-    finally:
-        await c.stop()
-    return out
-
-
-async def wait_for_finals(s, topic, n, timeout=90.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    finals = []
-    while loop.time() < end:
-        finals = latest_finals(await read_topic(s, topic, settle=0.5, timeout=5))
-        if len(finals) >= n:
-            return finals
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"only {len(finals)} of {n} final alerts on {topic}")
 
 
 def readme_block(marker: str) -> str:

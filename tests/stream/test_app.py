@@ -14,12 +14,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from conftest import free_ports
 from test_recovery import env_of
 from test_worker import canonical, read_topic, settings, wait_for_finals
 
 from surveil.engine.refdata import RefData
 from surveil.feed import feed
+from surveil.kafka_local import free_ports
 from surveil.replay import replay
 from surveil.stream.app import APP_ID, DEFAULT_WEB_BIND, create_app
 from surveil.stream.owner import KeyedState

@@ -14,11 +14,11 @@ from collections import defaultdict
 
 import orjson
 import pytest
-from conftest import free_ports
 from test_worker import canonical, read_topic, settings, wait_for_finals
 
 from surveil import kafka_local
 from surveil.feed import feed
+from surveil.kafka_local import free_ports
 from surveil.replay import replay
 
 pytestmark = pytest.mark.kafka

@@ -26,8 +26,10 @@ def day(tmp_path_factory):
 
 
 async def read_topic(bootstrap, topic, settle=1.5, timeout=10.0):
-    """Every record of a topic (until no new record for ``settle`` seconds)."""
-    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    """Every record of a topic (until no new record for ``settle`` seconds). ``bootstrap``: an address, or the
+    Settings of a principal (SASL_SSL)."""
+    conn = {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap.kafka_kwargs()
+    c = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False, **conn)
     await c.start()
     out = []
     try:

@@ -14,11 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_ports
 from console_kit import browser_login
 from kafkatools import settings
 
 from surveil.feed import feed
+from surveil.kafka_local import free_ports
 from surveil.sim import simulate
 
 CHROMIUM = Path("/usr/bin/chromium")

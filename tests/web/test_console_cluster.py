@@ -11,11 +11,11 @@ import time
 import urllib.request
 
 import pytest
-from conftest import free_ports
 from console_kit import Session
 from kafkatools import settings
 
 from surveil.feed import feed
+from surveil.kafka_local import free_ports
 from surveil.replay import replay
 from surveil.sim import simulate
 

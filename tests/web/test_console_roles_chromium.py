@@ -16,12 +16,12 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import free_ports
 from console_kit import Session, browser_login, write_users
 from kafkatools import settings
 from test_console_chromium import ARTIFACTS, CHROMIUM, wait_healthy
 
 from surveil.feed import feed
+from surveil.kafka_local import free_ports
 
 _spec = importlib.util.spec_from_file_location("hostile", Path(__file__).parents[1] / "report" / "hostile.py")
 hostile = importlib.util.module_from_spec(_spec)
