@@ -62,6 +62,7 @@ from pathlib import Path
 
 import click
 
+from surveil import kafka_local
 from surveil.exceptions import SurveilError
 from surveil.stream.settings import Settings
 
@@ -229,10 +230,6 @@ def layout(principals: Iterable[Principal], s: Settings) -> set[Acl]:
 # Kafka's tools
 
 
-def _argfile_quote(arg: str) -> str:
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 _LIST_RESOURCE = re.compile(r"ResourcePattern\(resourceType=(\w+), name=(.*), patternType=(\w+)\)`:")
 _LIST_ENTRY = re.compile(r"\(principal=User:(.*), host=(.*), operation=(\w+), permissionType=(\w+)\)")
 
@@ -245,7 +242,6 @@ class KafkaTools:
 
     def __init__(self, bootstrap: str, command_config: str | os.PathLike[str], lib: str | os.PathLike[str],
                  java: str | None = None, timeout: float = 60.0):
-        from surveil import kafka_local
 
         self.bootstrap = bootstrap
         self.command_config = Path(command_config)
@@ -255,16 +251,12 @@ class KafkaTools:
         self.java = java or kafka_local._java()  # noqa: SLF001 - our own module's finder
         self.timeout = timeout
 
-    def run(self, tool: str, args: list[str]) -> str:
+    def run(self, tool: str, args: list[str], secrets: tuple[str, ...] = ()) -> str:
         """``java -cp '<lib>/*' kafka.admin.<tool> --bootstrap-server … --command-config … args``: its output;
         an :class:`AclError` with its last lines when it fails."""
         full = [f"kafka.admin.{tool}", "--bootstrap-server", self.bootstrap, "--command-config",
                 str(self.command_config), *args]
-        with tempfile.TemporaryDirectory(prefix="surveil-acl-") as tmp:
-            argfile = Path(tmp) / "args"
-            fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write("\n".join(_argfile_quote(a) for a in full) + "\n")
+        with tempfile.TemporaryDirectory(prefix="surveil-acl-") as tmp, kafka_local.java_argfile(full) as argfile:
             log4j = Path(tmp) / "log4j.properties"
             log4j.write_text("log4j.rootLogger=ERROR, stderr\nlog4j.appender.stderr=org.apache.log4j.ConsoleAppender\n"
                              "log4j.appender.stderr.Target=System.err\n"
@@ -273,13 +265,15 @@ class KafkaTools:
             try:
                 proc = subprocess.run([self.java, "-Xmx192m", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
                                        f"-Dlog4j.configuration={log4j.as_uri()}", "-cp", f"{self.lib}{os.sep}*",
-                                       f"@{argfile}"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                       argfile], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                       timeout=self.timeout)
             except subprocess.TimeoutExpired:
                 raise AclError(f"Kafka's {tool} did not finish within {self.timeout:.0f} s "
                                f"(is {self.bootstrap} reachable?)") from None
-        text = proc.stdout + proc.stderr
-        if proc.returncode != 0 or "Error while executing" in text or "Exception" in text:
+        # Kafka's tools echo every argument in some errors ("Error while executing config command with args
+        # '…'"): the passwords this run was given never reach the message
+        text = kafka_local.redact(proc.stdout + proc.stderr, secrets)
+        if proc.returncode != 0 or "Error while executing" in text:
             lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("\tat ")]
             raise AclError(f"Kafka's {tool} failed against {self.bootstrap}:\n" + "\n".join(lines[-8:]))
         return proc.stdout
@@ -287,7 +281,7 @@ class KafkaTools:
     def set_password(self, user: str, password: str) -> None:
         """Create or update ``user``'s SCRAM-SHA-512 credential (idempotent)."""
         self.run("ConfigCommand", ["--alter", "--entity-type", "users", "--entity-name", user,
-                                   "--add-config", f"{SCRAM_MECHANISM}=[password={password}]"])
+                                   "--add-config", f"{SCRAM_MECHANISM}=[password={password}]"], secrets=(password,))
 
     def scram_users(self) -> list[str]:
         out = self.run("ConfigCommand", ["--describe", "--entity-type", "users"])
@@ -385,7 +379,6 @@ def show(tools: KafkaTools) -> str:
 def _tools(bootstrap: str | None, command_config: Path | None, lib_dir: Path | None) -> tuple[KafkaTools, Settings]:
     """The admin's tools and the settings (topic names) from the options, the local secure broker or
     ``SURVEIL_*``."""
-    from surveil import kafka_local
 
     settings = Settings.from_env()
     local = kafka_local.status(kafka_local.default_secure_data_dir())

@@ -49,10 +49,11 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,26 @@ def _file_lock(path: Path) -> Iterator[None]:
         finally:
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def java_argfile(args: list[str]) -> Iterator[str]:
+    """``@file`` for a ``java`` command line: ``args`` in a private (0600) file that is gone afterwards, so that a
+    secret among them (a SCRAM password) is never on a command line (``ps``, /proc)."""
+    with tempfile.TemporaryDirectory(prefix="surveil-java-") as tmp:
+        path = Path(tmp) / "args"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in args) + "\n")
+        yield f"@{path}"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every one of ``secrets`` written as ``***`` (a tool's error output may echo its arguments)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -990,31 +1011,17 @@ def start(
         state = _read_state(data_dir)
         if not (data_dir / "data" / "meta.properties").is_file():
             cluster_id = _cluster_id()
-            fmt = subprocess.run(
-                [
-                    java,
-                    "-Xmx256m",
-                    log4j_opt,
-                    "-cp",
-                    classpath,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
+            tool = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
                     # the super user's SCRAM credential (KRaft: written into the metadata at format time)
                     *(["--add-scram", f"{SCRAM_MECHANISM}=[name={files.admin_user},password={files.admin_password}]"]
-                      if files else []),
-                ],
-                cwd=data_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+                      if files else [])]
+            with java_argfile(tool) as argfile:  # the password never on the command line
+                fmt = subprocess.run([java, "-Xmx256m", log4j_opt, "-cp", classpath, argfile], cwd=data_dir,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
             if fmt.returncode != 0:
-                raise StartError(f"formatting {data_dir / 'data'} failed:\n{_tail(fmt.stdout)}")
+                out = redact(fmt.stdout, [files.admin_password] if files else [])
+                raise StartError(f"formatting {data_dir / 'data'} failed:\n{_tail(out)}")
             state["cluster_id"] = cluster_id
 
         cmd = [

@@ -158,6 +158,21 @@ def test_a_wrong_password_is_refused(secure_broker, firms):
     assert firms[0].broker_topic("B1") in run(connect(as_firm(secure_broker, firms, "B1")), 30)  # the right one
 
 
+def test_a_failing_tool_never_shows_the_password_it_was_given(secure_broker, tmp_path):
+    """Kafka's ConfigCommand echoes its arguments when it fails ("Error while executing config command with args
+    '…'"): a SCRAM password given to ``acl apply`` must not reach the error (here: the admin's own credential is
+    wrong, so the tool fails after parsing its arguments)."""
+    good = secure_broker.files.admin_config.read_text()
+    bad = tmp_path / "admin.properties"
+    bad.write_text(good.replace(secure_broker.files.admin_password, "not-the-admin-password"))
+    secret = f"S3cret-{uuid.uuid4().hex}"
+    tools = acl.KafkaTools(secure_broker.bootstrap, bad, secure_broker.lib, timeout=60)
+    with pytest.raises(acl.AclError) as e:
+        tools.set_password("nobody", secret)
+    assert "ConfigCommand failed" in str(e.value)
+    assert secret not in str(e.value) and secret[:12] not in str(e.value)
+
+
 def test_acl_apply_again_changes_nothing_and_show_prints_the_layout(secure_broker, firms):
     base, path, rows, _ = firms
     runner = CliRunner()
