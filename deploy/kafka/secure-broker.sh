@@ -32,24 +32,25 @@ umask 077
 if [ ! -f "$SECURE_DIR/broker.p12" ]; then
   head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$SECURE_DIR/keystore.password"
   head -c 12 /dev/urandom | base64 | tr -d '/+=' > "$SECURE_DIR/truststore.password"
-  ks=$(cat "$SECURE_DIR/keystore.password")
-  ts=$(cat "$SECURE_DIR/truststore.password")
+  # keytool reads the store passwords from the environment (-storepass:env), never from its command line
+  ks=$(cat "$SECURE_DIR/keystore.password"); export ks
+  ts=$(cat "$SECURE_DIR/truststore.password"); export ts
   rm -f "$SECURE_DIR"/ca.p12 "$SECURE_DIR"/broker.p12.tmp "$SECURE_DIR"/truststore.p12
-  keytool -genkeypair -keystore "$SECURE_DIR/ca.p12" -storetype PKCS12 -storepass "$ks" -alias ca \
+  keytool -genkeypair -keystore "$SECURE_DIR/ca.p12" -storetype PKCS12 -storepass:env ks -alias ca \
     -dname "CN=surveil compose CA" -keyalg EC -groupname secp256r1 -validity 825 -ext bc:c=ca:true,pathlen:0 \
     -ext ku:c=keyCertSign,cRLSign
-  keytool -exportcert -rfc -keystore "$SECURE_DIR/ca.p12" -storepass "$ks" -alias ca -file "$SECURE_DIR/ca.pem"
-  keytool -genkeypair -keystore "$SECURE_DIR/broker.p12.tmp" -storetype PKCS12 -storepass "$ks" -alias broker \
+  keytool -exportcert -rfc -keystore "$SECURE_DIR/ca.p12" -storepass:env ks -alias ca -file "$SECURE_DIR/ca.pem"
+  keytool -genkeypair -keystore "$SECURE_DIR/broker.p12.tmp" -storetype PKCS12 -storepass:env ks -alias broker \
     -dname "CN=$HOSTNAME_IN" -keyalg EC -groupname secp256r1 -validity 825
-  keytool -certreq -keystore "$SECURE_DIR/broker.p12.tmp" -storepass "$ks" -alias broker \
-    | keytool -gencert -keystore "$SECURE_DIR/ca.p12" -storepass "$ks" -alias ca -rfc -validity 825 \
+  keytool -certreq -keystore "$SECURE_DIR/broker.p12.tmp" -storepass:env ks -alias broker \
+    | keytool -gencert -keystore "$SECURE_DIR/ca.p12" -storepass:env ks -alias ca -rfc -validity 825 \
         -ext "san=dns:$HOSTNAME_IN,dns:localhost,ip:$EXTERNAL_HOST,ip:127.0.0.1" -ext eku=serverAuth,clientAuth \
         > "$SECURE_DIR/broker.pem"
-  keytool -importcert -noprompt -keystore "$SECURE_DIR/broker.p12.tmp" -storepass "$ks" -alias ca \
+  keytool -importcert -noprompt -keystore "$SECURE_DIR/broker.p12.tmp" -storepass:env ks -alias ca \
     -file "$SECURE_DIR/ca.pem"
-  keytool -importcert -noprompt -keystore "$SECURE_DIR/broker.p12.tmp" -storepass "$ks" -alias broker \
+  keytool -importcert -noprompt -keystore "$SECURE_DIR/broker.p12.tmp" -storepass:env ks -alias broker \
     -file "$SECURE_DIR/broker.pem"
-  keytool -importcert -noprompt -keystore "$SECURE_DIR/truststore.p12" -storetype PKCS12 -storepass "$ts" \
+  keytool -importcert -noprompt -keystore "$SECURE_DIR/truststore.p12" -storetype PKCS12 -storepass:env ts \
     -alias surveil-ca -file "$SECURE_DIR/ca.pem"
   mv "$SECURE_DIR/broker.p12.tmp" "$SECURE_DIR/broker.p12"
   chmod 644 "$SECURE_DIR/ca.pem" "$SECURE_DIR/truststore.p12" "$SECURE_DIR/truststore.password"
@@ -60,10 +61,11 @@ scram="org.apache.kafka.common.security.scram.ScramLoginModule required username
 cat > "$SECURE_DIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@$HOSTNAME_IN:$CONTROLLER_PORT
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=SASL_SSL://0.0.0.0:$INTERNAL_PORT,EXTERNAL://0.0.0.0:$EXTERNAL_PORT,CONTROLLER://0.0.0.0:$CONTROLLER_PORT
+listeners=SASL_SSL://0.0.0.0:$INTERNAL_PORT,EXTERNAL://0.0.0.0:$EXTERNAL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
 advertised.listeners=SASL_SSL://$HOSTNAME_IN:$INTERNAL_PORT,EXTERNAL://$EXTERNAL_HOST:$EXTERNAL_PORT
+# the controller listener (PLAIN, no TLS) is on the container's loopback only: nothing else on the network reaches it
 listener.security.protocol.map=SASL_SSL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT
 inter.broker.listener.name=SASL_SSL
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
@@ -101,8 +103,12 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$SECURE_DIR/ca.pem
 EOF
 if [ ! -f "$DATA_DIR/meta.properties" ]; then
-  java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format --ignore-formatted \
+  # the admin's SCRAM credential goes through a private Java @argfile, never on the command line
+  args="$SECURE_DIR/format.args"
+  printf '"%s"\n' kafka.tools.StorageTool format --ignore-formatted \
     -t "$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid)" -c "$SECURE_DIR/server.properties" \
-    --add-scram "SCRAM-SHA-512=[name=admin,password=$pw]"
+    --add-scram "SCRAM-SHA-512=[name=admin,password=$pw]" > "$args"
+  java -cp "$KAFKA_LIBS/*" "@$args"
+  rm -f "$args"
 fi
 exec java ${KAFKA_HEAP_OPTS:--Xmx512m} -cp "$KAFKA_LIBS/*" ${KAFKA_LOG4J_OPTS:-} kafka.Kafka "$SECURE_DIR/server.properties"
