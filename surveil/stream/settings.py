@@ -49,12 +49,14 @@ class Settings:
     security_topic: str = "surveil.security"  # the security stage's input (rows routed by venue and symbol)
     security_partitions: int = 4
     checkpoint_topic: str = "surveil.checkpoints"
-    checkpoint_key: str = ""  # SURVEIL_CHECKPOINT_KEY: HMAC key of the checkpoints, shared by a group's workers
+    # SURVEIL_CHECKPOINT_KEY: HMAC key of the checkpoints, shared by a group's workers. The secrets (this, the
+    # SASL password, the console's session key) are left out of the repr: a Settings printed or logged shows none
+    checkpoint_key: str = field(default="", repr=False)
     group_id: str = "surveil-workers"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_username: str = ""
-    sasl_password: str = ""
+    sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
     allowed_lateness_ms: int = 2000  # a caught-up feed partition silent this long is idle (owner rules go on)
     checkpoint_interval_ms: int = 2000
@@ -71,7 +73,8 @@ class Settings:
     console_proxy_user_header: str = ""  # e.g. X-Forwarded-User: single sign-on by a reverse proxy (empty: off)
     console_trusted_proxies: str = ""  # addresses/CIDRs whose user header (and X-Forwarded-For) is believed
     console_cookie_secure: bool = False  # the session cookie's Secure flag: on when browsers reach it over HTTPS
-    console_session_key: str = ""  # Fernet key of the session cookies, shared by workers (empty: one per process)
+    # Fernet key of the session cookies, shared by workers (empty: one per process)
+    console_session_key: str = field(default="", repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -130,6 +133,8 @@ class Settings:
                 raise bad("sasl_mechanism", self.sasl_mechanism, f"expected one of {', '.join(_MECHANISMS)}")
             if not self.sasl_username:
                 raise bad("sasl_username", self.sasl_username, "required with SASL")
+            if not self.sasl_password:  # the value is never shown: here it is empty
+                raise bad("sasl_password", "", "required with SASL")
         if self.ssl_cafile and not Path(self.ssl_cafile).is_file():
             raise bad("ssl_cafile", self.ssl_cafile, "file not found")
         for name in ("feed_partitions", "owner_partitions", "security_partitions"):

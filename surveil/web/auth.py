@@ -22,6 +22,8 @@ single sign-on of an authenticating reverse proxy (docs/console.md#logins-and-ro
   GET/HEAD must send it back in ``X-CSRF-Token`` (login and logout included), compared in constant time.
 - **Failed logins**: at most :data:`USER_FAILURES` per user name and :data:`ADDRESS_FAILURES` per client
   address in :data:`FAILURE_WINDOW_S`; beyond, ``429`` with ``Retry-After`` before any password is checked.
+  An attempt counts as a failure before its password is checked (refunded when it succeeds), so concurrent
+  attempts cannot all pass the check while the first ones wait for a verification slot.
   Each limiter remembers at most :data:`MAX_KEYS` keys (the oldest forgotten): bounded memory.
 - **Proxy single sign-on** (``SURVEIL_CONSOLE_PROXY_USER_HEADER``, off by default): the header names the
   user, believed only on a connection from ``SURVEIL_CONSOLE_TRUSTED_PROXIES``; from anyone else it is
@@ -273,14 +275,30 @@ class FailureLimiter:
             return 0.0
         return max(0.0, q[0] + self.window_s - self.clock())
 
-    def failed(self, key: str) -> None:
+    def failed(self, key: str) -> float:
+        """Count a failure of ``key``; returns its time (for :meth:`refund`)."""
         q = self._recent(key)
         if q is None:
             q = self._fails[key] = deque(maxlen=self.limit)
-        q.append(self.clock())
+        at = self.clock()
+        q.append(at)
         self._fails.move_to_end(key)
         while len(self._fails) > self.max_keys:
             self._fails.popitem(last=False)
+        return at
+
+    def refund(self, key: str, at: float) -> None:
+        """Take back the failure :meth:`failed` counted at ``at`` (an attempt counted before it was checked,
+        that succeeded); nothing when it has left the window or the key was forgotten."""
+        q = self._fails.get(key)
+        if q is None:
+            return
+        try:
+            q.remove(at)
+        except ValueError:
+            return
+        if not q:
+            del self._fails[key]
 
     def clear(self, key: str) -> None:
         self._fails.pop(key, None)

@@ -71,8 +71,10 @@ class Logins:
         self.users_file = users_file
         self.proxy_header = proxy_header
         self.proxies = proxies or Proxies(())
-        self.by_user = by_user or FailureLimiter(USER_FAILURES, FAILURE_WINDOW_S)
-        self.by_address = by_address or FailureLimiter(ADDRESS_FAILURES, FAILURE_WINDOW_S)
+        # "is None", not "or": a limiter with no failures yet is empty, hence false
+        self.by_user = by_user if by_user is not None else FailureLimiter(USER_FAILURES, FAILURE_WINDOW_S)
+        self.by_address = (by_address if by_address is not None
+                           else FailureLimiter(ADDRESS_FAILURES, FAILURE_WINDOW_S))
         self.verifier = Verifier()
         self.login_html = b""  # the login page (the console sets it)
         self._warned_at = 0.0
@@ -179,15 +181,18 @@ class Logins:
             self.counts["limited_logins"] += 1
             return _json({"error": f"too many failed logins; try again in {math.ceil(wait)} s"}, 429,
                          headers={"Retry-After": str(math.ceil(wait))})
+        # counted as a failure before the check (no await between the check above and here): attempts sent
+        # together cannot all pass the limit while the first ones wait for a verification slot
+        self.by_user.failed(user_key)
+        address_at = self.by_address.failed(client)
         u = self.users().get(name)
         if not await self.verifier.verify(u.password_hash if u else None, password):
-            self.by_user.failed(user_key)
-            self.by_address.failed(client)
             self.counts["failed_logins"] += 1
             log.warning("console: failed login as %r from %s", name[:64], client)
             return _json({"error": "wrong user name or password"}, 401)
         assert u is not None
         self.by_user.clear(user_key)
+        self.by_address.refund(client, address_at)
         session = await new_session(request)  # a new session (and token) at each login: no fixation
         token = secrets.token_urlsafe(32)
         session.update({"user": u.name, "fp": u.fingerprint(), "csrf": token, "at": int(time.time())})

@@ -32,3 +32,32 @@ def test_the_securities_topic_and_csv_settings(tmp_path):
         Settings.from_env({"SURVEIL_SECURITIES_CSV": "nope.csv"})
     with pytest.raises(SettingsError, match="file not found"):
         Settings.from_env({}, securities_csv="nope.csv")  # surveil worker --securities
+
+
+def test_the_secrets_are_not_in_the_repr():
+    key = "A" * 43 + "="  # a valid Fernet key (32 bytes, URL-safe base64)
+    s = Settings(sasl_password="s3cret-pw", checkpoint_key="k3y-hmac", console_session_key=key,
+                 security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u")
+    s.validate()
+    for text in (repr(s), str(s), f"{s!r}"):
+        assert "s3cret-pw" not in text and "k3y-hmac" not in text and key not in text, text
+    assert "sasl_username='u'" in repr(s)  # the other settings are still shown
+    # still settings like the others: from_env and to_env go through fields(), which has them
+    assert Settings.from_env(s.to_env()) == s and Settings.from_env(s.to_env()).sasl_password == "s3cret-pw"
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_sasl_needs_a_password(protocol):
+    env = {"SURVEIL_SECURITY_PROTOCOL": protocol, "SURVEIL_SASL_MECHANISM": "SCRAM-SHA-512",
+           "SURVEIL_SASL_USERNAME": "surveil-worker"}
+    with pytest.raises(SettingsError, match=r"^SURVEIL_SASL_PASSWORD='': required with SASL$"):
+        Settings.from_env(env)  # e.g. a Secret's key misnamed: said at start, not as an authentication failure
+    with pytest.raises(SettingsError, match="SURVEIL_SASL_PASSWORD='': required with SASL"):
+        Settings.from_env({**env, "SURVEIL_SASL_PASSWORD": ""})
+    s = Settings.from_env({**env, "SURVEIL_SASL_PASSWORD": "pw-of-the-worker"})
+    assert s.sasl_password == "pw-of-the-worker"
+    # the username is still checked first; no error shows a password
+    with pytest.raises(SettingsError) as e:
+        Settings.from_env({**env, "SURVEIL_SASL_USERNAME": "", "SURVEIL_SASL_PASSWORD": "pw-of-the-worker"})
+    assert "SURVEIL_SASL_USERNAME" in str(e.value) and "pw-of-the-worker" not in str(e.value)
+    assert Settings.from_env({"SURVEIL_SASL_PASSWORD": ""}).security_protocol == "PLAINTEXT"  # no SASL: not needed

@@ -20,7 +20,18 @@ from surveil.sim import simulate
 from surveil.stream.settings import Settings, SettingsError
 from surveil.stream.views import broker_views
 from surveil.web.api import PUBLIC
-from surveil.web.auth import FailureLimiter, UsersError, add_user, load_users, parse_users, verify_password
+from surveil.web.auth import (
+    ADDRESS_FAILURES,
+    FAILURE_WINDOW_S,
+    USER_FAILURES,
+    FailureLimiter,
+    UsersError,
+    UsersFile,
+    add_user,
+    load_users,
+    parse_users,
+    verify_password,
+)
 from surveil.web.login import Logins, logins_from
 from surveil.web.store import Store
 
@@ -135,6 +146,17 @@ def test_the_failure_limiter_counts_in_a_window_and_is_bounded():
     for i in range(1_000):
         lim.failed(f"name{i}")
     assert len(lim) == 100  # the oldest keys are forgotten: bounded memory
+    # an attempt counted before its check, that succeeded, is taken back (only its own count)
+    now[0] = 100.0
+    lim.failed("carol")
+    now[0] = 101.0
+    at = lim.failed("carol")
+    lim.refund("carol", at)
+    assert len(lim._fails["carol"]) == 1 and lim._fails["carol"][0] == 100.0
+    lim.refund("carol", at)  # not counted any more: nothing
+    lim.refund("nobody", at)
+    lim.refund("carol", 100.0)
+    assert "carol" not in lim._fails
 
 
 def test_cli_adds_a_user_with_a_prompted_password(tmp_path):
@@ -224,6 +246,43 @@ async def _login(users):
 
 def test_login_csrf_cookies_logout_and_failure_limits(users):
     asyncio.run(_login(users))
+
+
+async def _concurrent_wrong_logins(users):
+    now = [0.0]
+    logins = Logins("on", UsersFile(users),
+                    by_user=FailureLimiter(USER_FAILURES, FAILURE_WINDOW_S, clock=lambda: now[0]),
+                    by_address=FailureLimiter(ADDRESS_FAILURES, FAILURE_WINDOW_S, clock=lambda: now[0]))
+    checked = []
+    verify = logins.verifier.verify
+
+    async def counting(password_hash, password):
+        checked.append(password)
+        return await verify(password_hash, password)
+
+    logins.verifier.verify = counting
+    async with TestClient(TestServer(app_of(Store(), users, logins=logins))) as c:
+        token = (await (await c.get("/api/session")).json())["csrf"]
+
+        async def attempt(password):
+            r = await c.post("/api/login", headers={"X-CSRF-Token": token},
+                             data=orjson.dumps({"username": "admin1", "password": password}))
+            return r.status
+
+        # 20 wrong passwords at once: the verification slots (2) make most of them wait; each is counted
+        # before it waits, so only USER_FAILURES passwords are checked, the rest are refused at once
+        statuses = await asyncio.gather(*(attempt(f"guess{i}") for i in range(20)))
+        assert sorted(statuses) == [401] * USER_FAILURES + [429] * (20 - USER_FAILURES), statuses
+        assert len(checked) == USER_FAILURES
+        assert await attempt(PASSWORD) == 429  # the right password too, within the window
+        now[0] = FAILURE_WINDOW_S + 1
+        assert await attempt(PASSWORD) == 200  # after the window: the right password logs in
+        assert len(logins.by_address) == 0  # the failures left the window; the success took back its own count
+        assert logins.counts["failed_logins"] == USER_FAILURES and logins.counts["limited_logins"] == 16
+
+
+def test_concurrent_wrong_logins_are_limited_before_their_passwords_are_checked(tmp_path):
+    asyncio.run(_concurrent_wrong_logins(write_users(tmp_path / "users.toml")))
 
 
 async def _sessions_follow_the_file(tmp_path):
