@@ -5,7 +5,7 @@ Helm is built from source by ``make helm`` (the Makefile pins the version; ``mak
 is missing, the session fixture runs ``make helm`` itself, so these tests never skip for want of Helm.
 
 Values files: ``values/minimal.yaml`` (the least a release needs) and ``values/full.yaml`` (every feature: SASL over
-TLS, checkpoint key, console logins, rules, settings, ServiceMonitor, feed Job).
+TLS, checkpoint key, console logins, rules, settings, ServiceMonitor, feed Job with its own SASL principal).
 """
 
 from __future__ import annotations
@@ -287,7 +287,9 @@ def test_rendered_settings_load_in_the_worker_and_the_feed(render, values, tmp_p
             assert not {k for k in env if k.startswith("SURVEIL_CONSOLE")}, "the feed is told of the console"
         if "securityProtocol" in spec["kafka"]:
             assert s.security_protocol == spec["kafka"]["securityProtocol"]
-            assert s.sasl_username == spec["kafka"]["sasl"]["username"]
+            # each workload logs in as its own principal: the workers' (kafka.sasl), the feed Job's (feed.sasl)
+            sasl = spec["kafka"]["sasl"] if w["kind"] == "Deployment" else spec["feed"]["sasl"]
+            assert s.sasl_username == sasl["username"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -426,7 +428,9 @@ def test_secrets_come_from_secret_refs_never_values(render):
         assert not set(SECRET_VARS) & set(data), f"ConfigMap {name} holds a secret"
     env = {w["kind"]: container_env(docs, container(w)) for w in workloads(docs)}
     assert env["Deployment"]["SURVEIL_SASL_PASSWORD"] == {"secretKeyRef": {"name": "surveil-kafka", "key": "password"}}
-    assert env["Job"]["SURVEIL_SASL_PASSWORD"] == env["Deployment"]["SURVEIL_SASL_PASSWORD"]
+    # the feed Job's own principal (test_feed_job_logs_in_as_its_own_principal)
+    assert env["Job"]["SURVEIL_SASL_PASSWORD"] == {
+        "secretKeyRef": {"name": "surveil-kafka-feed", "key": "feed-password"}}
     assert env["Deployment"]["SURVEIL_CHECKPOINT_KEY"] == {
         "secretKeyRef": {"name": "surveil-checkpoints", "key": "hmac-key"}}
     assert "SURVEIL_CHECKPOINT_KEY" not in env["Job"]  # the feed writes no checkpoint
@@ -502,6 +506,68 @@ def test_feed_job(render):
     assert "Job" not in {d["kind"] for d in render(MINIMAL)}  # off by default
 
 
+def test_feed_job_logs_in_as_its_own_principal(render, tmp_path):
+    """With SASL the feed Job runs as feed.sasl (its user name and password Secret), never as the workers'
+    kafka.sasl: in the ACL layout of `surveil acl apply` only role feed may write the feed topics, and the workers'
+    principal has nothing it does not need. Neither user name is in a ConfigMap both workloads read."""
+    from surveil.acl import Principal, layout
+
+    docs = render(FULL)
+    spec = yaml.safe_load(FULL.read_text())
+    env = {w["kind"]: container_env(docs, container(w)) for w in workloads(docs)}
+    worker, feed = spec["kafka"]["sasl"], spec["feed"]["sasl"]
+    assert env["Deployment"]["SURVEIL_SASL_USERNAME"] == worker["username"] == "surveil-worker"
+    assert env["Deployment"]["SURVEIL_SASL_PASSWORD"] == {"secretKeyRef": worker["passwordSecret"]}
+    assert env["Job"]["SURVEIL_SASL_USERNAME"] == feed["username"] == "surveil-feed"
+    assert env["Job"]["SURVEIL_SASL_PASSWORD"] == {"secretKeyRef": feed["passwordSecret"]}
+    assert env["Job"]["SURVEIL_SASL_USERNAME"] != env["Deployment"]["SURVEIL_SASL_USERNAME"]
+    assert env["Job"]["SURVEIL_SASL_PASSWORD"] != env["Deployment"]["SURVEIL_SASL_PASSWORD"]
+    for name, data in config_maps(docs).items():
+        assert "SURVEIL_SASL_USERNAME" not in data, f"ConfigMap {name} names a principal"
+    for w in workloads(docs):  # the user names are set in each container's own env, not from a ConfigMap
+        assert {e["name"] for e in container(w)["env"]} >= {"SURVEIL_SASL_USERNAME", "SURVEIL_SASL_PASSWORD"}
+    # as `surveil acl apply` would set the cluster up with these principals and the rendered settings: the Job's
+    # user may write the feed topics it produces to, the workers' may not
+    # the feed Job's settings (the topics it produces to), its Secret a placeholder and no CA file needed here
+    s = Settings.from_env({k: secret_value(k) if isinstance(v, dict) else v for k, v in env["Job"].items()
+                           if k != "SURVEIL_SSL_CAFILE"})
+    acls = layout([Principal(worker["username"], "worker"), Principal(feed["username"], "feed")], s)
+    assert s.feed_topics == tuple(spec["settings"]["feed_topics"])
+    for t in s.feed_topics:
+        writers = {a.principal for a in acls if (a.resource, a.name, a.operation) == ("TOPIC", t, "WRITE")}
+        assert writers == {env["Job"]["SURVEIL_SASL_USERNAME"]}, t
+    # SASL off (minimal.yaml): no principal at all, feed.sasl not needed
+    plain = render(MINIMAL, sets=("feed.enabled=true", "feed.persistentVolumeClaim=c", "feed.files={a}"))
+    assert not {k for w in workloads(plain) for k in container_env(plain, container(w)) if "SASL" in k}
+
+
+def test_feed_with_sasl_but_no_feed_principal_is_refused(helm, tmp_path):
+    """A values file with the feed Job and SASL but no feed.sasl: refused before anything is rendered, naming the
+    values to set; with the schema skipped (`--skip-schema-validation`) the templates refuse it saying why. The
+    workers' user name as the feed's is refused too (that user could not write the feed topics)."""
+    spec = yaml.safe_load(FULL.read_text())
+    del spec["feed"]["sasl"]
+    values = tmp_path / "no-feed-principal.yaml"
+    values.write_text(yaml.safe_dump(spec))
+    p = helm(*_template_args(values), check=False)
+    assert p.returncode != 0, "accepted: the feed Job with SASL and no principal of its own"
+    assert "at '/feed/sasl/username': minLength" in p.stderr, p.stderr
+    assert "at '/feed/sasl/passwordSecret/name': minLength" in p.stderr, p.stderr
+    p = helm(*_template_args(values), "--skip-schema-validation", check=False)
+    assert p.returncode != 0
+    assert ("feed.sasl.username is required when feed.enabled with a SASL kafka.securityProtocol: the feed Job's "
+            "own principal (role feed in the principals file of `surveil acl apply`") in p.stderr, p.stderr
+    p = helm(*_template_args(FULL, sets=("feed.sasl.username=surveil-worker",)), check=False)
+    assert p.returncode != 0
+    assert "feed.sasl.username is the workers' kafka.sasl.username (surveil-worker)" in p.stderr, p.stderr
+    # the feed's Secret without its name
+    p = helm(*_template_args(FULL, sets=("feed.sasl.passwordSecret.name=",)), check=False)
+    assert p.returncode != 0 and "at '/feed/sasl/passwordSecret/name'" in p.stderr, p.stderr
+    # without the feed Job, or without SASL, feed.sasl is not needed
+    for sets in (("feed.enabled=false",), ("kafka.securityProtocol=SSL",)):
+        helm(*_template_args(values, sets=sets))
+
+
 def json_schema_settings() -> set[str]:
     return set(json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"])
 
@@ -526,6 +592,7 @@ def test_schema_settings_are_worker_settings():
     (("replicaCount=-1",), "/replicaCount"),
     (("replicaCount=0",), "/replicaCount"),
     (("kafka.sasl.password=hunter2",), "'password' not allowed"),
+    (("feed.sasl.password=hunter2",), "at '/feed/sasl': additional properties 'password' not allowed"),
     (("kafka.securityProtocol=SASL_SSL", "kafka.sasl.username=u"), "/kafka/sasl/passwordSecret/name"),
     (("kafka.securityProtocol=SASL_SSL", "kafka.sasl.passwordSecret.name=s"), "/kafka/sasl/username"),
     (("kafka.securityProtocol=TLS",), "/kafka/securityProtocol"),
@@ -538,6 +605,7 @@ def test_schema_settings_are_worker_settings():
     (("feed.enabled=true", "feed.files={day.svb}"), "/feed/persistentVolumeClaim"),
     (("resources.limits=null",), "/resources"),
 ], ids=["no-bootstrap", "bootstrap-without-port", "replicas-negative", "replicas-zero", "inline-sasl-password",
+        "inline-feed-sasl-password",
         "sasl-without-secret", "sasl-without-username", "unknown-protocol", "inline-checkpoint-key",
         "inline-session-key", "inline-session-key-setting", "session-key-without-key", "cookie-secure-not-bool",
         "partitions-zero", "feed-without-claim", "no-resources"])
