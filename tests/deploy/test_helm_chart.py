@@ -777,3 +777,81 @@ def test_the_rendered_feed_job_feeds_a_day(render, kafka_bootstrap, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"feed: {day.n_events:,} events sent" in p.stderr, p.stderr[-3000:]
     assert ", ".join(f"{t}[{s.feed_partitions}]" for t in s.feed_topics) in p.stderr  # the rendered topics
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory):
+    """A secure single-node broker (SASL_SSL, SCRAM-SHA-512, the authorizer refusing what no ACL allows), as
+    tests/kafka/conftest.py starts one."""
+    from kafkatools import start_broker
+
+    from surveil import kafka_local
+
+    data_dir = tmp_path_factory.mktemp("kafka-secure")
+    info = start_broker(data_dir, "a secure local Kafka broker", secure=True)
+    assert info.secure is not None
+    try:
+        yield info, kafka_local.ensure_kafka_libs()
+    finally:
+        kafka_local.stop(data_dir)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_rendered_feed_job_feeds_a_day_as_its_own_principal_under_acls(render, secure_kafka, tmp_path):
+    """On a cluster set up by `surveil acl apply` (a worker and a feed principal), the feed Job's container run
+    with its rendered args and environment (its Secrets resolved, the CA where the chart mounts it) produces the
+    day as the feed principal; run as the workers' principal, as the chart did before feed.sasl, Kafka refuses
+    it its WRITE on the feed topics."""
+    from kafkatools import settings as fresh_settings
+
+    from surveil import acl
+    from surveil.sim import simulate
+
+    info, lib = secure_kafka
+    s = fresh_settings(info.bootstrap)
+    tag = os.urandom(3).hex()
+    rows = {"worker": (f"w-{tag}", "surveil-kafka"), "feed": (f"f-{tag}", "surveil-kafka-feed")}
+    passwords = {secret: f"pw-{role}-{tag}" for role, (_, secret) in rows.items()}
+    toml = "".join(f'[[principal]]\nname = "{name}"\nrole = "{role}"\npassword_file = "{role}.pw"\n\n'
+                   for role, (name, _) in rows.items())
+    for role, (_, secret) in rows.items():
+        (tmp_path / f"{role}.pw").write_text(passwords[secret] + "\n")
+    (tmp_path / "principals.toml").write_text(toml)
+    acl.apply(acl.load_principals(tmp_path / "principals.toml", settings=s), s,
+              acl.KafkaTools(info.bootstrap, info.secure.admin_config, lib))
+    data = tmp_path / "claim"
+    (data / "day").mkdir(parents=True)
+    day = simulate(data / "day" / "day.svb", events=2_000, accounts=100, seed=6)
+    sets = (f"kafka.bootstrapServers={info.bootstrap}", "kafka.securityProtocol=SASL_SSL",
+            f"kafka.sasl.username={rows['worker'][0]}", "kafka.sasl.passwordSecret.name=surveil-kafka",
+            "kafka.caSecret.name=kafka-ca", "feed.enabled=true", "feed.persistentVolumeClaim=days",
+            "feed.files={day/day.svb}", f"feed.sasl.username={rows['feed'][0]}",
+            "feed.sasl.passwordSecret.name=surveil-kafka-feed",
+            f"settings.feed_topics={{{','.join(s.feed_topics)}}}", f"settings.feed_partitions={s.feed_partitions}")
+    docs = render(MINIMAL, sets=sets)
+    c = container(one(docs, "Job"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SURVEIL_")}
+    for k, v in container_env(docs, c).items():
+        if isinstance(v, dict):  # the Secret's key, as the kubelet resolves it
+            v = passwords[v["secretKeyRef"]["name"]]
+        elif k == "SURVEIL_SSL_CAFILE":  # the CA Secret's file, where the chart mounts it
+            assert any(v.startswith(m["mountPath"] + "/") for m in c["volumeMounts"]), v
+            v = str(info.secure.ca_file)
+        env[k] = v
+    assert env["SURVEIL_SASL_USERNAME"] == rows["feed"][0]
+    args = [str(data) + a[len("/data"):] if a.startswith("/data/") else a for a in c["args"]]
+    exe = str(Path(sys.executable).with_name("surveil"))
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+
+    p = run(env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"feed: {day.n_events:,} events sent" in p.stderr, p.stderr[-3000:]
+    # the same Job as the workers' principal (the chart before feed.sasl): Kafka refuses its writes (the feed
+    # gateway reports it as a failed delivery naming the topic, not yet as "Kafka refused WRITE ...")
+    p = run({**env, "SURVEIL_SASL_USERNAME": rows["worker"][0], "SURVEIL_SASL_PASSWORD": passwords["surveil-kafka"]})
+    assert p.returncode != 0, p.stderr[-3000:]
+    assert "TopicAuthorizationFailedError" in p.stderr, p.stderr[-3000:]
+    assert any(t in p.stderr for t in s.feed_topics), p.stderr[-3000:]
