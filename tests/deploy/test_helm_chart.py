@@ -5,7 +5,7 @@ Helm is built from source by ``make helm`` (the Makefile pins the version; ``mak
 is missing, the session fixture runs ``make helm`` itself, so these tests never skip for want of Helm.
 
 Values files: ``values/minimal.yaml`` (the least a release needs) and ``values/full.yaml`` (every feature: SASL over
-TLS, checkpoint key, console logins, rules, settings, ServiceMonitor, feed Job).
+TLS, checkpoint key, console logins, rules, settings, ServiceMonitor, feed Job with its own SASL principal).
 """
 
 from __future__ import annotations
@@ -287,7 +287,9 @@ def test_rendered_settings_load_in_the_worker_and_the_feed(render, values, tmp_p
             assert not {k for k in env if k.startswith("SURVEIL_CONSOLE")}, "the feed is told of the console"
         if "securityProtocol" in spec["kafka"]:
             assert s.security_protocol == spec["kafka"]["securityProtocol"]
-            assert s.sasl_username == spec["kafka"]["sasl"]["username"]
+            # each workload logs in as its own principal: the workers' (kafka.sasl), the feed Job's (feed.sasl)
+            sasl = spec["kafka"]["sasl"] if w["kind"] == "Deployment" else spec["feed"]["sasl"]
+            assert s.sasl_username == sasl["username"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -426,7 +428,9 @@ def test_secrets_come_from_secret_refs_never_values(render):
         assert not set(SECRET_VARS) & set(data), f"ConfigMap {name} holds a secret"
     env = {w["kind"]: container_env(docs, container(w)) for w in workloads(docs)}
     assert env["Deployment"]["SURVEIL_SASL_PASSWORD"] == {"secretKeyRef": {"name": "surveil-kafka", "key": "password"}}
-    assert env["Job"]["SURVEIL_SASL_PASSWORD"] == env["Deployment"]["SURVEIL_SASL_PASSWORD"]
+    # the feed Job's own principal (test_feed_job_logs_in_as_its_own_principal)
+    assert env["Job"]["SURVEIL_SASL_PASSWORD"] == {
+        "secretKeyRef": {"name": "surveil-kafka-feed", "key": "feed-password"}}
     assert env["Deployment"]["SURVEIL_CHECKPOINT_KEY"] == {
         "secretKeyRef": {"name": "surveil-checkpoints", "key": "hmac-key"}}
     assert "SURVEIL_CHECKPOINT_KEY" not in env["Job"]  # the feed writes no checkpoint
@@ -502,6 +506,68 @@ def test_feed_job(render):
     assert "Job" not in {d["kind"] for d in render(MINIMAL)}  # off by default
 
 
+def test_feed_job_logs_in_as_its_own_principal(render, tmp_path):
+    """With SASL the feed Job runs as feed.sasl (its user name and password Secret), never as the workers'
+    kafka.sasl: in the ACL layout of `surveil acl apply` only role feed may write the feed topics, and the workers'
+    principal has nothing it does not need. Neither user name is in a ConfigMap both workloads read."""
+    from surveil.acl import Principal, layout
+
+    docs = render(FULL)
+    spec = yaml.safe_load(FULL.read_text())
+    env = {w["kind"]: container_env(docs, container(w)) for w in workloads(docs)}
+    worker, feed = spec["kafka"]["sasl"], spec["feed"]["sasl"]
+    assert env["Deployment"]["SURVEIL_SASL_USERNAME"] == worker["username"] == "surveil-worker"
+    assert env["Deployment"]["SURVEIL_SASL_PASSWORD"] == {"secretKeyRef": worker["passwordSecret"]}
+    assert env["Job"]["SURVEIL_SASL_USERNAME"] == feed["username"] == "surveil-feed"
+    assert env["Job"]["SURVEIL_SASL_PASSWORD"] == {"secretKeyRef": feed["passwordSecret"]}
+    assert env["Job"]["SURVEIL_SASL_USERNAME"] != env["Deployment"]["SURVEIL_SASL_USERNAME"]
+    assert env["Job"]["SURVEIL_SASL_PASSWORD"] != env["Deployment"]["SURVEIL_SASL_PASSWORD"]
+    for name, data in config_maps(docs).items():
+        assert "SURVEIL_SASL_USERNAME" not in data, f"ConfigMap {name} names a principal"
+    for w in workloads(docs):  # the user names are set in each container's own env, not from a ConfigMap
+        assert {e["name"] for e in container(w)["env"]} >= {"SURVEIL_SASL_USERNAME", "SURVEIL_SASL_PASSWORD"}
+    # as `surveil acl apply` would set the cluster up with these principals and the rendered settings: the Job's
+    # user may write the feed topics it produces to, the workers' may not
+    # the feed Job's settings (the topics it produces to), its Secret a placeholder and no CA file needed here
+    s = Settings.from_env({k: secret_value(k) if isinstance(v, dict) else v for k, v in env["Job"].items()
+                           if k != "SURVEIL_SSL_CAFILE"})
+    acls = layout([Principal(worker["username"], "worker"), Principal(feed["username"], "feed")], s)
+    assert s.feed_topics == tuple(spec["settings"]["feed_topics"])
+    for t in s.feed_topics:
+        writers = {a.principal for a in acls if (a.resource, a.name, a.operation) == ("TOPIC", t, "WRITE")}
+        assert writers == {env["Job"]["SURVEIL_SASL_USERNAME"]}, t
+    # SASL off (minimal.yaml): no principal at all, feed.sasl not needed
+    plain = render(MINIMAL, sets=("feed.enabled=true", "feed.persistentVolumeClaim=c", "feed.files={a}"))
+    assert not {k for w in workloads(plain) for k in container_env(plain, container(w)) if "SASL" in k}
+
+
+def test_feed_with_sasl_but_no_feed_principal_is_refused(helm, tmp_path):
+    """A values file with the feed Job and SASL but no feed.sasl: refused before anything is rendered, naming the
+    values to set; with the schema skipped (`--skip-schema-validation`) the templates refuse it saying why. The
+    workers' user name as the feed's is refused too (that user could not write the feed topics)."""
+    spec = yaml.safe_load(FULL.read_text())
+    del spec["feed"]["sasl"]
+    values = tmp_path / "no-feed-principal.yaml"
+    values.write_text(yaml.safe_dump(spec))
+    p = helm(*_template_args(values), check=False)
+    assert p.returncode != 0, "accepted: the feed Job with SASL and no principal of its own"
+    assert "at '/feed/sasl/username': minLength" in p.stderr, p.stderr
+    assert "at '/feed/sasl/passwordSecret/name': minLength" in p.stderr, p.stderr
+    p = helm(*_template_args(values), "--skip-schema-validation", check=False)
+    assert p.returncode != 0
+    assert ("feed.sasl.username is required when feed.enabled with a SASL kafka.securityProtocol: the feed Job's "
+            "own principal (role feed in the principals file of `surveil acl apply`") in p.stderr, p.stderr
+    p = helm(*_template_args(FULL, sets=("feed.sasl.username=surveil-worker",)), check=False)
+    assert p.returncode != 0
+    assert "feed.sasl.username is the workers' kafka.sasl.username (surveil-worker)" in p.stderr, p.stderr
+    # the feed's Secret without its name
+    p = helm(*_template_args(FULL, sets=("feed.sasl.passwordSecret.name=",)), check=False)
+    assert p.returncode != 0 and "at '/feed/sasl/passwordSecret/name'" in p.stderr, p.stderr
+    # without the feed Job, or without SASL, feed.sasl is not needed
+    for sets in (("feed.enabled=false",), ("kafka.securityProtocol=SSL",)):
+        helm(*_template_args(values, sets=sets))
+
+
 def json_schema_settings() -> set[str]:
     return set(json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"])
 
@@ -526,6 +592,7 @@ def test_schema_settings_are_worker_settings():
     (("replicaCount=-1",), "/replicaCount"),
     (("replicaCount=0",), "/replicaCount"),
     (("kafka.sasl.password=hunter2",), "'password' not allowed"),
+    (("feed.sasl.password=hunter2",), "at '/feed/sasl': additional properties 'password' not allowed"),
     (("kafka.securityProtocol=SASL_SSL", "kafka.sasl.username=u"), "/kafka/sasl/passwordSecret/name"),
     (("kafka.securityProtocol=SASL_SSL", "kafka.sasl.passwordSecret.name=s"), "/kafka/sasl/username"),
     (("kafka.securityProtocol=TLS",), "/kafka/securityProtocol"),
@@ -538,6 +605,7 @@ def test_schema_settings_are_worker_settings():
     (("feed.enabled=true", "feed.files={day.svb}"), "/feed/persistentVolumeClaim"),
     (("resources.limits=null",), "/resources"),
 ], ids=["no-bootstrap", "bootstrap-without-port", "replicas-negative", "replicas-zero", "inline-sasl-password",
+        "inline-feed-sasl-password",
         "sasl-without-secret", "sasl-without-username", "unknown-protocol", "inline-checkpoint-key",
         "inline-session-key", "inline-session-key-setting", "session-key-without-key", "cookie-secure-not-bool",
         "partitions-zero", "feed-without-claim", "no-resources"])
@@ -709,3 +777,81 @@ def test_the_rendered_feed_job_feeds_a_day(render, kafka_bootstrap, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"feed: {day.n_events:,} events sent" in p.stderr, p.stderr[-3000:]
     assert ", ".join(f"{t}[{s.feed_partitions}]" for t in s.feed_topics) in p.stderr  # the rendered topics
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory):
+    """A secure single-node broker (SASL_SSL, SCRAM-SHA-512, the authorizer refusing what no ACL allows), as
+    tests/kafka/conftest.py starts one."""
+    from kafkatools import start_broker
+
+    from surveil import kafka_local
+
+    data_dir = tmp_path_factory.mktemp("kafka-secure")
+    info = start_broker(data_dir, "a secure local Kafka broker", secure=True)
+    assert info.secure is not None
+    try:
+        yield info, kafka_local.ensure_kafka_libs()
+    finally:
+        kafka_local.stop(data_dir)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_the_rendered_feed_job_feeds_a_day_as_its_own_principal_under_acls(render, secure_kafka, tmp_path):
+    """On a cluster set up by `surveil acl apply` (a worker and a feed principal), the feed Job's container run
+    with its rendered args and environment (its Secrets resolved, the CA where the chart mounts it) produces the
+    day as the feed principal; run as the workers' principal, as the chart did before feed.sasl, Kafka refuses
+    it its WRITE on the feed topics."""
+    from kafkatools import settings as fresh_settings
+
+    from surveil import acl
+    from surveil.sim import simulate
+
+    info, lib = secure_kafka
+    s = fresh_settings(info.bootstrap)
+    tag = os.urandom(3).hex()
+    rows = {"worker": (f"w-{tag}", "surveil-kafka"), "feed": (f"f-{tag}", "surveil-kafka-feed")}
+    passwords = {secret: f"pw-{role}-{tag}" for role, (_, secret) in rows.items()}
+    toml = "".join(f'[[principal]]\nname = "{name}"\nrole = "{role}"\npassword_file = "{role}.pw"\n\n'
+                   for role, (name, _) in rows.items())
+    for role, (_, secret) in rows.items():
+        (tmp_path / f"{role}.pw").write_text(passwords[secret] + "\n")
+    (tmp_path / "principals.toml").write_text(toml)
+    acl.apply(acl.load_principals(tmp_path / "principals.toml", settings=s), s,
+              acl.KafkaTools(info.bootstrap, info.secure.admin_config, lib))
+    data = tmp_path / "claim"
+    (data / "day").mkdir(parents=True)
+    day = simulate(data / "day" / "day.svb", events=2_000, accounts=100, seed=6)
+    sets = (f"kafka.bootstrapServers={info.bootstrap}", "kafka.securityProtocol=SASL_SSL",
+            f"kafka.sasl.username={rows['worker'][0]}", "kafka.sasl.passwordSecret.name=surveil-kafka",
+            "kafka.caSecret.name=kafka-ca", "feed.enabled=true", "feed.persistentVolumeClaim=days",
+            "feed.files={day/day.svb}", f"feed.sasl.username={rows['feed'][0]}",
+            "feed.sasl.passwordSecret.name=surveil-kafka-feed",
+            f"settings.feed_topics={{{','.join(s.feed_topics)}}}", f"settings.feed_partitions={s.feed_partitions}")
+    docs = render(MINIMAL, sets=sets)
+    c = container(one(docs, "Job"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SURVEIL_")}
+    for k, v in container_env(docs, c).items():
+        if isinstance(v, dict):  # the Secret's key, as the kubelet resolves it
+            v = passwords[v["secretKeyRef"]["name"]]
+        elif k == "SURVEIL_SSL_CAFILE":  # the CA Secret's file, where the chart mounts it
+            assert any(v.startswith(m["mountPath"] + "/") for m in c["volumeMounts"]), v
+            v = str(info.secure.ca_file)
+        env[k] = v
+    assert env["SURVEIL_SASL_USERNAME"] == rows["feed"][0]
+    args = [str(data) + a[len("/data"):] if a.startswith("/data/") else a for a in c["args"]]
+    exe = str(Path(sys.executable).with_name("surveil"))
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+
+    p = run(env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"feed: {day.n_events:,} events sent" in p.stderr, p.stderr[-3000:]
+    # the same Job as the workers' principal (the chart before feed.sasl): Kafka refuses its writes (the feed
+    # gateway reports it as a failed delivery naming the topic, not yet as "Kafka refused WRITE ...")
+    p = run({**env, "SURVEIL_SASL_USERNAME": rows["worker"][0], "SURVEIL_SASL_PASSWORD": passwords["surveil-kafka"]})
+    assert p.returncode != 0, p.stderr[-3000:]
+    assert "TopicAuthorizationFailedError" in p.stderr, p.stderr[-3000:]
+    assert any(t in p.stderr for t in s.feed_topics), p.stderr[-3000:]

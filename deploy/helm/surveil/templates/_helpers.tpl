@@ -45,14 +45,39 @@ app.kubernetes.io/component: worker
     name: {{ include "surveil.fullname" . }}-settings
 {{- end }}
 
-{{/* The SASL password: worker and feed */}}
+{{/* A workload's own SASL principal: its user name and its password (by secretKeyRef, never a value). Each
+workload has its own (the ACL layout of `surveil acl apply`: role worker for the Deployment, role feed for the
+Job), so neither is in the shared settings ConfigMap. Called with (dict "root" $ "sasl" <the sasl values>). */}}
 {{- define "surveil.saslEnv" -}}
-{{- if include "surveil.saslEnabled" . }}
+{{- if include "surveil.saslEnabled" .root }}
+- name: SURVEIL_SASL_USERNAME
+  value: {{ .sasl.username | quote }}
 - name: SURVEIL_SASL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.kafka.sasl.passwordSecret.name }}
-      key: {{ .Values.kafka.sasl.passwordSecret.key }}
+      name: {{ .sasl.passwordSecret.name }}
+      key: {{ .sasl.passwordSecret.key }}
+{{- end }}
+{{- end }}
+
+{{/* The worker's SASL principal (kafka.sasl: role worker) */}}
+{{- define "surveil.workerSaslEnv" -}}
+{{- include "surveil.saslEnv" (dict "root" . "sasl" .Values.kafka.sasl) }}
+{{- end }}
+
+{{/* The feed Job's SASL principal (feed.sasl: role feed, the one that may write and create the feed topics; the
+worker's may not). Required with SASL: the schema says so first; these messages hold when it is skipped. */}}
+{{- define "surveil.feedSaslEnv" -}}
+{{- if include "surveil.saslEnabled" . }}
+{{- $sasl := .Values.feed.sasl | default dict }}
+{{- $why := "when feed.enabled with a SASL kafka.securityProtocol: the feed Job's own principal (role feed in the principals file of `surveil acl apply`, which may write the feed topics; the worker's may not)" }}
+{{- $user := required (printf "feed.sasl.username is required %s" $why) $sasl.username }}
+{{- $secret := $sasl.passwordSecret | default dict }}
+{{- $_ := required (printf "feed.sasl.passwordSecret.name is required %s" $why) $secret.name }}
+{{- if eq $user .Values.kafka.sasl.username }}
+{{- fail (printf "feed.sasl.username is the workers' kafka.sasl.username (%s): the feed Job needs its own principal (role feed in the principals file of `surveil acl apply`); a user of role worker may not write the feed topics" $user) }}
+{{- end }}
+{{- include "surveil.saslEnv" (dict "root" . "sasl" $sasl) }}
 {{- end }}
 {{- end }}
 
