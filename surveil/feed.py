@@ -358,8 +358,9 @@ class _Input:
 
 class _Feeder:
     def __init__(self, producer, reg: Registry, targets: list[tuple[str, int]], partitioner: _Partitioner,
-                 fmt: str, frame_size: int, speed: float | None, interval_ns: int, bar):
+                 fmt: str, frame_size: int, speed: float | None, interval_ns: int, bar, who: str = "ANONYMOUS"):
         self.producer = producer
+        self.who = who  # the principal, for an error Kafka's authorizer gives
         self.reg = reg
         self.targets = targets
         self.part = partitioner
@@ -523,7 +524,7 @@ class _Feeder:
         try:
             fut = await self.producer.send(topic, value, key=key, partition=p)
         except Exception as e:  # noqa: BLE001 - any client error ends the feed with a clear message
-            raise FeedError(f"cannot send to {topic}[{p}]: {type(e).__name__}: {e}") from e
+            raise self._failed(e, f"cannot send to {topic}[{p}]") from e
         self.stats.bytes += len(value)
         self.last_wall[g] = time.monotonic()
         self._futs.append(fut)
@@ -536,7 +537,21 @@ class _Feeder:
             f = futs.popleft()
             exc = f.exception()
             if exc is not None:
-                raise FeedError(f"delivery to Kafka failed: {type(exc).__name__}: {exc}")
+                raise self._failed(exc, "delivery to Kafka failed")
+
+    def _failed(self, exc: BaseException, what: str) -> FeedError:
+        """The error that ends the feed: a refused WRITE names the operation, the topics and the principal. The
+        other pending deliveries' errors are taken (no "exception was never retrieved" after the message)."""
+        from aiokafka.errors import TopicAuthorizationFailedError
+
+        for f in self._futs:
+            f.add_done_callback(lambda x: x.cancelled() or x.exception())
+        self._futs.clear()
+        if isinstance(exc, TopicAuthorizationFailedError):
+            topics = ", ".join(sorted({t for t, _ in self.targets}))
+            return FeedError(f"Kafka refused WRITE on topic(s) {topics} to User:{self.who} (grant the feed's "
+                             "principal the feed role: surveil acl apply, docs/security.md)")
+        return FeedError(f"{what}: {type(exc).__name__}: {exc}")
 
     async def _due(self, t: int, now: float, idle: bool) -> None:
         """Flush and mark every partition whose last marker is ``interval`` (or, if idle, 100 ms) behind ``t``."""
@@ -626,7 +641,7 @@ class _Feeder:
         try:
             await self.producer.flush()
         except Exception as e:  # noqa: BLE001
-            raise FeedError(f"delivery to Kafka failed: {type(e).__name__}: {e}") from e
+            raise self._failed(e, "delivery to Kafka failed") from e
         self._check_delivered(wait_all=True)
 
 
@@ -826,7 +841,7 @@ async def feed(paths: Iterable[str | os.PathLike], settings: Settings, speed: st
 
         bar = tqdm(unit="ev", unit_scale=True, desc="feed", file=sys.stderr, leave=False)
     feeder = _Feeder(producer, reg, targets, _Partitioner(reg, topic_of_venue, offsets, nparts), fmt, frame_size,
-                     factor, interval, bar)
+                     factor, interval, bar, who=settings.sasl_username or "ANONYMOUS")
     ok = False
     try:
         src = _Input(_batches(path_list, reg, rejects))
