@@ -59,10 +59,6 @@ __all__ = ["capacity", "load_run", "prepare_day", "expected_alerts", "machine_no
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_READY_S = 90.0
-#: the load runs' feed topics keep at most this much per partition (Kafka deletes whole 128 MB segments, checked
-#: every 5 minutes by default): a 20-minute soak at 1 M events/s writes ≈ 67 GB (≈ 56 bytes an event), more than a
-#: test machine's disk; a worker is never that far behind without the run failing its lag and replay checks
-FEED_RETENTION = {"retention.bytes": str(1 << 30), "segment.bytes": str(128 << 20)}
 
 
 def machine_now() -> dict:
@@ -359,8 +355,7 @@ async def load_run(bootstrap: str, day: Day, accounts: Path, phases: list[tuple[
     if checkpoint_interval_ms:
         kw["checkpoint_interval_ms"] = checkpoint_interval_ms
     s = run_settings(bootstrap, accounts, **kw)
-    specs = [topics_mod.TopicSpec(t, s.feed_partitions, {**worker_bench.LOG_APPEND, **FEED_RETENTION})
-             for t in s.feed_topics]
+    specs = [topics_mod.TopicSpec(t, s.feed_partitions, worker_bench.LOG_APPEND) for t in s.feed_topics]
     specs.append(topics_mod.TopicSpec(s.alerts_topic, 4, {**topics_mod.COMPACT, **worker_bench.LOG_APPEND}))
     await worker_bench.create_topics(bootstrap, specs)
     await worker_bench.seed_markers(s, day_start_ns(day.day))  # see worker_bench.seed_markers: why
