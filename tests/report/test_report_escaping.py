@@ -2,15 +2,13 @@
 script is replayed to a report, and every page (and chart) is opened in a real headless Chromium (Debian's
 ``chromium``, via Playwright) with a dialog handler: no dialog may open, and the ids read literally."""
 
-from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, NEEDS, launch, watch
 from click.testing import CliRunner
 from hostile import IMG, SCRIPT, write_day
 
 from surveil.cli import main
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = pytest.mark.slow
 
@@ -37,25 +35,19 @@ def test_no_id_is_markup_in_the_html(report):
 
 
 def test_no_dialog_opens_in_chromium_and_the_ids_read_literally(report):
-    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
+    assert CHROMIUM.exists(), NEEDS
     from playwright.sync_api import sync_playwright
 
     alert_pages = sorted((report / "alerts").glob("*.html"))
     charts = sorted((report / "charts").glob("*.svg"))
     assert len(alert_pages) == 2 and len(charts) == 2
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         try:
             page = browser.new_page()
             dialogs: list[str] = []
             errors: list[str] = []
-
-            def on_dialog(d):
-                dialogs.append(d.message)
-                d.dismiss()
-
-            page.on("dialog", on_dialog)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            watch(page, dialogs, errors)
             texts, markup = {}, {}
             for f in [report / "index.html", *alert_pages, *charts]:  # a chart on its own runs its scripts
                 page.goto(f.as_uri())

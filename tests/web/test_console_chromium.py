@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, NEEDS, launch
 from console_kit import browser_login
 from kafkatools import settings
 
@@ -21,7 +22,6 @@ from surveil.feed import feed
 from surveil.kafka_local import free_ports
 from surveil.sim import simulate
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 LINGJUN_ROW = '#alert-rows tr[data-rule="sell_burst_1m"][data-subject="LINGJUN"]'
 
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _chromium():
     # a missing browser fails the test (never a silent skip): `make test` installs it
-    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
+    assert CHROMIUM.exists(), NEEDS
 
 
 def wait_healthy(base, proc, log_path, timeout=90.0):
@@ -70,7 +70,7 @@ def test_console_shows_the_lingjun_alert_live(kafka_bootstrap, day, tmp_path, us
     try:
         wait_healthy(base, proc, log_path)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+            browser = launch(p)
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 950})
                 errors: list[str] = []

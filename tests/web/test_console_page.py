@@ -10,12 +10,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, NEEDS, launch, watch
 from console_kit import Session, browser_login, serving
 
 from surveil.replay import replay
 from surveil.web.store import RecordError, Store
 
-CHROMIUM = Path("/usr/bin/chromium")
 _spec = importlib.util.spec_from_file_location("hostile", Path(__file__).parents[1] / "report" / "hostile.py")
 hostile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hostile)
@@ -78,22 +78,16 @@ def test_real_requests_answer_4xx_with_a_reason(store, users_file):
 
 
 def test_the_page_shows_exact_times_in_shanghai_and_ids_as_text(store, users_file):
-    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
+    assert CHROMIUM.exists(), NEEDS
     from playwright.sync_api import sync_playwright
 
     with serving(store, users_file) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             dialogs: list[str] = []
             errors: list[str] = []
-
-            def on_dialog(d):
-                dialogs.append(d.message)
-                d.dismiss()
-
-            page.on("dialog", on_dialog)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            watch(page, dialogs, errors)
             browser_login(page, base, "desk1")
             page.wait_for_selector("#alert-rows tr", timeout=30_000)
             ids = page.eval_on_selector_all("#alert-rows tr", "trs => trs.map(t => t.dataset.id)")

@@ -16,9 +16,10 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, NEEDS, launch, watch
 from console_kit import Session, browser_login, write_users
 from kafkatools import settings
-from test_console_chromium import ARTIFACTS, CHROMIUM, wait_healthy
+from test_console_chromium import ARTIFACTS, wait_healthy
 
 from surveil.feed import feed
 from surveil.kafka_local import free_ports
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_roles_in_chromium_on_a_worker_fed_through_kafka(kafka_bootstrap, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium: run `make system-packages`"
+    assert CHROMIUM.exists(), NEEDS
     events, accounts = hostile.write_day(tmp_path / "day")
     # firm IMG holds SSE:<SCRIPT>; firm SCRIPT holds SSE:<IMG> (the order rate alert) and SZSE:<IMG>
     users = write_users(tmp_path / "users.toml", {"firm-img": IMG, "firm-script": SCRIPT})
@@ -62,15 +63,12 @@ def test_roles_in_chromium_on_a_worker_fed_through_kafka(kafka_bootstrap, tmp_pa
         assert rate["subject"] == {"venue": "SSE", "account": IMG}
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+            browser = launch(p)
             dialogs: list[str] = []
             errors: list[str] = []
 
             def page_of():
-                page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                return page
+                return watch(browser.new_context(viewport={"width": 1400, "height": 900}).new_page(), dialogs, errors)
 
             def rows(page):
                 page.wait_for_selector("#alert-rows tr", timeout=30_000)
