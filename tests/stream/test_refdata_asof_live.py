@@ -7,6 +7,7 @@ import asyncio
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from engine.test_refdata_asof import MOVE  # ACC moves from O1 (F1) to O2 (F2) at 10:00
 from kafkatools import settings
 from test_worker import latest_finals, live_day, read_topic, run_worker, stop_worker, wait_for_finals
 
@@ -16,11 +17,6 @@ from surveil.replay import replay
 pytestmark = pytest.mark.kafka
 
 YI = 100_000_000
-MOVE = ("venue,account,owner,broker,valid_from\n"
-        "SSE,A1,O1,F1,\n"
-        "SZSE,B1,O2,F2,2024-01-02\n"
-        "SSE,ACC,O1,F1,2024-02-01\n"
-        "SSE,ACC,O2,F2,2024-02-19T10:00:00+08:00\n")
 
 
 def day_file(tmp_path):
