@@ -124,6 +124,15 @@ META = RuleMeta(
 )
 
 
+def window_sums(t: np.ndarray, vals: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """For trades at times ``t`` (ascending) of values ``vals``: for each trade i, the position of the first trade
+    of its window ``(t[i] - window, t[i]]`` and that window's sum (a trade that shares its time with later ones
+    does not end a complete window: callers look at the last trade of a time)."""
+    cum = np.cumsum(vals)
+    left = np.searchsorted(t, t - window, "right")
+    return left, cum - np.where(left > 0, cum[np.maximum(left - 1, 0)], 0)
+
+
 @dataclass
 class _Burst:
     owner: int
@@ -282,9 +291,7 @@ class SellBurst1m(Rule):
 
     def _owner(self, seg, trades, idx, npend, oids) -> list[AlertDraft]:
         t = trades["ts"][idx]
-        cum = np.cumsum(trades["val"][idx])
-        left = np.searchsorted(t, t - self.window, "right")
-        wsum = cum - np.where(left > 0, cum[np.maximum(left - 1, 0)], 0)
+        left, wsum = window_sums(t, trades["val"][idx], self.window)
         last_of_ts = np.r_[t[1:] != t[:-1], True]
         q = np.flatnonzero((idx >= npend) & last_of_ts & (wsum >= self.threshold))
         if not len(q):
@@ -369,9 +376,7 @@ class SellBurst1m(Rule):
             t = f["ts"]
             fb = _Burst(owner=st.owner, day=st.day, start=int(t[0]), last_qual=int(t[-1]), raised_value=0)
             if final:
-                cum = np.cumsum(f["val"])
-                left = np.searchsorted(t, t - self.window, "right")
-                wsum = cum - np.where(left > 0, cum[np.maximum(left - 1, 0)], 0)
+                left, wsum = window_sums(t, f["val"], self.window)
                 wsum[:-1][t[1:] == t[:-1]] = -1  # a window ends after the last trade of its time
                 i = int(np.argmax(wsum))
                 fb.peak, fb.peak_start, fb.peak_end = int(wsum[i]), int(t[left[i]]), int(t[i])
